@@ -1,0 +1,209 @@
+"""The reconcile algorithm (DESIGN.md 3.2-3.3), driving store adapters and the native core.
+
+1. Cut the key space into ranges at boundaries sampled from the source; each range is split into
+   2^bits leaves by key-digest prefix.
+2. Hash pass: both sides stream every row once into leaf summaries (memory O(leaves)).
+3. Compare the two merkle trees; coalesce the mismatched leaves into key ranges.
+4. While the rows under the mismatched leaves exceed the memory budget, refine those leaves
+   (16 children each, only their ranges re-read) and compare again.
+5. Diff: fetch the mismatched ranges again (pushed down to the store), keep only the rows of
+   mismatched leaves, and classify each differing key. Leaves are diffed in groups that fit the
+   budget, so many differences never make one huge in-memory join.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from seamline import _core
+from seamline.seam import SeamColumns
+from seamline.sources.base import KeyRange, ScanRequest, Source
+
+REFINE_BITS = 4
+MAX_REFINEMENTS = 4
+TARGET_ROWS_PER_LEAF = 32
+MAX_FANOUT_BITS = 22
+
+
+@dataclass
+class Options:
+    """Tuning knobs; the defaults suit tens of millions of rows on a small machine."""
+
+    diff_budget_rows: int = 1_000_000
+    max_ranges: int = 256
+    parallelism: int = field(default_factory=lambda: os.cpu_count() or 2)
+    sample_size: int = 20_000
+
+
+@dataclass
+class PassStats:
+    """One pass over one side: what was read and how long it took."""
+
+    kind: str
+    side: str
+    rows: int
+    seconds: float
+
+
+@dataclass
+class EngineOutput:
+    source_rows: int
+    target_rows: int
+    bounds: pa.Table | None
+    partitioner: _core.Partitioner
+    mismatched_leaves: list[int]
+    ranges: list[KeyRange]
+    diffs: list[tuple[pa.Table | None, pa.Table | None, dict[str, list[Any]]]]
+    passes: list[PassStats]
+    merkle_roots: tuple[str, str]
+
+
+def _bounds(source: Source, seam: SeamColumns, opts: Options) -> pa.Table | None:
+    """Range boundaries from a cheap sample of the source's keys, in canonical key order."""
+    key_names = seam.key_names("source")
+    sample = source.sample_keys(key_names, opts.sample_size)
+    if sample is None or sample.num_rows < 2:
+        return None
+    sample = sample.select(key_names)
+    order = _core.sorted_unique_rows(sample, seam.key_spec("source"))
+    ranges = min(opts.max_ranges, len(order))
+    if ranges < 2:
+        return None
+    # interior quantiles of the distinct sampled keys: ranges-1 boundaries
+    picks = sorted({order[(i * len(order)) // ranges] for i in range(1, ranges)})
+    return sample.take(picks)
+
+
+def _fanout_bits(rows: int | None, num_ranges: int) -> int:
+    if not rows:
+        return 8
+    leaves_per_range = max(1.0, rows / TARGET_ROWS_PER_LEAF / num_ranges)
+    return min(MAX_FANOUT_BITS, max(0, math.ceil(math.log2(leaves_per_range))))
+
+
+def _bound_tuples(bounds: pa.Table | None) -> list[tuple[Any, ...]]:
+    if bounds is None:
+        return []
+    cols = [bounds.column(i).to_pylist() for i in range(bounds.num_columns)]
+    return list(zip(*cols, strict=True))
+
+
+def key_ranges(leaves: Sequence[int], fanout_bits: int, bounds: list[tuple[Any, ...]]) -> list[KeyRange]:
+    """Mismatched leaves -> half-open key ranges [lo, hi) between range boundaries."""
+    out = []
+    for first, last in _core.coalesce_ranges(sorted(leaves), fanout_bits):
+        lo = bounds[first - 1] if first > 0 else None
+        hi = bounds[last] if last < len(bounds) else None
+        out.append(KeyRange(lo, hi))
+    return out
+
+
+class Engine:
+    """One reconcile of one seam: holds both sides' specs and runs the passes."""
+
+    def __init__(self, source: Source, target: Source, seam: SeamColumns, opts: Options, pushdown: dict[str, bool]):
+        self.sides = {"source": source, "target": target}
+        self.seam = seam
+        self.opts = opts
+        self.pushdown = pushdown
+        self.specs = {side: seam.spec(side) for side in self.sides}
+        self.passes: list[PassStats] = []
+
+    def _streams(self, side: str, ranges: list[KeyRange] | None) -> list[Any]:
+        request = ScanRequest(
+            columns=self.seam.names(side),
+            key=self.seam.key_names(side),
+            ranges=ranges if self.pushdown[side] else None,
+            parallelism=self.opts.parallelism,
+        )
+        return self.sides[side].open(request)
+
+    def _hash(self, side: str, p: _core.Partitioner, parents: list[int] | None, shift: int,
+              ranges: list[KeyRange] | None) -> _core.LeafSet:
+        started = time.perf_counter()
+        leaves = _core.hash_pass(self._streams(side, ranges), self.specs[side], p, parents, shift)
+        kind = "hash" if parents is None else "refine"
+        self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
+        return leaves
+
+    def _collect(self, side: str, p: _core.Partitioner, leaves: list[int], ranges: list[KeyRange]) -> _core.Collected:
+        started = time.perf_counter()
+        collected = _core.collect_pass(self._streams(side, ranges), self.specs[side], p, leaves, 0)
+        self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))
+        return collected
+
+    def run(self) -> EngineOutput:
+        source = self.sides["source"]
+        bounds = _bounds(source, self.seam, self.opts)
+        bound_values = _bound_tuples(bounds)
+        num_ranges = len(bound_values) + 1
+        p = _core.Partitioner(
+            self.seam.key_spec("source"), bounds, _fanout_bits(source.estimated_rows(), num_ranges)
+        )
+        src = self._hash("source", p, None, 0, None)
+        dst = self._hash("target", p, None, 0, None)
+        roots = (src.merkle_root(), dst.merkle_root())
+        totals = (src.total_rows, dst.total_rows)
+        mismatched = src.mismatched(dst)
+
+        def candidates(a: _core.LeafSet, b: _core.LeafSet, leaves: list[int]) -> list[int]:
+            return [max(x, y) for x, y in zip(a.counts(leaves), b.counts(leaves), strict=True)]
+
+        sizes = candidates(src, dst, mismatched)
+        for _ in range(MAX_REFINEMENTS):
+            if sum(sizes) <= self.opts.diff_budget_rows or not mismatched:
+                break
+            finer = p.refined(REFINE_BITS)
+            ranges = key_ranges(mismatched, p.fanout_bits, bound_values)
+            src = self._hash("source", finer, mismatched, REFINE_BITS, ranges)
+            dst = self._hash("target", finer, mismatched, REFINE_BITS, ranges)
+            refined = src.mismatched(dst)
+            refined_sizes = candidates(src, dst, refined)
+            p, mismatched, improved = finer, refined, sum(refined_sizes) < sum(sizes) / 2
+            sizes = refined_sizes
+            if not improved:  # dense drift: finer leaves no longer narrow it down
+                break
+
+        diffs = []
+        for group in _groups(mismatched, sizes, self.opts.diff_budget_rows):
+            ranges = key_ranges(group, p.fanout_bits, bound_values)
+            a = self._collect("source", p, group, ranges)
+            b = self._collect("target", p, group, ranges)
+            classified = _core.classify(a, b, len(self.seam.values))
+            if classified["kind"]:
+                diffs.append((a.to_pyarrow(), b.to_pyarrow(), classified))
+        return EngineOutput(
+            source_rows=totals[0],
+            target_rows=totals[1],
+            bounds=bounds,
+            partitioner=p,
+            mismatched_leaves=mismatched,
+            ranges=key_ranges(mismatched, p.fanout_bits, bound_values),
+            diffs=diffs,
+            passes=self.passes,
+            merkle_roots=roots,
+        )
+
+
+def _groups(leaves: list[int], sizes: list[int], budget: int) -> list[list[int]]:
+    """Consecutive groups of leaves whose rows fit the budget (a leaf larger than the budget on
+    its own is still diffed, alone)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for leaf, size in sorted(zip(leaves, sizes, strict=True)):
+        if current and total + size > budget:
+            groups.append(current)
+            current, total = [], 0
+        current.append(leaf)
+        total += size
+    if current:
+        groups.append(current)
+    return groups

@@ -1,0 +1,23 @@
+//! Seamline core: canonical encoding, digests, leaves, merkle trees and range diffs over Arrow
+//! record batches. Knows nothing of stores or of Python.
+
+pub mod canonical;
+pub mod diff;
+pub mod digest;
+pub mod error;
+pub mod leaves;
+pub mod logical;
+pub mod merkle;
+pub mod partition;
+pub mod passes;
+pub mod scan;
+
+pub use diff::{classify, DiffKind, Difference, Side};
+pub use digest::LeafFilter;
+pub use error::{CoreError, Result};
+pub use leaves::{Leaf, LeafSet};
+pub use logical::{ColumnSpec, LogicalType, SideSpec, StringOptions, TimePrecision};
+pub use merkle::MerkleTree;
+pub use partition::{coalesce_ranges, Partitioner};
+pub use passes::{collect_pass, hash_pass, Collected, PassConfig};
+pub use scan::BatchStream;

@@ -1,0 +1,79 @@
+//! Leaves: where a row's key falls. A leaf is (key range, key-digest prefix): ranges come from the
+//! source's boundaries so stores can push a range predicate down; the digest prefix splits each
+//! range further without needing finer boundaries (and is all there is for keys with no order).
+
+use crate::error::{CoreError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitioner {
+    /// Strictly increasing ordering keys; range i is [bounds[i-1], bounds[i]).
+    bounds: Vec<Vec<u8>>,
+    /// Each range is split into 2^fanout_bits leaves by the top bits of the key digest.
+    fanout_bits: u32,
+}
+
+pub const MAX_FANOUT_BITS: u32 = 40;
+
+impl Partitioner {
+    pub fn new(bounds: Vec<Vec<u8>>, fanout_bits: u32) -> Result<Self> {
+        if fanout_bits > MAX_FANOUT_BITS {
+            return Err(CoreError::Invalid(format!("fanout_bits {fanout_bits} > {MAX_FANOUT_BITS}")));
+        }
+        if let Some(i) = bounds.windows(2).position(|w| w[0] >= w[1]) {
+            return Err(CoreError::Invalid(format!(
+                "range boundaries must be strictly increasing (boundary {} is not)",
+                i + 1
+            )));
+        }
+        Ok(Self { bounds, fanout_bits })
+    }
+
+    pub fn bounds(&self) -> &[Vec<u8>] {
+        &self.bounds
+    }
+
+    pub fn fanout_bits(&self) -> u32 {
+        self.fanout_bits
+    }
+
+    pub fn num_ranges(&self) -> u64 {
+        self.bounds.len() as u64 + 1
+    }
+
+    pub fn num_leaves(&self) -> u64 {
+        self.num_ranges() << self.fanout_bits
+    }
+
+    #[inline]
+    pub fn range_of(&self, ordering_key: &[u8]) -> u64 {
+        self.bounds.partition_point(|b| b.as_slice() <= ordering_key) as u64
+    }
+
+    #[inline]
+    pub fn leaf_of(&self, ordering_key: &[u8], key_digest: u128) -> u64 {
+        let prefix = if self.fanout_bits == 0 { 0 } else { (key_digest >> (128 - self.fanout_bits)) as u64 };
+        (self.range_of(ordering_key) << self.fanout_bits) | prefix
+    }
+
+    pub fn range_of_leaf(&self, leaf: u64) -> u64 {
+        leaf >> self.fanout_bits
+    }
+
+    /// The same ranges, each leaf split into 2^extra_bits children (child >> extra_bits == parent).
+    pub fn refined(&self, extra_bits: u32) -> Result<Self> {
+        Self::new(self.bounds.clone(), self.fanout_bits + extra_bits)
+    }
+}
+
+/// Coalesce sorted mismatched leaves into runs of consecutive ranges: (first_range, last_range).
+pub fn coalesce_ranges(leaves: &[u64], fanout_bits: u32) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &leaf in leaves {
+        let r = leaf >> fanout_bits;
+        match out.last_mut() {
+            Some((_, last)) if *last == r || *last + 1 == r => *last = r,
+            _ => out.push((r, r)),
+        }
+    }
+    out
+}

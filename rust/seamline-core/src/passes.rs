@@ -1,0 +1,102 @@
+//! The two kinds of pass over a side: the hash pass (leaf summaries only, memory O(leaves)) and the
+//! collect pass (keep the rows of a few mismatched leaves for the row-by-row diff).
+
+use std::sync::atomic::AtomicBool;
+
+use arrow_array::RecordBatch;
+
+use crate::digest::{key_digests, row_digests, select, selection, LeafFilter};
+use crate::error::Result;
+use crate::leaves::{LeafAccumulator, LeafSet};
+use crate::logical::SideSpec;
+use crate::partition::Partitioner;
+use crate::scan::{run_parallel, BatchStream};
+
+pub struct PassConfig<'a> {
+    pub spec: &'a SideSpec,
+    pub partitioner: &'a Partitioner,
+    /// Only rows in these leaves count (None: all rows).
+    pub filter: Option<&'a LeafFilter>,
+    pub workers: usize,
+    pub cancel: &'a AtomicBool,
+}
+
+/// Leaf summaries of every row of every stream.
+pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet> {
+    let p = cfg.partitioner;
+    let accs = run_parallel(
+        streams,
+        cfg.workers,
+        cfg.cancel,
+        || LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some()),
+        |acc, batch| {
+            let keys = key_digests(&batch, cfg.spec, p)?;
+            let (batch, keys) = match selection(&keys, cfg.filter) {
+                Some(sel) => select(&batch, keys, &sel)?,
+                None => (batch, keys),
+            };
+            let rows = row_digests(&batch, cfg.spec, &keys.key_digest)?;
+            for i in 0..batch.num_rows() {
+                acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(LeafSet::from_accumulators(p.num_ranges(), p.fanout_bits(), accs))
+}
+
+/// The rows of one side that fall in the filtered leaves, with their digests.
+#[derive(Default)]
+pub struct Collected {
+    /// The kept rows, batch by batch; row r of the whole is found through `locate`.
+    pub batches: Vec<RecordBatch>,
+    pub key_digest: Vec<u128>,
+    pub row_digest: Vec<u128>,
+    /// Row-major value hashes: row * n_values + column.
+    pub value_hashes: Vec<u64>,
+    pub leaf: Vec<u64>,
+}
+
+impl Collected {
+    pub fn len(&self) -> usize {
+        self.key_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.key_digest.is_empty()
+    }
+
+    fn append(&mut self, mut other: Collected) {
+        self.batches.append(&mut other.batches);
+        self.key_digest.append(&mut other.key_digest);
+        self.row_digest.append(&mut other.row_digest);
+        self.value_hashes.append(&mut other.value_hashes);
+        self.leaf.append(&mut other.leaf);
+    }
+}
+
+pub fn collect_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<Collected> {
+    let p = cfg.partitioner;
+    let parts = run_parallel(streams, cfg.workers, cfg.cancel, Collected::default, |out, batch| {
+        let keys = key_digests(&batch, cfg.spec, p)?;
+        let (batch, keys) = match selection(&keys, cfg.filter) {
+            Some(sel) => select(&batch, keys, &sel)?,
+            None => (batch, keys),
+        };
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let rows = row_digests(&batch, cfg.spec, &keys.key_digest)?;
+        out.batches.push(batch);
+        out.key_digest.extend(keys.key_digest);
+        out.leaf.extend(keys.leaf);
+        out.row_digest.extend(rows.row_digest);
+        out.value_hashes.extend(rows.value_hashes);
+        Ok(())
+    })?;
+    let mut all = Collected::default();
+    for part in parts {
+        all.append(part);
+    }
+    Ok(all)
+}

@@ -1,0 +1,68 @@
+//! The exception hierarchy, defined once here and re-exported by `seamline.exceptions`, and the
+//! one conversion from the core's error enum into it.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
+use pyo3::prelude::*;
+use seamline_core::CoreError;
+
+create_exception!(seamline._core, SeamlineError, PyException, "Base of every Seamline error.");
+create_exception!(seamline._core, SchemaError, SeamlineError, "A column is unknown, missing, renamed or of an incompatible type.");
+create_exception!(seamline._core, ValueParseError, SeamlineError, "A value does not parse as its column's declared logical type.");
+create_exception!(seamline._core, InvalidInputError, SeamlineError, "An argument, file or serialised tree is malformed.");
+create_exception!(seamline._core, StoreUnavailableError, SeamlineError, "A store is down, unreachable or refuses the connection.");
+create_exception!(seamline._core, NotFoundError, SeamlineError, "A table, index or snapshot does not exist.");
+create_exception!(seamline._core, ContractError, InvalidInputError, "A contract file is invalid.");
+create_exception!(seamline._core, RepairRefusedError, SeamlineError, "A repair cannot be proven safe and was not applied.");
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("SeamlineError", py.get_type::<SeamlineError>())?;
+    m.add("SchemaError", py.get_type::<SchemaError>())?;
+    m.add("ValueParseError", py.get_type::<ValueParseError>())?;
+    m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
+    m.add("StoreUnavailableError", py.get_type::<StoreUnavailableError>())?;
+    m.add("NotFoundError", py.get_type::<NotFoundError>())?;
+    m.add("ContractError", py.get_type::<ContractError>())?;
+    m.add("RepairRefusedError", py.get_type::<RepairRefusedError>())?;
+    Ok(())
+}
+
+/// The error at the boundary: a core error, or a Python error raised while talking to Python.
+pub enum BoundaryError {
+    Core(CoreError),
+    Py(PyErr),
+}
+
+impl From<CoreError> for BoundaryError {
+    fn from(e: CoreError) -> Self {
+        BoundaryError::Core(e)
+    }
+}
+
+impl From<PyErr> for BoundaryError {
+    fn from(e: PyErr) -> Self {
+        BoundaryError::Py(e)
+    }
+}
+
+impl From<BoundaryError> for PyErr {
+    fn from(e: BoundaryError) -> Self {
+        match e {
+            BoundaryError::Py(e) => e,
+            BoundaryError::Core(e) => {
+                let msg = e.to_string();
+                match e {
+                    CoreError::Schema(_) => SchemaError::new_err(msg),
+                    CoreError::Value(_) => ValueParseError::new_err(msg),
+                    CoreError::Invalid(_) => InvalidInputError::new_err(msg),
+                    CoreError::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
+                    // An Arrow error while reading a stream is usually the store failing mid-scan.
+                    CoreError::Arrow(_) => StoreUnavailableError::new_err(msg),
+                }
+            }
+        }
+    }
+}
+
+pub type BResult<T> = Result<T, BoundaryError>;

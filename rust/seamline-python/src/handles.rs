@@ -1,0 +1,302 @@
+//! Native handles (partitioner, leaf sets, collected rows) and the passes that produce them.
+//! Every pass runs through `detached`, which releases the GIL and still answers Ctrl-C.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3_arrow::{PyRecordBatchReader, PyTable};
+use seamline_core as core;
+use seamline_core::{BatchStream, LeafFilter, SideSpec};
+
+use crate::errors::{BResult, BoundaryError, InvalidInputError};
+use crate::spec::side_spec;
+
+/// Run `work` on a worker thread with the GIL released; every 100 ms look for a pending signal
+/// (Ctrl-C) and, if there is one, tell the work to stop and re-raise it.
+fn detached<T: Send>(py: Python<'_>, work: impl FnOnce(&AtomicBool) -> core::Result<T> + Send) -> BResult<T> {
+    let cancel = AtomicBool::new(false);
+    let mut interrupted: Option<PyErr> = None;
+    let result = py.detach(|| {
+        std::thread::scope(|scope| {
+            let handle = scope.spawn(|| work(&cancel));
+            while !handle.is_finished() {
+                std::thread::sleep(Duration::from_millis(20));
+                if interrupted.is_none() {
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        interrupted = Some(e);
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            handle.join().expect("seamline worker panicked")
+        })
+    });
+    if let Some(e) = interrupted {
+        return Err(BoundaryError::Py(e));
+    }
+    Ok(result?)
+}
+
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Import every object of `streams` through `__arrow_c_stream__` (needs the GIL).
+fn import_streams(streams: &Bound<'_, PyList>) -> BResult<Vec<BatchStream>> {
+    streams
+        .iter()
+        .map(|obj| {
+            let reader: PyRecordBatchReader = obj.extract().map_err(|e| {
+                InvalidInputError::new_err(format!("not an Arrow stream (no __arrow_c_stream__): {e}"))
+            })?;
+            let reader = reader.into_reader()?;
+            Ok(Box::new(reader) as BatchStream)
+        })
+        .collect()
+}
+
+fn read_all(obj: &Bound<'_, PyAny>) -> BResult<Vec<RecordBatch>> {
+    let reader: PyRecordBatchReader = obj.extract()?;
+    let reader = reader.into_reader()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>().map_err(core::CoreError::from)?)
+}
+
+/// One side's columns: `SideSpec(side, key=[{name, type, ...}], values=[...])`.
+#[pyclass(name = "SideSpec", module = "seamline._core", frozen)]
+pub struct PySideSpec(pub SideSpec);
+
+#[pymethods]
+impl PySideSpec {
+    #[new]
+    fn new(side: String, key: &Bound<'_, PyList>, values: &Bound<'_, PyList>) -> PyResult<Self> {
+        Ok(Self(side_spec(side, key, values)?))
+    }
+
+    #[getter]
+    fn n_values(&self) -> usize {
+        self.0.values.len()
+    }
+}
+
+/// Leaves: key ranges cut at `bounds` (an Arrow stream of key rows, strictly increasing), each
+/// split into 2^fanout_bits leaves by key-digest prefix.
+#[pyclass(name = "Partitioner", module = "seamline._core", frozen)]
+pub struct PyPartitioner(pub Arc<core::Partitioner>);
+
+#[pymethods]
+impl PyPartitioner {
+    #[new]
+    #[pyo3(signature = (spec, bounds, fanout_bits))]
+    fn new(spec: &PySideSpec, bounds: Option<&Bound<'_, PyAny>>, fanout_bits: u32) -> BResult<Self> {
+        let mut keys = Vec::new();
+        if let Some(bounds) = bounds {
+            for batch in read_all(bounds)? {
+                keys.extend(core::digest::ordering_keys(&batch, &spec.0)?);
+            }
+        }
+        Ok(Self(Arc::new(core::Partitioner::new(keys, fanout_bits)?)))
+    }
+
+    #[getter]
+    fn num_ranges(&self) -> u64 {
+        self.0.num_ranges()
+    }
+
+    #[getter]
+    fn fanout_bits(&self) -> u32 {
+        self.0.fanout_bits()
+    }
+
+    #[getter]
+    fn num_leaves(&self) -> u64 {
+        self.0.num_leaves()
+    }
+
+    fn refined(&self, extra_bits: u32) -> BResult<Self> {
+        Ok(Self(Arc::new(self.0.refined(extra_bits)?)))
+    }
+}
+
+/// The leaf summaries of one side. Serialisable and mergeable (shards), comparable (merkle).
+#[pyclass(name = "LeafSet", module = "seamline._core", frozen)]
+pub struct PyLeafSet(pub core::LeafSet);
+
+#[pymethods]
+impl PyLeafSet {
+    #[getter]
+    fn num_ranges(&self) -> u64 {
+        self.0.num_ranges
+    }
+
+    #[getter]
+    fn fanout_bits(&self) -> u32 {
+        self.0.fanout_bits
+    }
+
+    #[getter]
+    fn total_rows(&self) -> u64 {
+        self.0.total_rows()
+    }
+
+    #[getter]
+    fn num_nonempty(&self) -> usize {
+        self.0.leaves.len()
+    }
+
+    /// Row counts of the given leaves (0 for empty ones).
+    fn counts(&self, leaves: Vec<u64>) -> Vec<u64> {
+        leaves.iter().map(|&l| self.0.get(l).count).collect()
+    }
+
+    /// Hex digest of the merkle root.
+    fn merkle_root(&self) -> String {
+        format!("{:032x}", core::MerkleTree::build(&self.0).root())
+    }
+
+    /// Leaves that differ from `other`: a top-down merkle walk for dense leaf spaces, a merge of
+    /// the sorted leaves for sparse (refined) ones.
+    fn mismatched(&self, py: Python<'_>, other: &PyLeafSet) -> BResult<Vec<u64>> {
+        let (a, b) = (&self.0, &other.0);
+        py.detach(|| {
+            if a.num_leaves() <= (1 << 22) && (a.num_ranges, a.fanout_bits) == (b.num_ranges, b.fanout_bits) {
+                Ok(core::MerkleTree::build(a).diff(&core::MerkleTree::build(b)))
+            } else {
+                a.mismatched(b)
+            }
+        })
+        .map_err(BoundaryError::from)
+    }
+
+    /// Add a partial set of the same leaf space (another shard); returns the sum.
+    fn merged(&self, other: &PyLeafSet) -> BResult<Self> {
+        let mut out = self.0.clone();
+        out.merge(&other.0)?;
+        Ok(Self(out))
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.to_bytes())
+    }
+
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> BResult<Self> {
+        Ok(Self(core::LeafSet::from_bytes(data)?))
+    }
+}
+
+/// Rows of one side that fall in a few mismatched leaves, kept for the row diff.
+#[pyclass(name = "Collected", module = "seamline._core", frozen)]
+pub struct PyCollected(pub core::Collected);
+
+#[pymethods]
+impl PyCollected {
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The kept rows as a pyarrow Table (row i of the table is row i of the diff's indexes), or
+    /// None when nothing was kept.
+    fn to_pyarrow<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(first) = self.0.batches.first() else { return Ok(None) };
+        let table = PyTable::try_new(self.0.batches.clone(), first.schema())?;
+        Ok(Some(table.into_pyarrow(py)?))
+    }
+}
+
+fn make_filter(parents: Option<Vec<u64>>, shift: u32) -> Option<LeafFilter> {
+    parents.map(|p| LeafFilter { shift, parents: p.into_iter().collect() })
+}
+
+/// Leaf summaries of every row of `streams` (list of Arrow stream objects), read in parallel.
+/// With `parents`, only rows whose `leaf >> shift` is in `parents` count.
+#[pyfunction]
+#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0))]
+pub fn hash_pass(
+    py: Python<'_>,
+    streams: &Bound<'_, PyList>,
+    spec: &PySideSpec,
+    partitioner: &PyPartitioner,
+    parents: Option<Vec<u64>>,
+    shift: u32,
+) -> BResult<PyLeafSet> {
+    let streams = import_streams(streams)?;
+    let filter = make_filter(parents, shift);
+    let (spec, p) = (&spec.0, &partitioner.0);
+    let set = detached(py, |cancel| {
+        let cfg = core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
+        core::hash_pass(streams, &cfg)
+    })?;
+    Ok(PyLeafSet(set))
+}
+
+/// Keep the rows of `streams` whose `leaf >> shift` is in `parents`, with their digests.
+#[pyfunction]
+#[pyo3(signature = (streams, spec, partitioner, parents, shift=0))]
+pub fn collect_pass(
+    py: Python<'_>,
+    streams: &Bound<'_, PyList>,
+    spec: &PySideSpec,
+    partitioner: &PyPartitioner,
+    parents: Vec<u64>,
+    shift: u32,
+) -> BResult<PyCollected> {
+    let streams = import_streams(streams)?;
+    let filter = make_filter(Some(parents), shift);
+    let (spec, p) = (&spec.0, &partitioner.0);
+    let collected = detached(py, |cancel| {
+        let cfg = core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
+        core::collect_pass(streams, &cfg)
+    })?;
+    Ok(PyCollected(collected))
+}
+
+/// Classify the differing keys of two collected sides. Returns a dict of equal-length lists:
+/// kind, source_row, target_row, columns (value column indexes), duplicate_side, occurrences.
+#[pyfunction]
+pub fn classify<'py>(py: Python<'py>, source: &PyCollected, target: &PyCollected, n_values: usize) -> PyResult<Bound<'py, PyDict>> {
+    let diffs = py.detach(|| core::classify(&source.0, &target.0, n_values));
+    let out = PyDict::new(py);
+    out.set_item("kind", diffs.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>())?;
+    out.set_item("source_row", diffs.iter().map(|d| d.source_row).collect::<Vec<_>>())?;
+    out.set_item("target_row", diffs.iter().map(|d| d.target_row).collect::<Vec<_>>())?;
+    out.set_item("columns", diffs.iter().map(|d| d.columns.clone()).collect::<Vec<_>>())?;
+    out.set_item(
+        "duplicate_side",
+        diffs
+            .iter()
+            .map(|d| {
+                d.duplicate_side.map(|s| match s {
+                    core::Side::Source => "source",
+                    core::Side::Target => "target",
+                })
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    out.set_item("occurrences", diffs.iter().map(|d| d.occurrences).collect::<Vec<_>>())?;
+    Ok(out)
+}
+
+/// Row indexes of `sample` (an Arrow stream of key rows) sorted by canonical key order, one per
+/// distinct key: the candidates for range boundaries.
+#[pyfunction]
+pub fn sorted_unique_rows(sample: &Bound<'_, PyAny>, spec: &PySideSpec) -> BResult<Vec<usize>> {
+    let mut keys = Vec::new();
+    for batch in read_all(sample)? {
+        keys.extend(core::digest::ordering_keys(&batch, &spec.0)?);
+    }
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    order.dedup_by(|a, b| keys[*a] == keys[*b]);
+    Ok(order)
+}
+
+/// Runs of consecutive ranges covering the given sorted leaves: [(first_range, last_range)].
+#[pyfunction]
+pub fn coalesce_ranges(leaves: Vec<u64>, fanout_bits: u32) -> Vec<(u64, u64)> {
+    core::coalesce_ranges(&leaves, fanout_bits)
+}

@@ -1,0 +1,25 @@
+//! `seamline._core`: the PyO3 face of seamline-core. Arrow comes in through the PyCapsule stream
+//! interface (anything with `__arrow_c_stream__`), work runs with the GIL released, and core errors
+//! become the `SeamlineError` hierarchy.
+
+mod errors;
+mod handles;
+mod spec;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<handles::PySideSpec>()?;
+    m.add_class::<handles::PyPartitioner>()?;
+    m.add_class::<handles::PyLeafSet>()?;
+    m.add_class::<handles::PyCollected>()?;
+    m.add_function(wrap_pyfunction!(handles::hash_pass, m)?)?;
+    m.add_function(wrap_pyfunction!(handles::collect_pass, m)?)?;
+    m.add_function(wrap_pyfunction!(handles::classify, m)?)?;
+    m.add_function(wrap_pyfunction!(handles::sorted_unique_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(handles::coalesce_ranges, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
