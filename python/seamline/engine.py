@@ -77,8 +77,8 @@ def _bounds(source: Source, seam: SeamColumns, opts: Options) -> pa.Table | None
     if ranges < 2:
         return None
     # interior quantiles of the distinct sampled keys: ranges-1 boundaries
-    picks = sorted({order[(i * len(order)) // ranges] for i in range(1, ranges)})
-    return sample.take(picks)
+    positions = sorted({(i * len(order)) // ranges for i in range(1, ranges)})
+    return sample.take([order[p] for p in positions])
 
 
 def _fanout_bits(rows: int | None, num_ranges: int) -> int:

@@ -66,6 +66,8 @@ def infer_logical(src: pa.Field, dst: pa.Field | None, compare: Compare) -> Logi
     precision a timestamp can be compared at)."""
     if src.name in compare.columns:
         return compare.columns[src.name]
+    if pa.types.is_null(src.type) and dst is not None and not pa.types.is_null(dst.type):
+        return infer_logical(dst.with_name(src.name), None, compare)  # all-NULL source column
     t = _value_type(src.type)
     hint = (src.metadata or {}).get(LOGICAL_METADATA, b"").decode()
     if hint == "json":

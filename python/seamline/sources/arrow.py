@@ -21,10 +21,9 @@ from seamline.exceptions import InvalidInputError, NotFoundError
 from seamline.sources.base import AsOf, ScanRequest
 
 
-def _sample_rows(num_rows: int, n: int) -> list[int]:
-    if num_rows <= n:
-        return list(range(num_rows))
-    return sorted(random.Random(0).sample(range(num_rows), n))
+def _sample_rows(num_rows: int, n: int) -> pa.Array:
+    rows = range(num_rows) if num_rows <= n else sorted(random.Random(0).sample(range(num_rows), n))
+    return pa.array(rows, pa.int64())
 
 
 class ArrowSource:

@@ -146,6 +146,11 @@ fn plain(arr: &ArrayRef) -> Result<ArrayRef> {
 pub fn encode_column(arr: &ArrayRef, spec: &ColumnSpec, sink: &mut impl Sink) -> Result<()> {
     let arr = plain(arr)?;
     let arr = arr.as_ref();
+    if arr.data_type() == &DataType::Null {
+        // an all-NULL column (e.g. a field no document of an index has): NULL in any logical type
+        (0..arr.len()).for_each(|i| sink.value(i, None));
+        return Ok(());
+    }
     match spec.logical {
         LogicalType::Integer => encode_integer(arr, spec, sink),
         LogicalType::Decimal { scale } => encode_decimal(arr, spec, scale, sink),
