@@ -45,11 +45,35 @@ from seamline.sources.arrow import ArrowSource, ParquetSource
 from seamline.sources.base import KeyRange, Source
 
 __all__ = [
-    "Binary", "Boolean", "Compare", "ContractError", "Date", "Decimal", "Float", "Integer",
-    "InvalidInputError", "Json", "KeyRange", "LogicalType", "NotFoundError", "Options",
-    "ReconcileResult", "RepairRefusedError", "SchemaError", "SeamlineError", "Source",
-    "StoreUnavailableError", "String", "Timestamp", "Uuid", "ValueParseError", "Vector",
-    "__version__", "arrow", "parquet", "reconcile",
+    "Binary",
+    "Boolean",
+    "Compare",
+    "ContractError",
+    "Date",
+    "Decimal",
+    "Float",
+    "Integer",
+    "InvalidInputError",
+    "Json",
+    "KeyRange",
+    "LogicalType",
+    "NotFoundError",
+    "Options",
+    "ReconcileResult",
+    "RepairRefusedError",
+    "SchemaError",
+    "SeamlineError",
+    "Source",
+    "StoreUnavailableError",
+    "String",
+    "Timestamp",
+    "Uuid",
+    "ValueParseError",
+    "Vector",
+    "__version__",
+    "arrow",
+    "parquet",
+    "reconcile",
 ]
 
 
@@ -65,7 +89,7 @@ def parquet(path: str) -> ParquetSource:
 
 def _as_source(obj: Any, name: str) -> Source:
     if all(hasattr(obj, m) for m in ("open", "schema", "pin", "sample_keys")):
-        return obj  # type: ignore[no-any-return]
+        return obj
     return ArrowSource(obj, name)
 
 
@@ -114,7 +138,10 @@ def reconcile(
         as_of = {"source": src.pin(), "target": dst.pin()}
         src_schema, dst_schema = src.schema(), dst.schema()
         seam = resolve(src_schema, dst_schema, key, columns, compare)
-        pushdown = {"source": _pushdown(seam, src_schema, "source"), "target": _pushdown(seam, dst_schema, "target")}
+        pushdown = {
+            "source": _pushdown(seam, src_schema, "source"),
+            "target": _pushdown(seam, dst_schema, "target"),
+        }
         output = Engine(src, dst, seam, options, pushdown).run()
     finally:
         src.close()

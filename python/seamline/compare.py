@@ -147,7 +147,9 @@ class Compare:
             raise InvalidInputError(f"compare: float_digits {self.float_digits} is not between 1 and 17")
         for name, logical in self.columns.items():
             if not isinstance(logical, LogicalType):
-                raise InvalidInputError(f"compare: columns[{name!r}] is not a logical type (e.g. sl.Decimal(2))")
+                raise InvalidInputError(
+                    f"compare: columns[{name!r}] is not a logical type (e.g. sl.Decimal(2))"
+                )
 
     def string(self) -> String:
         return String(

@@ -108,7 +108,9 @@ def key_ranges(leaves: Sequence[int], fanout_bits: int, bounds: list[tuple[Any, 
 class Engine:
     """One reconcile of one seam: holds both sides' specs and runs the passes."""
 
-    def __init__(self, source: Source, target: Source, seam: SeamColumns, opts: Options, pushdown: dict[str, bool]):
+    def __init__(
+        self, source: Source, target: Source, seam: SeamColumns, opts: Options, pushdown: dict[str, bool]
+    ):
         self.sides = {"source": source, "target": target}
         self.seam = seam
         self.opts = opts
@@ -125,15 +127,23 @@ class Engine:
         )
         return self.sides[side].open(request)
 
-    def _hash(self, side: str, p: _core.Partitioner, parents: list[int] | None, shift: int,
-              ranges: list[KeyRange] | None) -> _core.LeafSet:
+    def _hash(
+        self,
+        side: str,
+        p: _core.Partitioner,
+        parents: list[int] | None,
+        shift: int,
+        ranges: list[KeyRange] | None,
+    ) -> _core.LeafSet:
         started = time.perf_counter()
         leaves = _core.hash_pass(self._streams(side, ranges), self.specs[side], p, parents, shift)
         kind = "hash" if parents is None else "refine"
         self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
         return leaves
 
-    def _collect(self, side: str, p: _core.Partitioner, leaves: list[int], ranges: list[KeyRange]) -> _core.Collected:
+    def _collect(
+        self, side: str, p: _core.Partitioner, leaves: list[int], ranges: list[KeyRange]
+    ) -> _core.Collected:
         started = time.perf_counter()
         collected = _core.collect_pass(self._streams(side, ranges), self.specs[side], p, leaves, 0)
         self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))

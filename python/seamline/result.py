@@ -82,7 +82,9 @@ def build_diffs(out: EngineOutput, seam: SeamColumns) -> pa.Table:
             else:
                 cols[s] = pc.coalesce(from_src.cast(pa.string()), from_dst.cast(pa.string()))
         cols["kind"] = pa.array(c["kind"], pa.string())
-        cols["columns"] = pa.array([[value_names[j] for j in js] for js in c["columns"]], pa.list_(pa.string()))
+        cols["columns"] = pa.array(
+            [[value_names[j] for j in js] for js in c["columns"]], pa.list_(pa.string())
+        )
         cols["side"] = pa.array(c["duplicate_side"], pa.string())
         cols["occurrences"] = pa.array(c["occurrences"], pa.int64())
         cols["source"] = _struct(src, [(s, s) for s, _ in seam.values], src_rows)
@@ -163,7 +165,10 @@ class ReconcileResult:
                     }
                     for r in self.ranges
                 ],
-                "merkle_roots": {"source": self._output.merkle_roots[0], "target": self._output.merkle_roots[1]},
+                "merkle_roots": {
+                    "source": self._output.merkle_roots[0],
+                    "target": self._output.merkle_roots[1],
+                },
                 "leaves": {
                     "ranges": self._output.partitioner.num_ranges,
                     "fanout_bits": self._output.partitioner.fanout_bits,

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+
 from seamline.exceptions import InvalidInputError, NotFoundError
 from seamline.sources.base import AsOf, ScanRequest
 
