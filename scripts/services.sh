@@ -1,0 +1,465 @@
+#!/usr/bin/env bash
+# scripts/services.sh — local test services for Seamline: a throwaway PostgreSQL cluster and a real
+# single-node OpenSearch 2.19 server, both bound to 127.0.0.1 only, all state under one directory.
+#
+#   scripts/services.sh up      start both (idempotent; builds/installs what is missing), wait until
+#                               healthy, then print the export lines:  eval "$(scripts/services.sh up)"
+#   scripts/services.sh env     print the export lines without starting anything
+#   scripts/services.sh status  one line per service
+#   scripts/services.sh down    stop both (idempotent)
+#
+# Prints (stdout; all progress goes to stderr):
+#   export SEAMLINE_PG_DSN='postgresql://seamline@127.0.0.1:55432/seamline'
+#   export SEAMLINE_OPENSEARCH_URL='http://127.0.0.1:59200'
+#
+# Inputs (environment):
+#   SEAMLINE_SERVICES_DIR  state dir (default <repo>/.services): pg/ (cluster, log), opensearch/ (data, logs, pid)
+#   SEAMLINE_PG_PORT       Postgres port (default 55432)
+#   SEAMLINE_OS_PORT       OpenSearch HTTP port (default 59200); transport port is SEAMLINE_OS_PORT+100
+#   SEAMLINE_PG_LOCALE     cluster locale (default en_US.UTF-8; generated with locale-gen if missing —
+#                          tests need a non-C collation, C.UTF-8 is only a last-resort fallback)
+#   SEAMLINE_JAVA          java binary for OpenSearch (default: java, must be 17+)
+#
+# Postgres: Debian's postgresql package (apt-get installed if no initdb), run as the postgres user,
+# trust auth, superuser role "seamline" owning database "seamline", fsync/full_page_writes off (throwaway).
+# OpenSearch: services/opensearch (Maven: org.opensearch:opensearch + netty4, analysis-common, mapper-extras, reindex
+# modules, run in-process by SeamlineOpenSearch.java), no security plugin, heap -Xms512m -Xmx1g.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${SEAMLINE_SERVICES_DIR:-$REPO/.services}"
+PG_PORT="${SEAMLINE_PG_PORT:-55432}"
+OS_PORT="${SEAMLINE_OS_PORT:-59200}"
+OS_TPORT="$((OS_PORT + 100))"
+PG_LOCALE="${SEAMLINE_PG_LOCALE:-en_US.UTF-8}"
+JAVA="${SEAMLINE_JAVA:-java}"
+PG_WAIT=60     # seconds
+OS_WAIT=180    # seconds
+OS_SRC="$REPO/services/opensearch"
+OS_MAIN="dev.seamline.services.SeamlineOpenSearch"
+
+PG_DSN="postgresql://seamline@127.0.0.1:${PG_PORT}/seamline"
+OS_URL="http://127.0.0.1:${OS_PORT}"
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { printf 'services: ERROR: %s\n' "$*" >&2; exit 1; }
+tail_log() { # file
+    if [[ -f "$1" ]]; then
+        printf -- '----- last lines of %s -----\n' "$1" >&2
+        tail -n 40 "$1" >&2 || true
+        printf -- '-----\n' >&2
+    fi
+}
+
+print_env() {
+    printf "export SEAMLINE_PG_DSN='%s'\n" "$PG_DSN"
+    printf "export SEAMLINE_OPENSEARCH_URL='%s'\n" "$OS_URL"
+}
+
+port_open() { # port -> 0 if something accepts TCP connections on 127.0.0.1:port
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+as_pg() { runuser -u postgres -- "$@"; }
+
+apt_install() {
+    log "apt-get install -y $*"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# ----------------------------------------------------------------------------------------- postgres
+
+PG_DIR="$STATE/pg"          # may be a symlink to a dir the postgres user can reach (see pg_prepare_dir)
+PG_BIN=""
+
+pg_find_bin() {
+    local d
+    PG_BIN=""
+    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        if [[ -x "$d/initdb" && -x "$d/pg_ctl" ]]; then PG_BIN="$d"; return 0; fi
+    done
+    return 1
+}
+
+pg_real_dir() { readlink -f "$PG_DIR" 2>/dev/null || printf '%s' "$PG_DIR"; }
+
+pg_pid() { # pid of our postmaster, if running
+    local data pid
+    data="$(pg_real_dir)/data"
+    [[ -f "$data/postmaster.pid" ]] || return 1
+    pid="$(head -n1 "$data/postmaster.pid" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    grep -q postgres "/proc/$pid/comm" 2>/dev/null || return 1
+    printf '%s' "$pid"
+}
+
+PG_ADMIN_DSN="postgresql://seamline@127.0.0.1:${PG_PORT}/postgres"
+pg_alive() { # server answers queries (database seamline may not exist yet)
+    psql "$PG_ADMIN_DSN" -XtAqc 'select 1' >/dev/null 2>&1
+}
+pg_healthy() {
+    psql "$PG_DSN" -XtAqc 'select 1' >/dev/null 2>&1
+}
+
+pg_ensure_locale() {
+    local want="$PG_LOCALE" norm
+    norm="$(printf '%s' "$want" | tr 'A-Z' 'a-z' | sed 's/utf-8/utf8/')"
+    if locale -a 2>/dev/null | tr 'A-Z' 'a-z' | grep -qx "$norm"; then return 0; fi
+    log "locale $want not generated; generating it"
+    if ! command -v locale-gen >/dev/null 2>&1 || [[ ! -d /usr/share/i18n/locales ]]; then
+        apt_install locales || true
+    fi
+    if command -v locale-gen >/dev/null 2>&1; then
+        local charset="${want#*.}"
+        if ! grep -qE "^[[:space:]]*${want//./\\.}[[:space:]]" /etc/locale.gen 2>/dev/null; then
+            if grep -qE "^#[[:space:]]*${want//./\\.}[[:space:]]" /etc/locale.gen 2>/dev/null; then
+                sed -i -E "s/^#[[:space:]]*(${want//./\\.}[[:space:]].*)$/\1/" /etc/locale.gen
+            else
+                printf '%s %s\n' "$want" "$charset" >>/etc/locale.gen
+            fi
+        fi
+        locale-gen >&2 || true
+    fi
+    if locale -a 2>/dev/null | tr 'A-Z' 'a-z' | grep -qx "$norm"; then return 0; fi
+    log "WARNING: could not generate $want; falling back to C.UTF-8 (tests needing a non-C collation may fail)"
+    PG_LOCALE="C.UTF-8"
+}
+
+pg_prepare_dir() {
+    # The postgres user must be able to reach the cluster directory. If the state dir is under a
+    # directory it cannot traverse (e.g. /root), keep the cluster in /var/tmp and link it from the state dir.
+    mkdir -p "$STATE"
+    if [[ -L "$PG_DIR" || -d "$PG_DIR" ]]; then
+        mkdir -p "$(pg_real_dir)"
+    elif as_pg test -x "$STATE"; then
+        mkdir -p "$PG_DIR"
+    else
+        local alt
+        alt="/var/tmp/seamline-pg-$(printf '%s' "$STATE" | sha1sum | cut -c1-12)"
+        log "postgres user cannot reach $STATE; keeping the cluster in $alt"
+        mkdir -p "$alt"
+        ln -s "$alt" "$PG_DIR"
+    fi
+    chown postgres:postgres "$(pg_real_dir)"
+    chmod 700 "$(pg_real_dir)"
+}
+
+pg_init() {
+    local dir data
+    dir="$(pg_real_dir)"
+    data="$dir/data"
+    [[ -f "$data/PG_VERSION" ]] && return 0
+    pg_ensure_locale
+    log "initdb (locale $PG_LOCALE) in $data"
+    rm -rf "$data"
+    as_pg "$PG_BIN/initdb" -D "$data" --username=seamline --auth=trust --encoding=UTF8 \
+        --locale="$PG_LOCALE" >"$dir/initdb.log" 2>&1 || { tail_log "$dir/initdb.log"; die "postgres: initdb failed"; }
+    mkdir -p "$dir/run" && chown postgres:postgres "$dir/run"
+    cat >>"$data/postgresql.conf" <<EOF
+
+# ---- seamline throwaway test cluster (scripts/services.sh) ----
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir/run'
+max_connections = 100
+shared_buffers = 512MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+logging_collector = off
+log_min_messages = warning
+EOF
+    cat >"$data/pg_hba.conf" <<'EOF'
+# seamline throwaway test cluster: trust, loopback and local socket only
+local   all   all                 trust
+host    all   all   127.0.0.1/32  trust
+EOF
+}
+
+pg_up() {
+    if ! pg_find_bin; then
+        apt_install postgresql
+        pg_find_bin || die "postgres: no initdb found under /usr/lib/postgresql/*/bin even after apt-get install postgresql"
+    fi
+    pg_prepare_dir
+    pg_init
+    local dir data pid
+    dir="$(pg_real_dir)"
+    data="$dir/data"
+    if pid="$(pg_pid)"; then
+        if pg_alive; then
+            log "postgres: already up (pid $pid, port $PG_PORT)"
+            pg_ensure_db
+            return 0
+        fi
+        log "postgres: running (pid $pid) but not answering on port $PG_PORT; restarting it"
+        as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 30 stop >&2 || true
+    fi
+    if port_open "$PG_PORT"; then
+        die "postgres: port 127.0.0.1:$PG_PORT is already taken by another process (set SEAMLINE_PG_PORT to use another port)"
+    fi
+    log "postgres: starting $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -o "-p $PG_PORT" -w -t "$PG_WAIT" start >/dev/null 2>&1 9>&-; then
+        tail_log "$dir/postgres.log"
+        die "postgres: did not start within ${PG_WAIT}s on 127.0.0.1:$PG_PORT (log: $dir/postgres.log)"
+    fi
+    local i
+    for ((i = 0; i < PG_WAIT; i++)); do
+        pg_alive && break
+        sleep 1
+    done
+    pg_alive || { tail_log "$dir/postgres.log"; die "postgres: started but not answering queries on 127.0.0.1:$PG_PORT"; }
+    pg_ensure_db
+    pg_healthy || { tail_log "$dir/postgres.log"; die "postgres: database seamline not reachable at $PG_DSN"; }
+    log "postgres: up (pid $(pg_pid || echo '?'), port $PG_PORT, lc_collate $(psql "$PG_DSN" -XtAc 'show lc_collate'))"
+}
+
+pg_ensure_db() {
+    if [[ "$(psql "$PG_ADMIN_DSN" -XtAqc "select 1 from pg_database where datname = 'seamline'")" != "1" ]]; then
+        log "postgres: creating database seamline"
+        psql "$PG_ADMIN_DSN" -XqAc "create database seamline owner seamline" >&2
+    fi
+}
+
+pg_down() {
+    local pid
+    if ! pid="$(pg_pid)"; then
+        log "postgres: not running"
+        return 0
+    fi
+    pg_find_bin || die "postgres: running (pid $pid) but no pg_ctl found"
+    log "postgres: stopping (pid $pid)"
+    as_pg "$PG_BIN/pg_ctl" -D "$(pg_real_dir)/data" -m fast -w -t 60 stop >/dev/null 2>&1 \
+        || { kill -TERM "$pid" 2>/dev/null || true; }
+    local i
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || { log "postgres: stopped"; return 0; }
+        sleep 1
+    done
+    die "postgres: pid $pid did not stop within 60s"
+}
+
+pg_status() {
+    local pid
+    if pid="$(pg_pid)"; then
+        if pg_healthy; then
+            printf 'postgres    up    pid %s  %s  server %s  lc_collate %s  data %s\n' "$pid" "$PG_DSN" \
+                "$(psql "$PG_DSN" -XtAc 'show server_version')" "$(psql "$PG_DSN" -XtAc 'show lc_collate')" "$(pg_real_dir)/data"
+        else
+            printf 'postgres    unhealthy  pid %s running but not answering at %s\n' "$pid" "$PG_DSN"
+        fi
+    else
+        printf 'postgres    down  (%s)\n' "$PG_DSN"
+    fi
+}
+
+# --------------------------------------------------------------------------------------- opensearch
+
+OS_DIR="$STATE/opensearch"
+OS_PIDFILE="$OS_DIR/opensearch.pid"
+OS_STDOUT="$OS_DIR/stdout.log"
+OS_LOG="$OS_DIR/logs/opensearch.log"
+
+os_pid() {
+    local pid
+    [[ -f "$OS_PIDFILE" ]] || return 1
+    pid="$(cat "$OS_PIDFILE" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$OS_MAIN" || return 1
+    printf '%s' "$pid"
+}
+
+os_health() { # prints the cluster status (green/yellow/red) of OUR cluster, fails otherwise
+    local body
+    body="$(curl -fsS --max-time 5 "$OS_URL/_cluster/health" 2>/dev/null)" || return 1
+    [[ "$body" == *'"cluster_name":"seamline-test"'* ]] || return 1
+    sed -E 's/.*"status":"([a-z]+)".*/\1/' <<<"$body"
+}
+
+os_healthy() {
+    local s
+    s="$(os_health)" || return 1
+    [[ "$s" == green || "$s" == yellow ]]
+}
+
+os_build() {
+    local jar="$OS_SRC/target/seamline-opensearch-0.1.0.jar"
+    if [[ -f "$jar" && -d "$OS_SRC/target/lib" ]] \
+        && [[ -z "$(find "$OS_SRC/pom.xml" "$OS_SRC/src" -newer "$jar" -type f 2>/dev/null | head -n1)" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || apt_install maven
+    log "opensearch: building services/opensearch (mvn -q -B package; first time downloads ~50 MB to ~/.m2)"
+    local t0=$SECONDS
+    if ! (cd "$OS_SRC" && mvn -q -B package >"$STATE/opensearch-build.log" 2>&1); then
+        tail_log "$STATE/opensearch-build.log"
+        die "opensearch: maven build failed (log: $STATE/opensearch-build.log)"
+    fi
+    log "opensearch: built in $((SECONDS - t0))s"
+}
+
+os_check_java() {
+    command -v "$JAVA" >/dev/null 2>&1 || die "opensearch: no java found (set SEAMLINE_JAVA to a Java 17+ binary)"
+    local v
+    v="$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -nE 's/^ *java\.specification\.version = ([0-9]+).*/\1/p')" || true
+    [[ -n "$v" ]] || die "opensearch: '$JAVA -version' failed: $("$JAVA" -version 2>&1 | head -n3 | tr '\n' ' ')"
+    [[ "$v" -ge 17 ]] || die "opensearch: $JAVA is Java $v; OpenSearch 2.19 here needs Java 17+ (set SEAMLINE_JAVA)"
+}
+
+os_write_config() {
+    mkdir -p "$OS_DIR/home/config" "$OS_DIR/data" "$OS_DIR/logs" "$OS_DIR/tmp"
+    cat >"$OS_DIR/log4j2.properties" <<EOF
+# written by scripts/services.sh
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $OS_LOG
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d{ISO8601}][%-5p][%-25c{1.}] %marker%m%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.deprecation.name = org.opensearch.deprecation
+logger.deprecation.level = error
+EOF
+}
+
+os_up() {
+    local pid
+    if pid="$(os_pid)"; then
+        if os_healthy; then
+            log "opensearch: already up (pid $pid, port $OS_PORT)"
+            return 0
+        fi
+        # running: either still starting, or on another port. Give a starting node a chance first.
+        log "opensearch: running (pid $pid) but not healthy on port $OS_PORT yet; waiting"
+        if ! os_wait "$pid" 60 quiet; then
+            log "opensearch: restarting pid $pid"
+            os_down
+        else
+            return 0
+        fi
+    fi
+    if port_open "$OS_PORT"; then
+        die "opensearch: port 127.0.0.1:$OS_PORT is already taken by another process (set SEAMLINE_OS_PORT to use another port)"
+    fi
+    if port_open "$OS_TPORT"; then
+        die "opensearch: transport port 127.0.0.1:$OS_TPORT (SEAMLINE_OS_PORT+100) is already taken by another process"
+    fi
+    os_check_java
+    os_build
+    os_write_config
+    : >"$OS_STDOUT"
+    log "opensearch: starting on 127.0.0.1:$OS_PORT"
+    local cp="$OS_SRC/target/seamline-opensearch-0.1.0.jar:$OS_SRC/target/lib/*"
+    # Flags follow OpenSearch 2.19's distribution jvm.options where they matter in-process.
+    setsid nohup "$JAVA" \
+        -Xms512m -Xmx1g -XX:+UseG1GC -XX:-OmitStackTraceInFastThrow \
+        -Dfile.encoding=UTF-8 -Djava.locale.providers=SPI,COMPAT -Djna.nosys=true \
+        -Dio.netty.noUnsafe=true -Dio.netty.noKeySetOptimization=true -Dio.netty.recycler.maxCapacityPerThread=0 \
+        -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true -Dlog4j2.formatMsgNoLookups=true \
+        -Dlog4j.configurationFile="$OS_DIR/log4j2.properties" \
+        -Djava.io.tmpdir="$OS_DIR/tmp" \
+        -Dopensearch.path.home="$OS_DIR/home" -Dopensearch.path.conf="$OS_DIR/home/config" \
+        -Dseamline.os.home="$OS_DIR/home" -Dseamline.os.data="$OS_DIR/data" -Dseamline.os.logs="$OS_DIR/logs" \
+        -Dseamline.os.port="$OS_PORT" -Dseamline.os.transport.port="$OS_TPORT" \
+        -cp "$cp" "$OS_MAIN" </dev/null >"$OS_STDOUT" 2>&1 9>&- &
+    echo $! >"$OS_PIDFILE"
+    os_wait "$!" "$OS_WAIT" || {
+        tail_log "$OS_STDOUT"
+        tail_log "$OS_LOG"
+        die "opensearch: not healthy within ${OS_WAIT}s on $OS_URL (logs: $OS_LOG, $OS_STDOUT)"
+    }
+}
+
+os_wait() { # pid seconds [quiet]
+    local pid="$1" secs="$2" t0=$SECONDS
+    while ((SECONDS - t0 < secs)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            [[ "${3:-}" == quiet ]] && return 1
+            tail_log "$OS_STDOUT"
+            tail_log "$OS_LOG"
+            die "opensearch: process $pid exited during startup (logs: $OS_LOG, $OS_STDOUT)"
+        fi
+        if os_healthy; then
+            log "opensearch: up (pid $pid, $OS_URL, status $(os_health), $((SECONDS - t0))s)"
+            return 0
+        fi
+        sleep 1
+    done
+    return 1
+}
+
+os_down() {
+    local pid
+    if ! pid="$(os_pid)"; then
+        log "opensearch: not running"
+        rm -f "$OS_PIDFILE"
+        return 0
+    fi
+    log "opensearch: stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$OS_PIDFILE"
+            log "opensearch: stopped"
+            return 0
+        fi
+        sleep 0.5
+    done
+    log "opensearch: pid $pid ignored SIGTERM for 30s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 1
+    rm -f "$OS_PIDFILE"
+}
+
+os_status() {
+    local pid s ver
+    if pid="$(os_pid)"; then
+        if s="$(os_health)"; then
+            ver="$(curl -fsS --max-time 5 "$OS_URL/" 2>/dev/null | sed -nE 's/.*"number" *: *"([^"]+)".*/\1/p' | head -n1)" || true
+            printf 'opensearch  up    pid %s  %s  version %s  cluster seamline-test  status %s  data %s\n' \
+                "$pid" "$OS_URL" "${ver:-?}" "$s" "$OS_DIR/data"
+        else
+            printf 'opensearch  unhealthy  pid %s running but %s does not answer as seamline-test\n' "$pid" "$OS_URL"
+        fi
+    else
+        printf 'opensearch  down  (%s)\n' "$OS_URL"
+    fi
+}
+
+# ------------------------------------------------------------------------------------------- main
+
+with_lock() { # fd 9; every long-running child is started with 9>&- so it does not inherit the lock
+    mkdir -p "$STATE"
+    exec 9>"$STATE/.lock"
+    flock -w 300 9 || die "another services.sh has held $STATE/.lock for 5 minutes"
+}
+
+cmd="${1:-}"
+case "$cmd" in
+    up)
+        with_lock
+        t0=$SECONDS
+        pg_up
+        os_up
+        log "all services up ($((SECONDS - t0))s)"
+        print_env
+        ;;
+    env)
+        print_env
+        ;;
+    down)
+        with_lock
+        os_down
+        pg_down
+        ;;
+    status)
+        pg_status
+        os_status
+        ;;
+    *)
+        echo "usage: $0 {up|down|env|status}" >&2
+        exit 2
+        ;;
+esac
