@@ -12,10 +12,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 import seamline as sl
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def products(n: int = 1000) -> pa.Table:
@@ -26,7 +25,10 @@ def products(n: int = 1000) -> pa.Table:
             "price": pa.array([decimal.Decimal(i) / 100 for i in range(n)], pa.decimal128(12, 2)),
             "in_stock": pa.array([i % 3 == 0 for i in range(n)]),
             "updated_at": pa.array(
-                [dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=i, microseconds=i) for i in range(n)],
+                [
+                    dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=i, microseconds=i)
+                    for i in range(n)
+                ],
                 pa.timestamp("us", tz="UTC"),
             ),
         }
@@ -38,7 +40,10 @@ def drift(t: pa.Table) -> pa.Table:
     df = pl.from_arrow(t)
     assert isinstance(df, pl.DataFrame)
     df = df.with_columns(
-        pl.when(pl.col("id") == 5).then(pl.lit(decimal.Decimal("99.99"))).otherwise(pl.col("price")).alias("price")
+        pl.when(pl.col("id") == 5)
+        .then(pl.lit(decimal.Decimal("99.99")))
+        .otherwise(pl.col("price"))
+        .alias("price")
     ).filter(pl.col("id") != 7)
     extra = df.filter(pl.col("id") == 9).with_columns(pl.lit(5000, pl.Int64).alias("id"))
     return pl.concat([df, extra, df.filter(pl.col("id") == 9)]).to_arrow()
@@ -71,7 +76,9 @@ def test_pyarrow_tables() -> None:
 
 def test_polars_frames_and_record_batch_reader() -> None:
     source = pl.from_arrow(products())
-    target = pa.RecordBatchReader.from_batches(drift(products()).schema, drift(products()).to_batches(max_chunksize=97))
+    target = pa.RecordBatchReader.from_batches(
+        drift(products()).schema, drift(products()).to_batches(max_chunksize=97)
+    )
     assert kinds(sl.reconcile(source, target, key="id")) == EXPECTED
 
 
@@ -90,7 +97,9 @@ def test_parquet_glob(tmp_path) -> None:
     for i, part in enumerate(src.to_batches(max_chunksize=300)):
         pq.write_table(pa.Table.from_batches([part]), tmp_path / f"src-{i}.parquet")
     pq.write_table(dst, tmp_path / "dst.parquet")
-    result = sl.reconcile(sl.parquet(str(tmp_path / "src-*.parquet")), sl.parquet(str(tmp_path / "dst.parquet")))
+    result = sl.reconcile(
+        sl.parquet(str(tmp_path / "src-*.parquet")), sl.parquet(str(tmp_path / "dst.parquet"))
+    )
     assert kinds(result) == EXPECTED
 
 
@@ -158,7 +167,9 @@ def test_renamed_column_is_an_error_not_all_null() -> None:
 
 def test_bad_decimal_string_names_column_and_value() -> None:
     dst = pl.from_arrow(products(20)).with_columns(pl.col("price").cast(pl.String))
-    dst = dst.with_columns(pl.when(pl.col("id") == 3).then(pl.lit("12,50")).otherwise(pl.col("price")).alias("price"))
+    dst = dst.with_columns(
+        pl.when(pl.col("id") == 3).then(pl.lit("12,50")).otherwise(pl.col("price")).alias("price")
+    )
     with pytest.raises(sl.ValueParseError) as err:
         sl.reconcile(products(20), dst, key="id")
     message = str(err.value)
@@ -191,7 +202,9 @@ def test_leaf_sets_serialise_and_merge_like_shards() -> None:
     p = _core.Partitioner(seam.key_spec("source"), None, 6)
     whole = _core.hash_pass([src], spec, p)
     halves = [_core.hash_pass([src.slice(0, 200)], spec, p), _core.hash_pass([src.slice(200)], spec, p)]
-    merged = _core.LeafSet.from_bytes(halves[0].to_bytes()).merged(_core.LeafSet.from_bytes(halves[1].to_bytes()))
+    merged = _core.LeafSet.from_bytes(halves[0].to_bytes()).merged(
+        _core.LeafSet.from_bytes(halves[1].to_bytes())
+    )
     assert merged.merkle_root() == whole.merkle_root()
     assert merged.mismatched(whole) == []
     with pytest.raises(sl.InvalidInputError, match="not a Seamline leaf set"):

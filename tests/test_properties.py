@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import uuid
 
 import polars as pl
 import pyarrow as pa
+import seamline as sl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import seamline as sl
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 TEXT_ALPHABET = "aAbB-_zZ09 é"
 
 # Small leaves and a tiny diff budget so every run exercises ranges, refinement and grouping.
@@ -38,7 +36,10 @@ def key_columns(kind: str, keys: list) -> dict[str, pa.Array]:
         return {"id": pa.array(keys, pa.string())}
     if kind == "uuid":
         return {"id": pa.array(keys, pa.string())}
-    return {"order_id": pa.array([k[0] for k in keys], pa.int64()), "line": pa.array([k[1] for k in keys], pa.string())}
+    return {
+        "order_id": pa.array([k[0] for k in keys], pa.int64()),
+        "line": pa.array([k[1] for k in keys], pa.string()),
+    }
 
 
 def key_names(kind: str) -> list[str]:
@@ -53,7 +54,8 @@ row_values = st.fixed_dictionaries(
         "updated_at": st.datetimes(min_value=dt.datetime(1960, 1, 1), max_value=dt.datetime(2060, 1, 1)).map(
             lambda d: d.replace(tzinfo=UTC)
         ),
-        "deleted_at": st.none() | st.datetimes(min_value=dt.datetime(2000, 1, 1)).map(lambda d: d.replace(tzinfo=UTC)),
+        "deleted_at": st.none()
+        | st.datetimes(min_value=dt.datetime(2000, 1, 1)).map(lambda d: d.replace(tzinfo=UTC)),
     }
 )
 
@@ -100,7 +102,9 @@ def drifted(draw: st.DrawFn) -> tuple:
     keys = draw(st.lists(key_strategy(kind), min_size=0, max_size=120, unique=True))
     rows = [(k, draw(row_values)) for k in keys]
     n_extra = draw(st.integers(0, 5))
-    extra_keys = [k for k in draw(st.lists(key_strategy(kind), max_size=n_extra, unique=True)) if k not in set(keys)]
+    extra_keys = [
+        k for k in draw(st.lists(key_strategy(kind), max_size=n_extra, unique=True)) if k not in set(keys)
+    ]
     idx = list(range(len(rows)))
     chosen = draw(st.permutations(idx))
     n_missing, n_changed, n_dup = (draw(st.integers(0, max(0, len(rows) // 4))) for _ in range(3))
@@ -137,7 +141,9 @@ def found(kind: str, result: sl.ReconcileResult) -> tuple[set, dict]:
     return kinds, cols
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(drifted())
 def test_finds_exactly_the_injected_drift(case: tuple) -> None:
     kind, source, target, expected, changed_cols = case
@@ -165,7 +171,9 @@ def other_encoding(source: pa.Table, kind: str) -> pl.DataFrame:
     return df.with_columns(exprs)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(drifted())
 def test_same_values_other_encodings_are_clean(case: tuple) -> None:
     kind, source, _, _, _ = case
@@ -173,5 +181,7 @@ def test_same_values_other_encodings_are_clean(case: tuple) -> None:
     if any(v is not None and abs(v) > 9_000_000_000_000_000 for v in ts_ok):
         return  # outside the nanosecond range of polars' conversion
     compare = sl.Compare(columns={"id": sl.Uuid()}) if kind == "uuid" else None
-    result = sl.reconcile(source, other_encoding(source, kind), key=key_names(kind), compare=compare, options=SMALL)
+    result = sl.reconcile(
+        source, other_encoding(source, kind), key=key_names(kind), compare=compare, options=SMALL
+    )
     assert result.clean, result.diffs

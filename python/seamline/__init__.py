@@ -87,6 +87,44 @@ def parquet(path: str) -> ParquetSource:
     return ParquetSource(path)
 
 
+def postgres(
+    dsn: str, table: str | None = None, *, where: str | None = None, query: str | None = None
+) -> Source:
+    """A Postgres table (optionally filtered) or any SELECT, read through ADBC from one snapshot."""
+    from seamline.sources.postgres import PostgresSource
+
+    return PostgresSource(dsn, table, where=where, query=query)
+
+
+def iceberg(
+    table: str,
+    *,
+    catalog: dict[str, Any],
+    snapshot_id: int | None = None,
+    as_of: Any = None,
+) -> Source:
+    """An Iceberg table through pyiceberg, at the current snapshot, `snapshot_id`, or `as_of` a time."""
+    from seamline.sources.iceberg import IcebergSource
+
+    return IcebergSource(table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of)
+
+
+def opensearch(
+    url: str, index: str, *, query: dict[str, Any] | None = None, key_field: str | None = None, **client: Any
+) -> Source:
+    """An OpenSearch index, read with point-in-time + search_after, sliced for parallelism."""
+    from seamline.sources.opensearch import OpenSearchSource
+
+    return OpenSearchSource(url, index, query=query, key_field=key_field, **client)
+
+
+def lancedb(uri: str, table: str, *, where: str | None = None) -> Source:
+    """A LanceDB table (embedded), pinned to the version current when the reconcile starts."""
+    from seamline.sources.lancedb import LanceDBSource
+
+    return LanceDBSource(uri, table, where=where)
+
+
 def _as_source(obj: Any, name: str) -> Source:
     if all(hasattr(obj, m) for m in ("open", "schema", "pin", "sample_keys")):
         return obj

@@ -29,10 +29,7 @@ impl<F: FnMut(usize, Option<&[u8]>)> Sink for F {
 }
 
 fn type_error(spec: &ColumnSpec, dt: &DataType) -> CoreError {
-    CoreError::Schema(format!(
-        "column '{}': cannot compare a {} as {}",
-        spec.name, dt, spec.logical
-    ))
+    CoreError::Schema(format!("column '{}': cannot compare a {} as {}", spec.name, dt, spec.logical))
 }
 
 fn value_error(spec: &ColumnSpec, value: &str, why: &str) -> CoreError {
@@ -276,44 +273,53 @@ pub fn parse_decimal(s: &str, scale: i8) -> Option<i128> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    let all = int_part.bytes().chain(frac_part.bytes());
-    let mut unscaled: i128 = 0;
-    let mut significant = 0usize;
-    for b in all {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        if unscaled != 0 || b != b'0' {
-            significant += 1;
-        }
-        if significant > 38 {
-            return None;
-        }
-        unscaled = unscaled * 10 + (b - b'0') as i128;
+    // FIX(tests): the mantissa used to be capped at 38 significant digits and the scale shift
+    // computed in i32, so "19.99" followed by 40 zeros (a Decimal256 at a high scale rendered as
+    // text), 60 digits of 1/3, or 1e-100 (a tiny double) failed instead of rounding, and
+    // "1e-2147483648" overflowed (a panic in debug builds). Now only the digits that survive at
+    // `scale` are accumulated, with checked arithmetic; the first dropped digit and whether any
+    // later dropped digit is non-zero decide the half-even rounding.
+    let digits: Vec<u8> = int_part.bytes().chain(frac_part.bytes()).collect();
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    let from_scale = frac_part.len() as i32 - exp;
-    if !(-76..=76).contains(&from_scale) {
-        return if unscaled == 0 { Some(0) } else { None };
-    }
-    let v = rescale_wide(unscaled, from_scale, scale as i32)?;
-    Some(if neg { -v } else { v })
-}
-
-fn rescale_wide(v: i128, from: i32, to: i32) -> Option<i128> {
-    let diff = to - from;
-    if diff >= 0 {
-        v.checked_mul(10i128.checked_pow(diff as u32)?)
-    } else if -diff > 38 {
-        Some(0)
+    let accumulate =
+        |ds: &[u8]| ds.iter().try_fold(0i128, |v, &b| v.checked_mul(10)?.checked_add((b - b'0') as i128));
+    // value = digits * 10^-(frac_len - exp), so at `scale` the unscaled value is digits * 10^shift.
+    let shift = scale as i64 - (frac_part.len() as i64 - exp as i64);
+    let v = if shift >= 0 {
+        let v = accumulate(&digits)?;
+        if v == 0 {
+            0
+        } else {
+            v.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?
+        }
     } else {
-        Some(div_half_even(v, 10i128.pow((-diff) as u32)))
-    }
+        // Drop the last -shift digits (more than there are, for values far below the scale).
+        let dropped = usize::try_from(-shift).unwrap_or(usize::MAX);
+        let kept = digits.len().saturating_sub(dropped);
+        let q = accumulate(&digits[..kept])?;
+        let rest = &digits[kept..];
+        // The first dropped digit is an implicit 0 when more digits are dropped than exist.
+        let (first, after) = if dropped > digits.len() { (b'0', rest) } else { (rest[0], &rest[1..]) };
+        let sticky = after.iter().any(|&b| b != b'0');
+        let away = first > b'5' || (first == b'5' && (sticky || q % 2 != 0));
+        if away {
+            q.checked_add(1)?
+        } else {
+            q
+        }
+    };
+    Some(if neg { -v } else { v })
 }
 
 fn encode_decimal(arr: &dyn Array, spec: &ColumnSpec, scale: i8, sink: &mut impl Sink) -> Result<()> {
     let dt = arr.data_type();
     let mut err: Option<CoreError> = None;
-    let mut emit = |i: usize, v: Option<i128>, shown: &dyn Fn() -> String, sink: &mut dyn FnMut(usize, Option<&[u8]>)| {
+    let mut emit = |i: usize,
+                    v: Option<i128>,
+                    shown: &dyn Fn() -> String,
+                    sink: &mut dyn FnMut(usize, Option<&[u8]>)| {
         match v {
             Some(v) => sink(i, Some(&v.to_le_bytes())),
             None => {
@@ -358,7 +364,13 @@ fn encode_decimal(arr: &dyn Array, spec: &ColumnSpec, scale: i8, sink: &mut impl
                     // The shortest round-trip rendering is the decimal the writer meant: 19.99, not
                     // 19.989999999999998436805981327779591083526611328125.
                     let f = float_at(arr, i).unwrap();
-                    let text = f.to_string();
+                    // FIX(tests): a float32 widened to f64 renders its binary noise (0.165f32 ->
+                    // "0.16500000655651093", which rounds to 0.17 where the float64 and text forms
+                    // of 0.165 round half-even to 0.16): render a float32 with its own shortest form.
+                    let text = match dt {
+                        DataType::Float32 => arr.as_primitive::<Float32Type>().value(i).to_string(),
+                        _ => f.to_string(),
+                    };
                     let v = if f.is_finite() { parse_decimal(&text, scale) } else { None };
                     emit(i, v, &|| text.clone(), &mut out)
                 }
@@ -526,7 +538,12 @@ pub fn normalise_str<'a>(s: &'a str, opts: StringOptions, buf: &'a mut String) -
     }
 }
 
-fn encode_string(arr: &dyn Array, spec: &ColumnSpec, opts: StringOptions, sink: &mut impl Sink) -> Result<()> {
+fn encode_string(
+    arr: &dyn Array,
+    spec: &ColumnSpec,
+    opts: StringOptions,
+    sink: &mut impl Sink,
+) -> Result<()> {
     let dt = arr.data_type();
     let mut buf = String::new();
     if let Some(strings) = Strings::of(arr) {
@@ -632,7 +649,11 @@ fn encode_temporal(
         let s = strings.get(i);
         match parse_timestamp_nanos(s) {
             Some(ns) => {
-                let v = ns.div_euclid(1_000_000_000 / to_per_second as i128) as i64;
+                // FIX(tests): `as i64` wrapped instants beyond i64 at the precision (9999-12-31 at
+                // ns), while the same instant from a Date32/Timestamp array saturates in
+                // convert_time: saturate here too so every form of it encodes alike.
+                let v = ns.div_euclid(1_000_000_000 / to_per_second as i128);
+                let v = v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
                 emit(v, &mut |b| sink.value(i, Some(b)))
             }
             None => {
@@ -644,7 +665,12 @@ fn encode_temporal(
     err.map_or(Ok(()), Err)
 }
 
-fn encode_timestamp(arr: &dyn Array, spec: &ColumnSpec, p: TimePrecision, sink: &mut impl Sink) -> Result<()> {
+fn encode_timestamp(
+    arr: &dyn Array,
+    spec: &ColumnSpec,
+    p: TimePrecision,
+    sink: &mut impl Sink,
+) -> Result<()> {
     encode_temporal(arr, spec, p.per_second(), 8, sink)
 }
 
@@ -788,7 +814,10 @@ fn encode_vector(arr: &dyn Array, spec: &ColumnSpec, digits: u8, sink: &mut impl
 /// component by component.
 pub fn push_ordering(logical: &LogicalType, canonical: &[u8], composite: bool, out: &mut Vec<u8>) {
     match logical {
-        LogicalType::Integer | LogicalType::Decimal { .. } | LogicalType::Timestamp { .. } | LogicalType::Date => {
+        LogicalType::Integer
+        | LogicalType::Decimal { .. }
+        | LogicalType::Timestamp { .. }
+        | LogicalType::Date => {
             // little-endian two's complement -> big-endian with the sign bit flipped
             let start = out.len();
             out.extend(canonical.iter().rev());

@@ -1,7 +1,6 @@
 //! Row-by-row classification of the collected rows of two sides, joined by key digest.
 
-use std::collections::HashMap;
-
+use crate::fasthash::FastMap;
 use crate::passes::Collected;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,27 +45,42 @@ pub struct Difference {
     pub occurrences: usize,
 }
 
+/// Where one key occurs on one side: its first row and how many rows carry it.
+#[derive(Clone, Copy, Default)]
+struct Occurrence {
+    first: Option<usize>,
+    count: usize,
+}
+
+impl Occurrence {
+    fn add(&mut self, row: usize) {
+        self.first.get_or_insert(row);
+        self.count += 1;
+    }
+}
+
 /// Classify every key whose rows differ between the two sides.
 pub fn classify(source: &Collected, target: &Collected, n_values: usize) -> Vec<Difference> {
-    let mut by_key: HashMap<u128, (Vec<usize>, Vec<usize>)> = HashMap::with_capacity(source.len());
+    let mut by_key: FastMap<u128, [Occurrence; 2]> = FastMap::default();
+    by_key.reserve(source.len().max(target.len()));
     for (i, kd) in source.key_digest.iter().enumerate() {
-        by_key.entry(*kd).or_default().0.push(i);
+        by_key.entry(*kd).or_default()[0].add(i);
     }
     for (i, kd) in target.key_digest.iter().enumerate() {
-        by_key.entry(*kd).or_default().1.push(i);
+        by_key.entry(*kd).or_default()[1].add(i);
     }
     let mut out = Vec::new();
-    for (s, t) in by_key.values() {
-        let (s0, t0) = (s.first().copied(), t.first().copied());
-        for (rows, side) in [(s, Side::Source), (t, Side::Target)] {
-            if rows.len() > 1 {
+    for [s, t] in by_key.values() {
+        let (s0, t0) = (s.first, t.first);
+        for (occ, side) in [(s, Side::Source), (t, Side::Target)] {
+            if occ.count > 1 {
                 out.push(Difference {
                     kind: DiffKind::Duplicate,
                     source_row: s0,
                     target_row: t0,
                     columns: vec![],
                     duplicate_side: Some(side),
-                    occurrences: rows.len(),
+                    occurrences: occ.count,
                 });
             }
         }

@@ -5,14 +5,15 @@
 //! value hash  = xxh3-64(canonical value) (a distinct constant for NULL)
 //! row digest  = xxh3-128(key digest || value hashes)
 
-use std::collections::HashSet;
-
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_schema::DataType;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64_with_seed};
 
 use crate::canonical::{encode_column, push_ordering};
 use crate::error::{CoreError, Result};
-use crate::logical::{ColumnSpec, SideSpec};
+use crate::logical::{ColumnSpec, LogicalType, SideSpec};
 use crate::partition::Partitioner;
 
 const VALUE_SEED: u64 = 0x5EA4_11AE;
@@ -36,7 +37,8 @@ struct CanonColumn {
 
 impl CanonColumn {
     fn encode(arr: &ArrayRef, spec: &ColumnSpec) -> Result<Self> {
-        let mut col = CanonColumn { data: Vec::new(), offsets: Vec::with_capacity(arr.len() + 1), first_null: None };
+        let mut col =
+            CanonColumn { data: Vec::new(), offsets: Vec::with_capacity(arr.len() + 1), first_null: None };
         col.offsets.push(0);
         encode_column(arr, spec, &mut |row: usize, bytes: Option<&[u8]>| {
             match bytes {
@@ -70,8 +72,54 @@ pub struct KeyDigests {
     pub leaf: Vec<u64>,
 }
 
+/// The common case, a single integer key column of a native integer type: digest and leaf straight
+/// from the values, with the same bytes the general path would produce.
+fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner) -> Option<KeyDigests> {
+    if arr.null_count() > 0 {
+        return None; // the general path reports the NULL key
+    }
+    macro_rules! digest_all {
+        ($t:ty) => {{
+            let values = arr.as_primitive::<$t>().values();
+            let mut out = KeyDigests {
+                key_digest: Vec::with_capacity(values.len()),
+                leaf: Vec::with_capacity(values.len()),
+            };
+            let mut framed = [0u8; 20];
+            framed[..4].copy_from_slice(&16u32.to_le_bytes());
+            for &v in values.iter() {
+                let v = v as i128;
+                framed[4..].copy_from_slice(&v.to_le_bytes());
+                let kd = xxh3_128(&framed);
+                out.key_digest.push(kd);
+                // big-endian with the sign bit flipped, as push_ordering does for integers
+                out.leaf.push(partitioner.leaf_of_wide((v as u128) ^ (1 << 127), kd));
+            }
+            Some(out)
+        }};
+    }
+    match arr.data_type() {
+        DataType::Int8 => digest_all!(Int8Type),
+        DataType::Int16 => digest_all!(Int16Type),
+        DataType::Int32 => digest_all!(Int32Type),
+        DataType::Int64 => digest_all!(Int64Type),
+        DataType::UInt8 => digest_all!(UInt8Type),
+        DataType::UInt16 => digest_all!(UInt16Type),
+        DataType::UInt32 => digest_all!(UInt32Type),
+        DataType::UInt64 => digest_all!(UInt64Type),
+        _ => None,
+    }
+}
+
 /// Canonical key bytes for each row, framed, plus the order-preserving form.
 pub fn key_digests(batch: &RecordBatch, spec: &SideSpec, partitioner: &Partitioner) -> Result<KeyDigests> {
+    if let [only] = spec.key.as_slice() {
+        if only.logical == LogicalType::Integer {
+            if let Some(out) = integer_key_digests(column(batch, &only.name, &spec.side)?, partitioner) {
+                return Ok(out);
+            }
+        }
+    }
     let n = batch.num_rows();
     let composite = spec.key.len() > 1;
     let cols = spec
@@ -155,17 +203,49 @@ pub fn row_digests(batch: &RecordBatch, spec: &SideSpec, key_digest: &[u128]) ->
     Ok(RowDigests { row_digest, value_hashes })
 }
 
-/// Which leaves a pass looks at: a leaf passes when `leaf >> shift` is in `parents`.
+/// Which leaves a pass looks at: a leaf passes when `leaf >> shift` is one of the parents.
 #[derive(Debug, Clone)]
 pub struct LeafFilter {
     pub shift: u32,
-    pub parents: HashSet<u64>,
+    parents: ParentSet,
 }
 
+#[derive(Debug, Clone)]
+enum ParentSet {
+    /// One bit per parent id: the per-row lookup is a shift and a mask.
+    Bits(Vec<u64>),
+    /// Sorted ids, for id spaces too large for a bitset (deep refinements).
+    Sorted(Vec<u64>),
+}
+
+/// Largest parent id space kept as a bitset (16 MiB).
+const MAX_BITSET_IDS: u64 = 1 << 27;
+
 impl LeafFilter {
+    pub fn new(parents: impl IntoIterator<Item = u64>, shift: u32) -> Self {
+        let mut ids: Vec<u64> = parents.into_iter().collect();
+        let end = ids.iter().copied().max().map_or(0, |m| m + 1);
+        let parents = if end <= MAX_BITSET_IDS {
+            let mut bits = vec![0u64; end.div_ceil(64) as usize];
+            for p in ids {
+                bits[(p / 64) as usize] |= 1 << (p % 64);
+            }
+            ParentSet::Bits(bits)
+        } else {
+            ids.sort_unstable();
+            ids.dedup();
+            ParentSet::Sorted(ids)
+        };
+        Self { shift, parents }
+    }
+
     #[inline]
     pub fn admits(&self, leaf: u64) -> bool {
-        self.parents.contains(&(leaf >> self.shift))
+        let p = leaf >> self.shift;
+        match &self.parents {
+            ParentSet::Bits(bits) => bits.get((p / 64) as usize).is_some_and(|w| w & (1 << (p % 64)) != 0),
+            ParentSet::Sorted(ids) => ids.binary_search(&p).is_ok(),
+        }
     }
 }
 

@@ -2,9 +2,8 @@
 //! so a duplicated row changes the summary; order-independent, so batches may arrive in any order
 //! and partial sets (parallel workers, shards on other machines) merge by addition.
 
-use std::collections::HashMap;
-
 use crate::error::{CoreError, Result};
+use crate::fasthash::FastMap;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Leaf {
@@ -45,7 +44,7 @@ impl Leaf {
 #[derive(Debug)]
 pub enum LeafAccumulator {
     Dense(Vec<Leaf>),
-    Sparse(HashMap<u64, Leaf>),
+    Sparse(FastMap<u64, Leaf>),
 }
 
 /// Above this many leaves, accumulate sparsely.
@@ -54,7 +53,7 @@ const DENSE_LIMIT: u64 = 1 << 22;
 impl LeafAccumulator {
     pub fn new(num_leaves: u64, sparse: bool) -> Self {
         if sparse || num_leaves > DENSE_LIMIT {
-            LeafAccumulator::Sparse(HashMap::new())
+            LeafAccumulator::Sparse(FastMap::default())
         } else {
             LeafAccumulator::Dense(vec![Leaf::default(); num_leaves as usize])
         }
@@ -209,17 +208,35 @@ impl LeafSet {
         let u128_at = |p: usize| u128::from_le_bytes(bytes[p..p + 16].try_into().unwrap());
         let num_ranges = u64_at(8);
         let fanout_bits = u32::from_le_bytes(bytes[16..20].try_into().unwrap());
-        let n = u64_at(20) as usize;
-        if bytes.len() != 28 + n * 48 {
+        // FIX(tests): corrupted headers used to overflow `28 + n * 48` (a panic in debug builds,
+        // a wrong length check in release) and were otherwise trusted: a fanout beyond the
+        // partitioner's maximum made `num_leaves` overflow, and leaf ids outside the leaf space
+        // made `MerkleTree::build` index out of bounds. Check them all here.
+        if fanout_bits > crate::partition::MAX_FANOUT_BITS {
+            return Err(bad("fanout bits out of range"));
+        }
+        if num_ranges == 0 || num_ranges.leading_zeros() < fanout_bits {
+            return Err(bad("leaf space out of range"));
+        }
+        let n = u64_at(20);
+        if n.checked_mul(48).and_then(|b| b.checked_add(28)) != Some(bytes.len() as u64) {
             return Err(bad("truncated"));
         }
+        let n = n as usize;
         let mut leaves = Vec::with_capacity(n);
         for k in 0..n {
             let p = 28 + k * 48;
-            leaves.push((u64_at(p), Leaf { count: u64_at(p + 8), row_sum: u128_at(p + 16), key_sum: u128_at(p + 32) }));
+            leaves.push((
+                u64_at(p),
+                Leaf { count: u64_at(p + 8), row_sum: u128_at(p + 16), key_sum: u128_at(p + 32) },
+            ));
         }
         if leaves.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(bad("leaves out of order"));
+        }
+        let num_leaves = num_ranges << fanout_bits;
+        if leaves.last().is_some_and(|(id, _)| *id >= num_leaves) {
+            return Err(bad("leaf id outside the leaf space"));
         }
         Ok(Self { num_ranges, fanout_bits, leaves })
     }

@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod diff;
 pub mod digest;
 pub mod error;
+pub mod fasthash;
 pub mod leaves;
 pub mod logical;
 pub mod merkle;

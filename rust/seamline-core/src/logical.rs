@@ -44,19 +44,27 @@ impl TimePrecision {
 pub enum LogicalType {
     Integer,
     /// Fixed-point at `scale` digits after the point; rounding half-even.
-    Decimal { scale: i8 },
+    Decimal {
+        scale: i8,
+    },
     /// Rounded to `digits` significant digits.
-    Float { digits: u8 },
+    Float {
+        digits: u8,
+    },
     Boolean,
     String(StringOptions),
     /// UTC instant at `precision`, truncated (floor).
-    Timestamp { precision: TimePrecision },
+    Timestamp {
+        precision: TimePrecision,
+    },
     Date,
     Json,
     Binary,
     Uuid,
     /// A list of floats, each rounded to `digits` significant digits.
-    Vector { digits: u8 },
+    Vector {
+        digits: u8,
+    },
 }
 
 impl LogicalType {

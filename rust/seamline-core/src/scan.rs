@@ -18,7 +18,13 @@ const SLICE_ROWS: usize = 65_536;
 /// Run `step` over every batch of every stream on `workers` threads. Each worker starts from
 /// `init()`; the per-worker states are returned. Stops early (and returns the first error) when a
 /// stream or a step fails, or when `cancel` is set (then `CoreError::Cancelled`).
-pub fn run_parallel<S, I, F>(streams: Vec<BatchStream>, workers: usize, cancel: &AtomicBool, init: I, step: F) -> Result<Vec<S>>
+pub fn run_parallel<S, I, F>(
+    streams: Vec<BatchStream>,
+    workers: usize,
+    cancel: &AtomicBool,
+    init: I,
+    step: F,
+) -> Result<Vec<S>>
 where
     S: Send,
     I: Fn() -> S + Sync,

@@ -7,13 +7,38 @@ use pyo3::prelude::*;
 use seamline_core::CoreError;
 
 create_exception!(seamline._core, SeamlineError, PyException, "Base of every Seamline error.");
-create_exception!(seamline._core, SchemaError, SeamlineError, "A column is unknown, missing, renamed or of an incompatible type.");
-create_exception!(seamline._core, ValueParseError, SeamlineError, "A value does not parse as its column's declared logical type.");
-create_exception!(seamline._core, InvalidInputError, SeamlineError, "An argument, file or serialised tree is malformed.");
-create_exception!(seamline._core, StoreUnavailableError, SeamlineError, "A store is down, unreachable or refuses the connection.");
+create_exception!(
+    seamline._core,
+    SchemaError,
+    SeamlineError,
+    "A column is unknown, missing, renamed or of an incompatible type."
+);
+create_exception!(
+    seamline._core,
+    ValueParseError,
+    SeamlineError,
+    "A value does not parse as its column's declared logical type."
+);
+create_exception!(
+    seamline._core,
+    InvalidInputError,
+    SeamlineError,
+    "An argument, file or serialised tree is malformed."
+);
+create_exception!(
+    seamline._core,
+    StoreUnavailableError,
+    SeamlineError,
+    "A store is down, unreachable or refuses the connection."
+);
 create_exception!(seamline._core, NotFoundError, SeamlineError, "A table, index or snapshot does not exist.");
 create_exception!(seamline._core, ContractError, InvalidInputError, "A contract file is invalid.");
-create_exception!(seamline._core, RepairRefusedError, SeamlineError, "A repair cannot be proven safe and was not applied.");
+create_exception!(
+    seamline._core,
+    RepairRefusedError,
+    SeamlineError,
+    "A repair cannot be proven safe and was not applied."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();

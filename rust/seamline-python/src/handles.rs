@@ -209,7 +209,7 @@ impl PyCollected {
 }
 
 fn make_filter(parents: Option<Vec<u64>>, shift: u32) -> Option<LeafFilter> {
-    parents.map(|p| LeafFilter { shift, parents: p.into_iter().collect() })
+    parents.map(|p| LeafFilter::new(p, shift))
 }
 
 /// Leaf summaries of every row of `streams` (list of Arrow stream objects), read in parallel.
@@ -228,7 +228,8 @@ pub fn hash_pass(
     let filter = make_filter(parents, shift);
     let (spec, p) = (&spec.0, &partitioner.0);
     let set = detached(py, |cancel| {
-        let cfg = core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
+        let cfg =
+            core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
         core::hash_pass(streams, &cfg)
     })?;
     Ok(PyLeafSet(set))
@@ -249,7 +250,8 @@ pub fn collect_pass(
     let filter = make_filter(Some(parents), shift);
     let (spec, p) = (&spec.0, &partitioner.0);
     let collected = detached(py, |cancel| {
-        let cfg = core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
+        let cfg =
+            core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
         core::collect_pass(streams, &cfg)
     })?;
     Ok(PyCollected(collected))
@@ -258,7 +260,12 @@ pub fn collect_pass(
 /// Classify the differing keys of two collected sides. Returns a dict of equal-length lists:
 /// kind, source_row, target_row, columns (value column indexes), duplicate_side, occurrences.
 #[pyfunction]
-pub fn classify<'py>(py: Python<'py>, source: &PyCollected, target: &PyCollected, n_values: usize) -> PyResult<Bound<'py, PyDict>> {
+pub fn classify<'py>(
+    py: Python<'py>,
+    source: &PyCollected,
+    target: &PyCollected,
+    n_values: usize,
+) -> PyResult<Bound<'py, PyDict>> {
     let diffs = py.detach(|| core::classify(&source.0, &target.0, n_values));
     let out = PyDict::new(py);
     out.set_item("kind", diffs.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>())?;

@@ -37,7 +37,9 @@ pub fn column_spec(d: &Bound<'_, PyDict>) -> PyResult<ColumnSpec> {
         "timestamp" => {
             let p: String = get(d, "precision", "us".to_string())?;
             let precision = TimePrecision::parse(&p).ok_or_else(|| {
-                InvalidInputError::new_err(format!("column '{name}': timestamp precision {p:?} is not s, ms, us or ns"))
+                InvalidInputError::new_err(format!(
+                    "column '{name}': timestamp precision {p:?} is not s, ms, us or ns"
+                ))
             })?;
             LogicalType::Timestamp { precision }
         }
@@ -47,7 +49,9 @@ pub fn column_spec(d: &Bound<'_, PyDict>) -> PyResult<ColumnSpec> {
         "uuid" => LogicalType::Uuid,
         "vector" => LogicalType::Vector { digits: get(d, "digits", 6u8)? },
         other => {
-            return Err(InvalidInputError::new_err(format!("column '{name}': unknown logical type {other:?}")))
+            return Err(InvalidInputError::new_err(format!(
+                "column '{name}': unknown logical type {other:?}"
+            )))
         }
     };
     Ok(ColumnSpec { name, logical })
