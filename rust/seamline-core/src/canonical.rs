@@ -110,6 +110,54 @@ macro_rules! each_valid {
     }};
 }
 
+/// Run `$body` with `$get(i) -> i128` bound to a typed accessor of an integer array: the type is
+/// matched once per column, not once per value.
+macro_rules! with_ints {
+    ($arr:expr, |$get:ident| $body:expr) => {{
+        macro_rules! typed {
+            ($t:ty) => {{
+                let a = $arr.as_primitive::<$t>();
+                let $get = |i: usize| a.value(i) as i128;
+                $body
+            }};
+        }
+        match $arr.data_type() {
+            DataType::Int8 => typed!(Int8Type),
+            DataType::Int16 => typed!(Int16Type),
+            DataType::Int32 => typed!(Int32Type),
+            DataType::Int64 => typed!(Int64Type),
+            DataType::UInt8 => typed!(UInt8Type),
+            DataType::UInt16 => typed!(UInt16Type),
+            DataType::UInt32 => typed!(UInt32Type),
+            DataType::UInt64 => typed!(UInt64Type),
+            other => unreachable!("with_ints on {other}"),
+        }
+    }};
+}
+
+/// Run `$body` with `$get(i) -> i64` and `$per` (units per second) bound for a temporal array.
+macro_rules! with_instants {
+    ($arr:expr, |$get:ident, $per:ident| $body:expr) => {{
+        macro_rules! typed {
+            ($t:ty, $p:expr, $scale:expr) => {{
+                let a = $arr.as_primitive::<$t>();
+                let $per: i64 = $p;
+                let $get = |i: usize| a.value(i) as i64 * $scale;
+                $body
+            }};
+        }
+        match $arr.data_type() {
+            DataType::Timestamp(TimeUnit::Second, _) => typed!(TimestampSecondType, 1, 1),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => typed!(TimestampMillisecondType, 1_000, 1),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => typed!(TimestampMicrosecondType, 1_000_000, 1),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => typed!(TimestampNanosecondType, 1_000_000_000, 1),
+            DataType::Date32 => typed!(Date32Type, 1, 86_400),
+            DataType::Date64 => typed!(Date64Type, 1_000, 1),
+            other => unreachable!("with_instants on {other}"),
+        }
+    }};
+}
+
 /// Integer value of any Arrow integer array at row i, widened to i128.
 fn int_at(arr: &dyn Array, i: usize) -> Option<i128> {
     Some(match arr.data_type() {
@@ -168,7 +216,7 @@ pub fn encode_column(arr: &ArrayRef, spec: &ColumnSpec, sink: &mut impl Sink) ->
 fn encode_integer(arr: &dyn Array, spec: &ColumnSpec, sink: &mut impl Sink) -> Result<()> {
     let dt = arr.data_type();
     if is_int(dt) {
-        each_valid!(arr, sink, |i| sink.value(i, Some(&int_at(arr, i).unwrap().to_le_bytes())));
+        with_ints!(arr, |get| each_valid!(arr, sink, |i| sink.value(i, Some(&get(i).to_le_bytes()))));
         return Ok(());
     }
     if let Some(strings) = Strings::of(arr) {
@@ -334,6 +382,17 @@ fn encode_decimal(arr: &dyn Array, spec: &ColumnSpec, scale: i8, sink: &mut impl
     let nulls = arr.logical_nulls();
     let is_null = |i: usize| nulls.as_ref().is_some_and(|n| n.is_null(i));
     match dt {
+        DataType::Decimal128(_, s) if *s == scale => {
+            // the common case (numeric(12,2) against decimal(12,2)): the unscaled value as is
+            let a = arr.as_primitive::<Decimal128Type>();
+            for i in 0..arr.len() {
+                if is_null(i) {
+                    out(i, None)
+                } else {
+                    out(i, Some(&a.value(i).to_le_bytes()))
+                }
+            }
+        }
         DataType::Decimal128(_, s) => {
             let a = arr.as_primitive::<Decimal128Type>();
             for i in 0..arr.len() {
@@ -563,18 +622,11 @@ fn encode_string(
 
 // ---------------------------------------------------------------- timestamp and date
 
-fn unit_per_second(unit: &TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => 1,
-        TimeUnit::Millisecond => 1_000,
-        TimeUnit::Microsecond => 1_000_000,
-        TimeUnit::Nanosecond => 1_000_000_000,
-    }
-}
-
 /// Convert a count in `from` units per second to `to` units per second, truncating (floor).
 fn convert_time(v: i64, from: i64, to: i64) -> i64 {
-    if from >= to {
+    if from == to {
+        v
+    } else if from > to {
         v.div_euclid(from / to)
     } else {
         v.saturating_mul(to / from)
@@ -606,24 +658,6 @@ pub fn parse_timestamp_nanos(s: &str) -> Option<i128> {
     None
 }
 
-/// The instant at row i of a temporal array, as (value, units per second).
-fn temporal_at(arr: &dyn Array, i: usize) -> Option<(i64, i64)> {
-    Some(match arr.data_type() {
-        DataType::Timestamp(unit, _) => {
-            let v = match unit {
-                TimeUnit::Second => arr.as_primitive::<TimestampSecondType>().value(i),
-                TimeUnit::Millisecond => arr.as_primitive::<TimestampMillisecondType>().value(i),
-                TimeUnit::Microsecond => arr.as_primitive::<TimestampMicrosecondType>().value(i),
-                TimeUnit::Nanosecond => arr.as_primitive::<TimestampNanosecondType>().value(i),
-            };
-            (v, unit_per_second(unit))
-        }
-        DataType::Date32 => (arr.as_primitive::<Date32Type>().value(i) as i64 * 86_400, 1),
-        DataType::Date64 => (arr.as_primitive::<Date64Type>().value(i), 1_000),
-        _ => return None,
-    })
-}
-
 fn encode_temporal(
     arr: &dyn Array,
     spec: &ColumnSpec,
@@ -637,10 +671,9 @@ fn encode_temporal(
         sink(&bytes[..width])
     };
     if matches!(dt, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) {
-        each_valid!(arr, sink, |i| {
-            let (v, per) = temporal_at(arr, i).unwrap();
-            emit(convert_time(v, per, to_per_second), &mut |b| sink.value(i, Some(b)))
-        });
+        with_instants!(arr, |get, per| each_valid!(arr, sink, |i| {
+            emit(convert_time(get(i), per, to_per_second), &mut |b| sink.value(i, Some(b)))
+        }));
         return Ok(());
     }
     let strings = Strings::of(arr).ok_or_else(|| type_error(spec, dt))?;

@@ -189,13 +189,12 @@ pub fn row_digests(batch: &RecordBatch, spec: &SideSpec, key_digest: &[u128]) ->
             value_hashes[row * nv + j] = value_hash(bytes);
         })?;
     }
-    let mut buf = Vec::with_capacity(16 + 8 * nv);
+    let mut buf = vec![0u8; 16 + 8 * nv];
     let row_digest = (0..n)
         .map(|row| {
-            buf.clear();
-            buf.extend_from_slice(&key_digest[row].to_le_bytes());
-            for h in &value_hashes[row * nv..(row + 1) * nv] {
-                buf.extend_from_slice(&h.to_le_bytes());
+            buf[..16].copy_from_slice(&key_digest[row].to_le_bytes());
+            for (slot, h) in buf[16..].chunks_exact_mut(8).zip(&value_hashes[row * nv..(row + 1) * nv]) {
+                slot.copy_from_slice(&h.to_le_bytes());
             }
             xxh3_128(&buf)
         })

@@ -12,6 +12,9 @@ use crate::logical::SideSpec;
 use crate::partition::Partitioner;
 use crate::scan::{run_parallel, BatchStream};
 
+/// Rows digested at a time within a batch.
+const BLOCK_ROWS: usize = 8192;
+
 pub struct PassConfig<'a> {
     pub spec: &'a SideSpec,
     pub partitioner: &'a Partitioner,
@@ -30,14 +33,18 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
         cfg.cancel,
         || LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some()),
         |acc, batch| {
-            let keys = key_digests(&batch, cfg.spec, p)?;
-            let (batch, keys) = match selection(&keys, cfg.filter) {
-                Some(sel) => select(&batch, keys, &sel)?,
-                None => (batch, keys),
-            };
-            let rows = row_digests(&batch, cfg.spec, &keys.key_digest)?;
-            for i in 0..batch.num_rows() {
-                acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
+            // blocks small enough that the per-column hashes of a block stay in cache
+            for offset in (0..batch.num_rows()).step_by(BLOCK_ROWS) {
+                let block = batch.slice(offset, BLOCK_ROWS.min(batch.num_rows() - offset));
+                let keys = key_digests(&block, cfg.spec, p)?;
+                let (block, keys) = match selection(&keys, cfg.filter) {
+                    Some(sel) => select(&block, keys, &sel)?,
+                    None => (block, keys),
+                };
+                let rows = row_digests(&block, cfg.spec, &keys.key_digest)?;
+                for i in 0..block.num_rows() {
+                    acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
+                }
             }
             Ok(())
         },
