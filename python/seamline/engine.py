@@ -16,16 +16,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from seamline import _core
+from seamline.compare import Integer
 from seamline.seam import SeamColumns
 from seamline.sources.base import KeyRange, ScanRequest, Source
 
+ROWS_PER_PUSHED_RANGE = 128
+MAX_PUSHED_RANGES = 65_536
 REFINE_BITS = 4
 MAX_REFINEMENTS = 4
 TARGET_ROWS_PER_LEAF = 32
@@ -65,20 +69,44 @@ class EngineOutput:
     merkle_roots: tuple[str, str]
 
 
-def _bounds(source: Source, seam: SeamColumns, opts: Options) -> pa.Table | None:
-    """Range boundaries from a cheap sample of the source's keys, in canonical key order."""
+def _bounds(source: Source, seam: SeamColumns, opts: Options, fine: bool) -> pa.Table | None:
+    """Range boundaries from a cheap sample of the source's keys, in canonical key order.
+
+    `fine`: the stores can push ranges down, so cut about ROWS_PER_PUSHED_RANGE rows per range:
+    scattered drift then marks only a fraction of the ranges, and only those are read again. A single
+    integer key is cut between the sampled keys by interpolation (statistics give ~100 bounds)."""
     key_names = seam.key_names("source")
     sample = source.sample_keys(key_names, opts.sample_size)
     if sample is None or sample.num_rows < 2:
         return None
     sample = sample.select(key_names)
     order = _core.sorted_unique_rows(sample, seam.key_spec("source"))
-    ranges = min(opts.max_ranges, len(order))
-    if ranges < 2:
+    rows = source.estimated_rows() or 0
+    want = opts.max_ranges
+    if fine:
+        want = max(want, min(MAX_PUSHED_RANGES, rows // ROWS_PER_PUSHED_RANGE))
+    if len(order) < 2:
         return None
+    if want > len(order) and len(key_names) == 1 and isinstance(seam.logical[seam.key[0][0]], Integer):
+        return _interpolated(sample.take(order), want)
+    ranges = min(want, len(order))
     # interior quantiles of the distinct sampled keys: ranges-1 boundaries
     positions = sorted({(i * len(order)) // ranges for i in range(1, ranges)})
     return sample.take([order[p] for p in positions])
+
+
+def _interpolated(sorted_keys: pa.Table, want: int) -> pa.Table:
+    """About `want` integer boundaries: the sampled keys, and evenly spaced points between them
+    (statistics bounds are equi-depth, so rows are spread evenly within each gap)."""
+    values = sorted_keys.column(0).to_pylist()
+    per_gap = max(1, -(-want // (len(values) - 1)))
+    points: list[int] = []
+    for a, b in zip(values, values[1:], strict=False):
+        step = max(1, (b - a) // per_gap)
+        points.extend(range(a, b, step))
+    points.append(values[-1])
+    column = pa.array(sorted(set(points)), sorted_keys.schema.field(0).type)
+    return pa.table({sorted_keys.column_names[0]: column})
 
 
 def _fanout_bits(rows: int | None, num_ranges: int) -> int:
@@ -149,16 +177,23 @@ class Engine:
         self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))
         return collected
 
+    def _both(self, work: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
+        """Run `work` for both sides at once: the native passes release the GIL, and a store's
+        latency on one side overlaps with hashing on the other."""
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            a, b = pool.submit(work, "source", *args), pool.submit(work, "target", *args)
+            return a.result(), b.result()
+
     def run(self) -> EngineOutput:
         source = self.sides["source"]
-        bounds = _bounds(source, self.seam, self.opts)
+        fine = self.pushdown["source"] and self.pushdown["target"]
+        bounds = _bounds(source, self.seam, self.opts, fine)
         bound_values = _bound_tuples(bounds)
         num_ranges = len(bound_values) + 1
         p = _core.Partitioner(
             self.seam.key_spec("source"), bounds, _fanout_bits(source.estimated_rows(), num_ranges)
         )
-        src = self._hash("source", p, None, 0, None)
-        dst = self._hash("target", p, None, 0, None)
+        src, dst = self._both(self._hash, p, None, 0, None)
         roots = (src.merkle_root(), dst.merkle_root())
         totals = (src.total_rows, dst.total_rows)
         mismatched = src.mismatched(dst)
@@ -172,8 +207,7 @@ class Engine:
                 break
             finer = p.refined(REFINE_BITS)
             ranges = key_ranges(mismatched, p.fanout_bits, bound_values)
-            src = self._hash("source", finer, mismatched, REFINE_BITS, ranges)
-            dst = self._hash("target", finer, mismatched, REFINE_BITS, ranges)
+            src, dst = self._both(self._hash, finer, mismatched, REFINE_BITS, ranges)
             refined = src.mismatched(dst)
             refined_sizes = candidates(src, dst, refined)
             p, mismatched, improved = finer, refined, sum(refined_sizes) < sum(sizes) / 2
@@ -184,8 +218,7 @@ class Engine:
         diffs = []
         for group in _groups(mismatched, sizes, self.opts.diff_budget_rows):
             ranges = key_ranges(group, p.fanout_bits, bound_values)
-            a = self._collect("source", p, group, ranges)
-            b = self._collect("target", p, group, ranges)
+            a, b = self._both(self._collect, p, group, ranges)
             classified = _core.classify(a, b, len(self.seam.values))
             if classified["kind"]:
                 diffs.append((a.to_pyarrow(), b.to_pyarrow(), classified))
