@@ -1,0 +1,487 @@
+"""OpenSearch source adapter: reads an index (optionally filtered by a query) as Arrow streams.
+
+Reading uses a point in time (PIT) plus ``search_after``: the PIT fixes the view of the index for the
+whole reconcile (created by ``pin``, deleted by ``close``), ``search_after`` pages through it without the
+10,000-hit ``from``/``size`` window, and PIT slices give independent parallel streams. Scroll is not
+used: it pins resources per request and cannot be shared between passes.
+
+The search_after order must be total within the PIT: ``_shard_doc`` on OpenSearch 3.3+, else ``_doc``
+inside slices confined to one shard each (see ``_ordering``).
+
+Each page of hits becomes one Arrow record batch, typed by the index mapping. Dates become ms since the
+epoch (UTC, truncated), documents missing a field give NULL, objects and unmapped values become JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import opensearchpy
+import pyarrow as pa
+import pyarrow.compute as pc
+from opensearchpy import OpenSearch
+
+from seamline.exceptions import NotFoundError, StoreUnavailableError
+from seamline.sources.base import AsOf, KeyRange, ScanRequest
+
+_KEEP_ALIVE = "5m"  # refreshed by every page request; only idle time between passes counts
+_PAGE_SIZE = 5000
+_FILTER_PATH = "hits.hits._id,hits.hits._source,hits.hits.sort"
+_JSON_META = {"seamline.logical": "json"}
+_NO_SOURCE: dict[str, Any] = {}
+_T = TypeVar("_T")
+
+_TYPES: dict[str, pa.DataType] = {
+    "long": pa.int64(),
+    "integer": pa.int32(),
+    "short": pa.int16(),
+    "byte": pa.int8(),
+    "unsigned_long": pa.uint64(),
+    "double": pa.float64(),
+    "float": pa.float64(),
+    "half_float": pa.float64(),
+    "scaled_float": pa.float64(),
+    "keyword": pa.string(),
+    "constant_keyword": pa.string(),
+    "wildcard": pa.string(),
+    "text": pa.string(),
+    "match_only_text": pa.string(),
+    "ip": pa.string(),
+    "version": pa.string(),
+    "boolean": pa.bool_(),
+    "date": pa.timestamp("ms", tz="UTC"),
+    "date_nanos": pa.timestamp("ms", tz="UTC"),
+    "knn_vector": pa.list_(pa.float32()),
+    "binary": pa.binary(),
+}
+
+
+class OpenSearchSource:
+    """One OpenSearch index, alias or pattern; key is ``_id`` unless ``key_field`` names a field."""
+
+    def __init__(
+        self,
+        url: str,
+        index: str,
+        *,
+        query: dict[str, Any] | None = None,
+        key_field: str | None = None,
+        **client_options: Any,
+    ) -> None:
+        self._url = url
+        self._index = index
+        self._query = query
+        self._key_field = key_field or "_id"
+        options = {"timeout": 120, "pool_maxsize": 32, **client_options}
+        self._client = OpenSearch(hosts=[url], **options)
+        self._lock = threading.Lock()
+        self._mapping: dict[str, Any] | None = None
+        self._pit_id: str | None = None
+        self._as_of: AsOf | None = None
+        self._sort: list[Any] | None = None
+        self._min_slices = 1
+
+    # -- Source protocol -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        text = f"opensearch {_redact(self._url)} index {self._index}"
+        if self._query is not None:
+            text += " (filtered)"
+        return text
+
+    def schema(self) -> pa.Schema:
+        props = self._properties()
+        fields = [pa.field("_id", pa.string(), nullable=False)]
+        for name, spec in props.items():
+            fields.append(_field(name, spec))
+        return pa.schema(fields)
+
+    def open(self, request: ScanRequest) -> list[Any]:
+        self.pin()
+        columns = [c for c in (request.columns or self.schema().names)]
+        plan = [(c, *self._resolve(c)) for c in columns]
+        schema = pa.schema([_field(name, spec) for name, _, spec in plan])
+        query = self._scan_query(request)
+        if query is None:  # an empty union of ranges
+            return [pa.RecordBatchReader.from_batches(schema, iter(()))]
+        sources = sorted({path for _, path, _ in plan if path != "_id"})
+        sort, min_slices = self._ordering()
+        n = max(1, request.parallelism)
+        # Every slice is read whole by one stream; a stream may read several slices one after another.
+        total = max(n, min_slices)
+        return [
+            pa.RecordBatchReader.from_batches(
+                schema, self._pages(schema, plan, sources, query, sort, list(range(i, total, n)), total)
+            )
+            for i in range(min(n, total))
+        ]
+
+    def sample_keys(self, key: Sequence[str], n: int) -> pa.Table | None:
+        return None
+
+    def estimated_rows(self) -> int | None:
+        body = {"query": self._query} if self._query is not None else None
+        resp = self._call(lambda: self._client.count(index=self._index, body=body))
+        return int(resp["count"])
+
+    def pin(self) -> AsOf:
+        with self._lock:
+            if self._as_of is not None:
+                return self._as_of
+            resp = self._call(
+                lambda: self._client.create_pit(index=self._index, params={"keep_alive": _KEEP_ALIVE})
+            )
+            self._pit_id = str(resp["pit_id"])
+            created = resp.get("creation_time")
+            created_at = (
+                datetime.fromtimestamp(int(created) / 1000, tz=UTC).isoformat()
+                if created is not None
+                else datetime.now(UTC).isoformat()
+            )
+            self._as_of = AsOf(
+                store="opensearch",
+                detail={
+                    "index": self._index,
+                    "pit_id": self._pit_id[:16] + "...",
+                    "pit_created_at": created_at,
+                },
+            )
+            return self._as_of
+
+    def close(self) -> None:
+        with self._lock:
+            pit, self._pit_id, self._as_of = self._pit_id, None, None
+        if pit is not None:
+            try:
+                self._client.delete_pit(body={"pit_id": [pit]})
+            except opensearchpy.OpenSearchException:
+                pass  # expired or node gone: the PIT dies with its keep-alive anyway
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except opensearchpy.NotFoundError as exc:
+            if exc.error == "index_not_found_exception":
+                raise NotFoundError(f"opensearch index {self._index} does not exist") from None
+            if "search context" in str(exc.info).lower() or "search_context" in str(exc.error):
+                raise NotFoundError(
+                    f"opensearch point in time on {self._index} expired (idle longer than {_KEEP_ALIVE})"
+                ) from None
+            raise
+        except opensearchpy.ConnectionError as exc:
+            raise StoreUnavailableError(f"opensearch at {_redact(self._url)}: {_cause(exc)}") from None
+
+    def _properties(self) -> dict[str, Any]:
+        if self._mapping is None:
+            resp = self._call(lambda: self._client.indices.get_mapping(index=self._index))
+            props: dict[str, Any] = {}
+            # An alias or pattern may cover several indices: the first mapping of a field wins.
+            for name in sorted(resp):
+                for field, spec in (resp[name].get("mappings", {}).get("properties") or {}).items():
+                    props.setdefault(field, spec)
+            self._mapping = props
+        return self._mapping
+
+    def _resolve(self, column: str) -> tuple[str, dict[str, Any]]:
+        """Column -> (path in _source, mapping). Dotted names walk objects; a multi-field
+        (``title.keyword``) reads its parent's source value."""
+        if column == "_id":
+            return "_id", {"type": "keyword"}
+        props = self._properties()
+        if column in props:
+            return column, props[column]
+        parts = column.split(".")
+        spec: dict[str, Any] | None = None
+        level: dict[str, Any] = props
+        path: list[str] = []
+        for i, part in enumerate(parts):
+            if part in level:
+                spec = level[part]
+                path.append(part)
+                level = spec.get("properties") or {}
+            elif spec is not None and part in (spec.get("fields") or {}) and i == len(parts) - 1:
+                return ".".join(path), spec["fields"][part]
+            else:
+                return column, {}  # unmapped: read as JSON from _source
+        return ".".join(path), spec or {}
+
+    def _scan_query(self, request: ScanRequest) -> dict[str, Any] | None:
+        filters: list[dict[str, Any]] = [self._query] if self._query is not None else []
+        # Range pushdown needs a single key field with doc values; _id has none to range over.
+        if request.ranges is not None and self._key_field != "_id" and len(request.key) == 1:
+            if not request.ranges:
+                return None
+            spec = self._resolve(self._key_field)[1]
+            shoulds = [q for q in (_range_query(self._key_field, r, spec) for r in request.ranges) if q]
+            if len(shoulds) == len(request.ranges):
+                filters.append({"bool": {"should": shoulds, "minimum_should_match": 1}})
+        if not filters:
+            return {"match_all": {}}
+        return filters[0] if len(filters) == 1 else {"bool": {"filter": filters}}
+
+    def _pages(
+        self,
+        schema: pa.Schema,
+        plan: list[tuple[str, str, dict[str, Any]]],
+        sources: list[str],
+        query: dict[str, Any],
+        sort: list[Any],
+        slice_ids: list[int],
+        slices: int,
+    ) -> Iterator[pa.RecordBatch]:
+        """search_after pages over some slices of the PIT, one record batch per page."""
+        converters = [_converter(f.type, spec) for f, (_, _, spec) in zip(schema, plan, strict=True)]
+        for slice_id in slice_ids:
+            body: dict[str, Any] = {
+                "size": _PAGE_SIZE,
+                "query": query,
+                "sort": sort,
+                "_source": {"includes": sources} if sources else False,
+                "track_total_hits": False,
+            }
+            if slices > 1:
+                body["slice"] = {"id": slice_id, "max": slices}
+            yield from self._slice_pages(body, schema, plan, converters)
+
+    def _slice_pages(
+        self,
+        body: dict[str, Any],
+        schema: pa.Schema,
+        plan: list[tuple[str, str, dict[str, Any]]],
+        converters: list[Converter],
+    ) -> Iterator[pa.RecordBatch]:
+        after: list[Any] | None = None
+        while True:
+            body["pit"] = {"id": self._pit_id, "keep_alive": _KEEP_ALIVE}
+            if after is not None:
+                body["search_after"] = after
+            # filter_path: only what is used, which roughly halves the JSON to transfer and parse.
+            resp = self._call(lambda: self._client.search(body=body, params={"filter_path": _FILTER_PATH}))
+            hits = resp.get("hits", {}).get("hits", [])
+            if not hits:
+                return
+            sources = [h.get("_source") or _NO_SOURCE for h in hits]
+            arrays = []
+            for (_, path, _), conv, field in zip(plan, converters, schema, strict=True):
+                if path == "_id":
+                    values = [h["_id"] for h in hits]
+                elif "." not in path:
+                    values = [src.get(path) for src in sources]
+                else:
+                    values = [_get(src, path) for src in sources]
+                arrays.append(conv(values, field.type))
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            after = hits[-1]["sort"]
+            if len(hits) < _PAGE_SIZE:
+                return
+
+    def _ordering(self) -> tuple[list[Any], int]:
+        """The search_after sort that is a total order within the PIT, and the fewest slices it needs.
+
+        OpenSearch 3.3+ has ``_shard_doc``. Before that, ``_doc`` is unique only within one shard, and
+        a slice is confined to one shard when there are at least as many slices as shards of the index
+        (slice ``i`` goes to shard ``i % shards``), so a single index is read as >= shards slices sorted
+        by ``_doc`` (index order, the cheapest). Several indices (a pattern or alias) fall back to
+        ``_index`` + ``_id``, which costs ``_id`` fielddata on the server.
+        """
+        if self._sort is None:
+            version = str(self._call(lambda: self._client.info())["version"]["number"])
+            major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+            if major_minor >= (3, 3):
+                self._sort, self._min_slices = [{"_shard_doc": "asc"}], 1
+            else:
+                settings = self._call(
+                    lambda: self._client.indices.get_settings(
+                        index=self._index, name="index.number_of_shards"
+                    )
+                )
+                if len(settings) == 1:
+                    (only,) = settings.values()
+                    shards = int(only["settings"]["index"]["number_of_shards"])
+                    self._sort, self._min_slices = [{"_doc": "asc"}], shards
+                else:
+                    self._sort, self._min_slices = [{"_index": "asc"}, {"_id": "asc"}], 1
+        return self._sort, self._min_slices
+
+
+# -- mapping and conversion ------------------------------------------------------------------------
+
+
+def _field(name: str, spec: dict[str, Any]) -> pa.Field:
+    if name == "_id":
+        return pa.field("_id", pa.string(), nullable=False)
+    typ = spec.get("type")
+    if typ in _TYPES:
+        return pa.field(name, _TYPES[typ])
+    return pa.field(name, pa.string(), metadata=_JSON_META)
+
+
+Converter = Callable[[list[Any], pa.DataType], pa.Array]
+
+
+def _converter(typ: pa.DataType, spec: dict[str, Any]) -> Converter:
+    if pa.types.is_timestamp(typ):
+        seconds = "epoch_second" in str(spec.get("format", "")) and "epoch_millis" not in str(
+            spec.get("format", "")
+        )
+        return lambda values, t: _dates(values, seconds).cast(t)
+    if pa.types.is_binary(typ):
+        return lambda values, t: pa.array(
+            [base64.b64decode(v) if isinstance(v, str) else v for v in values], type=t
+        )
+    if typ == pa.string() and spec.get("type") not in _TYPES:
+        return lambda values, t: pa.array([_to_json(v) for v in values], type=t)
+    return _typed
+
+
+def _typed(values: list[Any], typ: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        # Sources hold what was sent: "42" in a long field, 42 in a keyword field, ["a"] for "a".
+        return pa.array([_coerce(v, typ) for v in values], type=typ)
+
+
+def _coerce(value: Any, typ: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list) and not pa.types.is_list(typ):
+        if len(value) == 1:
+            value = value[0]
+        elif pa.types.is_string(typ):
+            return _to_json(value)
+        else:
+            raise ValueError(f"multi-valued field {value!r} where {typ} is mapped")
+    if pa.types.is_string(typ):
+        return value if isinstance(value, str) else _to_json(value)
+    if pa.types.is_boolean(typ):
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    if pa.types.is_integer(typ):
+        return int(Decimal(str(value)))
+    if pa.types.is_floating(typ):
+        return float(value)
+    return value
+
+
+def _to_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _dates(values: list[Any], seconds: bool) -> pa.Array:
+    """Date values of one page -> int64 ms since epoch, floored."""
+    try:
+        # Fast path: ISO strings with an offset ("...Z"), parsed by Arrow at ns, floored to ms.
+        text = pa.array(values, type=pa.string())
+        ns = text.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        # Epoch numbers, naive or date-only strings, years outside 1677-2262: one by one.
+        return pa.array([_to_ms(v, seconds) for v in values], type=pa.int64())
+    quotient = pc.divide(ns, 1_000_000)  # truncates toward zero
+    below = pc.and_(pc.less(ns, 0), pc.not_equal(pc.multiply(quotient, 1_000_000), ns))
+    result: pa.Array = pc.subtract(quotient, pc.cast(below, pa.int64()))
+    return result
+
+
+def _to_ms(value: Any, seconds: bool) -> int | None:
+    """A date as stored in _source (ISO string or epoch number) -> ms since epoch, truncated."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not value:
+            return None
+        value = value[0]
+    if isinstance(value, bool):
+        raise ValueError(f"not a date: {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value * 1000) if seconds else int(value)
+    text = str(value)
+    if text.lstrip("-").isdigit():
+        return int(text) * 1000 if seconds else int(text)
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)  # OpenSearch reads a date without offset as UTC
+    delta = dt - _EPOCH
+    # Integer arithmetic: floor to the millisecond, exact for any year.
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _get(source: dict[str, Any] | None, path: str) -> Any:
+    if source is None:
+        return None
+    if path in source:
+        return source[path]
+    value: Any = source
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _range_query(field: str, r: KeyRange, spec: dict[str, Any]) -> dict[str, Any] | None:
+    cond: dict[str, Any] = {}
+    for bound, op in ((r.lo, "gte"), (r.hi, "lt")):
+        if bound is None:
+            continue
+        value = _json_value(bound[0])
+        if value is None:
+            return None  # not expressible: no pushdown, the core filters
+        cond[op] = value
+    if not cond:
+        return {"match_all": {}}
+    if spec.get("type") in ("date", "date_nanos") and any(isinstance(v, int) for v in cond.values()):
+        cond["format"] = "epoch_millis"
+    return {"range": {field: cond}}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (str, int, float)):
+        return value
+    return None
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    for needle in (
+        "connection refused",
+        "timed out",
+        "name or service not known",
+        "certificate verify failed",
+    ):
+        if needle in lowered:
+            return needle
+    return " ".join(text.split())[:200] or type(exc).__name__

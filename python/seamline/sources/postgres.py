@@ -1,0 +1,602 @@
+"""Postgres source adapter: reads a table or a query as Arrow streams through ADBC, from one snapshot.
+
+Consistency: ``pin`` opens a coordinator transaction (REPEATABLE READ) and exports its snapshot; every
+reader connection of every ``open`` imports that snapshot before its query, so all parallel streams and
+all passes of one reconcile see exactly the same data. The coordinator stays open until ``close``.
+
+Key ranges are pushed down as row comparisons; text key columns are compared ``COLLATE "C"`` so that
+Postgres orders them by UTF-8 bytes, like the Rust core, whatever the database collation is.
+
+Range bounds are bound as parameters, never formatted into SQL. ADBC materialises the whole result of a
+parameterised query in memory (only parameterless queries are streamed with COPY), so the bounds are
+first stored as transaction-local settings with a parameterised ``set_config`` and the streaming query
+reads them back with ``current_setting`` in init-plan subqueries (evaluated once, usable by indexes).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as pgdbapi
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from seamline.exceptions import NotFoundError, StoreUnavailableError
+from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest
+
+# Above this many ranges per reader, neighbouring ranges are merged into one covering range: a few
+# extra rows are read (the core filters them) instead of sending a huge OR predicate.
+_MAX_RANGES_PER_READER = 64
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
+_COLLATABLE = {"text", "varchar", "bpchar", "name", "citext", "character varying", "character"}
+_JSON = {"seamline.logical": "json"}
+_DECIMAL = {"seamline.logical": "decimal"}
+_SIMPLE: dict[str, pa.DataType] = {
+    "int2": pa.int16(),
+    "int4": pa.int32(),
+    "int8": pa.int64(),
+    "oid": pa.int64(),
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "bool": pa.bool_(),
+    "text": pa.string(),
+    "varchar": pa.string(),
+    "bpchar": pa.string(),
+    "name": pa.string(),
+    "citext": pa.string(),
+    "char": pa.string(),
+    "date": pa.date32(),
+    "time": pa.time64("us"),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "interval": pa.month_day_nano_interval(),
+    "bytea": pa.binary(),
+    # uuid: 16 raw bytes, the storage of the arrow.uuid extension ADBC streams.
+    "uuid": pa.binary(16),
+}
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    cast_type: str  # type name for CAST(... AS <type>) of a bound, without typmod
+    collatable: bool  # text-like: compared COLLATE "C"
+
+
+class PostgresSource:
+    """A Postgres table (optionally filtered by ``where``) or an arbitrary ``query``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        table: str | None = None,
+        *,
+        where: str | None = None,
+        query: str | None = None,
+    ) -> None:
+        if (table is None) == (query is None):
+            raise ValueError("postgres source: give exactly one of table= or query=")
+        self._dsn = dsn
+        self._table = table
+        self._where = where
+        # The query is wrapped as a subquery (and in COPY by ADBC): a trailing ";" would break it.
+        self._query = query.strip().rstrip(";").strip() if query is not None else None
+        self._host, self._port, self._database, self._secrets = _dsn_parts(dsn)
+        self._lock = threading.Lock()
+        self._meta: Any = None  # autocommit connection for catalog look-ups
+        self._coordinator: Any = None  # holds the exported snapshot open
+        self._snapshot_id: str | None = None
+        self._as_of: AsOf | None = None
+        self._relation: tuple[str, str, int, float] | None = None  # schema, name, oid, reltuples
+        self._schema: pa.Schema | None = None
+        self._columns: dict[str, _Column] = {}
+        self._readers: set[Any] = set()
+        # Cut points per (key, parallelism): every pass of one reconcile splits the key space the same way.
+        self._cuts: dict[tuple[tuple[str, ...], int], list[KeyBound]] = {}
+
+    # -- Source protocol -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        where = f"postgres {self._host}:{self._port}/{self._database}"
+        if self._table is not None:
+            text = f"{where} table {self._table}"
+            if self._where:
+                text += f" where {' '.join(self._where.split())}"
+            return text
+        query = " ".join((self._query or "").split())
+        return f"{where} query {query[:80]}{'...' if len(query) > 80 else ''}"
+
+    def schema(self) -> pa.Schema:
+        if self._schema is None:
+            self._load_schema()
+        assert self._schema is not None
+        return self._schema
+
+    def open(self, request: ScanRequest) -> list[Any]:
+        if self._snapshot_id is None:
+            self.pin()
+        self.schema()
+        try:
+            key = [self._columns[k] for k in request.key]
+        except KeyError as exc:
+            raise ValueError(f"{self.describe()}: no key column {exc.args[0]!r}") from None
+        columns = list(request.columns) if request.columns else list(self.schema().names)
+        for name in columns:
+            if name not in self._columns:
+                raise ValueError(f"{self.describe()}: no column {name!r}")
+        streams: list[Any] = []
+        try:
+            for group in self._plan(request):
+                sql, params = self._select_sql(columns, key, group)
+                streams.append(self._reader(sql, params))
+        except BaseException:
+            for stream in streams:
+                stream.close()
+            raise
+        return streams
+
+    def sample_keys(self, key: Sequence[str], n: int) -> pa.Table | None:
+        if self._table is None or n <= 0:
+            return None
+        schema = self.schema()
+        nspname, relname, _, reltuples = self._resolve()
+        rel = f"{_ident(nspname)}.{_ident(relname)}"
+        if len(key) == 1:
+            col = self._columns.get(key[0])
+            if col is None:
+                return None
+            k = _ident(col.name)
+            sql = (
+                f"SELECT s.k AS {k} FROM (SELECT unnest(histogram_bounds::text::{col.cast_type}[]) AS k"
+                " FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3) s"
+                f" UNION SELECT min({k}) FROM {rel} UNION SELECT max({k}) FROM {rel}"
+            )
+            params: tuple[Any, ...] = (nspname, relname, col.name)
+            if not self._has_stats(nspname, relname, col.name):
+                self._analyze(rel)
+        else:
+            if reltuples <= 0:
+                return None
+            pct = min(100.0, max(0.001, 100.0 * 4 * n / reltuples))
+            cols = ", ".join(_ident(k) for k in key)
+            sql = f"SELECT {cols} FROM {rel} TABLESAMPLE SYSTEM ($1) LIMIT $2"
+            params = (pct, n)
+        table = self._meta_query(sql, params)
+        for name in table.column_names:  # NULL keys are no boundaries
+            table = table.filter(pc.is_valid(table.column(name)))
+        if table.num_rows == 0:
+            return None
+        table = _to_logical(table, schema, list(key))
+        if table.num_rows > n > 1:
+            # Thin out evenly along the key order (Arrow sorts strings and binary bytewise).
+            try:
+                table = table.sort_by([(k, "ascending") for k in key])
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+                pass
+            step = (table.num_rows - 1) / (n - 1)
+            table = table.take(pa.array(sorted({round(i * step) for i in range(n)})))
+        return table
+
+    def estimated_rows(self) -> int | None:
+        if self._table is None:
+            return None
+        reltuples = self._resolve()[3]
+        # -1: never vacuumed/analyzed (Postgres 14+): unknown.
+        return int(reltuples) if reltuples >= 0 else None
+
+    def pin(self) -> AsOf:
+        with self._lock:
+            if self._as_of is not None:
+                return self._as_of
+            conn = self._connect()
+            try:
+                cur = conn.cursor()
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cur.execute(
+                    "SELECT pg_export_snapshot(), now(), clock_timestamp(), current_setting('server_version')"
+                )
+                snapshot_id, snapshot_time, pinned_at, version = cur.fetchone()
+                cur.close()
+            except BaseException:
+                conn.close()
+                raise
+            if not _SNAPSHOT_ID.match(str(snapshot_id)):
+                conn.close()
+                raise RuntimeError(f"postgres returned an unexpected snapshot id {snapshot_id!r}")
+            self._coordinator = conn
+            self._snapshot_id = str(snapshot_id)
+            detail: dict[str, Any] = {
+                "host": f"{self._host}:{self._port}",
+                "database": self._database,
+                "snapshot_id": self._snapshot_id,
+                "snapshot_time": _iso(snapshot_time),
+                "pinned_at": _iso(pinned_at),
+                "server_version": str(version),
+            }
+            if self._table is not None:
+                detail["table"] = self._table
+            self._as_of = AsOf(store="postgres", detail=detail)
+            return self._as_of
+
+    def close(self) -> None:
+        with self._lock:
+            readers, self._readers = list(self._readers), set()
+            conns = [*readers, self._coordinator, self._meta]
+            self._coordinator = self._meta = None
+            self._snapshot_id = None
+            self._as_of = None
+            self._relation = None
+            self._cuts = {}
+        for conn in conns:
+            if conn is not None:
+                try:
+                    conn.close()
+                except adbc_driver_manager.Error:
+                    pass  # already gone; closing is best effort
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            return pgdbapi.connect(self._dsn, autocommit=True)
+        except adbc_driver_manager.Error as exc:
+            # from None: the driver's message may echo connection parameters.
+            raise StoreUnavailableError(
+                f"postgres at {self._host}:{self._port}: {self._cause(exc)}"
+            ) from None
+
+    def _cause(self, exc: BaseException) -> str:
+        text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        text = re.sub(r"^IO: \[libpq\] Failed to connect: ", "", text)
+        text = re.sub(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ', "", text)
+        text = re.sub(r"^[A-Z_]+: (\[libpq\] )?Failed to (prepare|execute) query: ", "", text)
+        text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text.strip()
+
+    def _meta_conn(self) -> Any:
+        if self._meta is None:
+            self._meta = self._connect()
+        return self._meta
+
+    def _meta_query(self, sql: str, params: tuple[Any, ...] | None = None) -> pa.Table:
+        cur = self._meta_conn().cursor()
+        try:
+            cur.execute(sql, params)
+            table: pa.Table = cur.fetch_arrow_table()
+            return table
+        except adbc_driver_manager.ProgrammingError as exc:
+            if getattr(exc, "sqlstate", None) == "42P01":
+                raise NotFoundError(f"{self.describe()}: {self._cause(exc)}") from None
+            raise
+        finally:
+            cur.close()
+
+    def _reader(self, sql: str, params: list[str]) -> pa.RecordBatchReader:
+        """One connection in the pinned snapshot, streaming ``sql`` with COPY."""
+        conn = self._connect()
+        with self._lock:
+            self._readers.add(conn)
+        try:
+            cur = conn.cursor()
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # The id was validated against _SNAPSHOT_ID when it was exported.
+            cur.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")
+            if params:
+                setters = ", ".join(
+                    f"set_config('seamline.p{i}', ${i}, true)" for i in range(1, len(params) + 1)
+                )
+                cur.execute(f"SELECT {setters}", tuple(params))
+                cur.fetchall()
+            cur.execute(sql)
+            adbc_reader = cur.fetch_record_batch()
+        except adbc_driver_manager.ProgrammingError as exc:
+            self._drop_reader(conn)
+            if getattr(exc, "sqlstate", None) == "42P01":
+                raise NotFoundError(f"{self.describe()}: {self._cause(exc)}") from None
+            raise
+        except BaseException:
+            self._drop_reader(conn)
+            raise
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            # Close the connection as soon as the stream is drained (or dropped), not at close().
+            try:
+                yield from adbc_reader
+            finally:
+                try:
+                    adbc_reader.close()
+                    cur.close()
+                finally:
+                    self._drop_reader(conn)
+
+        return pa.RecordBatchReader.from_batches(adbc_reader.schema, batches())
+
+    def _drop_reader(self, conn: Any) -> None:
+        with self._lock:
+            self._readers.discard(conn)
+        try:
+            conn.close()
+        except adbc_driver_manager.Error:
+            pass
+
+    # -- catalog -----------------------------------------------------------------------------------
+
+    def _resolve(self) -> tuple[str, str, int, float]:
+        if self._relation is not None:
+            return self._relation
+        assert self._table is not None
+        t = self._meta_query(
+            "SELECT n.nspname, c.relname, c.oid::int8 AS oid, c.reltuples::float8 AS reltuples"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+            (self._table,),
+        )
+        if t.num_rows == 0:
+            name = self._table
+            if "." not in name:
+                current = self._meta_query("SELECT current_schema()").column(0)[0].as_py()
+                name = f"{current}.{name}"
+            raise NotFoundError(f"postgres table {name} does not exist")
+        row = t.to_pylist()[0]
+        self._relation = (row["nspname"], row["relname"], int(row["oid"]), float(row["reltuples"]))
+        return self._relation
+
+    def _load_schema(self) -> None:
+        fields: list[pa.Field] = []
+        columns: dict[str, _Column] = {}
+        if self._table is not None:
+            oid = self._resolve()[2]
+            t = self._meta_query(
+                """
+                SELECT a.attname AS name,
+                       bt.typname AS typname,
+                       CASE bt.typname WHEN 'bpchar' THEN 'bpchar' WHEN 'bit' THEN 'varbit'
+                            ELSE format_type(bt.oid, NULL) END AS cast_type,
+                       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod,
+                       a.attnotnull AS notnull,
+                       a.attcollation <> 0 AS collatable,
+                       et.typname AS elem
+                FROM pg_attribute a
+                JOIN pg_type t ON t.oid = a.atttypid
+                JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+                LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+                WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY a.attnum
+                """,
+                (oid,),
+            )
+            for row in t.to_pylist():
+                field = _pg_field(row["name"], row["typname"], int(row["typmod"]), row["elem"], None)
+                fields.append(field.with_nullable(not row["notnull"]))
+                columns[row["name"]] = _Column(row["name"], row["cast_type"], bool(row["collatable"]))
+        else:
+            t = self._meta_query(f"SELECT * FROM ({self._query}) AS q LIMIT 0")
+            for f in t.schema:
+                meta = f.metadata or {}
+                typname = meta.get(b"POSTGRESQL:type", b"").decode()
+                typmod = int(meta.get(b"POSTGRESQL:typmod", b"-1").decode())
+                fields.append(_pg_field(f.name, typname, typmod, None, f.type))
+                cast_type = typname if re.fullmatch(r"[a-z_][a-z0-9_]*", typname) else ""
+                columns[f.name] = _Column(f.name, cast_type, typname in _COLLATABLE)
+        self._schema = pa.schema(fields)
+        self._columns = columns
+
+    def _has_stats(self, nspname: str, relname: str, attname: str) -> bool:
+        t = self._meta_query(
+            "SELECT 1 AS x FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3",
+            (nspname, relname, attname),
+        )
+        return bool(t.num_rows)
+
+    def _analyze(self, rel: str) -> None:
+        try:
+            self._meta_query(f"ANALYZE {rel}")
+        except adbc_driver_manager.Error:
+            pass  # no privilege: fall back to min/max only
+
+    # -- query building ----------------------------------------------------------------------------
+
+    def _plan(self, request: ScanRequest) -> list[list[KeyRange] | None]:
+        """Which ranges each reader reads (None: no range predicate)."""
+        n = max(1, request.parallelism)
+        if request.ranges is None:
+            if n == 1 or self._table is None:
+                return [None]
+            cache_key = (tuple(request.key), n)
+            if cache_key not in self._cuts:
+                self._cuts[cache_key] = self._cut_points(request.key, n)
+            cuts = self._cuts[cache_key]
+            if not cuts:
+                return [None]
+            bounds: list[KeyBound | None] = [None, *cuts, None]
+            return [[KeyRange(bounds[i], bounds[i + 1])] for i in range(len(bounds) - 1)]
+        ranges = list(request.ranges)
+        if not ranges:
+            return [[]]
+        n = min(n, len(ranges))
+        size = -(-len(ranges) // n)
+        return [_coalesce(ranges[i : i + size]) for i in range(0, len(ranges), size)]
+
+    def _cut_points(self, key: Sequence[str], n: int) -> list[KeyBound]:
+        sample = self.sample_keys(key, max(4 * n, 32))
+        if sample is None or sample.num_rows < 2:
+            return []
+        # Python orders str by code point, i.e. by UTF-8 bytes like the core; bytes compare bytewise.
+        rows = sorted(set(zip(*(sample.column(k).to_pylist() for k in key), strict=True)))
+        points = [rows[(i * len(rows)) // n] for i in range(1, n)]
+        out: list[KeyBound] = []
+        for p in points:
+            if not out or out[-1] != p:
+                out.append(p)
+        return out
+
+    def _select_sql(
+        self, columns: list[str], key: list[_Column], ranges: list[KeyRange] | None
+    ) -> tuple[str, list[str]]:
+        source = (
+            f"{_ident(self._resolve()[0])}.{_ident(self._resolve()[1])}"
+            if self._table is not None
+            else f"({self._query}) AS q"
+        )
+        sql = f"SELECT {', '.join(_ident(c) for c in columns)} FROM {source}"
+        conds: list[str] = []
+        if self._where:
+            conds.append(f"({self._where})")
+        params: list[str] = []
+        if ranges is not None:
+            alts = [_range_sql(key, r, params) for r in ranges]
+            if not alts:
+                conds.append("false")
+            elif "true" not in alts:
+                conds.append("(" + " OR ".join(alts) + ")")
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
+        return sql, params
+
+
+def _range_sql(key: list[_Column], r: KeyRange, params: list[str]) -> str:
+    parts = []
+    for bound, op in ((r.lo, ">="), (r.hi, "<")):
+        if bound is None:
+            continue
+        if len(bound) != len(key):
+            raise ValueError(f"key bound {bound!r} does not match key {[c.name for c in key]}")
+        lhs, rhs = [], []
+        for col, value in zip(key, bound, strict=True):
+            params.append(_param_text(value, col.cast_type))
+            setting = f"current_setting('seamline.p{len(params)}')"
+            # A scalar subquery is an init-plan: evaluated once, and an index can use it.
+            rhs.append(
+                f"(SELECT CAST({setting} AS {col.cast_type}))" if col.cast_type else f"(SELECT {setting})"
+            )
+            lhs.append(f'{_ident(col.name)} COLLATE "C"' if col.collatable else _ident(col.name))
+        if len(key) == 1:
+            parts.append(f"{lhs[0]} {op} {rhs[0]}")
+        else:
+            parts.append(f"({', '.join(lhs)}) {op} ({', '.join(rhs)})")
+    return "(" + " AND ".join(parts) + ")" if parts else "true"
+
+
+def _coalesce(ranges: list[KeyRange]) -> list[KeyRange]:
+    """Merge neighbouring ranges so that at most _MAX_RANGES_PER_READER remain (a covering superset)."""
+    if len(ranges) <= _MAX_RANGES_PER_READER:
+        return ranges
+    size = -(-len(ranges) // _MAX_RANGES_PER_READER)
+    return [
+        KeyRange(ranges[i].lo, ranges[min(i + size, len(ranges)) - 1].hi) for i in range(0, len(ranges), size)
+    ]
+
+
+def _param_text(value: Any, cast_type: str) -> str:
+    """A key value as the text Postgres parses back to the same value of the column's type."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal, str)):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        if cast_type in ("timestamp with time zone", "timestamptz"):
+            # A naive bound for a timestamptz column is UTC (what the core hands out).
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if cast_type == "uuid" and len(raw) == 16:
+            return str(UUID(bytes=raw))
+        return "\\x" + raw.hex()
+    raise TypeError(f"unsupported key value {value!r} ({type(value).__name__})")
+
+
+def _pg_field(
+    name: str, typname: str, typmod: int, elem: str | None, fallback: pa.DataType | None
+) -> pa.Field:
+    """Postgres type -> logical Arrow field."""
+    if typname == "numeric":
+        if typmod >= 4:
+            precision = ((typmod - 4) >> 16) & 0xFFFF
+            scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024
+            if 0 <= scale <= precision <= 38:
+                return pa.field(name, pa.decimal128(precision, scale))
+            if 0 <= scale <= precision <= 76:
+                return pa.field(name, pa.decimal256(precision, scale))
+        return pa.field(name, pa.string(), metadata=_DECIMAL)
+    if typname in ("json", "jsonb"):
+        return pa.field(name, pa.string(), metadata=_JSON)
+    if typname in _SIMPLE:
+        return pa.field(name, _SIMPLE[typname])
+    if elem is not None or typname.startswith("_"):
+        inner = _pg_field("item", elem or typname[1:], -1, None, None)
+        return pa.field(name, pa.list_(inner))
+    if fallback is not None:
+        storage = fallback.storage_type if isinstance(fallback, pa.BaseExtensionType) else fallback
+        return pa.field(name, storage)
+    return pa.field(name, pa.string())
+
+
+def _to_logical(table: pa.Table, schema: pa.Schema, key: list[str]) -> pa.Table:
+    arrays = []
+    for name in key:
+        column = table.column(name).combine_chunks()
+        if isinstance(column.type, pa.BaseExtensionType):
+            column = column.storage
+        target = schema.field(name).type
+        if column.type != target:
+            try:
+                column = column.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # keep the stream type; the core decodes it like the stream's
+        arrays.append(column)
+    return pa.table(arrays, names=key)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, (datetime, date)) else None if value is None else str(value)
+
+
+def _dsn_parts(dsn: str) -> tuple[str, int, str, list[str]]:
+    """host, port, database and the secrets to scrub from messages, from a URI or key=value DSN."""
+    host, port, database, secrets = "localhost", 5432, "", []
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        host = parts.hostname or query.get("host", host)
+        try:
+            port = parts.port or int(query.get("port", port))
+        except ValueError:
+            pass
+        database = parts.path.lstrip("/") or query.get("dbname", "")
+        for secret in (parts.password, query.get("password")):
+            if secret:
+                secrets.append(secret)
+    else:
+        kv = {k: v.strip("'") for k, v in re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)}
+        host = kv.get("host", host)
+        try:
+            port = int(kv.get("port", port))
+        except ValueError:
+            pass
+        database = kv.get("dbname", "")
+        if kv.get("password"):
+            secrets.append(kv["password"])
+    return host, port, database, secrets
