@@ -381,7 +381,7 @@ def iceberg_catalog(tmp_path: Path) -> dict[str, str]:
 
     props = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/wh"}
     load_catalog("seamline", **props).create_namespace("shop")
-    return props
+    return {"name": "seamline", **props}
 
 
 ICEBERG_SCHEMA = pa.schema(
@@ -408,7 +408,9 @@ def test_iceberg_schema_streams_and_ranges(iceberg_catalog: dict[str, str]) -> N
     from pyiceberg.catalog import load_catalog
     from seamline.sources.iceberg import IcebergSource
 
-    table = load_catalog("seamline", **iceberg_catalog).create_table("shop.items", schema=ICEBERG_SCHEMA)
+    table = load_catalog(
+        "seamline", **{k: v for k, v in iceberg_catalog.items() if k != "name"}
+    ).create_table("shop.items", schema=ICEBERG_SCHEMA)
     keys = [f"{k}{i}" for i in range(40) for k in TEXT_KEYS]
     for chunk in range(5):  # five appends -> five data files to spread over streams
         table.append(_iceberg_rows(keys[chunk::5]))
@@ -441,7 +443,9 @@ def test_iceberg_snapshot_pinning(iceberg_catalog: dict[str, str]) -> None:
     from pyiceberg.catalog import load_catalog
     from seamline.sources.iceberg import IcebergSource
 
-    table = load_catalog("seamline", **iceberg_catalog).create_table("shop.pins", schema=ICEBERG_SCHEMA)
+    table = load_catalog(
+        "seamline", **{k: v for k, v in iceberg_catalog.items() if k != "name"}
+    ).create_table("shop.pins", schema=ICEBERG_SCHEMA)
     table.append(_iceberg_rows(["a", "b"]))
     first = table.current_snapshot()
     assert first is not None

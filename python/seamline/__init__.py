@@ -191,5 +191,6 @@ def reconcile(
         compare=compare.describe(),
         as_of=as_of,
         output=output,
+        schemas={"source": src_schema, "target": dst_schema},
         seconds=time.perf_counter() - started,
     )

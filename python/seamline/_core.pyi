@@ -51,7 +51,11 @@ class Collected:
     def to_pyarrow(self) -> Any | None: ...
 
 def hash_pass(
-    streams: list[Any], spec: SideSpec, partitioner: Partitioner, parents: list[int] | None = None, shift: int = 0
+    streams: list[Any],
+    spec: SideSpec,
+    partitioner: Partitioner,
+    parents: list[int] | None = None,
+    shift: int = 0,
 ) -> LeafSet: ...
 def collect_pass(
     streams: list[Any], spec: SideSpec, partitioner: Partitioner, parents: list[int], shift: int = 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from seamline.result import ReconcileResult
 
@@ -47,17 +49,23 @@ def summary(results: dict[str, ReconcileResult]) -> str:
     return _table(header, rows)
 
 
+def _show(v: Any) -> str:
+    if isinstance(v, dt.datetime | dt.date):
+        return v.isoformat()
+    return repr(v) if isinstance(v, str) else str(v)
+
+
 def differences(result: ReconcileResult, limit: int = 10) -> str:
     """The first differences of one seam, one line each."""
     key = [s for s, _ in result.seam.key]
     lines = []
     for row in result.diffs.head(limit).to_dicts():
-        k = ", ".join(f"{n}={row[n]!r}" for n in key)
+        k = ", ".join(f"{n}={_show(row[n])}" for n in key)
         detail = ""
         if row["kind"] == "changed":
             parts = []
             for col in row["columns"]:
-                parts.append(f"{col}: {row['source'][col]!r} -> {row['target'][col]!r}")
+                parts.append(f"{col}: {_show(row['source'][col])} -> {_show(row['target'][col])}")
             detail = "  " + "; ".join(parts)
         elif row["kind"] == "duplicate":
             detail = f"  {row['occurrences']}x in the {row['side']}"

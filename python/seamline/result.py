@@ -41,6 +41,8 @@ def _take(table: pa.Table | None, column: str, rows: pa.Array, like: pa.DataType
     if table is None:
         return pa.nulls(len(rows), like or pa.null())
     values = table.column(column).combine_chunks()
+    if isinstance(values.type, pa.BaseExtensionType):
+        values = values.storage  # e.g. Postgres numeric streamed as an opaque extension over text
     if pa.types.is_string_view(values.type) or pa.types.is_binary_view(values.type):
         # pyarrow's take has no kernel for the view layouts polars exports
         values = values.cast(pa.large_string() if pa.types.is_string_view(values.type) else pa.large_binary())
@@ -53,16 +55,19 @@ def _take(table: pa.Table | None, column: str, rows: pa.Array, like: pa.DataType
     return values
 
 
-def _struct(table: pa.Table | None, names: list[tuple[str, str]], rows: pa.Array) -> pa.Array:
-    """The compared values of the given rows, under source names; NULL where the row is absent."""
+def _struct(
+    table: pa.Table | None, names: list[tuple[str, str]], rows: pa.Array, schema: pa.Schema
+) -> pa.Array:
+    """The compared values of the given rows, under source names, in the side's declared types
+    (a numeric streamed as text shows as a decimal); NULL where the row is absent."""
     if not names:
         return pa.nulls(len(rows), pa.struct([]))
-    arrays = [_take(table, side_name, rows, None) for _, side_name in names]
+    arrays = [_take(table, side_name, rows, schema.field(side_name).type) for _, side_name in names]
     mask = pc.is_null(rows)
     return pa.StructArray.from_arrays(arrays, names=[s for s, _ in names], mask=mask)
 
 
-def build_diffs(out: EngineOutput, seam: SeamColumns) -> pa.Table:
+def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Schema]) -> pa.Table:
     """One row per difference: key columns (source names), kind, columns, side, occurrences, and the
     compared values of each side as structs."""
     parts = []
@@ -87,8 +92,8 @@ def build_diffs(out: EngineOutput, seam: SeamColumns) -> pa.Table:
         )
         cols["side"] = pa.array(c["duplicate_side"], pa.string())
         cols["occurrences"] = pa.array(c["occurrences"], pa.int64())
-        cols["source"] = _struct(src, [(s, s) for s, _ in seam.values], src_rows)
-        cols["target"] = _struct(dst, seam.values, dst_rows)
+        cols["source"] = _struct(src, [(s, s) for s, _ in seam.values], src_rows, schemas["source"])
+        cols["target"] = _struct(dst, seam.values, dst_rows, schemas["target"])
         parts.append(pa.table(cols))
     if not parts:
         return pa.table(
@@ -115,6 +120,7 @@ class ReconcileResult:
         compare: dict[str, Any],
         as_of: dict[str, AsOf],
         output: EngineOutput,
+        schemas: dict[str, pa.Schema],
         seconds: float,
     ) -> None:
         self.source = source
@@ -124,7 +130,7 @@ class ReconcileResult:
         self.as_of = {side: asdict(a) for side, a in as_of.items()}
         self._output = output
         self.seconds = seconds
-        self.diffs_arrow = build_diffs(output, seam)
+        self.diffs_arrow = build_diffs(output, seam, schemas)
         self.diffs: pl.DataFrame = pl.from_arrow(self.diffs_arrow)  # type: ignore[assignment]
         if self.diffs.height:
             self.diffs = self.diffs.sort([s for s, _ in seam.key] + ["kind"])

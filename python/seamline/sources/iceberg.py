@@ -163,7 +163,9 @@ class IcebergSource:
             return self._table
         try:
             if self._catalog is None:
-                self._catalog = load_catalog("seamline", **self._catalog_props)
+                # A SQL catalog keys its tables by catalog name: "name" in the properties picks it.
+                props = dict(self._catalog_props)
+                self._catalog = load_catalog(str(props.pop("name", "default")), **props)
             self._table = self._catalog.load_table(self._name)
         except (NoSuchTableError, NoSuchNamespaceError) as exc:
             raise NotFoundError(f"iceberg table {self._name} does not exist") from exc
