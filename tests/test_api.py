@@ -70,6 +70,7 @@ def test_pyarrow_tables() -> None:
         "extra": 1,
         "changed": 1,
         "duplicate": 1,
+        "in_flight": 0,
     }
     assert not result.clean
 

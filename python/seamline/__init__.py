@@ -7,10 +7,7 @@ don't, and repair them safely.
 
 from __future__ import annotations
 
-import time
 from typing import Any
-
-import pyarrow as pa
 
 from seamline._core import __version__
 from seamline.compare import (
@@ -28,7 +25,7 @@ from seamline.compare import (
     Uuid,
     Vector,
 )
-from seamline.engine import Engine, Options
+from seamline.engine import Options
 from seamline.exceptions import (
     ContractError,
     InvalidInputError,
@@ -39,8 +36,9 @@ from seamline.exceptions import (
     StoreUnavailableError,
     ValueParseError,
 )
+from seamline.reconcile import reconcile
+from seamline.repair.plan import RepairOutcome, RepairPlan
 from seamline.result import ReconcileResult
-from seamline.seam import ColumnsArg, KeyArg, SeamColumns, resolve
 from seamline.sources.arrow import ArrowSource, ParquetSource
 from seamline.sources.base import KeyRange, Source
 
@@ -60,6 +58,8 @@ __all__ = [
     "NotFoundError",
     "Options",
     "ReconcileResult",
+    "RepairOutcome",
+    "RepairPlan",
     "RepairRefusedError",
     "SchemaError",
     "SeamlineError",
@@ -123,74 +123,3 @@ def lancedb(uri: str, table: str, *, where: str | None = None) -> Source:
     from seamline.sources.lancedb import LanceDBSource
 
     return LanceDBSource(uri, table, where=where)
-
-
-def _as_source(obj: Any, name: str) -> Source:
-    if all(hasattr(obj, m) for m in ("open", "schema", "pin", "sample_keys")):
-        return obj
-    return ArrowSource(obj, name)
-
-
-def _orders_like(logical: LogicalType, t: pa.DataType) -> bool:
-    """Whether a store orders this key type as the core does, so a range can be pushed down."""
-    t = t.value_type if pa.types.is_dictionary(t) else t
-    if isinstance(logical, Integer):
-        return pa.types.is_integer(t)
-    if isinstance(logical, Decimal):
-        return pa.types.is_decimal(t) or pa.types.is_integer(t)
-    if isinstance(logical, String):
-        plain = not (logical.nfc or logical.trim or logical.casefold or logical.empty_as_null)
-        return plain and (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
-    if isinstance(logical, Timestamp | Date):
-        return pa.types.is_timestamp(t) or pa.types.is_date(t)
-    if isinstance(logical, Uuid | Binary):
-        return pa.types.is_binary(t) or pa.types.is_fixed_size_binary(t)
-    return False
-
-
-def _pushdown(seam: SeamColumns, schema: pa.Schema, side: str) -> bool:
-    i = 0 if side == "source" else 1
-    return all(_orders_like(seam.logical[p[0]], schema.field(p[i]).type) for p in seam.key)
-
-
-def reconcile(
-    source: Any,
-    target: Any,
-    key: KeyArg = "id",
-    columns: ColumnsArg = None,
-    compare: Compare | None = None,
-    *,
-    options: Options | None = None,
-) -> ReconcileResult:
-    """Reconcile `target` against `source` (the system of record).
-
-    key: "id" | ["order_id", "line_no"] | {"id": "product_id"} (source name -> target name)
-    columns: None (all common non-key columns) | ["a", "b"] | {"name": "title"}
-    compare: normalisation and per-column logical types (`Compare`)
-    """
-    started = time.perf_counter()
-    compare = compare or Compare()
-    options = options or Options()
-    src, dst = _as_source(source, "source"), _as_source(target, "target")
-    try:
-        as_of = {"source": src.pin(), "target": dst.pin()}
-        src_schema, dst_schema = src.schema(), dst.schema()
-        seam = resolve(src_schema, dst_schema, key, columns, compare)
-        pushdown = {
-            "source": _pushdown(seam, src_schema, "source"),
-            "target": _pushdown(seam, dst_schema, "target"),
-        }
-        output = Engine(src, dst, seam, options, pushdown).run()
-    finally:
-        src.close()
-        dst.close()
-    return ReconcileResult(
-        source=src.describe(),
-        target=dst.describe(),
-        seam=seam,
-        compare=compare.describe(),
-        as_of=as_of,
-        output=output,
-        schemas={"source": src_schema, "target": dst_schema},
-        seconds=time.perf_counter() - started,
-    )

@@ -56,6 +56,10 @@ class PassStats:
     seconds: float
 
 
+# One diffed group: the kept source rows, the kept target rows, and their classification.
+Diffs = tuple[pa.Table | None, pa.Table | None, dict[str, list[Any]]]
+
+
 @dataclass
 class EngineOutput:
     source_rows: int
@@ -64,7 +68,7 @@ class EngineOutput:
     partitioner: _core.Partitioner
     mismatched_leaves: list[int]
     ranges: list[KeyRange]
-    diffs: list[tuple[pa.Table | None, pa.Table | None, dict[str, list[Any]]]]
+    diffs: list[Diffs]
     passes: list[PassStats]
     merkle_roots: tuple[str, str]
 
@@ -184,6 +188,40 @@ class Engine:
             a, b = pool.submit(work, "source", *args), pool.submit(work, "target", *args)
             return a.result(), b.result()
 
+    def _diff(
+        self, p: _core.Partitioner, leaves: list[int], sizes: list[int], bounds: list[tuple[Any, ...]]
+    ) -> list[Diffs]:
+        """Row diff of the given leaves, in groups whose rows fit the budget."""
+        diffs = []
+        for group in _groups(leaves, sizes, self.opts.diff_budget_rows):
+            ranges = key_ranges(group, p.fanout_bits, bounds)
+            a, b = self._both(self._collect, p, group, ranges)
+            classified = _core.classify(a, b, len(self.seam.values))
+            if classified["kind"]:
+                diffs.append((a.to_pyarrow(), b.to_pyarrow(), classified))
+        return diffs
+
+    def recheck(self, previous: EngineOutput) -> EngineOutput:
+        """Hash and, where still needed, diff again only the leaves that differed last time (after a
+        repair, or once the grace period of in-flight changes is over)."""
+        p, leaves = previous.partitioner, previous.mismatched_leaves
+        bounds = _bound_tuples(previous.bounds)
+        ranges = key_ranges(leaves, p.fanout_bits, bounds)
+        src, dst = self._both(self._hash, p, leaves, 0, ranges)
+        still = src.mismatched(dst)
+        sizes = [max(x, y) for x, y in zip(src.counts(still), dst.counts(still), strict=True)]
+        return EngineOutput(
+            source_rows=src.total_rows,
+            target_rows=dst.total_rows,
+            bounds=previous.bounds,
+            partitioner=p,
+            mismatched_leaves=still,
+            ranges=key_ranges(still, p.fanout_bits, bounds),
+            diffs=self._diff(p, still, sizes, bounds),
+            passes=self.passes,
+            merkle_roots=(src.merkle_root(), dst.merkle_root()),
+        )
+
     def run(self) -> EngineOutput:
         source = self.sides["source"]
         fine = self.pushdown["source"] and self.pushdown["target"]
@@ -215,13 +253,7 @@ class Engine:
             if not improved:  # dense drift: finer leaves no longer narrow it down
                 break
 
-        diffs = []
-        for group in _groups(mismatched, sizes, self.opts.diff_budget_rows):
-            ranges = key_ranges(group, p.fanout_bits, bound_values)
-            a, b = self._both(self._collect, p, group, ranges)
-            classified = _core.classify(a, b, len(self.seam.values))
-            if classified["kind"]:
-                diffs.append((a.to_pyarrow(), b.to_pyarrow(), classified))
+        diffs = self._diff(p, mismatched, sizes, bound_values)
         return EngineOutput(
             source_rows=totals[0],
             target_rows=totals[1],

@@ -7,16 +7,20 @@ import datetime as dt
 import decimal
 import json
 import uuid
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seamline.engine import EngineOutput
+from seamline.compare import Compare
+from seamline.engine import EngineOutput, Options
 from seamline.seam import SeamColumns
-from seamline.sources.base import AsOf, KeyRange
+from seamline.sources.base import AsOf, KeyRange, Source
+
+if TYPE_CHECKING:
+    from seamline.repair.plan import RepairPlan
 
 KINDS = ("missing", "extra", "changed", "duplicate")
 
@@ -108,37 +112,95 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
     return pa.concat_tables(parts, promote_options="permissive")
 
 
+@dataclass
+class SeamContext:
+    """Everything needed to run a seam again: to settle in-flight changes, to verify a repair."""
+
+    source: Source
+    target: Source
+    key: Any
+    columns: Any
+    compare: Compare
+    version: str | None
+    grace_seconds: float | None
+    options: Options
+
+
+def _in_flight(diffs: pl.DataFrame, seam: SeamColumns, grace: float | None, pinned_at: float) -> pl.Series:
+    """True for differences whose version is newer than `pinned_at - grace`: the source's version,
+    or the target's for a row only the target has. Only timestamp versions can be in flight."""
+    if grace is None or seam.version is None or not diffs.height:
+        return pl.Series("in_flight", [False] * diffs.height, pl.Boolean)
+    name = seam.version[0]
+    version = pl.coalesce(pl.col("source").struct.field(name), pl.col("target").struct.field(name))
+    dtype = diffs.schema["source"]
+    if not isinstance(dtype, pl.Struct) or not any(
+        f.name == name and isinstance(f.dtype, pl.Datetime) for f in dtype.fields
+    ):
+        return pl.Series("in_flight", [False] * diffs.height, pl.Boolean)
+    cutoff = dt.datetime.fromtimestamp(pinned_at - grace, tz=dt.UTC)
+    flags = diffs.select((version.dt.convert_time_zone("UTC") > cutoff).fill_null(False).alias("in_flight"))
+    return flags.to_series()
+
+
 class ReconcileResult:
     """What a reconcile found. `diffs` is a Polars DataFrame; `to_json()` the whole report."""
 
     def __init__(
         self,
         *,
-        source: str,
-        target: str,
+        context: SeamContext,
         seam: SeamColumns,
-        compare: dict[str, Any],
         as_of: dict[str, AsOf],
         output: EngineOutput,
         schemas: dict[str, pa.Schema],
+        pinned_at: float,
+        rechecked: bool,
         seconds: float,
     ) -> None:
-        self.source = source
-        self.target = target
+        self.context = context
+        self.source = context.source.describe()
+        self.target = context.target.describe()
         self.seam = seam
-        self.compare = compare
+        self.compare = context.compare.describe()
         self.as_of = {side: asdict(a) for side, a in as_of.items()}
-        self._output = output
+        self.output = output
+        self.schemas = schemas
+        self.pinned_at = pinned_at
+        self.rechecked = rechecked
         self.seconds = seconds
-        self.diffs_arrow = build_diffs(output, seam, schemas)
-        self.diffs: pl.DataFrame = pl.from_arrow(self.diffs_arrow)  # type: ignore[assignment]
-        if self.diffs.height:
-            self.diffs = self.diffs.sort([s for s, _ in seam.key] + ["kind"])
-        kinds = self.diffs["kind"].to_list() if self.diffs.height else []
-        self.counts: dict[str, int] = {
-            "source_rows": output.source_rows,
-            "target_rows": output.target_rows,
-        } | {k: kinds.count(k) for k in KINDS}
+        diffs = pl.from_arrow(build_diffs(output, seam, schemas))
+        assert isinstance(diffs, pl.DataFrame)
+        diffs = diffs.with_columns(_in_flight(diffs, seam, context.grace_seconds, pinned_at))
+        if diffs.height:
+            diffs = diffs.sort([s for s, _ in seam.key] + ["kind"])
+        self.diffs: pl.DataFrame = diffs
+        settled = diffs.filter(~pl.col("in_flight"))["kind"].to_list() if diffs.height else []
+        self.counts: dict[str, int] = (
+            {"source_rows": output.source_rows, "target_rows": output.target_rows}
+            | {k: settled.count(k) for k in KINDS}
+            | {"in_flight": diffs.height - len(settled)}
+        )
+
+    @property
+    def diffs_arrow(self) -> pa.Table:
+        return self.diffs.to_arrow()
+
+    @property
+    def settled(self) -> pl.DataFrame:
+        """The differences that count as drift (not in flight)."""
+        return self.diffs.filter(~pl.col("in_flight")) if self.diffs.height else self.diffs
+
+    @property
+    def recheck_at(self) -> float:
+        """When the newest in-flight difference leaves the grace window (epoch seconds)."""
+        return self.pinned_at + (self.context.grace_seconds or 0)
+
+    def plan_repair(self, max_fraction: float = 0.05) -> RepairPlan:
+        """The repair of the settled differences, as data (see `seamline.repair.RepairPlan`)."""
+        from seamline.repair.plan import RepairPlan
+
+        return RepairPlan.from_result(self, max_fraction=max_fraction)
 
     @property
     def clean(self) -> bool:
@@ -147,11 +209,11 @@ class ReconcileResult:
     @property
     def ranges(self) -> list[KeyRange]:
         """The mismatched key ranges, [lo, hi) in canonical key order (None: unbounded)."""
-        return self._output.ranges
+        return self.output.ranges
 
     @property
     def passes(self) -> list[dict[str, Any]]:
-        return [asdict(p) for p in self._output.passes]
+        return [asdict(p) for p in self.output.passes]
 
     def to_dict(self) -> dict[str, Any]:
         key_names = [s for s, _ in self.seam.key]
@@ -172,15 +234,16 @@ class ReconcileResult:
                     for r in self.ranges
                 ],
                 "merkle_roots": {
-                    "source": self._output.merkle_roots[0],
-                    "target": self._output.merkle_roots[1],
+                    "source": self.output.merkle_roots[0],
+                    "target": self.output.merkle_roots[1],
                 },
                 "leaves": {
-                    "ranges": self._output.partitioner.num_ranges,
-                    "fanout_bits": self._output.partitioner.fanout_bits,
-                    "mismatched": len(self._output.mismatched_leaves),
+                    "ranges": self.output.partitioner.num_ranges,
+                    "fanout_bits": self.output.partitioner.fanout_bits,
+                    "mismatched": len(self.output.mismatched_leaves),
                 },
                 "passes": self.passes,
+                "rechecked_in_flight": self.rechecked,
                 "seconds": round(self.seconds, 3),
                 "differences": self.diffs.to_dicts(),
             }

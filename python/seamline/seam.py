@@ -120,6 +120,8 @@ class SeamColumns:
     logical: dict[str, LogicalType]
     source_only: list[str] = field(default_factory=list)
     target_only: list[str] = field(default_factory=list)
+    #: (source name, target name) of the version column (updated_at, a sequence, an LSN), if any.
+    version: tuple[str, str] | None = None
 
     def spec(self, side: str) -> _core.SideSpec:
         i = 0 if side == "source" else 1
@@ -149,7 +151,12 @@ class SeamColumns:
 
 
 def resolve(
-    source: pa.Schema, target: pa.Schema, key: KeyArg, columns: ColumnsArg, compare: Compare
+    source: pa.Schema,
+    target: pa.Schema,
+    key: KeyArg,
+    columns: ColumnsArg,
+    compare: Compare,
+    version: str | None = None,
 ) -> SeamColumns:
     key_pairs = _pairs(key, "key")
     if not key_pairs:
@@ -183,13 +190,21 @@ def resolve(
                     raise SchemaError(
                         f"column '{pair[idx]}' is missing on the {side} (it has: {', '.join(schema.names)})"
                     )
+    version_pair = None
+    if version is not None:
+        version_pair = next((p for p in value_pairs if p[0] == version), (version, version))
+        for side, schema, idx in (("source", source, 0), ("target", target, 1)):
+            if schema.get_field_index(version_pair[idx]) < 0:
+                raise SchemaError(f"version column '{version_pair[idx]}' is missing on the {side}")
+        if version_pair not in value_pairs:
+            value_pairs.append(version_pair)  # a stale version is drift too, and repair needs it
     unknown = set(compare.columns) - {s for s, _ in key_pairs + value_pairs}
     if unknown:
         raise SchemaError(f"compare.columns names column(s) not compared: {', '.join(sorted(unknown))}")
     logical = {
         s: infer_logical(source.field(s), target.field(t), compare) for s, t in key_pairs + value_pairs
     }
-    return SeamColumns(key_pairs, value_pairs, logical, source_only, target_only)
+    return SeamColumns(key_pairs, value_pairs, logical, source_only, target_only, version_pair)
 
 
 def _default_or_none(f: pa.Field, compare: Compare) -> LogicalType | None:
