@@ -44,6 +44,12 @@ class Options:
     max_ranges: int = 256
     parallelism: int = field(default_factory=lambda: os.cpu_count() or 2)
     sample_size: int = 20_000
+    #: explicit range boundaries (a table of key rows, source names) and leaf fan-out, instead of
+    #: sampling the source: shards of one run must all use the same layout
+    bounds: pa.Table | None = None
+    fanout_bits: int | None = None
+    #: (i, n): reconcile only slice i of n of the ranges (a shard of a scaled-out run)
+    shard: tuple[int, int] | None = None
 
 
 @dataclass
@@ -71,6 +77,8 @@ class EngineOutput:
     diffs: list[Diffs]
     passes: list[PassStats]
     merkle_roots: tuple[str, str]
+    #: the first hash pass of both sides (what a shard ships to the merge)
+    leafsets: tuple[_core.LeafSet, _core.LeafSet] | None = None
 
 
 def _bounds(source: Source, seam: SeamColumns, opts: Options, fine: bool) -> pa.Table | None:
@@ -222,16 +230,38 @@ class Engine:
             merkle_roots=(src.merkle_root(), dst.merkle_root()),
         )
 
-    def run(self) -> EngineOutput:
+    def layout(self) -> tuple[pa.Table | None, int]:
+        """Range boundaries and leaf fan-out: given in the options, or sampled from the source."""
         source = self.sides["source"]
-        fine = self.pushdown["source"] and self.pushdown["target"]
-        bounds = _bounds(source, self.seam, self.opts, fine)
+        bounds = self.opts.bounds
+        if bounds is None:
+            fine = self.pushdown["source"] and self.pushdown["target"]
+            bounds = _bounds(source, self.seam, self.opts, fine)
+        bits = self.opts.fanout_bits
+        if bits is None:
+            bits = _fanout_bits(source.estimated_rows(), (bounds.num_rows if bounds is not None else 0) + 1)
+        return bounds, bits
+
+    def run(self) -> EngineOutput:
+        bounds, bits = self.layout()
         bound_values = _bound_tuples(bounds)
         num_ranges = len(bound_values) + 1
-        p = _core.Partitioner(
-            self.seam.key_spec("source"), bounds, _fanout_bits(source.estimated_rows(), num_ranges)
-        )
-        src, dst = self._both(self._hash, p, None, 0, None)
+        p = _core.Partitioner(self.seam.key_spec("source"), bounds, bits)
+        if self.opts.shard is None:
+            src, dst = self._both(self._hash, p, None, 0, None)
+        else:
+            # this shard's slice of the ranges: read only its key range, count only its leaves
+            i, n = self.opts.shard
+            first, end = i * num_ranges // n, (i + 1) * num_ranges // n
+            mine = list(range(first, end))
+            span = [
+                KeyRange(
+                    bound_values[first - 1] if first > 0 else None,
+                    bound_values[end - 1] if end < num_ranges else None,
+                )
+            ]
+            src, dst = self._both(self._hash, p, mine, p.fanout_bits, span if mine else [])
+        leafsets = (src, dst)
         roots = (src.merkle_root(), dst.merkle_root())
         totals = (src.total_rows, dst.total_rows)
         mismatched = src.mismatched(dst)
@@ -264,6 +294,7 @@ class Engine:
             diffs=diffs,
             passes=self.passes,
             merkle_roots=roots,
+            leafsets=leafsets,
         )
 
 
