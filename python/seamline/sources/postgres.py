@@ -425,7 +425,7 @@ class PostgresSource:
             return [[]]
         n = min(n, len(ranges))
         size = -(-len(ranges) // n)
-        return [_coalesce(ranges[i : i + size]) for i in range(0, len(ranges), size)]
+        return [ranges[i : i + size] for i in range(0, len(ranges), size)]
 
     def _cut_points(self, key: Sequence[str], n: int) -> list[KeyBound]:
         sample = self.sample_keys(key, max(4 * n, 32))
@@ -453,8 +453,10 @@ class PostgresSource:
         if self._where:
             conds.append(f"({self._where})")
         params: list[str] = []
+        if ranges is not None and len(ranges) > _MAX_OR_RANGES and _joinable(key):
+            return self._ranges_join_sql(source, columns, key[0], ranges, conds)
         if ranges is not None:
-            alts = [_range_sql(key, r, params) for r in ranges]
+            alts = [_range_sql(key, r, params) for r in _coalesce(ranges)]
             if not alts:
                 conds.append("false")
             elif "true" not in alts:
@@ -462,6 +464,105 @@ class PostgresSource:
         if conds:
             sql += " WHERE " + " AND ".join(conds)
         return sql, params
+
+    def _ranges_join_sql(
+        self, source: str, columns: list[str], key: _Column, ranges: list[KeyRange], conds: list[str]
+    ) -> tuple[str, list[str]]:
+        """Many ranges of an integer key: join the table with the bounds as two arrays, so Postgres
+        walks the key index once per range (a nested loop) and reads only the rows in them, instead
+        of an OR of thousands of predicates or a covering range that reads everything again. The
+        open-ended first/last ranges, if any, go in a second UNION ALL arm with plain predicates."""
+        closed = [r for r in ranges if r.lo is not None and r.hi is not None]
+        edges = [r for r in ranges if r.lo is None or r.hi is None]
+        params: list[str] = []
+        cols = ", ".join(f"s.{_ident(c)}" for c in columns)
+        where = (" AND " + " AND ".join(conds)) if conds else ""
+        arms = []
+        if closed:
+            params += ["{" + ",".join(str(int(r.lo[0])) for r in closed) + "}"]  # type: ignore[index]
+            params += ["{" + ",".join(str(int(r.hi[0])) for r in closed) + "}"]  # type: ignore[index]
+            lo, hi = (f"(SELECT CAST(current_setting('seamline.p{i}') AS {key.cast_type}[]))" for i in (1, 2))
+            k = f"s.{_ident(key.name)}"
+            arms.append(
+                f"SELECT {cols} FROM {source} AS s JOIN unnest({lo}, {hi}) AS r(seamline_lo, seamline_hi) "
+                f"ON {k} >= r.seamline_lo AND {k} < r.seamline_hi{where}"
+            )
+        if edges:
+            alts = " OR ".join(_range_sql([key], r, params) for r in edges)
+            arms.append(f"SELECT {cols} FROM {source} AS s WHERE ({alts}){where}")
+        return " UNION ALL ".join(arms), params
+
+    # -- freshness: the newest value of a column, and how many rows are newer, in the pinned snapshot --
+
+    def max_value(self, column: str) -> Any:
+        """The largest value of ``column`` (NULLs ignored) in the pinned snapshot, or None."""
+        col = self._freshness_column(column)
+        table = self._in_snapshot(f"SELECT max({_ident(col.name)}) AS {_ident(col.name)}", [], [])
+        table = _to_logical(table, self.schema(), [col.name])
+        value = table.column(0)[0].as_py() if table.num_rows else None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
+        """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
+        col = self._freshness_column(column)
+        if value is None:
+            conds, params = [f"{_ident(col.name)} IS NOT NULL"], []
+        else:
+            cast = f"CAST(current_setting('seamline.p1') AS {col.cast_type})" if col.cast_type else "$1"
+            op = ">=" if inclusive else ">"
+            conds, params = [f"{_ident(col.name)} {op} (SELECT {cast})"], [_param_text(value, col.cast_type)]
+        table = self._in_snapshot("SELECT count(*) AS n", conds, params)
+        return int(table.column(0)[0].as_py())
+
+    def _freshness_column(self, column: str) -> _Column:
+        self.schema()
+        if column not in self._columns:
+            from seamline.exceptions import SchemaError
+
+            raise SchemaError(f"{self.describe()}: no column {column!r}")
+        return self._columns[column]
+
+    def _in_snapshot(self, select: str, conds: list[str], params: list[str]) -> pa.Table:
+        """``select`` over the table/query (with ``where``), on a connection in the pinned snapshot."""
+        if self._snapshot_id is None:
+            self.pin()
+        source = (
+            f"{_ident(self._resolve()[0])}.{_ident(self._resolve()[1])}"
+            if self._table is not None
+            else f"({self._query}) AS q"
+        )
+        if self._where:
+            conds = [f"({self._where})", *conds]
+        sql = f"{select} FROM {source}" + (" WHERE " + " AND ".join(conds) if conds else "")
+        conn = self._connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")
+            if params:  # bound as settings, like the range bounds of a scan
+                cur.execute("SELECT set_config('seamline.p1', $1, true)", tuple(params))
+                cur.fetchall()
+            cur.execute(sql)
+            table: pa.Table = cur.fetch_arrow_table()
+            cur.close()
+            return table
+        except adbc_driver_manager.ProgrammingError as exc:
+            if getattr(exc, "sqlstate", None) == "42P01":
+                raise NotFoundError(f"{self.describe()}: {self._cause(exc)}") from None
+            raise
+        finally:
+            try:
+                conn.close()
+            except adbc_driver_manager.Error:
+                pass
+
+    def repair_writer(self, embed: Any = None) -> Any:
+        """The writer that applies repair plans to this table (``seamline.repair.postgres``)."""
+        from seamline.repair.postgres import PostgresRepairWriter
+
+        return PostgresRepairWriter(self)
 
 
 def _range_sql(key: list[_Column], r: KeyRange, params: list[str]) -> str:
@@ -485,6 +586,15 @@ def _range_sql(key: list[_Column], r: KeyRange, params: list[str]) -> str:
         else:
             parts.append(f"({', '.join(lhs)}) {op} ({', '.join(rhs)})")
     return "(" + " AND ".join(parts) + ")" if parts else "true"
+
+
+_INTEGER_TYPES = {"bigint", "integer", "smallint", "int8", "int4", "int2"}
+# Up to this many ranges a reader ORs predicates; above it an integer key joins an array of bounds.
+_MAX_OR_RANGES = 16
+
+
+def _joinable(key: list[_Column]) -> bool:
+    return len(key) == 1 and key[0].cast_type in _INTEGER_TYPES
 
 
 def _coalesce(ranges: list[KeyRange]) -> list[KeyRange]:
