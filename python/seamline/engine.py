@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +157,7 @@ class Engine:
         self.pushdown = pushdown
         self.specs = {side: seam.spec(side) for side in self.sides}
         self.passes: list[PassStats] = []
+        self.cancel = _core.CancelToken()
 
     def _streams(self, side: str, ranges: list[KeyRange] | None) -> list[Any]:
         request = ScanRequest(
@@ -176,7 +177,9 @@ class Engine:
         ranges: list[KeyRange] | None,
     ) -> _core.LeafSet:
         started = time.perf_counter()
-        leaves = _core.hash_pass(self._streams(side, ranges), self.specs[side], p, parents, shift)
+        leaves = _core.hash_pass(
+            self._streams(side, ranges), self.specs[side], p, parents, shift, self.cancel
+        )
         kind = "hash" if parents is None else "refine"
         self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
         return leaves
@@ -185,7 +188,9 @@ class Engine:
         self, side: str, p: _core.Partitioner, leaves: list[int], ranges: list[KeyRange]
     ) -> _core.Collected:
         started = time.perf_counter()
-        collected = _core.collect_pass(self._streams(side, ranges), self.specs[side], p, leaves, 0)
+        collected = _core.collect_pass(
+            self._streams(side, ranges), self.specs[side], p, leaves, 0, self.cancel
+        )
         self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))
         return collected
 
@@ -194,7 +199,17 @@ class Engine:
         latency on one side overlaps with hashing on the other."""
         with ThreadPoolExecutor(max_workers=2) as pool:
             a, b = pool.submit(work, "source", *args), pool.submit(work, "target", *args)
-            return a.result(), b.result()
+            try:
+                # timed waits: the OS may deliver SIGINT to any thread, and only a main thread that
+                # wakes up runs Python's handler
+                while wait([a, b], timeout=0.1).not_done:
+                    pass
+                return a.result(), b.result()
+            except BaseException:
+                # Ctrl-C reaches only this thread: stop the native passes on the pool's threads too
+                self.cancel.cancel()
+                wait([a, b])
+                raise
 
     def _diff(
         self, p: _core.Partitioner, leaves: list[int], sizes: list[int], bounds: list[tuple[Any, ...]]

@@ -42,6 +42,10 @@ def version_numbers(values: pa.Array) -> pa.Array:
     """Versions as int64 for stores that need integer versions: timestamps as microseconds since
     the epoch, dates as days, integers as they are."""
     t = values.type
+    if pa.types.is_null(t):
+        # fix: a plan with no rows of one kind holds null-typed columns (`_rows` below); its versions
+        # are an empty int64 array, not an error
+        return pa.nulls(len(values), pa.int64())
     if pa.types.is_timestamp(t):
         return pc.cast(values.cast(pa.timestamp("us", tz=t.tz)), pa.int64())
     if pa.types.is_date(t):

@@ -196,6 +196,41 @@ class IcebergSource:
         self._resolved = True
         return snap
 
+    # -- freshness: the newest value of a column, and how many rows are newer, in the snapshot -------
+
+    def max_value(self, column: str) -> Any:
+        """The largest value of ``column`` in the pinned snapshot (a scan of that column), or None."""
+        from seamline.sources._stats import column_max
+
+        return column_max(self._freshness_column(column))
+
+    def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
+        """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
+        from seamline.sources._stats import count_newer
+
+        return count_newer(self._freshness_column(column), value, inclusive)
+
+    def _freshness_column(self, column: str) -> pa.ChunkedArray:
+        if column not in self.schema().names:
+            from seamline.exceptions import SchemaError
+
+            raise SchemaError(f"{self.describe()}: no column {column!r}")
+        snap = self._resolve()
+        if snap is None:
+            return pa.chunked_array([], self.schema().field(column).type)
+        scan = self._load().scan(snapshot_id=snap.snapshot_id, selected_fields=(column,))
+        return scan.to_arrow().column(column)
+
+    # -- repair ----------------------------------------------------------------------------------
+
+    def repair_writer(self, embed: Any = None) -> Any:
+        """The writer that applies a repair plan to this table (the current snapshot of its main
+        branch, whatever snapshot this source reads): one transaction per plan, tagged snapshots.
+        `embed` is accepted for symmetry with vector stores and unused."""
+        from seamline.repair.iceberg import IcebergWriter
+
+        return IcebergWriter(self._name, catalog=self._catalog_props)
+
 
 def _parse_as_of(value: datetime | str) -> datetime:
     dt = datetime.fromisoformat(value) if isinstance(value, str) else value

@@ -128,6 +128,39 @@ class LanceDBSource:
         reader: pa.RecordBatchReader = query.to_batches()
         return reader
 
+    # -- freshness: the newest value of a column, and how many rows are newer, at the pinned version --
+
+    def max_value(self, column: str) -> Any:
+        """The largest value of ``column`` at the pinned version (a scan of that column), or None."""
+        from seamline.sources._stats import column_max
+
+        return column_max(self._freshness_column(column))
+
+    def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
+        """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
+        from seamline.sources._stats import count_newer
+
+        return count_newer(self._freshness_column(column), value, inclusive)
+
+    def _freshness_column(self, column: str) -> pa.ChunkedArray:
+        if self._version is None:
+            self.pin()
+        if column not in self.schema().names:
+            from seamline.exceptions import SchemaError
+
+            raise SchemaError(f"{self.describe()}: no column {column!r}")
+        return self._scan([column], None).read_all().column(column)
+
+    # -- repair ----------------------------------------------------------------------------------
+
+    def repair_writer(self, embed: Any = None, embed_from: str | None = None) -> Any:
+        """The writer that applies a repair plan to this table (its latest version): deletes
+        tombstoned ids, merge-inserts stale rows; vector columns are filled by `embed(texts)` from
+        `embed_from` (default: the first string column among the plan's columns)."""
+        from seamline.repair.lancedb import LanceDBWriter
+
+        return LanceDBWriter(self._uri, self._name, embed=embed, embed_from=embed_from)
+
 
 def _redact(uri: str) -> str:
     """Drop user:password from a URI before it is shown anywhere."""

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use pyo3_arrow::{PyRecordBatchReader, PyTable};
@@ -15,21 +16,52 @@ use seamline_core::{BatchStream, LeafFilter, SideSpec};
 use crate::errors::{BResult, BoundaryError, InvalidInputError};
 use crate::spec::side_spec;
 
-/// Run `work` on a worker thread with the GIL released; every 100 ms look for a pending signal
-/// (Ctrl-C) and, if there is one, tell the work to stop and re-raise it.
-fn detached<T: Send>(py: Python<'_>, work: impl FnOnce(&AtomicBool) -> core::Result<T> + Send) -> BResult<T> {
+/// A flag Python sets to stop native passes running on other threads (signals reach only the
+/// main thread; a reconcile runs its two sides' passes on worker threads).
+#[pyclass(name = "CancelToken", module = "seamline._core", frozen)]
+pub struct PyCancelToken(Arc<AtomicBool>);
+
+#[pymethods]
+impl PyCancelToken {
+    #[new]
+    fn new() -> Self {
+        Self(Arc::new(AtomicBool::new(false)))
+    }
+
+    fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Run `work` on a worker thread with the GIL released; every 20 ms look for a pending signal
+/// (Ctrl-C, on the main thread) or a cancelled token and, if so, tell the work to stop and raise
+/// KeyboardInterrupt.
+fn detached<T: Send>(
+    py: Python<'_>,
+    token: Option<&PyCancelToken>,
+    work: impl FnOnce(&AtomicBool) -> core::Result<T> + Send,
+) -> BResult<T> {
     let cancel = AtomicBool::new(false);
+    let token = token.map(|t| t.0.clone());
     let mut interrupted: Option<PyErr> = None;
     let result = py.detach(|| {
         std::thread::scope(|scope| {
             let handle = scope.spawn(|| work(&cancel));
             while !handle.is_finished() {
                 std::thread::sleep(Duration::from_millis(20));
-                if interrupted.is_none() {
-                    if let Err(e) = Python::attach(|py| py.check_signals()) {
-                        interrupted = Some(e);
-                        cancel.store(true, Ordering::SeqCst);
-                    }
+                if interrupted.is_some() {
+                    continue;
+                }
+                let signal = Python::attach(|py| py.check_signals()).err();
+                let cancelled = token.as_ref().is_some_and(|t| t.load(Ordering::SeqCst));
+                if signal.is_some() || cancelled {
+                    interrupted = Some(signal.unwrap_or_else(|| PyKeyboardInterrupt::new_err("cancelled")));
+                    cancel.store(true, Ordering::SeqCst);
                 }
             }
             handle.join().expect("seamline worker panicked")
@@ -215,7 +247,7 @@ fn make_filter(parents: Option<Vec<u64>>, shift: u32) -> Option<LeafFilter> {
 /// Leaf summaries of every row of `streams` (list of Arrow stream objects), read in parallel.
 /// With `parents`, only rows whose `leaf >> shift` is in `parents` count.
 #[pyfunction]
-#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0))]
+#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None))]
 pub fn hash_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -223,11 +255,12 @@ pub fn hash_pass(
     partitioner: &PyPartitioner,
     parents: Option<Vec<u64>>,
     shift: u32,
+    cancel: Option<&PyCancelToken>,
 ) -> BResult<PyLeafSet> {
     let streams = import_streams(streams)?;
     let filter = make_filter(parents, shift);
     let (spec, p) = (&spec.0, &partitioner.0);
-    let set = detached(py, |cancel| {
+    let set = detached(py, cancel, |cancel| {
         let cfg =
             core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
         core::hash_pass(streams, &cfg)
@@ -237,7 +270,7 @@ pub fn hash_pass(
 
 /// Keep the rows of `streams` whose `leaf >> shift` is in `parents`, with their digests.
 #[pyfunction]
-#[pyo3(signature = (streams, spec, partitioner, parents, shift=0))]
+#[pyo3(signature = (streams, spec, partitioner, parents, shift=0, cancel=None))]
 pub fn collect_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -245,11 +278,12 @@ pub fn collect_pass(
     partitioner: &PyPartitioner,
     parents: Vec<u64>,
     shift: u32,
+    cancel: Option<&PyCancelToken>,
 ) -> BResult<PyCollected> {
     let streams = import_streams(streams)?;
     let filter = make_filter(Some(parents), shift);
     let (spec, p) = (&spec.0, &partitioner.0);
-    let collected = detached(py, |cancel| {
+    let collected = detached(py, cancel, |cancel| {
         let cfg =
             core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
         core::collect_pass(streams, &cfg)

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<handles::PySideSpec>()?;
+    m.add_class::<handles::PyCancelToken>()?;
     m.add_class::<handles::PyPartitioner>()?;
     m.add_class::<handles::PyLeafSet>()?;
     m.add_class::<handles::PyCollected>()?;
