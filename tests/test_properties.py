@@ -8,9 +8,10 @@ import decimal
 
 import polars as pl
 import pyarrow as pa
-import seamline as sl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import seamline as sl
 
 UTC = dt.UTC
 TEXT_ALPHABET = "aAbB-_zZ09 é"

@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+
 from seamline.exceptions import NotFoundError, StoreUnavailableError
 from seamline.sources.base import KeyRange, ScanRequest, Source
 
@@ -406,6 +407,7 @@ def _iceberg_rows(keys: Sequence[str]) -> pa.Table:
 
 def test_iceberg_schema_streams_and_ranges(iceberg_catalog: dict[str, str]) -> None:
     from pyiceberg.catalog import load_catalog
+
     from seamline.sources.iceberg import IcebergSource
 
     table = load_catalog(
@@ -441,6 +443,7 @@ def test_iceberg_schema_streams_and_ranges(iceberg_catalog: dict[str, str]) -> N
 
 def test_iceberg_snapshot_pinning(iceberg_catalog: dict[str, str]) -> None:
     from pyiceberg.catalog import load_catalog
+
     from seamline.sources.iceberg import IcebergSource
 
     table = load_catalog(
@@ -489,6 +492,7 @@ def test_iceberg_errors(iceberg_catalog: dict[str, str]) -> None:
 
 def test_lancedb_schema_ranges_and_version_pin(tmp_path: Path) -> None:
     import lancedb
+
     from seamline.sources.lancedb import LanceDBSource
 
     keys = [f"{k}{i}" for i in range(20) for k in TEXT_KEYS]

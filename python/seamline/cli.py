@@ -1,25 +1,398 @@
-"""The `seamline` command line.
+"""The `seamline` command line: a scheduled batch job driven by a contract file.
 
-Exit codes a scheduler can use: 0 clean, 1 drift found, 2 bad input, 3 a store unavailable.
-Errors are one line on stderr; `--debug` shows the traceback too.
+    seamline check CONTRACT [--seam NAME ...] [--json FILE] [--diffs FILE.parquet] [--metrics FILE]
+    seamline repair CONTRACT --seam NAME [--apply] [--max-fraction F]
+    seamline freshness CONTRACT [--seam NAME ...]
+    seamline lineage CONTRACT --chain NAME [--as-of TIME]
+    seamline demo [--workdir DIR] [--arrow-only]
+
+Exit codes a scheduler can use: 0 clean, 1 drift found (or a freshness SLA at error, or a repair
+refused or not verified), 2 bad input (contract, arguments, schema), 3 a store unavailable, 130
+interrupted. When seams of one run end differently, the most severe wins: 2, then 3, then 1.
+Errors are one line on stderr; `--debug` shows the traceback too. No secret from the contract is
+ever printed or written: every output goes through the contract's redaction.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import io
+import json
 import sys
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
-from seamline.exceptions import SeamlineError, StoreUnavailableError
+from seamline.exceptions import (
+    RepairRefusedError,
+    SeamlineError,
+    StoreUnavailableError,
+)
 
 EXIT_CLEAN, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
+# Which exit code wins when the seams of one run end differently.
+_SEVERITY = {EXIT_CLEAN: 0, EXIT_DRIFT: 1, EXIT_UNAVAILABLE: 2, EXIT_BAD_INPUT: 3, EXIT_INTERRUPTED: 4}
 
 
 def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, StoreUnavailableError):
+    if isinstance(error, StoreUnavailableError) or _is_connection_error(error):
         return EXIT_UNAVAILABLE
+    if isinstance(error, RepairRefusedError):
+        return EXIT_DRIFT
     return EXIT_BAD_INPUT
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """Driver errors that mean the store went away mid-run (not wrapped by an adapter)."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    names = {f"{c.__module__}.{c.__name__}" for c in type(error).__mro__}
+    return bool(
+        names
+        & {
+            "adbc_driver_manager.OperationalError",
+            "opensearchpy.exceptions.ConnectionError",
+            "opensearchpy.exceptions.ConnectionTimeout",
+        }
+    )
+
+
+def worst(codes: Sequence[int]) -> int:
+    return max(codes, key=lambda c: _SEVERITY.get(c, 3), default=EXIT_CLEAN)
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, SeamlineError):
+        text = str(error)
+    else:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return " ".join(text.split())
+
+
+# -- output: everything through the contract's redaction ---------------------------------------------
+
+
+class _Redacting(io.TextIOBase):
+    """A text stream that scrubs secrets from everything written through it."""
+
+    def __init__(self, inner: TextIO, redact: Callable[[str], str]) -> None:
+        self.inner = inner
+        self.redact = redact
+
+    def write(self, text: str) -> int:
+        self.inner.write(self.redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+
+_redact: Callable[[str], str] = lambda text: text  # noqa: E731 - replaced once a contract is loaded
+
+
+@contextmanager
+def _redacted(redact: Callable[[str], str]) -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout = _Redacting(saved[0], redact)
+    sys.stderr = _Redacting(saved[1], redact)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _load(path: str) -> Any:
+    """Load the contract; from then on its secrets are scrubbed from every error too."""
+    global _redact
+    from seamline.contract import load
+
+    contract = load(path)
+    _redact = contract.redact
+    return contract
+
+
+def _write_json(path: str, report: dict[str, Any]) -> None:
+    from seamline.freshness import json_safe
+    from seamline.metrics import write_atomic
+
+    write_atomic(path, _redact(json.dumps(json_safe(report), indent=2)) + "\n")
+
+
+def _report(command: str, contract: Any, started: float, code: int, **body: Any) -> dict[str, Any]:
+    from seamline import __version__
+
+    return {
+        "seamline": __version__,
+        "command": command,
+        "contract": str(contract.path),
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+        "exit_code": code,
+        **body,
+    }
+
+
+def _select(contract: Any, names: list[str] | None) -> list[Any]:
+    if not names:
+        return list(contract.seams.values())
+    return [contract.seam(n) for n in dict.fromkeys(names)]
+
+
+def _seam_error(progress: Any, seam: str, error: BaseException) -> int:
+    code = exit_code_for(error)
+    progress.line(f"seamline: error: seam {seam!r}: {_message(error)}")
+    return code
+
+
+def _diffs_path(pattern: str, seam: str, many: bool) -> Path:
+    if "{seam}" in pattern:
+        return Path(pattern.replace("{seam}", seam))
+    p = Path(pattern)
+    return p.with_name(f"{p.stem}.{seam}{p.suffix or '.parquet'}") if many else p
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    from seamline.metrics import Metrics
+    from seamline.progress import Progress
+    from seamline.report import differences, summary
+
+    started = time.time()
+    contract = _load(args.contract)
+    with _redacted(contract.redact):
+        seams = _select(contract, args.seam)
+        progress = Progress()
+        metrics = Metrics("check")
+        results: dict[str, Any] = {}
+        errors: dict[str, tuple[int, str]] = {}
+        for seam in seams:
+            t0 = time.perf_counter()
+            try:
+                with progress.step(f"{seam.name}: reconciling"):
+                    result = contract.reconcile(seam)
+            except (SeamlineError, Exception) as e:  # noqa: B014 - SeamlineError first, for readers
+                if args.debug:
+                    traceback.print_exc()
+                errors[seam.name] = (_seam_error(progress, seam.name, e), _message(e))
+                metrics.error(seam.name)
+                metrics.add("seamline_duration_seconds", time.perf_counter() - t0, seam=seam.name)
+                continue
+            results[seam.name] = result
+            progress.seam_done(seam.name, result)
+            metrics.reconcile(seam.name, result)
+        if results:
+            print(summary(results))
+        for name, result in results.items():
+            if not result.clean:
+                print(f"\n{name}:")
+                print(differences(result))
+        if errors:
+            print()
+            for name, (code, text) in errors.items():
+                what = "store unavailable" if code == EXIT_UNAVAILABLE else "error"
+                print(f"{name}: {what}: {text}")
+        codes = [EXIT_CLEAN if r.clean else EXIT_DRIFT for r in results.values()]
+        code = worst(codes + [c for c, _ in errors.values()])
+        if args.diffs:
+            for name, result in results.items():
+                path = _diffs_path(args.diffs, name, len(seams) > 1)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                result.write_diffs(str(path))
+        if args.json:
+            seams_out: dict[str, Any] = {}
+            for seam in seams:
+                if seam.name in results:
+                    r = results[seam.name]
+                    seams_out[seam.name] = {
+                        "status": "clean" if r.clean else "drift",
+                        "exit_code": EXIT_CLEAN if r.clean else EXIT_DRIFT,
+                        "error": None,
+                        **r.to_dict(),
+                    }
+                else:
+                    c, text = errors[seam.name]
+                    seams_out[seam.name] = {"status": "error", "exit_code": c, "error": text}
+            _write_json(
+                args.json,
+                _report(
+                    "check",
+                    contract,
+                    started,
+                    code,
+                    clean=code == EXIT_CLEAN,
+                    summary={
+                        "seams": len(seams),
+                        "clean": sum(1 for r in results.values() if r.clean),
+                        "drift": sum(1 for r in results.values() if not r.clean),
+                        "error": len(errors),
+                    },
+                    seams=seams_out,
+                ),
+            )
+        if args.metrics:
+            metrics.write(args.metrics, code, contract.redact)
+        return code
+
+
+def _freshness(args: argparse.Namespace) -> int:
+    from seamline.freshness import measure, table
+    from seamline.metrics import Metrics
+    from seamline.progress import Progress
+
+    started = time.time()
+    contract = _load(args.contract)
+    with _redacted(contract.redact):
+        progress = Progress()
+        metrics = Metrics("freshness")
+        rows = []
+        errors: dict[str, tuple[int, str]] = {}
+        for seam in _select(contract, args.seam):
+            try:
+                with progress.step(f"{seam.name}: reading the newest versions"):
+                    f = measure(contract, seam)
+            except (SeamlineError, Exception) as e:  # noqa: B014
+                if args.debug:
+                    traceback.print_exc()
+                errors[seam.name] = (_seam_error(progress, seam.name, e), _message(e))
+                metrics.error(seam.name)
+                continue
+            rows.append(f)
+            metrics.freshness(seam.name, f)
+        if rows:
+            print(table(rows))
+        for f in rows:
+            if f.note:
+                print(f"  {f.seam}: {f.note}")
+        for name, (_, text) in errors.items():
+            print(f"{name}: error: {text}")
+        code = worst(
+            [EXIT_DRIFT if f.status == "error" else EXIT_CLEAN for f in rows]
+            + [c for c, _ in errors.values()]
+        )
+        if args.json:
+            body = {f.seam: f.to_dict() for f in rows} | {
+                name: {
+                    "seam": name,
+                    "status": "unavailable" if c == EXIT_UNAVAILABLE else "failed",
+                    "error": t,
+                }
+                for name, (c, t) in errors.items()
+            }
+            _write_json(args.json, _report("freshness", contract, started, code, seams=body))
+        if args.metrics:
+            metrics.write(args.metrics, code, contract.redact)
+        return code
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from seamline.contract import parse_time
+    from seamline.lineage import Layer, walk
+    from seamline.metrics import Metrics
+    from seamline.progress import Progress
+
+    started = time.time()
+    as_of = parse_time(args.as_of) if args.as_of else None
+    contract = _load(args.contract)
+    with _redacted(contract.redact):
+        contract.chain(args.chain)  # a bad chain name is bad input before anything is read
+        progress = Progress()
+        metrics = Metrics("lineage")
+
+        def reconcile(seam: Any) -> Any:
+            with progress.step(f"{seam.name}: reconciling"):
+                return contract.reconcile(seam, as_of=as_of)
+
+        def on_layer(layer: Layer) -> None:
+            assert layer.freshness is not None and layer.result is not None
+            progress.seam_done(layer.seam, layer.result)
+            metrics.freshness(layer.seam, layer.freshness)
+            metrics.reconcile(layer.seam, layer.result)
+
+        result = walk(contract, args.chain, as_of=as_of, reconcile=reconcile, on_layer=on_layer)
+        print(result.render())
+        code = EXIT_DRIFT if result.diverged is not None else EXIT_CLEAN
+        if args.json:
+            _write_json(args.json, _report("lineage", contract, started, code, **result.to_dict()))
+        if args.metrics:
+            metrics.write(args.metrics, code, contract.redact)
+        return code
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from seamline.metrics import Metrics
+    from seamline.progress import Progress
+    from seamline.result import ReconcileResult
+
+    started = time.time()
+    contract = _load(args.contract)
+    with _redacted(contract.redact):
+        seam = contract.seam(args.seam)
+        if not hasattr(ReconcileResult, "plan_repair"):
+            raise SeamlineError("repair is not available in this version of seamline (no plan_repair)")
+        progress = Progress()
+        metrics = Metrics("repair")
+        with progress.step(f"{seam.name}: reconciling"):
+            result = contract.reconcile(seam)
+        progress.seam_done(seam.name, result)
+        metrics.reconcile(seam.name, result)
+        fraction = args.max_fraction if args.max_fraction is not None else seam.repair.max_fraction
+        kwargs = {"max_fraction": fraction} if fraction is not None else {}
+        report: dict[str, Any] = {"seam": seam.name, "apply": bool(args.apply), "counts": result.counts}
+        code = EXIT_CLEAN
+        try:
+            plan = result.plan_repair(**kwargs)
+            counts = dict(plan.counts)
+            report["plan"] = counts
+            for action, n in counts.items():
+                metrics.add("seamline_repair_rows", n, seam=seam.name, action=action, stage="planned")
+            total = sum(counts.values())
+            print(f"repair plan for seam {seam.name!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            if total:
+                frame = plan.to_polars()
+                print(frame.head(20))
+                if frame.height > 20:
+                    print(f"... and {frame.height - 20} more")
+            if not args.apply:
+                guard = getattr(plan, "check_guard", None)
+                if total and guard is not None:
+                    guard()  # a plan that --apply would refuse is refused now
+                print("dry run: nothing written (run with --apply to write and verify)")
+                code = EXIT_DRIFT if total else EXIT_CLEAN
+            elif total == 0:
+                print("nothing to repair")
+            else:
+                with progress.step(f"{seam.name}: applying the repair"):
+                    outcome = plan.apply()
+                applied = dict(outcome.counts)
+                report["outcome"] = applied | {"verified": bool(outcome.verified)}
+                for action, n in applied.items():
+                    metrics.add("seamline_repair_rows", n, seam=seam.name, action=action, stage="applied")
+                print("applied: " + ", ".join(f"{k} {v}" for k, v in applied.items()))
+                if outcome.verified:
+                    print(f"verified: seam {seam.name!r} is clean after the repair")
+                else:
+                    print(f"NOT verified: seam {seam.name!r} still differs after the repair")
+                    code = EXIT_DRIFT
+        except RepairRefusedError as e:
+            print(f"seamline: repair refused: {_message(e)}; drift not repaired", file=sys.stderr)
+            report["refused"] = _message(e)
+            code = EXIT_DRIFT
+        if args.json:
+            _write_json(args.json, _report("repair", contract, started, code, **report))
+        if args.metrics:
+            metrics.write(args.metrics, code, contract.redact)
+        return code
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -28,13 +401,77 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(workdir=args.workdir, stores=not args.arrow_only)
 
 
+# -- parser ---------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="seamline", description="Reconcile the copies of one fact across stores."
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    outputs = _Parser(add_help=False)
+    outputs.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    outputs.add_argument("--metrics", metavar="FILE", help="write Prometheus metrics (text format)")
+
+    p = _Parser(
+        prog="seamline",
+        description="Reconcile the copies of one fact across stores, as declared in a contract file.",
+        epilog="exit codes: 0 clean, 1 drift or SLA at error, 2 bad input, 3 store unavailable",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="build a small shop with drift injected, and reconcile it")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check", parents=[common, outputs], help="reconcile the seams of a contract", description=""
+    )
+    check.add_argument("contract", help="the contract file (YAML)")
+    check.add_argument("--seam", action="append", metavar="NAME", help="only this seam (repeatable)")
+    check.add_argument(
+        "--diffs",
+        metavar="FILE.parquet",
+        help="write the differences as Parquet (several seams: FILE.<seam>.parquet, or use {seam})",
+    )
+    check.set_defaults(run=_check)
+
+    repair = sub.add_parser(
+        "repair", parents=[common, outputs], help="plan (dry run) or apply the repair of one seam"
+    )
+    repair.add_argument("contract", help="the contract file (YAML)")
+    repair.add_argument("--seam", required=True, metavar="NAME", help="the seam to repair")
+    repair.add_argument("--apply", action="store_true", help="write the repair and verify it")
+    repair.add_argument(
+        "--max-fraction",
+        type=float,
+        metavar="F",
+        help="refuse a repair touching more than this fraction of the target (default: the contract's)",
+    )
+    repair.set_defaults(run=_repair)
+
+    fresh = sub.add_parser("freshness", parents=[common, outputs], help="lag and backlog of each seam")
+    fresh.add_argument("contract", help="the contract file (YAML)")
+    fresh.add_argument("--seam", action="append", metavar="NAME", help="only this seam (repeatable)")
+    fresh.set_defaults(run=_freshness)
+
+    lineage = sub.add_parser(
+        "lineage", parents=[common, outputs], help="walk a chain to the first seam that diverges"
+    )
+    lineage.add_argument("contract", help="the contract file (YAML)")
+    lineage.add_argument("--chain", required=True, metavar="NAME", help="the chain to walk")
+    lineage.add_argument(
+        "--as-of",
+        metavar="TIME",
+        help="read the Iceberg snapshots current at TIME (ISO 8601, or e.g. 2h for two hours ago)",
+    )
+    lineage.set_defaults(run=_lineage)
+
+    demo = sub.add_parser(
+        "demo", parents=[common], help="build a small shop with drift injected, and reconcile it"
+    )
     demo.add_argument(
         "--workdir", default="demo-out", help="where the demo writes its files (default: demo-out)"
     )
@@ -48,14 +485,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except SeamlineError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"seamline: error: {e}", file=sys.stderr)
-        return exit_code_for(e)
     except KeyboardInterrupt:
         print("seamline: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except (SeamlineError, Exception) as e:  # noqa: B014 - every error is one line
+        if args.debug:
+            traceback.print_exc()
+        from seamline.contract import redact
+
+        text = _redact(redact(_message(e)))
+        if not isinstance(e, SeamlineError) and not _is_connection_error(e) and not args.debug:
+            text += " (run with --debug for the traceback)"
+        print(f"seamline: error: {text}", file=sys.stderr)
+        return exit_code_for(e)
 
 
 if __name__ == "__main__":

@@ -312,6 +312,77 @@ class OpenSearchSource:
                     self._sort, self._min_slices = [{"_index": "asc"}, {"_id": "asc"}], 1
         return self._sort, self._min_slices
 
+    # -- freshness: the newest value of a field, and how many documents are newer, in the PIT ------
+
+    def max_value(self, column: str) -> Any:
+        """The largest value of a mapped field in the point in time (one sorted hit), or None."""
+        path, spec = self._freshness_field(column)
+        body = {
+            "size": 1,
+            "query": self._query or {"match_all": {}},
+            "sort": [{path: {"order": "desc", "missing": "_last"}}],
+            "_source": False,
+            "track_total_hits": False,
+            "pit": {"id": self._pit_id, "keep_alive": _KEEP_ALIVE},
+        }
+        resp = self._call(lambda: self._client.search(body=body))
+        hits = resp.get("hits", {}).get("hits", [])
+        if not hits or not hits[0].get("sort") or hits[0]["sort"][0] is None:
+            return None
+        value = hits[0]["sort"][0]
+        if spec.get("type") in ("date", "date_nanos") and isinstance(value, int | float):
+            from datetime import timedelta
+
+            # sort values of dates are epoch ms (ns for date_nanos), whatever the field's format
+            ms = int(value) // 1_000_000 if spec.get("type") == "date_nanos" else int(value)
+            return _EPOCH + timedelta(milliseconds=ms)
+        if isinstance(value, int | float) and abs(value) >= 2**63 - 1:
+            return None  # the "missing: _last" sentinel of an all-missing field
+        return value
+
+    def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
+        """Documents whose field is > ``value`` (>= when inclusive; None: every document with it)."""
+        path, spec = self._freshness_field(column)
+        if value is None:
+            cond: dict[str, Any] = {"exists": {"field": path}}
+        else:
+            bound = _json_value(value)
+            if bound is None:
+                raise ValueError(f"{self.describe()}: cannot compare {column!r} with {value!r}")
+            op = "gte" if inclusive else "gt"
+            if isinstance(value, datetime):
+                # stored at ms: x >= 12.3456 ms is x > 12 ms for whole milliseconds
+                if inclusive and (value.microsecond % 1000):
+                    op = "gt"
+                rng: dict[str, Any] = {op: bound, "format": "epoch_millis"}
+            else:
+                rng = {op: bound}
+            cond = {"range": {path: rng}}
+        filters = [cond] if self._query is None else [self._query, cond]
+        body = {
+            "size": 0,
+            "query": {"bool": {"filter": filters}},
+            "track_total_hits": True,
+            "pit": {"id": self._pit_id, "keep_alive": _KEEP_ALIVE},
+        }
+        resp = self._call(lambda: self._client.search(body=body))
+        return int(resp["hits"]["total"]["value"])
+
+    def _freshness_field(self, column: str) -> tuple[str, dict[str, Any]]:
+        self.pin()
+        path, spec = self._resolve(column)
+        if not spec:
+            from seamline.exceptions import SchemaError
+
+            raise SchemaError(f"{self.describe()}: no mapped field {column!r}")
+        return path, spec
+
+    def repair_writer(self, embed: Any = None) -> Any:
+        """The writer that applies repair plans to this index (``seamline.repair.opensearch``)."""
+        from seamline.repair.opensearch import OpenSearchRepairWriter
+
+        return OpenSearchRepairWriter(self)
+
 
 # -- mapping and conversion ------------------------------------------------------------------------
 

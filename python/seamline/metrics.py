@@ -1,0 +1,135 @@
+"""Metrics for schedulers, in the Prometheus text exposition format (version 0.0.4).
+
+Written atomically (a temporary file in the same directory, then a rename) so that a node exporter's
+textfile collector (`--collector.textfile.directory`, files named `*.prom`) never reads half a file;
+the same file can be pushed to a Pushgateway (`curl --data-binary @seamline.prom
+http://pushgateway:9091/metrics/job/seamline`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KINDS = ("missing", "extra", "changed", "duplicate")
+_FRESHNESS_LEVEL = {"pass": 0, "warn": 1, "error": 2}
+
+# name -> (type, help)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "seamline_drift_rows": ("gauge", "Rows that differ between the source and the target, by kind."),
+    "seamline_seam_clean": ("gauge", "1 when the last reconcile of the seam found no difference, else 0."),
+    "seamline_rows_read": ("gauge", "Rows read from each side by the last reconcile (all passes)."),
+    "seamline_rows_per_second": ("gauge", "Rows per second of the full hash pass, per side."),
+    "seamline_duration_seconds": ("gauge", "Wall time of the last check of the seam."),
+    "seamline_freshness_lag_seconds": (
+        "gauge",
+        "Newest source version minus newest target version (or between commit times), in seconds.",
+    ),
+    "seamline_freshness_backlog_rows": ("gauge", "Source rows newer than the target's newest version."),
+    "seamline_freshness_status": ("gauge", "Freshness against the SLA: 0 pass, 1 warn, 2 error."),
+    "seamline_repair_rows": ("gauge", "Rows in the repair plan (planned) or written (applied), by action."),
+    "seamline_seam_error": ("gauge", "1 when the seam could not be checked (store unavailable, bad input)."),
+    "seamline_last_run_timestamp_seconds": ("gauge", "When this run finished (Unix time)."),
+    "seamline_last_run_exit_code": ("gauge", "The exit code of this run."),
+}
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+@dataclass
+class Metrics:
+    command: str
+    samples: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float, **labels: str) -> None:
+        if name not in FAMILIES:
+            raise KeyError(name)
+        self.samples.setdefault(name, []).append((labels, value))
+
+    def reconcile(self, seam: str, result: Any) -> None:
+        for kind in KINDS:
+            self.add("seamline_drift_rows", result.counts.get(kind, 0), seam=seam, kind=kind)
+        self.add("seamline_seam_clean", 1 if result.clean else 0, seam=seam)
+        from seamline.progress import side_stats
+
+        for side in ("source", "target"):
+            rows, read, seconds = side_stats(result.passes, side)
+            self.add("seamline_rows_read", read, seam=seam, side=side)
+            if seconds > 0:
+                self.add("seamline_rows_per_second", rows / seconds, seam=seam, side=side)
+        self.add("seamline_duration_seconds", result.seconds, seam=seam)
+
+    def freshness(self, seam: str, f: Any) -> None:
+        if f.lag_seconds is not None:
+            self.add("seamline_freshness_lag_seconds", f.lag_seconds, seam=seam)
+        if f.backlog is not None:
+            self.add("seamline_freshness_backlog_rows", f.backlog, seam=seam)
+        if f.status in _FRESHNESS_LEVEL:
+            self.add("seamline_freshness_status", _FRESHNESS_LEVEL[f.status], seam=seam)
+
+    def error(self, seam: str) -> None:
+        self.add("seamline_seam_error", 1, seam=seam)
+
+    def render(self, exit_code: int, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        self.samples.pop("seamline_last_run_timestamp_seconds", None)
+        self.samples.pop("seamline_last_run_exit_code", None)
+        self.add("seamline_last_run_timestamp_seconds", round(now, 3), command=self.command)
+        self.add("seamline_last_run_exit_code", exit_code, command=self.command)
+        lines: list[str] = []
+        for name, (kind, text) in FAMILIES.items():
+            samples = self.samples.get(name)
+            if not samples:
+                continue
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                inner = ",".join(f'{k}="{escape_label(str(v))}"' for k, v in labels.items())
+                lines.append(f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}")
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: str | Path, exit_code: int, redact: Any = None) -> None:
+        text = self.render(exit_code)
+        if redact is not None:
+            text = redact(text)
+        write_atomic(path, text)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never a part."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
