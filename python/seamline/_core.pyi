@@ -62,9 +62,15 @@ def hash_pass(
     partitioner: Partitioner,
     parents: list[int] | None = None,
     shift: int = 0,
+    cancel: CancelToken | None = None,
 ) -> LeafSet: ...
 def collect_pass(
-    streams: list[Any], spec: SideSpec, partitioner: Partitioner, parents: list[int], shift: int = 0
+    streams: list[Any],
+    spec: SideSpec,
+    partitioner: Partitioner,
+    parents: list[int],
+    shift: int = 0,
+    cancel: CancelToken | None = None,
 ) -> Collected: ...
 def classify(source: Collected, target: Collected, n_values: int) -> dict[str, list[Any]]: ...
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...
