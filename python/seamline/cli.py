@@ -170,6 +170,11 @@ def _check(args: argparse.Namespace) -> int:
 
     started = time.time()
     contract = _load(args.contract)
+    if args.shard or args.shards or args.output_uri:
+        from seamline.scaleout import shard_check
+
+        with _redacted(contract.redact):
+            return shard_check(args, contract)
     with _redacted(contract.redact):
         seams = _select(contract, args.seam)
         progress = Progress()
@@ -395,6 +400,39 @@ def _repair(args: argparse.Namespace) -> int:
         return code
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from seamline.report import summary
+    from seamline.scaleout import merge_cmd
+
+    def show(merged: Any) -> None:
+        print(summary({f"{merged.seam} (run {merged.run_id}, {merged.shards} shards)": merged}))
+        key = merged.manifests[0]["key"]
+        for row in merged.diffs.head(10).to_dicts():
+            where = ", ".join(f"{k}={row[k]}" for k in key)
+            cols = f"  {', '.join(row['columns'])}" if row["kind"] == "changed" else ""
+            print(f"  {row['kind']:<9} {where}{cols}")
+        if merged.diffs.height > 10:
+            print(f"  ... and {merged.diffs.height - 10} more")
+        if args.json:
+            _write_json(args.json, {"command": "merge", **merged.to_dict()})
+
+    return merge_cmd(args, _load, show)
+
+
+def _layout(args: argparse.Namespace) -> int:
+    from seamline.scaleout import layout_cmd
+
+    contract = _load(args.contract)
+    with _redacted(contract.redact):
+        return layout_cmd(args, contract)
+
+
+def _k8s_render(args: argparse.Namespace) -> int:
+    from seamline.scaleout import k8s_render_cmd
+
+    return k8s_render_cmd(args, _load(args.contract))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from seamline import demo
 
@@ -436,7 +474,51 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE.parquet",
         help="write the differences as Parquet (several seams: FILE.<seam>.parquet, or use {seam})",
     )
+    scale = check.add_argument_group("scale-out (one shard of a run; see `seamline merge`)")
+    scale.add_argument("--shard", metavar="I/N", help="reconcile slice I of N of the key ranges")
+    scale.add_argument(
+        "--shards", type=int, metavar="N", help="N slices; this pod's index from JOB_COMPLETION_INDEX"
+    )
+    scale.add_argument("--output-uri", metavar="URI", help="where shards write (a path, s3://, gs://)")
+    scale.add_argument("--run-id", metavar="ID", help="the run the shard belongs to (default: from the job)")
+    scale.add_argument("--layout", metavar="FILE", help="range layout pinned by `seamline layout`")
     check.set_defaults(run=_check)
+
+    merge = sub.add_parser(
+        "merge", parents=[common, outputs], help="merge the shards of a run into one report (and repair)"
+    )
+    merge.add_argument("--output-uri", required=True, metavar="URI", help="where the shards wrote")
+    merge.add_argument("--run-id", metavar="ID", help="the run (default: the only one, or from the job)")
+    merge.add_argument("--shards", type=int, metavar="N", help="how many shards the run has")
+    merge.add_argument("--wait", metavar="DURATION", help="wait up to this long for missing shards")
+    merge.add_argument("--contract", metavar="FILE", help="the contract (needed for --repair)")
+    merge.add_argument("--seam", metavar="NAME", help="accepted for symmetry with check (the run names it)")
+    merge.add_argument("--repair", action="store_true", help="plan the repair of the merged drift")
+    merge.add_argument("--apply", action="store_true", help="with --repair: write and verify it")
+    merge.set_defaults(run=_merge)
+
+    layout = sub.add_parser("layout", parents=[common], help="pin a seam's key-range layout for shards")
+    layout.add_argument("contract", help="the contract file (YAML)")
+    layout.add_argument("--seam", required=True, metavar="NAME")
+    layout.add_argument("--output", required=True, metavar="FILE", help="the layout file to write")
+    layout.set_defaults(run=_layout)
+
+    k8s = sub.add_parser("k8s", help="Kubernetes manifests for a scaled-out run")
+    k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True, metavar="COMMAND")
+    render = k8s_sub.add_parser("render", parents=[common], help="print the manifests (YAML)")
+    render.add_argument("contract", help="the contract file (YAML)")
+    render.add_argument("--seam", required=True, metavar="NAME")
+    render.add_argument(
+        "--shards", type=int, required=True, metavar="N", help="pods (slices of the key space)"
+    )
+    render.add_argument("--parallelism", type=int, metavar="P", help="pods running at once (default N)")
+    render.add_argument("--schedule", metavar="CRON", help="a CronJob on this schedule instead of a Job")
+    render.add_argument("--image", default="ghcr.io/seamline/seamline:0.1.0", metavar="IMAGE")
+    render.add_argument("--output-uri", default="s3://seamline-runs", metavar="URI")
+    render.add_argument("--rows", type=int, default=10_000_000, help="expected rows, to size the pods")
+    render.add_argument("--secret", metavar="NAME", help="the Secret with the contract's ${VARS}")
+    render.add_argument("--namespace", metavar="NS")
+    render.set_defaults(run=_k8s_render)
 
     repair = sub.add_parser(
         "repair", parents=[common, outputs], help="plan (dry run) or apply the repair of one seam"

@@ -122,6 +122,11 @@ class MergedRun:
     def clean(self) -> bool:
         return all(self.counts[k] == 0 for k in KINDS)
 
+    @property
+    def seconds(self) -> float:
+        """Wall time of the slowest shard (they run side by side)."""
+        return max(float(m.get("seconds", 0.0)) for m in self.manifests)
+
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(
             {
