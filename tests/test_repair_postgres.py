@@ -1,0 +1,285 @@
+"""Repair of a Postgres copy of a Postgres table, against the real server: drift repaired and
+re-verified, idempotent re-apply, the max_fraction guard, in-flight differences settled after the
+grace period, de-duplication of a table without a unique key, a live pipeline writing newer versions
+during the repair, and a repair killed mid-way then applied again.
+
+Every test uses uniquely named tables and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from repair_helpers import HELPERS, Pg, drift, id_list
+
+import seamline as sl
+from seamline.repair.plan import RepairPlan
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def pg(pg_dsn: str) -> Iterator[Pg]:
+    db = Pg(pg_dsn)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def seam(pg: Pg, source: str, target: str, grace: str | None = None) -> sl.ReconcileResult:
+    return sl.reconcile(
+        sl.postgres(pg.dsn, source), sl.postgres(pg.dsn, target), key="id", version="updated_at", grace=grace
+    )
+
+
+def kinds(result: sl.ReconcileResult) -> dict[str, int]:
+    return {k: result.counts[k] for k in ("changed", "missing", "extra", "duplicate", "in_flight")}
+
+
+def test_drift_repaired_verified_and_idempotent(pg: Pg) -> None:
+    source = pg.products(300)
+    target = pg.copy(source)
+    changed, missing, extra = [10, 11, 50, 120, 299], [7, 8, 200], [1001, 1002]
+    drift(pg, source, changed)
+    pg.execute(f"DELETE FROM {target} WHERE id IN ({id_list(missing)})")
+    pg.execute(
+        f"INSERT INTO {target} (id, name, price, updated_at) "
+        "SELECT i, 'gone', 1, '2025-06-01 12:00:00.123456+00' FROM unnest(ARRAY[1001, 1002]) i"
+    )
+
+    result = seam(pg, source, target)
+    assert kinds(result) == {"changed": 5, "missing": 3, "extra": 2, "duplicate": 0, "in_flight": 0}
+    plan = result.plan_repair()
+    assert plan.counts == {"upsert": 8, "delete": 2, "dedupe": 0}
+
+    outcome = plan.apply()
+    assert outcome.counts == {"applied": 10, "skipped_newer": 0, "failed": 0}, outcome.errors
+    assert outcome.verified and not outcome.errors
+    assert pg.scalar(f"SELECT count(*) FROM {target} WHERE id IN ({id_list(extra)})") == 0
+    got = pg.rows(f"SELECT id, name, price, updated_at, note FROM {target} WHERE id IN ({id_list(changed)})")
+    want = pg.rows(f"SELECT id, name, price, updated_at FROM {source} WHERE id IN ({id_list(changed)})")
+    assert [{k: r[k] for k in want[0]} for r in sorted(got, key=lambda r: r["id"])] == sorted(
+        want, key=lambda r: r["id"]
+    )
+    assert {r["note"] for r in got} == {"kept"}  # a column outside the seam survives the repair
+
+    before = pg.rows(f"SELECT id, updated_at, xmin::text AS x FROM {target} ORDER BY id")
+    again = plan.apply()  # the same plan again: harmless
+    assert again.counts == {"applied": 10, "skipped_newer": 0, "failed": 0}, again.errors
+    assert again.verified
+    after = pg.rows(f"SELECT id, updated_at FROM {target} ORDER BY id")
+    assert [(r["id"], r["updated_at"]) for r in before] == [(r["id"], r["updated_at"]) for r in after]
+    assert seam(pg, source, target).clean
+
+
+def test_newer_target_rows_are_skipped(pg: Pg) -> None:
+    """A plan applied after the live pipeline moved on: its rows are newer than the plan's."""
+    source = pg.products(100)
+    target = pg.copy(source)
+    drift(pg, source, [5, 6])
+    pg.execute(
+        f"INSERT INTO {target} (id, name, price, updated_at) "
+        "VALUES (500, 'gone', 1, now() - interval '1 day')"
+    )
+    plan = seam(pg, source, target).plan_repair()
+    assert plan.counts == {"upsert": 2, "delete": 1, "dedupe": 0}
+    # the pipeline delivers newer writes of 5 and of the extra row before the repair runs
+    pg.execute(f"UPDATE {source} SET name = 'newest', updated_at = now() - interval '1 hour' WHERE id = 5")
+    pg.execute(f"UPDATE {target} SET name = 'newest', updated_at = now() - interval '1 hour' WHERE id = 5")
+    pg.execute(f"UPDATE {target} SET updated_at = now() - interval '1 hour' WHERE id = 500")
+    outcome = plan.apply()
+    assert outcome.counts == {"applied": 1, "skipped_newer": 2, "failed": 0}, outcome.errors
+    assert pg.scalar(f"SELECT name FROM {target} WHERE id = 5") == "newest"
+    assert pg.scalar(f"SELECT count(*) FROM {target} WHERE id = 500") == 1
+
+
+def test_max_fraction_refuses_and_writes_nothing(pg: Pg) -> None:
+    source = pg.products(100)
+    target = pg.copy(source)
+    drift(pg, source, list(range(1, 21)))
+    plan = seam(pg, source, target).plan_repair(max_fraction=0.1)
+    with pytest.raises(sl.RepairRefusedError) as err:
+        plan.apply()
+    message = str(err.value)
+    assert "\n" not in message and "max_fraction" in message and "20 of 100" in message, message
+    assert pg.scalar(f"SELECT count(*) FROM {target} WHERE name LIKE '%v2'") == 0
+
+
+def test_in_flight_is_reported_apart_then_settled(pg: Pg) -> None:
+    """Rows updated "now" are in flight; reconcile(grace=) looks again once the grace period is over.
+    A row updated again during that wait is still in flight after it (reported apart, not in the
+    plan); the next reconcile settles it."""
+    source = pg.products(100)
+    target = pg.copy(source)
+    pg.execute(f"UPDATE {source} SET name = 'now', updated_at = clock_timestamp() WHERE id IN (3, 4)")
+
+    def update_again() -> None:
+        time.sleep(0.7)  # after the first pass pinned its snapshot, before the re-check
+        pg2 = Pg(pg.dsn)
+        try:
+            pg2.execute(f"UPDATE {source} SET name = 'again', updated_at = clock_timestamp() WHERE id = 4")
+        finally:
+            pg2.conn.close()
+
+    thread = threading.Thread(target=update_again)
+    started = time.monotonic()
+    thread.start()
+    result = seam(pg, source, target, grace="2s")
+    thread.join()
+    assert time.monotonic() - started >= 2  # it waited for the grace period, then looked again
+    assert result.rechecked
+    flags = {r["id"]: r["in_flight"] for r in result.diffs.iter_rows(named=True)}
+    assert flags == {3: False, 4: True}
+    assert kinds(result) == {"changed": 1, "missing": 0, "extra": 0, "duplicate": 0, "in_flight": 1}
+    plan = result.plan_repair()
+    assert plan.upserts.column("id").to_pylist() == [3]  # in flight: not in the plan
+    assert plan.apply().verified
+
+    settled = seam(pg, source, target, grace="2s")
+    assert kinds(settled) == {"changed": 1, "missing": 0, "extra": 0, "duplicate": 0, "in_flight": 0}
+    plan = settled.plan_repair()
+    assert plan.upserts.column("id").to_pylist() == [4]
+    assert plan.apply().verified
+    assert seam(pg, source, target).clean
+
+
+def test_dedupe_without_unique_key_and_refusals(pg: Pg) -> None:
+    source = pg.products(50)
+    target = pg.table("nokey")
+    pg.execute(f"CREATE TABLE {target} (id bigint, name text, price numeric(12,2), updated_at timestamptz)")
+    pg.execute(f"INSERT INTO {target} SELECT * FROM {source}")
+    pg.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE id IN (7, 8)")  # a replayed event
+    result = seam(pg, source, target)
+    assert kinds(result) == {"changed": 0, "missing": 0, "extra": 0, "duplicate": 2, "in_flight": 0}
+    plan = result.plan_repair(max_fraction=0.1)
+    assert plan.counts == {"upsert": 0, "delete": 0, "dedupe": 2}
+    outcome = plan.apply()
+    assert outcome.counts == {"applied": 2, "skipped_newer": 0, "failed": 0}, outcome.errors
+    assert outcome.verified
+    assert pg.scalar(f"SELECT count(*) FROM {target} WHERE id IN (7, 8)") == 2
+    assert plan.apply().counts == {"applied": 2, "skipped_newer": 0, "failed": 0}  # idempotent
+
+    # upserts need ON CONFLICT, hence a unique key: refused before anything is written
+    drift(pg, source, [9])
+    with pytest.raises(sl.RepairRefusedError, match=r"primary key or unique index on exactly \(id\)"):
+        seam(pg, source, target).plan_repair(max_fraction=0.1).apply()
+    assert pg.scalar(f"SELECT name FROM {target} WHERE id = 9") == "item 9"
+
+    # a query has no table to write to
+    query = sl.postgres(pg.dsn, query=f"SELECT * FROM {target}")
+    with pytest.raises(sl.InvalidInputError, match="a query has no table"):
+        sl.reconcile(sl.postgres(pg.dsn, source), query, key="id", version="updated_at").plan_repair(
+            max_fraction=0.1
+        ).apply()
+
+
+def test_live_writer_never_loses_to_the_repair(pg: Pg, tmp_path: Path) -> None:
+    """While the repair runs, the live pipeline keeps writing some of the same keys (source and
+    copy, newer versions). Afterwards every key holds its newest version."""
+    source = pg.products(6000)
+    target = pg.copy(source)
+    changed = [i for i in range(1, 5601) if i % 4 != 0]
+    missing, extra = list(range(5801, 5901)), list(range(10001, 10041))
+    drift(pg, source, changed)
+    pg.execute(f"DELETE FROM {target} WHERE id IN ({id_list(missing)})")
+    pg.execute(
+        f"INSERT INTO {target} (id, name, price, updated_at) "
+        "SELECT i, 'gone', 1, '2025-06-01 12:00:00+00' FROM generate_series(10001, 10040) i"
+    )
+    plan = seam(pg, source, target).plan_repair(max_fraction=1.0)
+    assert plan.counts == {"upsert": len(changed) + len(missing), "delete": len(extra), "dedupe": 0}
+
+    live = changed[::30] + missing[::5] + extra[::4]
+    log = tmp_path / "writer.json"
+    writer = subprocess.Popen(
+        [sys.executable, str(HELPERS), "writer", "--dsn", pg.dsn, "--source", source]
+        + ["--target-kind", "postgres", "--target", target]
+        + ["--keys", id_list(live), "--seconds", "3", "--log", str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
+        outcome = plan.apply(verify=False)  # verified below, once the live pipeline has stopped
+        assert writer.poll() is None, "the live pipeline stopped before the repair ended"
+        assert writer.wait(timeout=60) == 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    last = {int(k): v for k, v in json.loads(log.read_text())["last"].items()}
+
+    assert outcome.counts["failed"] == 0, outcome.errors
+    assert outcome.counts["skipped_newer"] > 0
+    assert outcome.counts["applied"] + outcome.counts["skipped_newer"] == plan.touched
+    held = pg.rows(
+        f"SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8 AS v FROM {target} "
+        f"WHERE id IN ({id_list(live)})"
+    )
+    assert {r["id"]: r["v"] for r in held} == last  # every live key holds the pipeline's last write
+    assert seam(pg, source, target).clean
+
+
+def test_killed_mid_apply_then_applied_again_converges(pg: Pg, tmp_path: Path) -> None:
+    n = 20_000
+    source = pg.products(n)
+    target = pg.copy(source)
+    pg.execute(f"UPDATE {source} SET name = name || ' v2', updated_at = updated_at + interval '1 hour'")
+    result = seam(pg, source, target)
+    assert result.counts["changed"] == n
+    plan = result.plan_repair(max_fraction=1.0)
+    plan.save(tmp_path / "plan")
+    first, final = plan.upserts.column("id")[0].as_py(), plan.upserts.column("id")[-1].as_py()
+
+    child = subprocess.Popen(
+        [sys.executable, str(HELPERS), "apply-plan", "--plan", str(tmp_path / "plan")]
+        + ["--target-kind", "postgres", "--target", target, "--dsn", pg.dsn],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while child.poll() is None and time.monotonic() < deadline:
+            if pg.scalar(f"SELECT name FROM {target} WHERE id = {first}").endswith(" v2"):
+                os.kill(child.pid, signal.SIGKILL)  # the first batch is committed
+                break
+            time.sleep(0.002)
+        assert child.wait(timeout=30) == -signal.SIGKILL, "apply() ended before it could be killed"
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not pg.scalar(f"SELECT name FROM {target} WHERE id = {final}").endswith(" v2")  # half done
+
+    outcome = RepairPlan.load(tmp_path / "plan").apply(target=sl.postgres(pg.dsn, target))
+    assert outcome.counts == {"applied": n, "skipped_newer": 0, "failed": 0}, outcome.errors
+    assert seam(pg, source, target).clean
+
+
+def test_a_row_that_cannot_be_written_is_counted_and_reported(pg: Pg) -> None:
+    """The copy requires a column the source does not have: a missing row cannot be inserted. Its
+    batch is rolled back and retried row by row, so only that row fails, with the server's reason."""
+    source = pg.products(50)
+    target = pg.table("strict")
+    pg.execute(
+        f"CREATE TABLE {target} (id bigint PRIMARY KEY, name text NOT NULL, price numeric(12,2), "
+        "updated_at timestamptz NOT NULL, sku text NOT NULL)"
+    )
+    pg.execute(f"INSERT INTO {target} SELECT *, 'sku-' || id FROM {source} WHERE id <> 7")
+    drift(pg, source, [5])
+    plan = seam(pg, source, target).plan_repair(max_fraction=0.1)
+    assert plan.counts == {"upsert": 2, "delete": 0, "dedupe": 0}
+    outcome = plan.apply()
+    assert outcome.counts == {"applied": 1, "skipped_newer": 0, "failed": 1}
+    assert not outcome.verified
+    assert len(outcome.errors) == 1 and "\n" not in outcome.errors[0]
+    assert "upsert of id=7" in outcome.errors[0] and 'null value in column "sku"' in outcome.errors[0]
+    assert pg.scalar(f"SELECT name FROM {target} WHERE id = 5") == "item 5 v2"
