@@ -20,7 +20,7 @@ from seamline.engine import Engine, EngineOutput, Options
 from seamline.result import ReconcileResult, SeamContext
 from seamline.seam import ColumnsArg, KeyArg, SeamColumns, resolve
 from seamline.sources.arrow import ArrowSource
-from seamline.sources.base import Source
+from seamline.sources.base import Source, pushes_down
 
 
 def as_source(obj: Any, name: str) -> Source:
@@ -47,8 +47,12 @@ def _orders_like(logical: LogicalType, t: pa.DataType) -> bool:
     return False
 
 
-def _pushdown(seam: SeamColumns, schema: pa.Schema, side: str) -> bool:
+def _pushdown(seam: SeamColumns, schema: pa.Schema, side: str, source: Source | None = None) -> bool:
+    """Ranges go to a side's store only if it can range-scan the key and orders it as the core does."""
     i = 0 if side == "source" else 1
+    names = [p[i] for p in seam.key]
+    if source is not None and not pushes_down(source, names):
+        return False
     return all(_orders_like(seam.logical[p[0]], schema.field(p[i]).type) for p in seam.key)
 
 
@@ -99,7 +103,8 @@ def _run(ctx: SeamContext, started: float, previous: ReconcileResult | None = No
         pinned_at = time.time()
         schemas = {"source": src.schema(), "target": dst.schema()}
         seam = resolve(schemas["source"], schemas["target"], ctx.key, ctx.columns, ctx.compare, ctx.version)
-        pushdown = {side: _pushdown(seam, schemas[side], side) for side in ("source", "target")}
+        sides = {"source": src, "target": dst}
+        pushdown = {side: _pushdown(seam, schemas[side], side, sides[side]) for side in sides}
         engine = Engine(src, dst, seam, ctx.options, pushdown)
         output: EngineOutput
         if previous is None:

@@ -94,8 +94,8 @@ def layout_cmd(args: argparse.Namespace, contract: Any) -> int:
         schemas = src.schema(), dst.schema()
         cols = resolve(schemas[0], schemas[1], seam.key, seam.columns, seam.compare, seam.version)
         pushdown = {
-            "source": _pushdown(cols, schemas[0], "source"),
-            "target": _pushdown(cols, schemas[1], "target"),
+            "source": _pushdown(cols, schemas[0], "source", src),
+            "target": _pushdown(cols, schemas[1], "target", dst),
         }
         bounds, bits = Engine(src, dst, cols, Options(), pushdown).layout()
     finally:

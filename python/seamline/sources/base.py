@@ -88,3 +88,10 @@ class Source(Protocol):
     def close(self) -> None:
         """Release connections and snapshots."""
         ...
+
+
+def pushes_down(source: object, key: Sequence[str]) -> bool:
+    """Whether `source` reads just the requested key ranges (its optional `can_push_down(key)`);
+    sources without it are read whole and the core filters the rows."""
+    check = getattr(source, "can_push_down", None)
+    return bool(check(key)) if check is not None else False

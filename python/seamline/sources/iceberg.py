@@ -68,6 +68,10 @@ class IcebergSource:
 
     # -- Source protocol -------------------------------------------------------------------------
 
+    def can_push_down(self, key: Sequence[str]) -> bool:
+        """Key ranges become pyiceberg row filters (files pruned by their column bounds)."""
+        return True
+
     def describe(self) -> str:
         where = self._catalog_props.get("type") or "catalog"
         at = ""

@@ -35,6 +35,10 @@ class LanceDBSource:
 
     # -- Source protocol -------------------------------------------------------------------------
 
+    def can_push_down(self, key: Sequence[str]) -> bool:
+        """Key ranges become a Lance filter."""
+        return True
+
     def describe(self) -> str:
         text = f"lancedb {_redact(self._uri)} table {self._name}"
         if self._where:

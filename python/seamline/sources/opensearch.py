@@ -90,6 +90,10 @@ class OpenSearchSource:
 
     # -- Source protocol -------------------------------------------------------------------------
 
+    def can_push_down(self, key: Sequence[str]) -> bool:
+        """A key field takes `range` queries; `_id` does not."""
+        return list(key) != ["_id"]
+
     def describe(self) -> str:
         text = f"opensearch {_redact(self._url)} index {self._index}"
         if self._query is not None:

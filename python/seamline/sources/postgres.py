@@ -105,6 +105,10 @@ class PostgresSource:
 
     # -- Source protocol -------------------------------------------------------------------------
 
+    def can_push_down(self, key: Sequence[str]) -> bool:
+        """Key ranges become predicates (text keys COLLATE "C"), or a join against bound arrays."""
+        return True
+
     def describe(self) -> str:
         where = f"postgres {self._host}:{self._port}/{self._database}"
         if self._table is not None:

@@ -85,15 +85,21 @@ fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner) -> Option<KeyD
                 key_digest: Vec::with_capacity(values.len()),
                 leaf: Vec::with_capacity(values.len()),
             };
-            let mut framed = [0u8; 20];
-            framed[..4].copy_from_slice(&16u32.to_le_bytes());
+            // keys mostly arrive in key order: remember the last range's span and search again
+            // only when a key leaves it (an empty span at first)
+            let (mut range, mut lo, mut hi) = (0u64, 1u128, Some(0u128));
+            let bits = partitioner.fanout_bits();
             for &v in values.iter() {
                 let v = v as i128;
-                framed[4..].copy_from_slice(&v.to_le_bytes());
-                let kd = xxh3_128(&framed);
+                // fixed width: no length prefix (see key_digests)
+                let kd = xxh3_128(&v.to_le_bytes());
                 out.key_digest.push(kd);
                 // big-endian with the sign bit flipped, as push_ordering does for integers
-                out.leaf.push(partitioner.leaf_of_wide((v as u128) ^ (1 << 127), kd));
+                let ord = (v as u128) ^ (1 << 127);
+                if ord < lo || hi.is_some_and(|h| ord >= h) {
+                    (range, lo, hi) = partitioner.wide_range(ord);
+                }
+                out.leaf.push((range << bits) | partitioner.prefix_of(kd));
             }
             Some(out)
         }};
@@ -144,7 +150,11 @@ pub fn key_digests(batch: &RecordBatch, spec: &SideSpec, partitioner: &Partition
         ordering.clear();
         for (c, spec_col) in cols.iter().zip(&spec.key) {
             let v = c.get(row);
-            framed.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            // Variable-width values are length-prefixed so column boundaries cannot shift; a
+            // fixed-width logical type (integer, decimal, instant, uuid...) has one width per type.
+            if !spec_col.logical.fixed_width() {
+                framed.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            }
             framed.extend_from_slice(v);
             push_ordering(&spec_col.logical, v, composite, &mut ordering);
         }

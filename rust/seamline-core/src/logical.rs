@@ -69,7 +69,7 @@ pub enum LogicalType {
 
 impl LogicalType {
     /// Fixed-width canonical forms need no escaping inside a composite ordering key.
-    pub(crate) fn fixed_width(&self) -> bool {
+    pub fn fixed_width(&self) -> bool {
         matches!(
             self,
             LogicalType::Integer

@@ -73,6 +73,29 @@ impl Partitioner {
         (range << self.fanout_bits) | prefix
     }
 
+    /// The range of a 16-byte ordering key and that range's span [lo, hi) (hi None: unbounded),
+    /// so a caller walking keys in order can skip the search while keys stay inside the span.
+    #[inline]
+    pub fn wide_range(&self, ordering_key: u128) -> (u64, u128, Option<u128>) {
+        match &self.wide_bounds {
+            Some(b) => {
+                let r = b.partition_point(|&x| x <= ordering_key);
+                let lo = if r == 0 { 0 } else { b[r - 1] };
+                (r as u64, lo, b.get(r).copied())
+            }
+            None => (self.range_of(&ordering_key.to_be_bytes()), ordering_key, Some(ordering_key)),
+        }
+    }
+
+    #[inline]
+    pub fn prefix_of(&self, key_digest: u128) -> u64 {
+        if self.fanout_bits == 0 {
+            0
+        } else {
+            (key_digest >> (128 - self.fanout_bits)) as u64
+        }
+    }
+
     pub fn range_of_leaf(&self, leaf: u64) -> u64 {
         leaf >> self.fanout_bits
     }
