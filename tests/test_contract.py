@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 
 import seamline as sl
-from seamline.contract import (
-    Contract,
-    format_duration,
-    load,
-    parse,
-    parse_duration,
-    parse_time,
-    redact,
-)
+from seamline.contract import Contract, load, parse, parse_time, redact
+from seamline.durations import format_duration, parse_duration
 from seamline.exceptions import ContractError, InvalidInputError
 
 ENV = {
@@ -288,7 +281,7 @@ def test_durations() -> None:
     assert parse_duration("2d") == 172800
     assert parse_duration("500ms") == 0.5
     for bad in ("", "10", "10 minutes", "m", "-1h", "1x"):
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidInputError, match="is not a duration"):
             parse_duration(bad)
     assert format_duration(None) == "-"
     assert format_duration(0) == "0s"

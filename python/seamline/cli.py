@@ -121,7 +121,7 @@ def _load(path: str) -> Any:
 
 
 def _write_json(path: str, report: dict[str, Any]) -> None:
-    from seamline.freshness import json_safe
+    from seamline.jsonsafe import json_safe
     from seamline.metrics import write_atomic
 
     write_atomic(path, _redact(json.dumps(json_safe(report), indent=2)) + "\n")

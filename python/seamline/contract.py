@@ -50,12 +50,10 @@ from seamline.compare import (
     Uuid,
     Vector,
 )
+from seamline.durations import parse_duration
 from seamline.exceptions import ContractError, InvalidInputError
 
 STORE_TYPES = ("postgres", "opensearch", "iceberg", "lancedb")
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\{([^}]*)\})")
 _SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|(^|_)KEY($|_)|PRIVATE", re.IGNORECASE)
 _SECRET_PROP = re.compile(r"password|secret|token|credential|access-key|private", re.IGNORECASE)
@@ -258,33 +256,6 @@ def _secrets_in(value: str) -> set[str]:
     return {s for s in out if s and s != "***"}
 
 
-# -- durations ----------------------------------------------------------------------------------------
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in "30s", "10m", "1h", "2d", "1w", "500ms", "1h30m"; ValueError otherwise."""
-    compact = text.replace(" ", "") if isinstance(text, str) else ""
-    if not compact or not _DURATION.match(compact):
-        raise ValueError(text)
-    return sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(compact))
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms" if seconds else "0s"
-    out: list[str] = []
-    rest = int(round(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size or (unit == "s" and not out):
-            out.append(f"{rest // size}{unit}")
-            rest %= size
-        if len(out) == 2:
-            break
-    return "".join(out)
-
-
 # -- loading and validation ---------------------------------------------------------------------------
 
 
@@ -395,9 +366,9 @@ class _Loader:
         text = self._subst_str(where, fld, value) if isinstance(value, str) else value
         try:
             if not isinstance(text, str):
-                raise ValueError(text)
+                raise InvalidInputError(str(text))
             return parse_duration(text)
-        except ValueError:
+        except InvalidInputError:
             raise self.fail(where, fld, f"{value!r} is not a duration (e.g. 30s, 10m, 1h, 2d)") from None
 
     def names(self, where: str, fld: str, value: Any) -> str | list[str] | dict[str, str]:
@@ -786,7 +757,7 @@ def parse_time(text: str) -> dt.datetime:
     except ValueError:
         try:
             return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=parse_duration(text.strip()))
-        except ValueError:
+        except InvalidInputError:
             raise InvalidInputError(
                 f"--as-of: {text!r} is not a time (ISO 8601, e.g. 2026-11-20T06:00:00Z, or 2h: 2 hours ago)"
             ) from None

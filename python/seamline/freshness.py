@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from seamline.contract import Contract, Seam, format_duration
+from seamline.contract import Contract, Seam
+from seamline.durations import format_duration
+from seamline.jsonsafe import json_safe
 
 UTC = dt.UTC
 STATUSES = ("pass", "warn", "error", "none", "unknown")  # none: no SLA declared; unknown: not measurable
@@ -65,23 +67,6 @@ class SeamFreshness:
                 "seconds": round(self.seconds, 3),
             }
         )
-
-
-def json_safe(v: Any) -> Any:
-    """Plain JSON values: times as ISO 8601, decimals and UUIDs as strings, bytes as hex."""
-    if isinstance(v, dict):
-        return {str(k): json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [json_safe(x) for x in v]
-    if isinstance(v, dt.datetime | dt.date | dt.time):
-        return v.isoformat()
-    if isinstance(v, bytes):
-        return v.hex()
-    if isinstance(v, float) and v != v:
-        return "NaN"
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    return str(v)
 
 
 def as_of_label(as_of: dict[str, Any]) -> str:

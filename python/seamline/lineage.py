@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from seamline.contract import Contract, Seam, format_duration
-from seamline.freshness import SeamFreshness, as_of_label, json_safe, measure
+from seamline.contract import Contract, Seam
+from seamline.durations import format_duration
+from seamline.freshness import SeamFreshness, as_of_label, measure
+from seamline.jsonsafe import json_safe
 
 
 @dataclass

@@ -4,9 +4,7 @@ each side read "as of", and a machine-readable report."""
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import json
-import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +14,7 @@ import pyarrow.compute as pc
 
 from seamline.compare import Compare
 from seamline.engine import EngineOutput, Options
+from seamline.jsonsafe import json_safe
 from seamline.seam import SeamColumns
 from seamline.sources.base import AsOf, KeyRange, Source
 
@@ -23,22 +22,6 @@ if TYPE_CHECKING:
     from seamline.repair.plan import RepairPlan
 
 KINDS = ("missing", "extra", "changed", "duplicate")
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, dt.datetime | dt.date | dt.time):
-        return v.isoformat()
-    if isinstance(v, decimal.Decimal | uuid.UUID):
-        return str(v)
-    if isinstance(v, bytes):
-        return v.hex()
-    if isinstance(v, float) and v != v:
-        return "NaN"
-    return v
 
 
 def _take(table: pa.Table | None, column: str, rows: pa.Array, like: pa.DataType | None) -> pa.Array:
@@ -217,7 +200,7 @@ class ReconcileResult:
 
     def to_dict(self) -> dict[str, Any]:
         key_names = [s for s, _ in self.seam.key]
-        return _json_safe(
+        return json_safe(
             {
                 "clean": self.clean,
                 "source": self.source,

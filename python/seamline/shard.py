@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 
 from seamline import _core
 from seamline.exceptions import InvalidInputError, NotFoundError
-from seamline.result import KINDS, ReconcileResult, _json_safe
+from seamline.jsonsafe import json_safe
+from seamline.result import KINDS, ReconcileResult
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -99,7 +100,7 @@ def write_shard(result: ReconcileResult, uri: str, *, run_id: str, seam: str, in
         "seconds": result.seconds,
         "written_at": time.time(),
     }
-    _write(fs, f"{path}/{MANIFEST}", json.dumps(_json_safe(manifest), indent=2).encode())
+    _write(fs, f"{path}/{MANIFEST}", json.dumps(json_safe(manifest), indent=2).encode())
     return folder
 
 
@@ -128,7 +129,7 @@ class MergedRun:
         return max(float(m.get("seconds", 0.0)) for m in self.manifests)
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(
+        return json_safe(
             {
                 "clean": self.clean,
                 "run_id": self.run_id,
