@@ -452,7 +452,7 @@ class PostgresSource:
             if self._table is not None
             else f"({self._query}) AS q"
         )
-        sql = f"SELECT {', '.join(_ident(c) for c in columns)} FROM {source}"
+        sql = f"SELECT {self._select_list(columns, '')} FROM {source}"
         conds: list[str] = []
         if self._where:
             conds.append(f"({self._where})")
@@ -469,6 +469,18 @@ class PostgresSource:
             sql += " WHERE " + " AND ".join(conds)
         return sql, params
 
+    def _select_list(self, columns: list[str], prefix: str) -> str:
+        """The SELECT list. numeric goes out as text, which the core parses exactly: the driver's
+        own numeric decoding (to text, on the client) took half the read time."""
+        out = []
+        for c in columns:
+            col = self._columns.get(c)
+            if col is not None and col.cast_type == "numeric":
+                out.append(f"{prefix}{_ident(c)}::text AS {_ident(c)}")
+            else:
+                out.append(f"{prefix}{_ident(c)}")
+        return ", ".join(out)
+
     def _ranges_join_sql(
         self, source: str, columns: list[str], key: _Column, ranges: list[KeyRange], conds: list[str]
     ) -> tuple[str, list[str]]:
@@ -479,7 +491,7 @@ class PostgresSource:
         closed = [r for r in ranges if r.lo is not None and r.hi is not None]
         edges = [r for r in ranges if r.lo is None or r.hi is None]
         params: list[str] = []
-        cols = ", ".join(f"s.{_ident(c)}" for c in columns)
+        cols = self._select_list(columns, "s.")
         where = (" AND " + " AND ".join(conds)) if conds else ""
         arms = []
         if closed:
