@@ -321,6 +321,19 @@ pub fn parse_decimal(s: &str, scale: i8) -> Option<i128> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
+    // Fast path, no allocation: "123.45" with at most `scale` fraction digits (numeric(p,s) as
+    // text, the common case) is exact without rounding.
+    if exp == 0 && (0..=38).contains(&scale) && frac_part.len() <= scale as usize && digits.len() <= 37 {
+        let mut v: i128 = 0;
+        for b in int_part.bytes().chain(frac_part.bytes()) {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + (b - b'0') as i128;
+        }
+        let v = v.checked_mul(10i128.pow((scale as usize - frac_part.len()) as u32))?;
+        return Some(if neg { -v } else { v });
+    }
     // FIX(tests): the mantissa used to be capped at 38 significant digits and the scale shift
     // computed in i32, so "19.99" followed by 40 zeros (a Decimal256 at a high scale rendered as
     // text), 60 digits of 1/3, or 1e-100 (a tiny double) failed instead of rounding, and
