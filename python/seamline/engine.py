@@ -88,15 +88,16 @@ def _bounds(source: Source, seam: SeamColumns, opts: Options, fine: bool) -> pa.
     scattered drift then marks only a fraction of the ranges, and only those are read again. A single
     integer key is cut between the sampled keys by interpolation (statistics give ~100 bounds)."""
     key_names = seam.key_names("source")
-    sample = source.sample_keys(key_names, opts.sample_size)
-    if sample is None or sample.num_rows < 2:
-        return None
-    sample = sample.select(key_names)
-    order = _core.sorted_unique_rows(sample, seam.key_spec("source"))
     rows = source.estimated_rows() or 0
     want = opts.max_ranges
     if fine:
         want = max(want, min(MAX_PUSHED_RANGES, rows // ROWS_PER_PUSHED_RANGE))
+    # ~16 samples per range place the quantiles well; more only costs time
+    sample = source.sample_keys(key_names, min(opts.sample_size, max(1024, 16 * want)))
+    if sample is None or sample.num_rows < 2:
+        return None
+    sample = sample.select(key_names)
+    order = _core.sorted_unique_rows(sample, seam.key_spec("source"))
     if len(order) < 2:
         return None
     if want > len(order) and len(key_names) == 1 and isinstance(seam.logical[seam.key[0][0]], Integer):

@@ -17,13 +17,32 @@ use crate::logical::{ColumnSpec, LogicalType, SideSpec};
 use crate::partition::Partitioner;
 
 const VALUE_SEED: u64 = 0x5EA4_11AE;
-const NULL_SEED: u64 = 0x4E55_4C4C;
+/// The hash of NULL: a constant no value is expected to hash to (chance 2^-64).
+const NULL_HASH: u64 = 0x4E55_4C4C_9D3C_A1E7;
+const MIX: [u64; 3] = [0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3];
+
+/// 64x64 -> 128-bit multiply, folded (the wyhash mixing step).
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = (a as u128) * (b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
 
 #[inline]
 fn value_hash(bytes: Option<&[u8]>) -> u64 {
     match bytes {
+        // Most canonical values are short (integers, decimals, instants, flags, short text): two
+        // multiplies instead of a general-purpose hash. The length is mixed in, so "a" and "a\0"
+        // differ.
+        Some(b) if b.len() <= 16 => {
+            let mut buf = [0u8; 16];
+            buf[..b.len()].copy_from_slice(b);
+            let lo = u64::from_le_bytes(buf[..8].try_into().unwrap());
+            let hi = u64::from_le_bytes(buf[8..].try_into().unwrap());
+            mum(mum(lo ^ MIX[0], hi ^ MIX[1]) ^ b.len() as u64, MIX[2])
+        }
         Some(b) => xxh3_64_with_seed(b, VALUE_SEED),
-        None => xxh3_64_with_seed(&[], NULL_SEED),
+        None => NULL_HASH,
     }
 }
 
@@ -191,25 +210,46 @@ pub struct RowDigests {
 }
 
 pub fn row_digests(batch: &RecordBatch, spec: &SideSpec, key_digest: &[u128]) -> Result<RowDigests> {
+    let mut out = RowDigests { row_digest: Vec::new(), value_hashes: Vec::new() };
+    row_digests_into(batch, spec, key_digest, &mut out)?;
+    Ok(out)
+}
+
+/// `row_digests` into buffers a worker reuses from batch to batch (no fresh pages per batch).
+pub fn row_digests_into(
+    batch: &RecordBatch,
+    spec: &SideSpec,
+    key_digest: &[u128],
+    out: &mut RowDigests,
+) -> Result<()> {
     let n = batch.num_rows();
     let nv = spec.values.len();
-    let mut value_hashes = vec![0u64; n * nv];
+    let value_hashes = &mut out.value_hashes;
+    value_hashes.clear();
+    value_hashes.resize(n * nv, 0);
     for (j, c) in spec.values.iter().enumerate() {
         encode_column(column(batch, &c.name, &spec.side)?, c, &mut |row: usize, bytes: Option<&[u8]>| {
             value_hashes[row * nv + j] = value_hash(bytes);
         })?;
     }
-    let mut buf = vec![0u8; 16 + 8 * nv];
-    let row_digest = (0..n)
-        .map(|row| {
-            buf[..16].copy_from_slice(&key_digest[row].to_le_bytes());
-            for (slot, h) in buf[16..].chunks_exact_mut(8).zip(&value_hashes[row * nv..(row + 1) * nv]) {
-                slot.copy_from_slice(&h.to_le_bytes());
-            }
-            xxh3_128(&buf)
-        })
-        .collect();
-    Ok(RowDigests { row_digest, value_hashes })
+    let mut buf = [0u8; 16 + 8 * 64];
+    let mut long_buf = Vec::new();
+    let width = 16 + 8 * nv;
+    let buf: &mut [u8] = if width <= buf.len() {
+        &mut buf[..width]
+    } else {
+        long_buf.resize(width, 0);
+        &mut long_buf
+    };
+    out.row_digest.clear();
+    out.row_digest.extend((0..n).map(|row| {
+        buf[..16].copy_from_slice(&key_digest[row].to_le_bytes());
+        for (slot, h) in buf[16..].chunks_exact_mut(8).zip(&value_hashes[row * nv..(row + 1) * nv]) {
+            slot.copy_from_slice(&h.to_le_bytes());
+        }
+        xxh3_128(buf)
+    }));
+    Ok(())
 }
 
 /// Which leaves a pass looks at: a leaf passes when `leaf >> shift` is one of the parents.

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use arrow_array::RecordBatch;
 
-use crate::digest::{key_digests, row_digests, select, selection, LeafFilter};
+use crate::digest::{key_digests, row_digests, row_digests_into, select, selection, LeafFilter, RowDigests};
 use crate::error::Result;
 use crate::leaves::{LeafAccumulator, LeafSet};
 use crate::logical::SideSpec;
@@ -31,8 +31,11 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
         streams,
         cfg.workers,
         cfg.cancel,
-        || LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some()),
-        |acc, batch| {
+        || {
+            let digests = RowDigests { row_digest: Vec::new(), value_hashes: Vec::new() };
+            (LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some()), digests)
+        },
+        |(acc, rows), batch| {
             // blocks small enough that the per-column hashes of a block stay in cache
             for offset in (0..batch.num_rows()).step_by(BLOCK_ROWS) {
                 let block = batch.slice(offset, BLOCK_ROWS.min(batch.num_rows() - offset));
@@ -41,7 +44,7 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
                     Some(sel) => select(&block, keys, &sel)?,
                     None => (block, keys),
                 };
-                let rows = row_digests(&block, cfg.spec, &keys.key_digest)?;
+                row_digests_into(&block, cfg.spec, &keys.key_digest, rows)?;
                 for i in 0..block.num_rows() {
                     acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
                 }
@@ -49,6 +52,7 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
             Ok(())
         },
     )?;
+    let accs = accs.into_iter().map(|(acc, _)| acc).collect();
     Ok(LeafSet::from_accumulators(p.num_ranges(), p.fanout_bits(), accs))
 }
 
