@@ -90,6 +90,18 @@ class Source(Protocol):
         ...
 
 
+def cover(ranges: Sequence[KeyRange], at_most: int) -> list[KeyRange]:
+    """At most `at_most` ranges covering `ranges` (ascending, disjoint): neighbours are merged, so a
+    store is asked for a superset, which the core filters. For stores whose queries cannot carry
+    thousands of predicates."""
+    if len(ranges) <= at_most:
+        return list(ranges)
+    size = -(-len(ranges) // at_most)
+    return [
+        KeyRange(ranges[i].lo, ranges[min(i + size, len(ranges)) - 1].hi) for i in range(0, len(ranges), size)
+    ]
+
+
 def pushes_down(source: object, key: Sequence[str]) -> bool:
     """Whether `source` reads just the requested key ranges (its optional `can_push_down(key)`);
     sources without it are read whole and the core filters the rows."""

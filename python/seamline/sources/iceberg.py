@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover
     _CatalogDbError = OSError  # type: ignore[misc,assignment]
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest
+from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover
 
 
 class IcebergSource:
@@ -276,17 +276,26 @@ def _reader(scan: DataScan, tasks: list[FileScanTask]) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(target, batches())
 
 
+_MAX_RANGES = 32
+
+
 def _ranges_filter(key: Sequence[str], ranges: Sequence[KeyRange] | None) -> BooleanExpression:
     if ranges is None:
         return AlwaysTrue()
-    exprs = [_range_expr(key, r) for r in ranges]
+    # A few covering ranges: pyiceberg evaluates the filter per file and row group, and its
+    # visitors recurse through the expression (hundreds of ranges overflowed the stack).
+    exprs = [_range_expr(key, r) for r in cover(ranges, _MAX_RANGES)]
     if not exprs:
         # An empty union of ranges selects nothing.
         return AlwaysFalse()
-    out = exprs[0]
-    for e in exprs[1:]:
-        out = Or(out, e)
-    return out
+    return _balanced_or(exprs)
+
+
+def _balanced_or(exprs: list[BooleanExpression]) -> BooleanExpression:
+    if len(exprs) == 1:
+        return exprs[0]
+    mid = len(exprs) // 2
+    return Or(_balanced_or(exprs[:mid]), _balanced_or(exprs[mid:]))
 
 
 def _range_expr(key: Sequence[str], r: KeyRange) -> BooleanExpression:

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from opensearchpy import OpenSearch
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyRange, ScanRequest
+from seamline.sources.base import AsOf, KeyRange, ScanRequest, cover
 
 _KEEP_ALIVE = "5m"  # refreshed by every page request; only idle time between passes counts
 _PAGE_SIZE = 5000
@@ -63,6 +63,9 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
+_MAX_RANGES = 256
+
+
 class OpenSearchSource:
     """One OpenSearch index, alias or pattern; key is ``_id`` unless ``key_field`` names a field."""
 
@@ -91,8 +94,8 @@ class OpenSearchSource:
     # -- Source protocol -------------------------------------------------------------------------
 
     def can_push_down(self, key: Sequence[str]) -> bool:
-        """A key field takes `range` queries; `_id` does not."""
-        return list(key) != ["_id"]
+        """A single key field takes `range` queries; `_id` does not."""
+        return len(key) == 1 and key[0] != "_id"
 
     def describe(self) -> str:
         text = f"opensearch {_redact(self._url)} index {self._index}"
@@ -220,13 +223,16 @@ class OpenSearchSource:
 
     def _scan_query(self, request: ScanRequest) -> dict[str, Any] | None:
         filters: list[dict[str, Any]] = [self._query] if self._query is not None else []
-        # Range pushdown needs a single key field with doc values; _id has none to range over.
-        if request.ranges is not None and self._key_field != "_id" and len(request.key) == 1:
+        # Range pushdown needs a single key field with doc values; _id has none to range over. At
+        # most _MAX_RANGES clauses (OpenSearch refuses more than 1024): neighbours are merged.
+        field = request.key[0] if len(request.key) == 1 else "_id"
+        if request.ranges is not None and field != "_id":
             if not request.ranges:
                 return None
-            spec = self._resolve(self._key_field)[1]
-            shoulds = [q for q in (_range_query(self._key_field, r, spec) for r in request.ranges) if q]
-            if len(shoulds) == len(request.ranges):
+            spec = self._resolve(field)[1]
+            ranges = cover(request.ranges, _MAX_RANGES)
+            shoulds = [q for q in (_range_query(field, r, spec) for r in ranges) if q]
+            if len(shoulds) == len(ranges):
                 filters.append({"bool": {"should": shoulds, "minimum_should_match": 1}})
         if not filters:
             return {"match_all": {}}

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest
+from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover
 
 # Above this many ranges per reader, neighbouring ranges are merged into one covering range: a few
 # extra rows are read (the core filters them) instead of sending a huge OR predicate.
@@ -460,7 +460,7 @@ class PostgresSource:
         if ranges is not None and len(ranges) > _MAX_OR_RANGES and _joinable(key):
             return self._ranges_join_sql(source, columns, key[0], ranges, conds)
         if ranges is not None:
-            alts = [_range_sql(key, r, params) for r in _coalesce(ranges)]
+            alts = [_range_sql(key, r, params) for r in cover(ranges, _MAX_RANGES_PER_READER)]
             if not alts:
                 conds.append("false")
             elif "true" not in alts:
@@ -611,16 +611,6 @@ _MAX_OR_RANGES = 16
 
 def _joinable(key: list[_Column]) -> bool:
     return len(key) == 1 and key[0].cast_type in _INTEGER_TYPES
-
-
-def _coalesce(ranges: list[KeyRange]) -> list[KeyRange]:
-    """Merge neighbouring ranges so that at most _MAX_RANGES_PER_READER remain (a covering superset)."""
-    if len(ranges) <= _MAX_RANGES_PER_READER:
-        return ranges
-    size = -(-len(ranges) // _MAX_RANGES_PER_READER)
-    return [
-        KeyRange(ranges[i].lo, ranges[min(i + size, len(ranges)) - 1].hi) for i in range(0, len(ranges), size)
-    ]
 
 
 def _param_text(value: Any, cast_type: str) -> str:
