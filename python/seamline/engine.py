@@ -28,8 +28,8 @@ from seamline.compare import Integer
 from seamline.seam import SeamColumns
 from seamline.sources.base import KeyRange, ScanRequest, Source
 
-ROWS_PER_PUSHED_RANGE = 128
-MAX_PUSHED_RANGES = 65_536
+ROWS_PER_PUSHED_RANGE = 32
+MAX_PUSHED_RANGES = 262_144
 REFINE_BITS = 4
 MAX_REFINEMENTS = 4
 TARGET_ROWS_PER_LEAF = 32
