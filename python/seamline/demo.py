@@ -103,12 +103,7 @@ def contract_demo(workdir: Path) -> tuple[dict[str, sl.ReconcileResult], Expecte
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     dsn, url = os.environ["SEAMLINE_PG_DSN"], os.environ["SEAMLINE_OPENSEARCH_URL"]
-    products, orders = shop._products(), shop._orders()
-    # the copies were built from the state before the live system moved on
-    shop._opensearch(url, products)
-    shop._iceberg(workdir / "lake", products, orders)
-    shop._lancedb(workdir / "vectors", products)
-    shop._postgres(dsn, products, orders)
+    shop.build_shop(workdir, dsn, url)
 
     path = workdir / "contract.yaml"
     shutil.copyfile(CONTRACT, path)

@@ -1,6 +1,6 @@
-"""The stores part of `seamline demo`: one small shop in Postgres (system of record), OpenSearch
-(catalog search), Iceberg (bronze orders and a gold revenue table) and LanceDB (vectors for RAG),
-with the drifts that happen in production injected, then every seam reconciled.
+"""The shop of `seamline demo`: one small shop in Postgres (system of record), OpenSearch (catalog
+search), Iceberg (silver products, bronze orders, a gold revenue table) and LanceDB (vectors for
+RAG), with the drifts that happen in production injected. The demo contract reconciles it.
 
 Injected:
 - product 42: a CDC update lost (price stale in search and in the vector index's metadata);
@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-
-import seamline as sl
 
 UTC = dt.UTC
 N_PRODUCTS = 500
@@ -212,54 +209,11 @@ def _lancedb(path: Path, products: list[dict[str, Any]]) -> None:
     db.create_table("products", data=rows)
 
 
-def stores_demo(workdir: Path) -> tuple[dict[str, sl.ReconcileResult], Expected]:
-    dsn = os.environ["SEAMLINE_PG_DSN"]
-    url = os.environ["SEAMLINE_OPENSEARCH_URL"]
+def build_shop(workdir: Path, dsn: str, url: str) -> None:
+    """Load the shop into the four stores: the copies from the state before the live system moved
+    on, then the system of record's later changes (so the copies lag exactly as injected)."""
     products, orders = _products(), _orders()
-    # the copies were built from the state before the live system moved on
     _opensearch(url, products)
-    catalog = _iceberg(workdir / "lake", products, orders)
+    _iceberg(workdir / "lake", products, orders)
     _lancedb(workdir / "vectors", products)
     _postgres(dsn, products, orders)
-
-    live = "deleted_at IS NULL"
-    columns = ["sku", "name", "price", "in_stock", "updated_at"]
-    ms = sl.Compare(timestamp_precision="ms")
-    results = {
-        "postgres -> opensearch (catalog search)": sl.reconcile(
-            sl.postgres(dsn, "public.demo_products", where=live),
-            sl.opensearch(url, "demo_products"),
-            key={"id": "_id"},
-            columns=columns,
-            compare=ms,
-        ),
-        "postgres -> iceberg silver (products)": sl.reconcile(
-            sl.postgres(dsn, "public.demo_products", where=live),
-            sl.iceberg("shop.products", catalog=catalog),
-            key="id",
-            columns=columns,
-        ),
-        "postgres -> lancedb (RAG vectors)": sl.reconcile(
-            sl.postgres(dsn, "public.demo_products", where=live),
-            sl.lancedb(str(workdir / "vectors"), "products"),
-            key="id",
-            columns=["name", "price", "updated_at"],
-        ),
-        "postgres orders -> iceberg gold (revenue/day)": sl.reconcile(
-            sl.postgres(
-                dsn,
-                query="SELECT (ordered_at AT TIME ZONE 'UTC')::date AS day, sum(amount)::numeric(14,2) "
-                "AS revenue FROM demo_orders GROUP BY 1",
-            ),
-            sl.iceberg("shop.revenue_gold", catalog=catalog),
-            key="day",
-        ),
-    }
-    replay_day = (BASE + dt.timedelta(minutes=3)).date()
-    expected: Expected = {
-        "postgres -> opensearch (catalog search)": {(42, "changed"), (13, "extra"), (77, "missing")},
-        "postgres -> iceberg silver (products)": {(42, "changed"), (13, "extra")},
-        "postgres -> lancedb (RAG vectors)": {(42, "changed"), (13, "extra")},
-        "postgres orders -> iceberg gold (revenue/day)": {(replay_day, "changed")},
-    }
-    return results, expected
