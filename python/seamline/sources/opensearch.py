@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from opensearchpy import OpenSearch
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyRange, ScanRequest, cover
+from seamline.sources.base import AsOf, KeyRange, ScanRequest
 
 _KEEP_ALIVE = "5m"  # refreshed by every page request; only idle time between passes counts
 _PAGE_SIZE = 5000
@@ -63,7 +63,13 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
-_MAX_RANGES = 256
+_MAX_RANGES = 400  # a range on a numeric field counts as two clauses toward the 1024 limit
+
+
+def _all_of(filters: list[dict[str, Any]]) -> dict[str, Any]:
+    if not filters:
+        return {"match_all": {}}
+    return filters[0] if len(filters) == 1 else {"bool": {"filter": filters}}
 
 
 class OpenSearchSource:
@@ -115,19 +121,20 @@ class OpenSearchSource:
         columns = [c for c in (request.columns or self.schema().names)]
         plan = [(c, *self._resolve(c)) for c in columns]
         schema = pa.schema([_field(name, spec) for name, _, spec in plan])
-        query = self._scan_query(request)
-        if query is None:  # an empty union of ranges
+        queries = self._scan_queries(request)
+        if not queries:  # an empty union of ranges
             return [pa.RecordBatchReader.from_batches(schema, iter(()))]
         sources = sorted({path for _, path, _ in plan if path != "_id"})
         sort, min_slices = self._ordering()
         n = max(1, request.parallelism)
-        # Every slice is read whole by one stream; a stream may read several slices one after another.
+        # Every (query, slice) is read whole by one stream; a stream may read several one after another.
         total = max(n, min_slices)
+        work = [(q, i) for q in queries for i in range(total)]
         return [
             pa.RecordBatchReader.from_batches(
-                schema, self._pages(schema, plan, sources, query, sort, list(range(i, total, n)), total)
+                schema, self._pages(schema, plan, sources, sort, work[i::n], total)
             )
-            for i in range(min(n, total))
+            for i in range(min(n, len(work)))
         ]
 
     def sample_keys(self, key: Sequence[str], n: int) -> pa.Table | None:
@@ -221,36 +228,39 @@ class OpenSearchSource:
                 return column, {}  # unmapped: read as JSON from _source
         return ".".join(path), spec or {}
 
-    def _scan_query(self, request: ScanRequest) -> dict[str, Any] | None:
+    def _scan_queries(self, request: ScanRequest) -> list[dict[str, Any]]:
+        """The queries that together read the request: one, or with many key ranges one per group
+        of ranges (OpenSearch refuses more than 1024 clauses in a query); none for no ranges."""
         filters: list[dict[str, Any]] = [self._query] if self._query is not None else []
-        # Range pushdown needs a single key field with doc values; _id has none to range over. At
-        # most _MAX_RANGES clauses (OpenSearch refuses more than 1024): neighbours are merged.
+        # Range pushdown needs a single key field with doc values; _id has none to range over.
         field = request.key[0] if len(request.key) == 1 else "_id"
-        if request.ranges is not None and field != "_id":
-            if not request.ranges:
-                return None
-            spec = self._resolve(field)[1]
-            ranges = cover(request.ranges, _MAX_RANGES)
-            shoulds = [q for q in (_range_query(field, r, spec) for r in ranges) if q]
-            if len(shoulds) == len(ranges):
-                filters.append({"bool": {"should": shoulds, "minimum_should_match": 1}})
-        if not filters:
-            return {"match_all": {}}
-        return filters[0] if len(filters) == 1 else {"bool": {"filter": filters}}
+        if request.ranges is None or field == "_id":
+            return [_all_of(filters)]
+        if not request.ranges:
+            return []
+        spec = self._resolve(field)[1]
+        ranges = list(request.ranges)
+        queries = []
+        for start in range(0, len(ranges), _MAX_RANGES):
+            group = ranges[start : start + _MAX_RANGES]
+            shoulds = [q for q in (_range_query(field, r, spec) for r in group) if q]
+            if len(shoulds) != len(group):  # a bound the field cannot take: read it all
+                return [_all_of(filters)]
+            queries.append(_all_of([*filters, {"bool": {"should": shoulds, "minimum_should_match": 1}}]))
+        return queries
 
     def _pages(
         self,
         schema: pa.Schema,
         plan: list[tuple[str, str, dict[str, Any]]],
         sources: list[str],
-        query: dict[str, Any],
         sort: list[Any],
-        slice_ids: list[int],
+        work: list[tuple[dict[str, Any], int]],
         slices: int,
     ) -> Iterator[pa.RecordBatch]:
-        """search_after pages over some slices of the PIT, one record batch per page."""
+        """search_after pages over some (query, slice) pairs of the PIT, one record batch per page."""
         converters = [_converter(f.type, spec) for f, (_, _, spec) in zip(schema, plan, strict=True)]
-        for slice_id in slice_ids:
+        for query, slice_id in work:
             body: dict[str, Any] = {
                 "size": _PAGE_SIZE,
                 "query": query,
