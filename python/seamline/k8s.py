@@ -29,10 +29,12 @@ CONTRACT_DIR = "/etc/seamline"
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 NAME_OK = re.compile(r"[^a-z0-9-]+")
 
-# Memory model for sizing (measured in benches/: leaves ~48 B per 32 rows, diff rows ~300 B each).
+# Memory model for sizing: a process with its imports and read buffers (~256 MiB), the diff budget,
+# and per row of the shard ~3 bytes (leaves of ~32 rows at 48 B per side, range bounds). The
+# Postgres benchmark peaked at 471 MB for 5M rows per side (README, Benchmarks).
 BASE_MEMORY_MIB = 256
 DIFF_BUDGET_MIB = 300
-LEAF_BYTES_PER_ROW = 2
+LEAF_BYTES_PER_ROW = 3
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def _dns_name(text: str) -> str:
 def _resources(rows_per_shard: int) -> dict[str, Any]:
     mib = BASE_MEMORY_MIB + DIFF_BUDGET_MIB + rows_per_shard * LEAF_BYTES_PER_ROW // (1 << 20)
     return {
-        "requests": {"cpu": "1", "memory": f"{mib}Mi"},
+        # two cores: the hash pass reads both sides at once (the throughput in README was measured so)
+        "requests": {"cpu": "2", "memory": f"{mib}Mi"},
         "limits": {"cpu": "2", "memory": f"{mib * 2}Mi"},
     }
 
