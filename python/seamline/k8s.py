@@ -31,7 +31,7 @@ NAME_OK = re.compile(r"[^a-z0-9-]+")
 
 # Memory model for sizing: a process with its imports and read buffers (~256 MiB), the diff budget,
 # and per row of the shard ~3 bytes (leaves of ~32 rows at 48 B per side, range bounds). The
-# Postgres benchmark peaked at 471 MB for 5M rows per side (README, Benchmarks).
+# Postgres benchmark peaked at 472 MB for 5M rows per side (README, Benchmarks).
 BASE_MEMORY_MIB = 256
 DIFF_BUDGET_MIB = 300
 LEAF_BYTES_PER_ROW = 3
