@@ -211,3 +211,49 @@ def test_leaf_sets_serialise_and_merge_like_shards() -> None:
     assert merged.mismatched(whole) == []
     with pytest.raises(sl.InvalidInputError, match="not a Seamline leaf set"):
         _core.LeafSet.from_bytes(b"garbage")
+
+
+def test_progress_reports_rows_read_while_passes_run() -> None:
+    from seamline.sources.base import AsOf
+
+    schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
+
+    class Trickle:
+        """40 batches of 50 rows, 20 ms apart: long enough to be polled while it runs."""
+
+        def describe(self) -> str:
+            return "trickle"
+
+        def schema(self) -> pa.Schema:
+            return schema
+
+        def pin(self) -> AsOf:
+            return AsOf("trickle")
+
+        def sample_keys(self, key: list[str], n: int) -> None:
+            return None
+
+        def estimated_rows(self) -> int:
+            return 2000
+
+        def close(self) -> None:
+            pass
+
+        def open(self, request: object) -> list[pa.RecordBatchReader]:
+            import time
+
+            def batches():  # type: ignore[no-untyped-def]
+                for i in range(40):
+                    time.sleep(0.02)
+                    ids = pa.array(range(i * 50, i * 50 + 50), pa.int64())
+                    yield pa.record_batch([ids, pa.array(["x"] * 50)], schema=schema)
+
+            return [pa.RecordBatchReader.from_batches(schema, batches())]
+
+    seen: list[dict[str, int]] = []
+    result = sl.reconcile(Trickle(), Trickle(), key="id", options=sl.Options(on_progress=seen.append))
+    assert result.clean
+    assert len(seen) >= 3
+    sources = [s["source"] for s in seen]
+    assert sources == sorted(sources) and 0 < sources[-1] <= 2000
+    assert any(0 < s < 2000 for s in sources)  # seen mid-pass, not only at the end

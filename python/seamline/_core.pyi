@@ -19,6 +19,11 @@ class CancelToken:
     @property
     def cancelled(self) -> bool: ...
 
+class RowCounter:
+    def __init__(self) -> None: ...
+    @property
+    def value(self) -> int: ...
+
 class SideSpec:
     def __init__(self, side: str, key: list[dict[str, Any]], values: list[dict[str, Any]]) -> None: ...
     @property
@@ -63,6 +68,7 @@ def hash_pass(
     parents: list[int] | None = None,
     shift: int = 0,
     cancel: CancelToken | None = None,
+    counter: RowCounter | None = None,
 ) -> LeafSet: ...
 def collect_pass(
     streams: list[Any],
@@ -71,6 +77,7 @@ def collect_pass(
     parents: list[int],
     shift: int = 0,
     cancel: CancelToken | None = None,
+    counter: RowCounter | None = None,
 ) -> Collected: ...
 def classify(source: Collected, target: Collected, n_values: int) -> dict[str, list[Any]]: ...
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...

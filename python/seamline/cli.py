@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from seamline.engine import Options
 from seamline.exceptions import (
     RepairRefusedError,
     SeamlineError,
@@ -185,7 +186,7 @@ def _check(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             try:
                 with progress.step(f"{seam.name}: reconciling"):
-                    result = contract.reconcile(seam)
+                    result = contract.reconcile(seam, options=Options(on_progress=progress.rows))
             except (SeamlineError, Exception) as e:  # noqa: B014 - SeamlineError first, for readers
                 if args.debug:
                     traceback.print_exc()
@@ -348,7 +349,7 @@ def _repair(args: argparse.Namespace) -> int:
         progress = Progress()
         metrics = Metrics("repair")
         with progress.step(f"{seam.name}: reconciling"):
-            result = contract.reconcile(seam)
+            result = contract.reconcile(seam, options=Options(on_progress=progress.rows))
         progress.seam_done(seam.name, result)
         metrics.reconcile(seam.name, result)
         fraction = args.max_fraction if args.max_fraction is not None else seam.repair.max_fraction

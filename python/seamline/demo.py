@@ -112,7 +112,7 @@ def contract_demo(workdir: Path) -> tuple[dict[str, sl.ReconcileResult], Expecte
     results = {}
     for seam in contract.seams.values():
         with progress.step(f"{seam.name}: reconciling"):
-            results[seam.name] = contract.reconcile(seam)
+            results[seam.name] = contract.reconcile(seam, options=sl.Options(on_progress=progress.rows))
         progress.seam_done(seam.name, results[seam.name])
     replay_day = (shop.BASE + dt.timedelta(minutes=3)).date()
     expected: Expected = {

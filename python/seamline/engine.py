@@ -50,6 +50,9 @@ class Options:
     fanout_bits: int | None = None
     #: (i, n): reconcile only slice i of n of the ranges (a shard of a scaled-out run)
     shard: tuple[int, int] | None = None
+    #: called about every 0.1 s while passes run with {"source": rows read, "target": rows read}
+    #: (all passes so far): live progress for a terminal
+    on_progress: Callable[[dict[str, int]], None] | None = None
 
 
 @dataclass
@@ -159,6 +162,7 @@ class Engine:
         self.specs = {side: seam.spec(side) for side in self.sides}
         self.passes: list[PassStats] = []
         self.cancel = _core.CancelToken()
+        self.rows_read = {side: _core.RowCounter() for side in self.sides}
 
     def _readers(self, ranges: list[KeyRange] | None) -> int:
         """Streams per side. A full read runs both sides at once, so each gets half the cores (more
@@ -187,7 +191,13 @@ class Engine:
     ) -> _core.LeafSet:
         started = time.perf_counter()
         leaves = _core.hash_pass(
-            self._streams(side, ranges), self.specs[side], p, parents, shift, self.cancel
+            self._streams(side, ranges),
+            self.specs[side],
+            p,
+            parents,
+            shift,
+            self.cancel,
+            self.rows_read[side],
         )
         kind = "hash" if parents is None else "refine"
         self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
@@ -198,7 +208,7 @@ class Engine:
     ) -> _core.Collected:
         started = time.perf_counter()
         collected = _core.collect_pass(
-            self._streams(side, ranges), self.specs[side], p, leaves, 0, self.cancel
+            self._streams(side, ranges), self.specs[side], p, leaves, 0, self.cancel, self.rows_read[side]
         )
         self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))
         return collected
@@ -212,7 +222,8 @@ class Engine:
                 # timed waits: the OS may deliver SIGINT to any thread, and only a main thread that
                 # wakes up runs Python's handler
                 while wait([a, b], timeout=0.1).not_done:
-                    pass
+                    if self.opts.on_progress is not None:
+                        self.opts.on_progress({side: c.value for side, c in self.rows_read.items()})
                 return a.result(), b.result()
             except BaseException:
                 # Ctrl-C reaches only this thread: stop the native passes on the pool's threads too

@@ -46,6 +46,7 @@ class Progress:
         self.quiet = quiet
         self._lock = threading.Lock()
         self._status: str | None = None
+        self._detail = ""
         self._started = 0.0
 
     def line(self, text: str) -> None:
@@ -73,6 +74,16 @@ class Progress:
             with self._lock:
                 self._clear()
                 self._status = None
+                self._detail = ""
+
+    def rows(self, read: dict[str, int]) -> None:
+        """Live counts while a seam runs (`Options.on_progress`): rows read and rows/s per side,
+        shown next to the spinner."""
+        if not self.live or self._status is None:
+            return
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        with self._lock:
+            self._detail = ", ".join(f"{side} {n:,} rows ({rate(n, elapsed)}/s)" for side, n in read.items())
 
     def seam_done(self, name: str, result: Any) -> None:
         """One line: rows and rows/s per side, differences, seconds."""
@@ -91,7 +102,8 @@ class Progress:
                 if self._status is None:
                     continue
                 elapsed = time.monotonic() - self._started
-                text = f"\r{_FRAMES[i % len(_FRAMES)]} {self._status} {elapsed:.1f}s"
+                detail = f": {self._detail}" if self._detail else ""
+                text = f"\r{_FRAMES[i % len(_FRAMES)]} {self._status} {elapsed:.1f}s{detail}"
                 self.stream.write(text + "\x1b[K")
                 self.stream.flush()
             i += 1

@@ -1,7 +1,7 @@
 //! The two kinds of pass over a side: the hash pass (leaf summaries only, memory O(leaves)) and the
 //! collect pass (keep the rows of a few mismatched leaves for the row-by-row diff).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 
@@ -22,6 +22,16 @@ pub struct PassConfig<'a> {
     pub filter: Option<&'a LeafFilter>,
     pub workers: usize,
     pub cancel: &'a AtomicBool,
+    /// Counts the rows read so far (progress for the caller, read while the pass runs).
+    pub rows_read: Option<&'a AtomicU64>,
+}
+
+impl PassConfig<'_> {
+    fn count(&self, rows: usize) {
+        if let Some(c) = self.rows_read {
+            c.fetch_add(rows as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Leaf summaries of every row of every stream.
@@ -36,6 +46,7 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
             (LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some()), digests)
         },
         |(acc, rows), batch| {
+            cfg.count(batch.num_rows());
             // blocks small enough that the per-column hashes of a block stay in cache
             for offset in (0..batch.num_rows()).step_by(BLOCK_ROWS) {
                 let block = batch.slice(offset, BLOCK_ROWS.min(batch.num_rows() - offset));
@@ -89,6 +100,7 @@ impl Collected {
 pub fn collect_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<Collected> {
     let p = cfg.partitioner;
     let parts = run_parallel(streams, cfg.workers, cfg.cancel, Collected::default, |out, batch| {
+        cfg.count(batch.num_rows());
         let keys = key_digests(&batch, cfg.spec, p)?;
         let (batch, keys) = match selection(&keys, cfg.filter) {
             Some(sel) => select(&batch, keys, &sel)?,

@@ -87,14 +87,25 @@ fn target_streams() -> Vec<BatchStream> {
 
 fn hash(streams: Vec<BatchStream>, spec: &SideSpec, p: &Partitioner, filter: Option<&LeafFilter>) -> LeafSet {
     let cancel = AtomicBool::new(false);
-    hash_pass(streams, &PassConfig { spec, partitioner: p, filter, workers: 2, cancel: &cancel }).unwrap()
+    hash_pass(
+        streams,
+        &PassConfig { spec, partitioner: p, filter, workers: 2, cancel: &cancel, rows_read: None },
+    )
+    .unwrap()
 }
 
 fn collect(streams: Vec<BatchStream>, spec: &SideSpec, p: &Partitioner, filter: &LeafFilter) -> Collected {
     let cancel = AtomicBool::new(false);
     collect_pass(
         streams,
-        &PassConfig { spec, partitioner: p, filter: Some(filter), workers: 2, cancel: &cancel },
+        &PassConfig {
+            spec,
+            partitioner: p,
+            filter: Some(filter),
+            workers: 2,
+            cancel: &cancel,
+            rows_read: None,
+        },
     )
     .unwrap()
 }
@@ -229,13 +240,27 @@ fn workers_streams_and_batch_sizes_do_not_change_the_leaves() {
     let cancel = AtomicBool::new(false);
     let reference = hash_pass(
         vec![stream(vec![source_table()])],
-        &PassConfig { spec: &ss, partitioner: &p, filter: None, workers: 1, cancel: &cancel },
+        &PassConfig {
+            spec: &ss,
+            partitioner: &p,
+            filter: None,
+            workers: 1,
+            cancel: &cancel,
+            rows_read: None,
+        },
     )
     .unwrap();
     for (rows, n_streams, workers) in [(1, 1, 2), (3, 4, 2), (13, 2, 3), (61, 1, 2), (7, 5, 1)] {
         let got = hash_pass(
             streams_of(&source_table(), rows, n_streams),
-            &PassConfig { spec: &ss, partitioner: &p, filter: None, workers, cancel: &cancel },
+            &PassConfig {
+                spec: &ss,
+                partitioner: &p,
+                filter: None,
+                workers,
+                cancel: &cancel,
+                rows_read: None,
+            },
         )
         .unwrap();
         assert_eq!(got, reference, "{rows} rows x {n_streams} streams, {workers} workers");
@@ -243,7 +268,14 @@ fn workers_streams_and_batch_sizes_do_not_change_the_leaves() {
     // no streams at all: an empty set of the right shape
     let none = hash_pass(
         vec![],
-        &PassConfig { spec: &ss, partitioner: &p, filter: None, workers: 2, cancel: &cancel },
+        &PassConfig {
+            spec: &ss,
+            partitioner: &p,
+            filter: None,
+            workers: 2,
+            cancel: &cancel,
+            rows_read: None,
+        },
     )
     .unwrap();
     assert_eq!(none, LeafSet::empty(p.num_ranges(), p.fanout_bits()));
@@ -260,12 +292,12 @@ fn a_batch_larger_than_a_slice_is_split_across_workers() {
     let cancel = AtomicBool::new(false);
     let one_batch = hash_pass(
         vec![stream(vec![b.clone()])],
-        &PassConfig { spec: &s, partitioner: &p, filter: None, workers: 2, cancel: &cancel },
+        &PassConfig { spec: &s, partitioner: &p, filter: None, workers: 2, cancel: &cancel, rows_read: None },
     )
     .unwrap();
     let many = hash_pass(
         streams_of(&b, 999, 3),
-        &PassConfig { spec: &s, partitioner: &p, filter: None, workers: 2, cancel: &cancel },
+        &PassConfig { spec: &s, partitioner: &p, filter: None, workers: 2, cancel: &cancel, rows_read: None },
     )
     .unwrap();
     assert_eq!(one_batch.total_rows(), n as u64);
@@ -277,7 +309,10 @@ fn a_batch_larger_than_a_slice_is_split_across_workers() {
 fn run_hash(streams: Vec<BatchStream>, spec: &SideSpec, cancel: bool) -> Result<LeafSet, CoreError> {
     let cancel = AtomicBool::new(cancel);
     let p = partitioner(2);
-    hash_pass(streams, &PassConfig { spec, partitioner: &p, filter: None, workers: 2, cancel: &cancel })
+    hash_pass(
+        streams,
+        &PassConfig { spec, partitioner: &p, filter: None, workers: 2, cancel: &cancel, rows_read: None },
+    )
 }
 
 #[test]
@@ -314,7 +349,14 @@ fn a_missing_column_is_a_schema_error_naming_side_and_column() {
     let ts = spec("target");
     let r = collect_pass(
         vec![stream(vec![t.project(&[0, 1]).unwrap()])],
-        &PassConfig { spec: &ts, partitioner: &p, filter: Some(&all), workers: 2, cancel: &cancel },
+        &PassConfig {
+            spec: &ts,
+            partitioner: &p,
+            filter: Some(&all),
+            workers: 2,
+            cancel: &cancel,
+            rows_read: None,
+        },
     );
     assert!(matches!(r, Err(CoreError::Schema(m)) if m.contains("target") && m.contains("'price'")));
 }
@@ -351,7 +393,14 @@ fn a_cancelled_run_returns_cancelled() {
     let ss = spec("source");
     let r = collect_pass(
         source_streams(),
-        &PassConfig { spec: &ss, partitioner: &p, filter: Some(&all), workers: 2, cancel: &cancel },
+        &PassConfig {
+            spec: &ss,
+            partitioner: &p,
+            filter: Some(&all),
+            workers: 2,
+            cancel: &cancel,
+            rows_read: None,
+        },
     );
     assert!(matches!(r, Err(CoreError::Cancelled)));
 }

@@ -120,7 +120,8 @@ fn table(ids: &[i64]) -> RecordBatch {
 fn leafset(batches: Vec<RecordBatch>, p: &Partitioner, workers: usize) -> LeafSet {
     let spec = int_spec();
     let cancel = AtomicBool::new(false);
-    let cfg = PassConfig { spec: &spec, partitioner: p, filter: None, workers, cancel: &cancel };
+    let cfg =
+        PassConfig { spec: &spec, partitioner: p, filter: None, workers, cancel: &cancel, rows_read: None };
     hash_pass(vec![stream(batches)], &cfg).unwrap()
 }
 

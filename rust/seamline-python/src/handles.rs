@@ -1,7 +1,7 @@
 //! Native handles (partitioner, leaf sets, collected rows) and the passes that produce them.
 //! Every pass runs through `detached`, which releases the GIL and still answers Ctrl-C.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,23 @@ impl PyCancelToken {
     #[getter]
     fn cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Rows a pass has read so far, readable from Python while the pass runs (progress).
+#[pyclass(name = "RowCounter", module = "seamline._core", frozen)]
+pub struct PyRowCounter(Arc<AtomicU64>);
+
+#[pymethods]
+impl PyRowCounter {
+    #[new]
+    fn new() -> Self {
+        Self(Arc::new(AtomicU64::new(0)))
+    }
+
+    #[getter]
+    fn value(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -247,7 +264,8 @@ fn make_filter(parents: Option<Vec<u64>>, shift: u32) -> Option<LeafFilter> {
 /// Leaf summaries of every row of `streams` (list of Arrow stream objects), read in parallel.
 /// With `parents`, only rows whose `leaf >> shift` is in `parents` count.
 #[pyfunction]
-#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None))]
+#[allow(clippy::too_many_arguments)] // a Python signature: keyword arguments with defaults
+#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None, counter=None))]
 pub fn hash_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -256,13 +274,22 @@ pub fn hash_pass(
     parents: Option<Vec<u64>>,
     shift: u32,
     cancel: Option<&PyCancelToken>,
+    counter: Option<&PyRowCounter>,
 ) -> BResult<PyLeafSet> {
     let streams = import_streams(streams)?;
     let filter = make_filter(parents, shift);
     let (spec, p) = (&spec.0, &partitioner.0);
+    let rows_read = counter.map(|c| c.0.clone());
     let set = detached(py, cancel, |cancel| {
-        let cfg =
-            core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
+        let rows_read = rows_read.as_deref();
+        let cfg = core::PassConfig {
+            spec,
+            partitioner: p,
+            filter: filter.as_ref(),
+            workers: workers(),
+            cancel,
+            rows_read,
+        };
         core::hash_pass(streams, &cfg)
     })?;
     Ok(PyLeafSet(set))
@@ -270,7 +297,8 @@ pub fn hash_pass(
 
 /// Keep the rows of `streams` whose `leaf >> shift` is in `parents`, with their digests.
 #[pyfunction]
-#[pyo3(signature = (streams, spec, partitioner, parents, shift=0, cancel=None))]
+#[allow(clippy::too_many_arguments)] // a Python signature: keyword arguments with defaults
+#[pyo3(signature = (streams, spec, partitioner, parents, shift=0, cancel=None, counter=None))]
 pub fn collect_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -279,13 +307,22 @@ pub fn collect_pass(
     parents: Vec<u64>,
     shift: u32,
     cancel: Option<&PyCancelToken>,
+    counter: Option<&PyRowCounter>,
 ) -> BResult<PyCollected> {
     let streams = import_streams(streams)?;
     let filter = make_filter(Some(parents), shift);
     let (spec, p) = (&spec.0, &partitioner.0);
+    let rows_read = counter.map(|c| c.0.clone());
     let collected = detached(py, cancel, |cancel| {
-        let cfg =
-            core::PassConfig { spec, partitioner: p, filter: filter.as_ref(), workers: workers(), cancel };
+        let rows_read = rows_read.as_deref();
+        let cfg = core::PassConfig {
+            spec,
+            partitioner: p,
+            filter: filter.as_ref(),
+            workers: workers(),
+            cancel,
+            rows_read,
+        };
         core::collect_pass(streams, &cfg)
     })?;
     Ok(PyCollected(collected))

@@ -13,6 +13,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<handles::PySideSpec>()?;
     m.add_class::<handles::PyCancelToken>()?;
+    m.add_class::<handles::PyRowCounter>()?;
     m.add_class::<handles::PyPartitioner>()?;
     m.add_class::<handles::PyLeafSet>()?;
     m.add_class::<handles::PyCollected>()?;
