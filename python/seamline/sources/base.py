@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
@@ -88,6 +89,17 @@ class Source(Protocol):
     def close(self) -> None:
         """Release connections and snapshots."""
         ...
+
+
+def redact_url(url: str) -> str:
+    """A URL or URI without its user and password, for anything shown or logged."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def cover(ranges: Sequence[KeyRange], at_most: int) -> list[KeyRange]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import lancedb
 import pyarrow as pa
 from lancedb.expr import Expr, col, lit
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover
+from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover, redact_url
 
 
 class LanceDBSource:
@@ -40,7 +39,7 @@ class LanceDBSource:
         return True
 
     def describe(self) -> str:
-        text = f"lancedb {_redact(self._uri)} table {self._name}"
+        text = f"lancedb {redact_url(self._uri)} table {self._name}"
         if self._where:
             text += f" where {self._where}"
         if self._version is not None:
@@ -89,7 +88,7 @@ class LanceDBSource:
                         ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
                         self._version_time = ts.isoformat()
         detail = {
-            "uri": _redact(self._uri),
+            "uri": redact_url(self._uri),
             "table": self._name,
             "version": self._version,
             "version_time": self._version_time,
@@ -111,12 +110,12 @@ class LanceDBSource:
         except ValueError as exc:
             if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
                 raise NotFoundError(
-                    f"lancedb table {self._name} does not exist at {_redact(self._uri)}"
+                    f"lancedb table {self._name} does not exist at {redact_url(self._uri)}"
                 ) from exc
             raise
         except (OSError, ConnectionError) as exc:
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreUnavailableError(f"lancedb at {_redact(self._uri)}: {cause}") from exc
+            raise StoreUnavailableError(f"lancedb at {redact_url(self._uri)}: {cause}") from exc
         if self._version is not None:
             # A fresh handle per stream, checked out at the pinned version: checkout is in-place.
             table.checkout(self._version)
@@ -165,17 +164,6 @@ class LanceDBSource:
         from seamline.repair.lancedb import LanceDBWriter
 
         return LanceDBWriter(self._uri, self._name, embed=embed, embed_from=embed_from)
-
-
-def _redact(uri: str) -> str:
-    """Drop user:password from a URI before it is shown anywhere."""
-    parts = urlsplit(uri)
-    if parts.password is None and parts.username is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _ranges_expr(key: Sequence[str], ranges: Sequence[KeyRange]) -> Expr | None:

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import opensearchpy
 import pyarrow as pa
@@ -29,7 +28,7 @@ import pyarrow.compute as pc
 from opensearchpy import OpenSearch
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyRange, ScanRequest
+from seamline.sources.base import AsOf, KeyRange, ScanRequest, redact_url
 
 _KEEP_ALIVE = "5m"  # refreshed by every page request; only idle time between passes counts
 _PAGE_SIZE = 5000
@@ -104,7 +103,7 @@ class OpenSearchSource:
         return len(key) == 1 and key[0] != "_id"
 
     def describe(self) -> str:
-        text = f"opensearch {_redact(self._url)} index {self._index}"
+        text = f"opensearch {redact_url(self._url)} index {self._index}"
         if self._query is not None:
             text += " (filtered)"
         return text
@@ -192,7 +191,7 @@ class OpenSearchSource:
                 ) from None
             raise
         except opensearchpy.ConnectionError as exc:
-            raise StoreUnavailableError(f"opensearch at {_redact(self._url)}: {_cause(exc)}") from None
+            raise StoreUnavailableError(f"opensearch at {redact_url(self._url)}: {_cause(exc)}") from None
 
     def _properties(self) -> dict[str, Any]:
         if self._mapping is None:
@@ -552,16 +551,6 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (str, int, float)):
         return value
     return None
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _cause(exc: BaseException) -> str:
