@@ -261,6 +261,38 @@ fn make_filter(parents: Option<Vec<u64>>, shift: u32) -> Option<LeafFilter> {
     parents.map(|p| LeafFilter::new(p, shift))
 }
 
+/// What a pass reads and how: the arguments the two passes share.
+struct PassArgs<'a> {
+    spec: &'a PySideSpec,
+    partitioner: &'a PyPartitioner,
+    filter: Option<LeafFilter>,
+    cancel: Option<&'a PyCancelToken>,
+    counter: Option<&'a PyRowCounter>,
+}
+
+/// Import the streams, then run `pass` over them detached from the GIL (see `detached`).
+fn run_pass<T: Send>(
+    py: Python<'_>,
+    streams: &Bound<'_, PyList>,
+    args: PassArgs<'_>,
+    pass: impl FnOnce(Vec<BatchStream>, &core::PassConfig) -> core::Result<T> + Send,
+) -> BResult<T> {
+    let streams = import_streams(streams)?;
+    let rows_read = args.counter.map(|c| c.0.clone());
+    let (spec, partitioner, filter) = (&args.spec.0, &args.partitioner.0, args.filter);
+    detached(py, args.cancel, |cancel| {
+        let cfg = core::PassConfig {
+            spec,
+            partitioner,
+            filter: filter.as_ref(),
+            workers: workers(),
+            cancel,
+            rows_read: rows_read.as_deref(),
+        };
+        pass(streams, &cfg)
+    })
+}
+
 /// Leaf summaries of every row of `streams` (list of Arrow stream objects), read in parallel.
 /// With `parents`, only rows whose `leaf >> shift` is in `parents` count.
 #[pyfunction]
@@ -276,23 +308,8 @@ pub fn hash_pass(
     cancel: Option<&PyCancelToken>,
     counter: Option<&PyRowCounter>,
 ) -> BResult<PyLeafSet> {
-    let streams = import_streams(streams)?;
-    let filter = make_filter(parents, shift);
-    let (spec, p) = (&spec.0, &partitioner.0);
-    let rows_read = counter.map(|c| c.0.clone());
-    let set = detached(py, cancel, |cancel| {
-        let rows_read = rows_read.as_deref();
-        let cfg = core::PassConfig {
-            spec,
-            partitioner: p,
-            filter: filter.as_ref(),
-            workers: workers(),
-            cancel,
-            rows_read,
-        };
-        core::hash_pass(streams, &cfg)
-    })?;
-    Ok(PyLeafSet(set))
+    let args = PassArgs { spec, partitioner, filter: make_filter(parents, shift), cancel, counter };
+    Ok(PyLeafSet(run_pass(py, streams, args, core::hash_pass)?))
 }
 
 /// Keep the rows of `streams` whose `leaf >> shift` is in `parents`, with their digests.
@@ -309,23 +326,8 @@ pub fn collect_pass(
     cancel: Option<&PyCancelToken>,
     counter: Option<&PyRowCounter>,
 ) -> BResult<PyCollected> {
-    let streams = import_streams(streams)?;
-    let filter = make_filter(Some(parents), shift);
-    let (spec, p) = (&spec.0, &partitioner.0);
-    let rows_read = counter.map(|c| c.0.clone());
-    let collected = detached(py, cancel, |cancel| {
-        let rows_read = rows_read.as_deref();
-        let cfg = core::PassConfig {
-            spec,
-            partitioner: p,
-            filter: filter.as_ref(),
-            workers: workers(),
-            cancel,
-            rows_read,
-        };
-        core::collect_pass(streams, &cfg)
-    })?;
-    Ok(PyCollected(collected))
+    let args = PassArgs { spec, partitioner, filter: make_filter(Some(parents), shift), cancel, counter };
+    Ok(PyCollected(run_pass(py, streams, args, core::collect_pass)?))
 }
 
 /// Classify the differing keys of two collected sides. Returns a dict of equal-length lists:
