@@ -190,6 +190,31 @@ def drift(pg: Pg, source: str, changed: list[int]) -> None:
 # ======================================================================================= children
 
 
+def apply_under_live_writer(
+    plan: Any, writer_args: list[str], keys: list[int], log: Path
+) -> tuple[Any, dict[int, Any]]:
+    """Apply `plan` while a separate process (the live pipeline) keeps writing newer versions of
+    `keys` for ~3 s; returns the outcome and the last version the pipeline wrote per key."""
+    import subprocess
+
+    writer = subprocess.Popen(
+        [sys.executable, str(Path(__file__)), "writer", *writer_args]
+        + ["--keys", id_list(keys), "--seconds", "3", "--log", str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
+        outcome = plan.apply(verify=False)  # verified by the caller, once the pipeline has stopped
+        assert writer.poll() is None, "the live pipeline stopped before the repair ended"
+        assert writer.wait(timeout=60) == 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    last = {int(k): v for k, v in json.loads(log.read_text())["last"].items()}
+    return outcome, last
+
+
 def _writer(args: argparse.Namespace) -> None:
     """The live pipeline: for `seconds`, update `keys` (in random order, round after round) in the
     source with updated_at = clock_timestamp(), then write the same row to the copy with that version.

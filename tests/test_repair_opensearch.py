@@ -8,7 +8,6 @@ Every test uses uniquely named tables/indexes and removes them afterwards.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from repair_helpers import HELPERS, Pg, Search, drift, id_list, micros
+from repair_helpers import HELPERS, Pg, Search, apply_under_live_writer, drift, id_list, micros
 
 import seamline as sl
 from seamline.repair.plan import RepairPlan
@@ -197,22 +196,19 @@ def test_live_writer_never_loses_to_the_repair(pg: Pg, search: Search, tmp_path:
 
     live = changed[::30] + missing[::5] + extra[::4]
     log = tmp_path / "writer.json"
-    writer = subprocess.Popen(
-        [sys.executable, str(HELPERS), "writer", "--dsn", pg.dsn, "--source", source]
-        + ["--target-kind", "opensearch", "--target", index, "--url", search.url]
-        + ["--keys", id_list(live), "--seconds", "3", "--log", str(log)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
-        outcome = plan.apply(verify=False)  # verified below, once the live pipeline has stopped
-        assert writer.poll() is None, "the live pipeline stopped before the repair ended"
-        assert writer.wait(timeout=60) == 0
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-    last = {int(k): v for k, v in json.loads(log.read_text())["last"].items()}
+    writer_args = [
+        "--dsn",
+        pg.dsn,
+        "--source",
+        source,
+        "--target-kind",
+        "opensearch",
+        "--target",
+        index,
+        "--url",
+        search.url,
+    ]
+    outcome, last = apply_under_live_writer(plan, writer_args, live, log)
 
     assert outcome.counts["failed"] == 0, outcome.errors
     assert outcome.counts["skipped_newer"] > 0  # newer writes won, as they must
