@@ -79,9 +79,22 @@ class EngineOutput:
     ranges: list[KeyRange]
     diffs: list[Diffs]
     passes: list[PassStats]
-    merkle_roots: tuple[str, str]
     #: the first hash pass of both sides (what a shard ships to the merge)
     leafsets: tuple[_core.LeafSet, _core.LeafSet] | None = None
+    #: the leaf sets whose merkle roots this run reports (its first hash pass, or a recheck's)
+    root_sets: tuple[_core.LeafSet, _core.LeafSet] | None = None
+    #: roots known without leaf sets (merged shards); else computed from root_sets when asked
+    known_roots: tuple[str, str] | None = None
+
+    @property
+    def merkle_roots(self) -> tuple[str, str]:
+        """Hex merkle roots of both sides, built on first use (building costs milliseconds per
+        hundred thousand leaves, and most callers never ask)."""
+        if self.known_roots is None:
+            if self.root_sets is None:
+                raise ValueError("this output has neither merkle roots nor leaf sets")
+            self.known_roots = (self.root_sets[0].merkle_root(), self.root_sets[1].merkle_root())
+        return self.known_roots
 
 
 def _bounds(source: Source, seam: SeamColumns, opts: Options, fine: bool) -> pa.Table | None:
@@ -262,7 +275,7 @@ class Engine:
             ranges=key_ranges(still, p.fanout_bits, bounds),
             diffs=self._diff(p, still, sizes, bounds),
             passes=self.passes,
-            merkle_roots=(src.merkle_root(), dst.merkle_root()),
+            root_sets=(src, dst),
         )
 
     def layout(self) -> tuple[pa.Table | None, int]:
@@ -297,7 +310,6 @@ class Engine:
             ]
             src, dst = self._both(self._hash, p, mine, p.fanout_bits, span if mine else [])
         leafsets = (src, dst)
-        roots = (src.merkle_root(), dst.merkle_root())
         totals = (src.total_rows, dst.total_rows)
         mismatched = src.mismatched(dst)
 
@@ -328,8 +340,8 @@ class Engine:
             ranges=key_ranges(mismatched, p.fanout_bits, bound_values),
             diffs=diffs,
             passes=self.passes,
-            merkle_roots=roots,
             leafsets=leafsets,
+            root_sets=leafsets,
         )
 
 

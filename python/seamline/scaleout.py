@@ -174,7 +174,7 @@ def _merge_repair(merged: shard.MergedRun, contract: Any, args: argparse.Namespa
             ranges=key_ranges(merged.mismatched_leaves, merged.fanout_bits, bounds),
             diffs=[],
             passes=[],
-            merkle_roots=merged.merkle_roots,
+            known_roots=merged.merkle_roots,
         ),
         counts=merged.counts,
     )

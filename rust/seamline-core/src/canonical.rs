@@ -12,7 +12,7 @@ use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, TimeUnit};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::error::{CoreError, Result};
 use crate::logical::{ColumnSpec, LogicalType, StringOptions, TimePrecision};
@@ -23,6 +23,8 @@ pub trait Sink {
 }
 
 impl<F: FnMut(usize, Option<&[u8]>)> Sink for F {
+    // always inlined: the encoders then see the constant width of fixed-width values
+    #[inline(always)]
     fn value(&mut self, row: usize, bytes: Option<&[u8]>) {
         self(row, bytes)
     }
@@ -56,6 +58,21 @@ impl<'a> Strings<'a> {
             _ => None,
         }
     }
+    /// Whether every value is ASCII, by one vectorised scan of the (sliced) value bytes; views
+    /// are checked value by value instead (false here).
+    fn all_ascii(&self) -> bool {
+        fn span<O: arrow_array::OffsetSizeTrait>(a: &arrow_array::GenericStringArray<O>) -> bool {
+            let offsets = a.value_offsets();
+            let (start, end) = (offsets[0].as_usize(), offsets[offsets.len() - 1].as_usize());
+            a.value_data()[start..end].is_ascii()
+        }
+        match self {
+            Strings::Small(a) => span(a),
+            Strings::Large(a) => span(a),
+            Strings::View(_) => false,
+        }
+    }
+
     #[inline]
     fn get(&self, i: usize) -> &'a str {
         match self {
@@ -591,14 +608,19 @@ fn encode_boolean(arr: &dyn Array, spec: &ColumnSpec, sink: &mut impl Sink) -> R
 /// Apply the seam's string normalisation; None when the value counts as NULL (empty_as_null).
 pub fn normalise_str<'a>(s: &'a str, opts: StringOptions, buf: &'a mut String) -> Option<&'a str> {
     let mut s = if opts.trim { s.trim() } else { s };
-    if opts.nfc || opts.casefold {
+    // ASCII is its own NFC, and most text is ASCII: check that first (a vectorised scan), then the
+    // quick NFC check, and only build a normalised copy when one of them says it may change.
+    let ascii = s.is_ascii();
+    let needs_nfc = opts.nfc && !ascii && is_nfc_quick(s.chars()) != IsNormalized::Yes;
+    let needs_fold = opts.casefold && (!ascii || s.bytes().any(|b| b.is_ascii_uppercase()));
+    if needs_nfc || needs_fold {
         buf.clear();
-        if opts.nfc {
+        if needs_nfc {
             buf.extend(s.nfc());
         } else {
             buf.push_str(s);
         }
-        if opts.casefold {
+        if needs_fold {
             *buf = buf.to_lowercase();
         }
         s = buf.as_str();
@@ -619,6 +641,11 @@ fn encode_string(
     let dt = arr.data_type();
     let mut buf = String::new();
     if let Some(strings) = Strings::of(arr) {
+        if strings.all_ascii() && !opts.trim && !opts.casefold && !opts.empty_as_null {
+            // the common case: ASCII text is already NFC, so the values are their canonical bytes
+            each_valid!(arr, sink, |i| sink.value(i, Some(strings.get(i).as_bytes())));
+            return Ok(());
+        }
         each_valid!(arr, sink, |i| {
             let v = normalise_str(strings.get(i), opts, &mut buf);
             sink.value(i, v.map(str::as_bytes))

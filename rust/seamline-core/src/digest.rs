@@ -2,8 +2,9 @@
 //! batch, each value column hashed once per batch, then rows are folded from those columns.
 //!
 //! key digest  = xxh3-128(framed canonical key columns)
-//! value hash  = xxh3-64(canonical value) (a distinct constant for NULL)
-//! row digest  = xxh3-128(key digest || value hashes)
+//! value hash  = 64-bit hash of the canonical value (two multiplies up to 16 bytes, xxh3-64 above;
+//!               a distinct constant for NULL)
+//! row digest  = 128 bits folded from the key digest and the value hashes in column order
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -28,18 +29,35 @@ fn mum(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-#[inline]
+#[inline(always)]
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+#[inline(always)]
+fn read_u32(b: &[u8], at: usize) -> u64 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as u64
+}
+
+#[inline(always)]
 fn value_hash(bytes: Option<&[u8]>) -> u64 {
     match bytes {
         // Most canonical values are short (integers, decimals, instants, flags, short text): two
-        // multiplies instead of a general-purpose hash. The length is mixed in, so "a" and "a\0"
-        // differ.
+        // multiplies instead of a general-purpose hash. The words are read as overlapping loads (as
+        // wyhash does), which with the length mixed in determine every byte, so "a" and "a\0"
+        // differ; no copy into a padded buffer (a variable-length memcpy per value).
         Some(b) if b.len() <= 16 => {
-            let mut buf = [0u8; 16];
-            buf[..b.len()].copy_from_slice(b);
-            let lo = u64::from_le_bytes(buf[..8].try_into().unwrap());
-            let hi = u64::from_le_bytes(buf[8..].try_into().unwrap());
-            mum(mum(lo ^ MIX[0], hi ^ MIX[1]) ^ b.len() as u64, MIX[2])
+            let n = b.len();
+            let (lo, hi) = if n >= 8 {
+                (read_u64(b, 0), read_u64(b, n - 8))
+            } else if n >= 4 {
+                (read_u32(b, 0), read_u32(b, n - 4))
+            } else if n > 0 {
+                ((b[0] as u64) << 16 | (b[n / 2] as u64) << 8 | b[n - 1] as u64, 0)
+            } else {
+                (0, 0)
+            };
+            mum(mum(lo ^ MIX[0], hi ^ MIX[1]) ^ n as u64, MIX[2])
         }
         Some(b) => xxh3_64_with_seed(b, VALUE_SEED),
         None => NULL_HASH,
@@ -204,50 +222,75 @@ pub fn ordering_keys(batch: &RecordBatch, spec: &SideSpec) -> Result<Vec<Vec<u8>
 }
 
 /// Value hashes (row-major: row * n_values + column) and row digests of every row of a batch.
+#[derive(Default)]
 pub struct RowDigests {
     pub row_digest: Vec<u128>,
+    /// Empty unless asked for (the collect pass needs them to name changed columns).
     pub value_hashes: Vec<u64>,
+    /// The two 64-bit lanes each row's digest is folded in, column by column.
+    lanes: Vec<(u64, u64)>,
 }
 
 pub fn row_digests(batch: &RecordBatch, spec: &SideSpec, key_digest: &[u128]) -> Result<RowDigests> {
-    let mut out = RowDigests { row_digest: Vec::new(), value_hashes: Vec::new() };
-    row_digests_into(batch, spec, key_digest, &mut out)?;
+    let mut out = RowDigests::default();
+    row_digests_into(batch, spec, key_digest, &mut out, true)?;
     Ok(out)
 }
 
+/// The multipliers of value column j in the two lanes: a different pair per position, so the same
+/// values in other columns make another digest.
+#[inline]
+fn lane_keys(j: usize) -> (u64, u64) {
+    let j = j as u64 + 1;
+    (MIX[0] ^ j.wrapping_mul(0x9E37_79B9_7F4A_7C15), MIX[1] ^ j.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+}
+
 /// `row_digests` into buffers a worker reuses from batch to batch (no fresh pages per batch).
+///
+/// Each value column is encoded and hashed once, and its hashes folded straight into two 64-bit
+/// lanes per row seeded by the key digest (a multiply-fold chain, wyhash style): the per-column
+/// work streams over contiguous memory and nothing row-major is stored unless `keep_values`.
 pub fn row_digests_into(
     batch: &RecordBatch,
     spec: &SideSpec,
     key_digest: &[u128],
     out: &mut RowDigests,
+    keep_values: bool,
 ) -> Result<()> {
     let n = batch.num_rows();
     let nv = spec.values.len();
+    let lanes = &mut out.lanes;
+    lanes.clear();
+    lanes.extend(key_digest[..n].iter().map(|kd| (*kd as u64, (*kd >> 64) as u64)));
     let value_hashes = &mut out.value_hashes;
     value_hashes.clear();
-    value_hashes.resize(n * nv, 0);
-    for (j, c) in spec.values.iter().enumerate() {
-        encode_column(column(batch, &c.name, &spec.side)?, c, &mut |row: usize, bytes: Option<&[u8]>| {
-            value_hashes[row * nv + j] = value_hash(bytes);
-        })?;
+    if keep_values {
+        value_hashes.resize(n * nv, 0);
     }
-    let mut buf = [0u8; 16 + 8 * 64];
-    let mut long_buf = Vec::new();
-    let width = 16 + 8 * nv;
-    let buf: &mut [u8] = if width <= buf.len() {
-        &mut buf[..width]
-    } else {
-        long_buf.resize(width, 0);
-        &mut long_buf
-    };
-    out.row_digest.clear();
-    out.row_digest.extend((0..n).map(|row| {
-        buf[..16].copy_from_slice(&key_digest[row].to_le_bytes());
-        for (slot, h) in buf[16..].chunks_exact_mut(8).zip(&value_hashes[row * nv..(row + 1) * nv]) {
-            slot.copy_from_slice(&h.to_le_bytes());
+    for (j, c) in spec.values.iter().enumerate() {
+        let (ka, kb) = lane_keys(j);
+        let arr = column(batch, &c.name, &spec.side)?;
+        if keep_values {
+            encode_column(arr, c, &mut |row: usize, bytes: Option<&[u8]>| {
+                let h = value_hash(bytes);
+                let (a, b) = &mut lanes[row];
+                (*a, *b) = (mum(*a ^ h, ka), mum(*b ^ h, kb));
+                value_hashes[row * nv + j] = h;
+            })?;
+        } else {
+            encode_column(arr, c, &mut |row: usize, bytes: Option<&[u8]>| {
+                let h = value_hash(bytes);
+                let (a, b) = &mut lanes[row];
+                (*a, *b) = (mum(*a ^ h, ka), mum(*b ^ h, kb));
+            })?;
         }
-        xxh3_128(buf)
+    }
+    out.row_digest.clear();
+    out.row_digest.extend(lanes.iter().map(|&(a, b)| {
+        // entangle the lanes so each half of the digest depends on both
+        let hi = mum(a ^ MIX[2], b ^ MIX[0]);
+        let lo = mum(b ^ MIX[1], a ^ nv as u64 ^ MIX[2]);
+        ((hi as u128) << 64) | lo as u128
     }));
     Ok(())
 }

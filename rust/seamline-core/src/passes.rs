@@ -42,7 +42,7 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
         cfg.workers,
         cfg.cancel,
         || {
-            let digests = RowDigests { row_digest: Vec::new(), value_hashes: Vec::new() };
+            let digests = RowDigests::default();
             (LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some()), digests)
         },
         |(acc, rows), batch| {
@@ -55,7 +55,7 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
                     Some(sel) => select(&block, keys, &sel)?,
                     None => (block, keys),
                 };
-                row_digests_into(&block, cfg.spec, &keys.key_digest, rows)?;
+                row_digests_into(&block, cfg.spec, &keys.key_digest, rows, false)?;
                 for i in 0..block.num_rows() {
                     acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
                 }

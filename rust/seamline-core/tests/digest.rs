@@ -341,3 +341,48 @@ fn native_integer_keys_digest_like_every_other_form_of_the_key() {
     let whole = key_digests(&full, &spec, &p).unwrap();
     assert_eq!(sliced.key_digest, whole.key_digest[1..3].to_vec());
 }
+
+// ------------------------------------------------------------------------ short value hashing
+
+#[test]
+fn short_values_differing_in_any_byte_or_length_digest_apart() {
+    // The short-value hash reads overlapping words: every byte of every length up to 16 (and just
+    // above, where xxh3 takes over) must still count, and so must the length.
+    let spec = side("s", vec![col("id", INT)], vec![col("v", PLAIN)]);
+    let mut values: Vec<String> = Vec::new();
+    for len in 0..=18usize {
+        let base: String = (0..len).map(|i| (b'a' + i as u8) as char).collect();
+        values.push(base.clone());
+        for pos in 0..len {
+            let mut bytes = base.clone().into_bytes();
+            bytes[pos] = b'Z';
+            values.push(String::from_utf8(bytes).unwrap());
+        }
+        values.push(format!("{base}\0"));
+    }
+    values.sort();
+    values.dedup();
+    let b = batch(vec![
+        ("id", arr(Int64Array::from(vec![7; values.len()]))),
+        ("v", strs(values.iter().map(|s| Some(s.as_str())).collect())),
+    ]);
+    let mut r = rows_of(&b, &spec);
+    r.sort_unstable();
+    r.dedup();
+    assert_eq!(r.len(), values.len(), "two distinct short values digested alike");
+}
+
+#[test]
+fn ascii_and_non_ascii_batches_encode_text_alike() {
+    // An all-ASCII column takes a fast path; the same value next to a non-ASCII one does not.
+    let nfc = LogicalType::String(string_opts(true, false, false, false));
+    let spec = side("s", vec![col("id", INT)], vec![col("v", nfc)]);
+    let ascii = batch(vec![("id", arr(Int64Array::from(vec![1, 2]))), ("v", strs(vec![Some("cafe"), None]))]);
+    let mixed =
+        batch(vec![("id", arr(Int64Array::from(vec![1, 2]))), ("v", strs(vec![Some("cafe"), Some("café")]))]);
+    assert_eq!(rows_of(&ascii, &spec)[0], rows_of(&mixed, &spec)[0]);
+    // and NFC still applies where it must: decomposed e + combining acute == precomposed é
+    let decomposed =
+        batch(vec![("id", arr(Int64Array::from(vec![2]))), ("v", strs(vec![Some("cafe\u{301}")]))]);
+    assert_eq!(rows_of(&mixed, &spec)[1], rows_of(&decomposed, &spec)[0]);
+}

@@ -206,18 +206,12 @@ impl PyLeafSet {
         format!("{:032x}", core::MerkleTree::build(&self.0).root())
     }
 
-    /// Leaves that differ from `other`: a top-down merkle walk for dense leaf spaces, a merge of
-    /// the sorted leaves for sparse (refined) ones.
+    /// Leaves that differ from `other`. Both sets are here in full, so one merge of the sorted
+    /// leaves finds them (the same answer as a top-down walk of the two merkle trees, without
+    /// building them: a tree pays off where only roots travel).
     fn mismatched(&self, py: Python<'_>, other: &PyLeafSet) -> BResult<Vec<u64>> {
         let (a, b) = (&self.0, &other.0);
-        py.detach(|| {
-            if a.num_leaves() <= (1 << 22) && (a.num_ranges, a.fanout_bits) == (b.num_ranges, b.fanout_bits) {
-                Ok(core::MerkleTree::build(a).diff(&core::MerkleTree::build(b)))
-            } else {
-                a.mismatched(b)
-            }
-        })
-        .map_err(BoundaryError::from)
+        py.detach(|| a.mismatched(b)).map_err(BoundaryError::from)
     }
 
     /// Add a partial set of the same leaf space (another shard); returns the sum.
