@@ -24,6 +24,11 @@ class RowCounter:
     @property
     def value(self) -> int: ...
 
+class RowLeaves:
+    def __init__(self) -> None: ...
+    @property
+    def num_rows(self) -> int: ...
+
 class SideSpec:
     def __init__(self, side: str, key: list[dict[str, Any]], values: list[dict[str, Any]]) -> None: ...
     @property
@@ -69,6 +74,7 @@ def hash_pass(
     shift: int = 0,
     cancel: CancelToken | None = None,
     counter: RowCounter | None = None,
+    remember: RowLeaves | None = None,
 ) -> LeafSet: ...
 def collect_pass(
     streams: list[Any],
@@ -78,6 +84,7 @@ def collect_pass(
     shift: int = 0,
     cancel: CancelToken | None = None,
     counter: RowCounter | None = None,
+    known: RowLeaves | None = None,
 ) -> Collected: ...
 def classify(source: Collected, target: Collected, n_values: int) -> dict[str, list[Any]]: ...
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...

@@ -26,7 +26,7 @@ import pyarrow as pa
 from seamline import _core
 from seamline.compare import Integer
 from seamline.seam import SeamColumns
-from seamline.sources.base import KeyRange, ScanRequest, Source
+from seamline.sources.base import KeyRange, ScanRequest, Source, replays_identically
 
 ROWS_PER_PUSHED_RANGE = 32
 MAX_PUSHED_RANGES = 262_144
@@ -176,6 +176,12 @@ class Engine:
         self.passes: list[PassStats] = []
         self.cancel = _core.CancelToken()
         self.rows_read = {side: _core.RowCounter() for side in self.sides}
+        #: the leaf of every row of a side held in memory (read whole each time), remembered by its
+        #: first hash pass so the diff pass need not hash every key again
+        self.row_leaves = {
+            side: _core.RowLeaves() if replays_identically(src) and not pushdown[side] else None
+            for side, src in self.sides.items()
+        }
 
     def _readers(self, ranges: list[KeyRange] | None) -> int:
         """Streams per side. A full read runs both sides at once, so each gets half the cores (more
@@ -186,11 +192,14 @@ class Engine:
         return self.opts.parallelism
 
     def _streams(self, side: str, ranges: list[KeyRange] | None) -> list[Any]:
+        pushed = ranges if self.pushdown[side] else None
+        # a side read whole is read the same way every time: its remembered leaves then line up
+        readers = self._readers(pushed if self.row_leaves[side] is not None else ranges)
         request = ScanRequest(
             columns=self.seam.names(side),
             key=self.seam.key_names(side),
-            ranges=ranges if self.pushdown[side] else None,
-            parallelism=self._readers(ranges),
+            ranges=pushed,
+            parallelism=readers,
         )
         return self.sides[side].open(request)
 
@@ -211,6 +220,7 @@ class Engine:
             shift,
             self.cancel,
             self.rows_read[side],
+            remember=self.row_leaves[side] if parents is None else None,
         )
         kind = "hash" if parents is None else "refine"
         self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
@@ -221,7 +231,14 @@ class Engine:
     ) -> _core.Collected:
         started = time.perf_counter()
         collected = _core.collect_pass(
-            self._streams(side, ranges), self.specs[side], p, leaves, 0, self.cancel, self.rows_read[side]
+            self._streams(side, ranges),
+            self.specs[side],
+            p,
+            leaves,
+            0,
+            self.cancel,
+            self.rows_read[side],
+            known=self.row_leaves[side],
         )
         self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))
         return collected

@@ -30,6 +30,9 @@ def _sample_rows(num_rows: int, n: int) -> pa.Array:
 class ArrowSource:
     """A side held in memory as an Arrow table."""
 
+    #: the table is immutable: every open() with one request yields the same slices
+    replays_identically = True
+
     def __init__(self, obj: Any, name: str = "arrow") -> None:
         if not hasattr(obj, "__arrow_c_stream__"):
             raise InvalidInputError(

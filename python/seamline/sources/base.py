@@ -119,3 +119,10 @@ def pushes_down(source: object, key: Sequence[str]) -> bool:
     sources without it are read whole and the core filters the rows."""
     check = getattr(source, "can_push_down", None)
     return bool(check(key)) if check is not None else False
+
+
+def replays_identically(source: object) -> bool:
+    """Whether every `open` of `source` with the same request yields the same batches in the same
+    order (its optional `replays_identically` attribute: data held in memory). The engine then
+    remembers the leaf of each row during the hash pass instead of hashing keys again later."""
+    return bool(getattr(source, "replays_identically", False))

@@ -20,5 +20,7 @@ pub use leaves::{Leaf, LeafSet};
 pub use logical::{ColumnSpec, LogicalType, SideSpec, StringOptions, TimePrecision};
 pub use merkle::MerkleTree;
 pub use partition::{coalesce_ranges, Partitioner};
-pub use passes::{collect_pass, hash_pass, Collected, PassConfig};
-pub use scan::BatchStream;
+pub use passes::{
+    collect_pass, collect_pass_known, hash_pass, hash_pass_remembering, Collected, PassConfig, RowLeaves,
+};
+pub use scan::{BatchStream, SliceTag};

@@ -1,16 +1,21 @@
 //! The two kinds of pass over a side: the hash pass (leaf summaries only, memory O(leaves)) and the
 //! collect pass (keep the rows of a few mismatched leaves for the row-by-row diff).
+//!
+//! A side held in memory is read again unchanged, slice for slice (see `SliceTag`), so its hash
+//! pass can remember the leaf of every row (4 bytes a row) and its collect pass then picks the rows
+//! of the mismatched leaves without hashing every key a second time.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, UInt32Array};
 
 use crate::digest::{key_digests, row_digests, row_digests_into, select, selection, LeafFilter, RowDigests};
 use crate::error::Result;
 use crate::leaves::{LeafAccumulator, LeafSet};
 use crate::logical::SideSpec;
 use crate::partition::Partitioner;
-use crate::scan::{run_parallel, BatchStream};
+use crate::scan::{run_parallel, BatchStream, SliceTag};
 
 /// Rows digested at a time within a batch.
 const BLOCK_ROWS: usize = 8192;
@@ -34,23 +39,65 @@ impl PassConfig<'_> {
     }
 }
 
+/// The leaf of every row of a side, slice by slice, as a hash pass saw them.
+#[derive(Debug, Default)]
+pub struct RowLeaves {
+    /// The leaf space the ids belong to: (ranges, fanout bits). A collect pass over another (a
+    /// refined partitioner) cannot use them.
+    shape: (u64, u32),
+    slices: HashMap<SliceTag, Vec<u32>>,
+}
+
+impl RowLeaves {
+    /// The leaves of a slice, when it was seen with this many rows in this leaf space.
+    fn of(&self, tag: SliceTag, rows: usize, p: &Partitioner) -> Option<&[u32]> {
+        if self.shape != (p.num_ranges(), p.fanout_bits()) {
+            return None;
+        }
+        self.slices.get(&tag).map(Vec::as_slice).filter(|l| l.len() == rows)
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.slices.values().map(Vec::len).sum()
+    }
+}
+
 /// Leaf summaries of every row of every stream.
 pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet> {
+    Ok(hash_pass_inner(streams, cfg, false)?.0)
+}
+
+/// `hash_pass` that also remembers the leaf of every row, for a collect pass over the same
+/// streams (`collect_pass_known`). Leaf ids must fit 32 bits, and no filter may be set.
+pub fn hash_pass_remembering(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<(LeafSet, RowLeaves)> {
+    let remember = cfg.filter.is_none() && cfg.partitioner.num_leaves() <= u32::MAX as u64 + 1;
+    hash_pass_inner(streams, cfg, remember)
+}
+
+fn hash_pass_inner(
+    streams: Vec<BatchStream>,
+    cfg: &PassConfig,
+    remember: bool,
+) -> Result<(LeafSet, RowLeaves)> {
     let p = cfg.partitioner;
-    let accs = run_parallel(
+    let states = run_parallel(
         streams,
         cfg.workers,
         cfg.cancel,
         || {
-            let digests = RowDigests::default();
-            (LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some()), digests)
+            let acc = LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some());
+            (acc, RowDigests::default(), Vec::<(SliceTag, Vec<u32>)>::new())
         },
-        |(acc, rows), batch| {
+        |(acc, rows, seen), tag, batch| {
             cfg.count(batch.num_rows());
+            let mut slice_leaves = Vec::with_capacity(if remember { batch.num_rows() } else { 0 });
             // blocks small enough that the per-column hashes of a block stay in cache
             for offset in (0..batch.num_rows()).step_by(BLOCK_ROWS) {
                 let block = batch.slice(offset, BLOCK_ROWS.min(batch.num_rows() - offset));
                 let keys = key_digests(&block, cfg.spec, p)?;
+                if remember {
+                    slice_leaves.extend(keys.leaf.iter().map(|&l| l as u32));
+                }
                 let (block, keys) = match selection(&keys, cfg.filter) {
                     Some(sel) => select(&block, keys, &sel)?,
                     None => (block, keys),
@@ -60,11 +107,19 @@ pub fn hash_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<LeafSet>
                     acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
                 }
             }
+            if remember {
+                seen.push((tag, slice_leaves));
+            }
             Ok(())
         },
     )?;
-    let accs = accs.into_iter().map(|(acc, _)| acc).collect();
-    Ok(LeafSet::from_accumulators(p.num_ranges(), p.fanout_bits(), accs))
+    let mut accs = Vec::with_capacity(states.len());
+    let mut remembered = RowLeaves { shape: (p.num_ranges(), p.fanout_bits()), ..RowLeaves::default() };
+    for (acc, _, seen) in states {
+        accs.push(acc);
+        remembered.slices.extend(seen);
+    }
+    Ok((LeafSet::from_accumulators(p.num_ranges(), p.fanout_bits(), accs), remembered))
 }
 
 /// The rows of one side that fall in the filtered leaves, with their digests.
@@ -98,13 +153,37 @@ impl Collected {
 }
 
 pub fn collect_pass(streams: Vec<BatchStream>, cfg: &PassConfig) -> Result<Collected> {
+    collect_pass_known(streams, cfg, &RowLeaves::default())
+}
+
+/// `collect_pass` over the streams a `hash_pass_remembering` read: a slice whose leaves are known
+/// is filtered by them, and only its kept rows are hashed (any other slice is read as usual).
+pub fn collect_pass_known(
+    streams: Vec<BatchStream>,
+    cfg: &PassConfig,
+    known: &RowLeaves,
+) -> Result<Collected> {
     let p = cfg.partitioner;
-    let parts = run_parallel(streams, cfg.workers, cfg.cancel, Collected::default, |out, batch| {
+    let parts = run_parallel(streams, cfg.workers, cfg.cancel, Collected::default, |out, tag, batch| {
         cfg.count(batch.num_rows());
-        let keys = key_digests(&batch, cfg.spec, p)?;
-        let (batch, keys) = match selection(&keys, cfg.filter) {
-            Some(sel) => select(&batch, keys, &sel)?,
-            None => (batch, keys),
+        let (batch, keys) = match (known.of(tag, batch.num_rows(), p), cfg.filter) {
+            (Some(leaves), Some(filter)) => {
+                let sel: UInt32Array =
+                    (0..leaves.len() as u32).filter(|&i| filter.admits(leaves[i as usize] as u64)).collect();
+                if sel.is_empty() {
+                    return Ok(());
+                }
+                let batch = arrow_select::take::take_record_batch(&batch, &sel)?;
+                let keys = key_digests(&batch, cfg.spec, p)?;
+                (batch, keys)
+            }
+            _ => {
+                let keys = key_digests(&batch, cfg.spec, p)?;
+                match selection(&keys, cfg.filter) {
+                    Some(sel) => select(&batch, keys, &sel)?,
+                    None => (batch, keys),
+                }
+            }
         };
         if batch.num_rows() == 0 {
             return Ok(());

@@ -15,7 +15,11 @@ pub type BatchStream = Box<dyn Iterator<Item = std::result::Result<RecordBatch, 
 /// Large batches are cut into slices of this many rows so every worker gets a share.
 const SLICE_ROWS: usize = 65_536;
 
-/// Run `step` over every batch of every stream on `workers` threads. Each worker starts from
+/// Where a slice came from: (stream index, slice number within the stream). Reading the same
+/// in-memory data again through the same streams gives every slice the same tag.
+pub type SliceTag = (u32, u64);
+
+/// Run `step` over every batch (sliced, tagged) of every stream on `workers` threads. Each worker starts from
 /// `init()`; the per-worker states are returned. Stops early (and returns the first error) when a
 /// stream or a step fails, or when `cancel` is set (then `CoreError::Cancelled`).
 pub fn run_parallel<S, I, F>(
@@ -28,10 +32,10 @@ pub fn run_parallel<S, I, F>(
 where
     S: Send,
     I: Fn() -> S + Sync,
-    F: Fn(&mut S, RecordBatch) -> Result<()> + Sync,
+    F: Fn(&mut S, SliceTag, RecordBatch) -> Result<()> + Sync,
 {
     let workers = workers.max(1);
-    let (tx, rx) = crossbeam_channel::bounded::<RecordBatch>(workers * 2);
+    let (tx, rx) = crossbeam_channel::bounded::<(SliceTag, RecordBatch)>(workers * 2);
     let first_error: Mutex<Option<CoreError>> = Mutex::new(None);
     let fail = |e: CoreError| {
         let mut slot = first_error.lock().unwrap();
@@ -39,10 +43,11 @@ where
         cancel.store(true, Ordering::SeqCst);
     };
     let states = std::thread::scope(|scope| {
-        for stream in streams {
+        for (index, stream) in streams.into_iter().enumerate() {
             let tx = tx.clone();
             let fail = &fail;
             scope.spawn(move || {
+                let mut seq = 0u64;
                 for item in stream {
                     if cancel.load(Ordering::Relaxed) {
                         return;
@@ -52,10 +57,11 @@ where
                             let mut offset = 0;
                             while offset < batch.num_rows() {
                                 let len = SLICE_ROWS.min(batch.num_rows() - offset);
-                                if tx.send(batch.slice(offset, len)).is_err() {
+                                if tx.send(((index as u32, seq), batch.slice(offset, len))).is_err() {
                                     return;
                                 }
                                 offset += len;
+                                seq += 1;
                             }
                         }
                         Err(e) => return fail(CoreError::Arrow(e)),
@@ -70,11 +76,11 @@ where
                 let (init, step, fail) = (&init, &step, &fail);
                 scope.spawn(move || {
                     let mut state = init();
-                    for batch in rx.iter() {
+                    for (tag, batch) in rx.iter() {
                         if cancel.load(Ordering::Relaxed) {
                             continue; // drain so readers can finish
                         }
-                        if let Err(e) = step(&mut state, batch) {
+                        if let Err(e) = step(&mut state, tag, batch) {
                             fail(e);
                         }
                     }

@@ -12,8 +12,8 @@ use common::*;
 use seamline_core::digest::ordering_keys;
 use seamline_core::passes::Collected;
 use seamline_core::{
-    classify, collect_pass, hash_pass, BatchStream, CoreError, DiffKind, Difference, LeafFilter, LeafSet,
-    LogicalType, Partitioner, PassConfig, Side, SideSpec,
+    classify, collect_pass, collect_pass_known, hash_pass, hash_pass_remembering, BatchStream, CoreError,
+    DiffKind, Difference, LeafFilter, LeafSet, LogicalType, Partitioner, PassConfig, Side, SideSpec,
 };
 
 const INT: LogicalType = LogicalType::Integer;
@@ -443,4 +443,88 @@ fn classify_by_hand() {
     );
     assert!(classify(&Collected::default(), &Collected::default(), 3).is_empty());
     assert!(classify(&src, &src, 2).iter().all(|d| d.kind == DiffKind::Duplicate));
+}
+
+// ------------------------------------------------------------------ remembered leaves (in memory)
+
+/// 200,000 rows in batches larger than a slice, over three streams: many slices, any worker.
+fn big_table() -> RecordBatch {
+    let ids: Vec<i64> = (0..200_000).map(|i| i * 3).collect();
+    let names: Vec<Option<String>> =
+        ids.iter().map(|i| if i % 11 == 0 { None } else { Some(format!("n{i}")) }).collect();
+    let prices: Vec<i128> = ids.iter().map(|&i| i as i128 * 7).collect();
+    batch(vec![
+        ("id", arr(Int64Array::from(ids))),
+        ("name", arr(StringArray::from(names))),
+        ("price", arr(Decimal128Array::from(prices).with_precision_and_scale(10, 2).unwrap())),
+    ])
+}
+
+fn big_partitioner(fanout: u32) -> Partitioner {
+    let b = batch(vec![("id", arr(Int64Array::from(vec![100_000, 250_000, 400_000])))]);
+    Partitioner::new(ordering_keys(&b, &spec("source")).unwrap(), fanout).unwrap()
+}
+
+fn config<'a>(
+    s: &'a SideSpec,
+    p: &'a Partitioner,
+    filter: Option<&'a LeafFilter>,
+    cancel: &'a AtomicBool,
+) -> PassConfig<'a> {
+    PassConfig { spec: s, partitioner: p, filter, workers: 2, cancel, rows_read: None }
+}
+
+/// Every collected row as (key digest, row digest, value hashes, leaf), sorted: order-free.
+fn rows_of(c: &Collected, n_values: usize) -> Vec<(u128, u128, Vec<u64>, u64)> {
+    let mut out: Vec<_> = (0..c.len())
+        .map(|i| {
+            let v = c.value_hashes[i * n_values..(i + 1) * n_values].to_vec();
+            (c.key_digest[i], c.row_digest[i], v, c.leaf[i])
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn remembered_leaves_pick_exactly_the_rows_rehashing_picks() {
+    let (s, table, cancel) = (spec("source"), big_table(), AtomicBool::new(false));
+    let p = big_partitioner(8);
+    let (leaves, known) =
+        hash_pass_remembering(streams_of(&table, 90_000, 3), &config(&s, &p, None, &cancel)).unwrap();
+    assert_eq!(known.num_rows(), table.num_rows(), "one leaf per row");
+    assert_eq!(leaves, hash(streams_of(&table, 90_000, 3), &s, &p, None), "same summaries as a plain pass");
+    // every 5th non-empty leaf, as if it mismatched
+    let picked: Vec<u64> = leaves.leaves.iter().map(|(id, _)| *id).step_by(5).collect();
+    let filter = LeafFilter::new(picked.iter().copied(), 0);
+    let via_known =
+        collect_pass_known(streams_of(&table, 90_000, 3), &config(&s, &p, Some(&filter), &cancel), &known)
+            .unwrap();
+    let rehashed = collect(streams_of(&table, 90_000, 3), &s, &p, &filter);
+    assert!(!rehashed.is_empty() && rehashed.len() < table.num_rows() / 3);
+    assert_eq!(rows_of(&via_known, 2), rows_of(&rehashed, 2));
+    assert!(via_known.leaf.iter().all(|l| picked.contains(l)));
+}
+
+#[test]
+fn remembered_leaves_are_not_used_where_they_do_not_fit() {
+    let (s, table, cancel) = (spec("source"), big_table(), AtomicBool::new(false));
+    let p = big_partitioner(6);
+    let (_, known) =
+        hash_pass_remembering(streams_of(&table, 90_000, 3), &config(&s, &p, None, &cancel)).unwrap();
+    // a refined leaf space: the remembered (coarser) ids would select the wrong rows
+    let finer = p.refined(4).unwrap();
+    let children: Vec<u64> = (0..finer.num_leaves()).step_by(7).collect();
+    let filter = LeafFilter::new(children.iter().copied(), 0);
+    let cfg = config(&s, &finer, Some(&filter), &cancel);
+    let via_known = collect_pass_known(streams_of(&table, 90_000, 3), &cfg, &known).unwrap();
+    assert_eq!(
+        rows_of(&via_known, 2),
+        rows_of(&collect(streams_of(&table, 90_000, 3), &s, &finer, &filter), 2)
+    );
+    // other slicing (another batch size): slices whose lengths differ are hashed again
+    let filter = LeafFilter::new((0..p.num_leaves()).step_by(3), 0);
+    let cfg = config(&s, &p, Some(&filter), &cancel);
+    let via_known = collect_pass_known(streams_of(&table, 50_000, 3), &cfg, &known).unwrap();
+    assert_eq!(rows_of(&via_known, 2), rows_of(&collect(streams_of(&table, 50_000, 3), &s, &p, &filter), 2));
 }

@@ -2,7 +2,7 @@
 //! Every pass runs through `detached`, which releases the GIL and still answers Ctrl-C.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -251,6 +251,25 @@ impl PyCollected {
     }
 }
 
+/// The leaf of every row of an in-memory side, filled by its hash pass and read by its collect
+/// pass (the same data through the same streams), so the collect pass skips re-hashing keys.
+#[pyclass(name = "RowLeaves", module = "seamline._core", frozen)]
+pub struct PyRowLeaves(Mutex<Arc<core::RowLeaves>>);
+
+#[pymethods]
+impl PyRowLeaves {
+    #[new]
+    fn new() -> Self {
+        Self(Mutex::new(Arc::new(core::RowLeaves::default())))
+    }
+
+    /// Rows whose leaf is remembered (0 before the hash pass).
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.0.lock().unwrap().num_rows()
+    }
+}
+
 fn make_filter(parents: Option<Vec<u64>>, shift: u32) -> Option<LeafFilter> {
     parents.map(|p| LeafFilter::new(p, shift))
 }
@@ -291,7 +310,7 @@ fn run_pass<T: Send>(
 /// With `parents`, only rows whose `leaf >> shift` is in `parents` count.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // a Python signature: keyword arguments with defaults
-#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None, counter=None))]
+#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None, counter=None, remember=None))]
 pub fn hash_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -301,15 +320,22 @@ pub fn hash_pass(
     shift: u32,
     cancel: Option<&PyCancelToken>,
     counter: Option<&PyRowCounter>,
+    remember: Option<&PyRowLeaves>,
 ) -> BResult<PyLeafSet> {
     let args = PassArgs { spec, partitioner, filter: make_filter(parents, shift), cancel, counter };
-    Ok(PyLeafSet(run_pass(py, streams, args, core::hash_pass)?))
+    let Some(remember) = remember else {
+        return Ok(PyLeafSet(run_pass(py, streams, args, core::hash_pass)?));
+    };
+    let (leaves, rows) = run_pass(py, streams, args, core::hash_pass_remembering)?;
+    *remember.0.lock().unwrap() = Arc::new(rows);
+    Ok(PyLeafSet(leaves))
 }
 
-/// Keep the rows of `streams` whose `leaf >> shift` is in `parents`, with their digests.
+/// Keep the rows of `streams` whose `leaf >> shift` is in `parents`, with their digests. With
+/// `known` (filled by a hash pass over the same streams), rows are picked by their remembered leaf.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // a Python signature: keyword arguments with defaults
-#[pyo3(signature = (streams, spec, partitioner, parents, shift=0, cancel=None, counter=None))]
+#[pyo3(signature = (streams, spec, partitioner, parents, shift=0, cancel=None, counter=None, known=None))]
 pub fn collect_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -319,9 +345,12 @@ pub fn collect_pass(
     shift: u32,
     cancel: Option<&PyCancelToken>,
     counter: Option<&PyRowCounter>,
+    known: Option<&PyRowLeaves>,
 ) -> BResult<PyCollected> {
     let args = PassArgs { spec, partitioner, filter: make_filter(Some(parents), shift), cancel, counter };
-    Ok(PyCollected(run_pass(py, streams, args, core::collect_pass)?))
+    let known = known.map_or_else(|| Arc::new(core::RowLeaves::default()), |k| k.0.lock().unwrap().clone());
+    let pass = move |streams, cfg: &core::PassConfig| core::collect_pass_known(streams, cfg, &known);
+    Ok(PyCollected(run_pass(py, streams, args, pass)?))
 }
 
 /// Classify the differing keys of two collected sides. Returns a dict of equal-length lists:
