@@ -269,9 +269,9 @@ class Engine:
         for group in _groups(leaves, sizes, self.opts.diff_budget_rows):
             ranges = key_ranges(group, p.fanout_bits, bounds)
             a, b = self._both(self._collect, p, group, ranges)
-            classified = _core.classify(a, b, len(self.seam.values))
+            src_rows, dst_rows, classified = _core.classify(a, b, len(self.seam.values))
             if classified["kind"]:
-                diffs.append((a.to_pyarrow(), b.to_pyarrow(), classified))
+                diffs.append((src_rows, dst_rows, classified))
         return diffs
 
     def recheck(self, previous: EngineOutput) -> EngineOutput:
@@ -281,8 +281,7 @@ class Engine:
         bounds = _bound_tuples(previous.bounds)
         ranges = key_ranges(leaves, p.fanout_bits, bounds)
         src, dst = self._both(self._hash, p, leaves, 0, ranges)
-        still = src.mismatched(dst)
-        sizes = [max(x, y) for x, y in zip(src.counts(still), dst.counts(still), strict=True)]
+        still, sizes = src.mismatched_sizes(dst)
         return EngineOutput(
             source_rows=src.total_rows,
             target_rows=dst.total_rows,
@@ -328,20 +327,14 @@ class Engine:
             src, dst = self._both(self._hash, p, mine, p.fanout_bits, span if mine else [])
         leafsets = (src, dst)
         totals = (src.total_rows, dst.total_rows)
-        mismatched = src.mismatched(dst)
-
-        def candidates(a: _core.LeafSet, b: _core.LeafSet, leaves: list[int]) -> list[int]:
-            return [max(x, y) for x, y in zip(a.counts(leaves), b.counts(leaves), strict=True)]
-
-        sizes = candidates(src, dst, mismatched)
+        mismatched, sizes = src.mismatched_sizes(dst)
         for _ in range(MAX_REFINEMENTS):
             if sum(sizes) <= self.opts.diff_budget_rows or not mismatched:
                 break
             finer = p.refined(REFINE_BITS)
             ranges = key_ranges(mismatched, p.fanout_bits, bound_values)
             src, dst = self._both(self._hash, finer, mismatched, REFINE_BITS, ranges)
-            refined = src.mismatched(dst)
-            refined_sizes = candidates(src, dst, refined)
+            refined, refined_sizes = src.mismatched_sizes(dst)
             p, mismatched, improved = finer, refined, sum(refined_sizes) < sum(sizes) / 2
             sizes = refined_sizes
             if not improved:  # dense drift: finer leaves no longer narrow it down

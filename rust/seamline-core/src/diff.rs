@@ -1,5 +1,8 @@
 //! Row-by-row classification of the collected rows of two sides, joined by key digest.
 
+use arrow_array::RecordBatch;
+
+use crate::error::Result;
 use crate::fasthash::FastMap;
 use crate::passes::Collected;
 
@@ -45,22 +48,40 @@ pub struct Difference {
     pub occurrences: usize,
 }
 
-/// Where one key occurs on one side: its first row and how many rows carry it.
-#[derive(Clone, Copy, Default)]
+/// Where one key occurs on one side: its first row (NONE: absent) and how many rows carry it.
+/// 32-bit fields keep a map entry at 32 bytes: the map is as large as the collected rows and its
+/// cache misses are most of what classifying costs.
+#[derive(Clone, Copy)]
 struct Occurrence {
-    first: Option<usize>,
-    count: usize,
+    first: u32,
+    count: u32,
 }
 
+impl Default for Occurrence {
+    fn default() -> Self {
+        Occurrence { first: NONE, count: 0 }
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
 impl Occurrence {
+    #[inline]
     fn add(&mut self, row: usize) {
-        self.first.get_or_insert(row);
+        if self.first == NONE {
+            self.first = row as u32;
+        }
         self.count += 1;
+    }
+
+    fn first(&self) -> Option<usize> {
+        (self.first != NONE).then_some(self.first as usize)
     }
 }
 
 /// Classify every key whose rows differ between the two sides.
 pub fn classify(source: &Collected, target: &Collected, n_values: usize) -> Vec<Difference> {
+    assert!(source.len() < NONE as usize && target.len() < NONE as usize, "diff groups hold < 2^32 rows");
     let mut by_key: FastMap<u128, [Occurrence; 2]> = FastMap::default();
     by_key.reserve(source.len().max(target.len()));
     for (i, kd) in source.key_digest.iter().enumerate() {
@@ -71,7 +92,7 @@ pub fn classify(source: &Collected, target: &Collected, n_values: usize) -> Vec<
     }
     let mut out = Vec::new();
     for [s, t] in by_key.values() {
-        let (s0, t0) = (s.first, t.first);
+        let (s0, t0) = (s.first(), t.first());
         for (occ, side) in [(s, Side::Source), (t, Side::Target)] {
             if occ.count > 1 {
                 out.push(Difference {
@@ -80,7 +101,7 @@ pub fn classify(source: &Collected, target: &Collected, n_values: usize) -> Vec<
                     target_row: t0,
                     columns: vec![],
                     duplicate_side: Some(side),
-                    occurrences: occ.count,
+                    occurrences: occ.count as usize,
                 });
             }
         }
@@ -108,4 +129,33 @@ pub fn classify(source: &Collected, target: &Collected, n_values: usize) -> Vec<
     }
     out.sort_by_key(|d| (d.source_row.or(d.target_row), d.kind));
     out
+}
+
+/// Only the rows the differences point at, from each side, and the differences re-pointed into
+/// them: most kept rows belong to equal rows that merely share a leaf with a difference, and need
+/// not travel further (to Python, into the report).
+pub fn compact(
+    source: &Collected,
+    target: &Collected,
+    diffs: &mut [Difference],
+) -> Result<(Option<RecordBatch>, Option<RecordBatch>)> {
+    fn side(
+        collected: &Collected,
+        diffs: &mut [Difference],
+        row: fn(&mut Difference) -> &mut Option<usize>,
+    ) -> Result<Option<RecordBatch>> {
+        let mut new_index = vec![usize::MAX; collected.len()];
+        let mut kept = Vec::new();
+        for d in diffs.iter_mut() {
+            if let Some(r) = row(d) {
+                if new_index[*r] == usize::MAX {
+                    new_index[*r] = kept.len();
+                    kept.push(*r);
+                }
+                *r = new_index[*r];
+            }
+        }
+        collected.take_rows(&kept)
+    }
+    Ok((side(source, diffs, |d| &mut d.source_row)?, side(target, diffs, |d| &mut d.target_row)?))
 }

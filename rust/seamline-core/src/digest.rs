@@ -344,7 +344,9 @@ impl LeafFilter {
 /// Rows of `keys` admitted by `filter`, as take-indices (None: every row).
 pub fn selection(keys: &KeyDigests, filter: Option<&LeafFilter>) -> Option<UInt32Array> {
     let f = filter?;
-    Some(keys.leaf.iter().enumerate().filter(|(_, l)| f.admits(**l)).map(|(i, _)| i as u32).collect())
+    let rows: Vec<u32> =
+        keys.leaf.iter().enumerate().filter(|(_, l)| f.admits(**l)).map(|(i, _)| i as u32).collect();
+    Some(UInt32Array::from(rows))
 }
 
 /// Keep only the selected rows of a batch and of its key digests.

@@ -68,14 +68,17 @@ impl LeafAccumulator {
     }
 
     fn into_pairs(self) -> Vec<(u64, Leaf)> {
-        let mut pairs: Vec<(u64, Leaf)> = match self {
+        match self {
+            // enumerated in id order: already sorted
             LeafAccumulator::Dense(v) => {
                 v.into_iter().enumerate().filter(|(_, l)| l.count > 0).map(|(i, l)| (i as u64, l)).collect()
             }
-            LeafAccumulator::Sparse(m) => m.into_iter().collect(),
-        };
-        pairs.sort_unstable_by_key(|(id, _)| *id);
-        pairs
+            LeafAccumulator::Sparse(m) => {
+                let mut pairs: Vec<(u64, Leaf)> = m.into_iter().collect();
+                pairs.sort_unstable_by_key(|(id, _)| *id);
+                pairs
+            }
+        }
     }
 }
 
@@ -95,8 +98,24 @@ impl LeafSet {
     }
 
     pub fn from_accumulators(num_ranges: u64, fanout_bits: u32, accs: Vec<LeafAccumulator>) -> Self {
-        let mut set = Self::empty(num_ranges, fanout_bits);
+        // Dense partials (one per worker of a full pass) add up element by element first: one
+        // sequential sweep instead of a sorted pair list per worker and a merge of those.
+        let mut dense: Option<Vec<Leaf>> = None;
+        let mut sparse = Vec::new();
         for acc in accs {
+            match (acc, dense.as_mut()) {
+                (LeafAccumulator::Dense(v), None) => dense = Some(v),
+                (LeafAccumulator::Dense(v), Some(total)) => {
+                    total.iter_mut().zip(&v).for_each(|(t, l)| t.merge(l));
+                }
+                (other, _) => sparse.push(other),
+            }
+        }
+        let mut set = Self::empty(num_ranges, fanout_bits);
+        if let Some(total) = dense {
+            set.merge_pairs(LeafAccumulator::Dense(total).into_pairs());
+        }
+        for acc in sparse {
             set.merge_pairs(acc.into_pairs());
         }
         set
@@ -115,6 +134,10 @@ impl LeafSet {
     }
 
     fn merge_pairs(&mut self, other: Vec<(u64, Leaf)>) {
+        if self.leaves.is_empty() {
+            self.leaves = other;
+            return;
+        }
         let mine = std::mem::take(&mut self.leaves);
         let mut out = Vec::with_capacity(mine.len().max(other.len()));
         let (mut a, mut b) = (mine.into_iter().peekable(), other.into_iter().peekable());
@@ -153,6 +176,11 @@ impl LeafSet {
 
     /// Leaf ids whose summaries differ (present on one side only counts as differing).
     pub fn mismatched(&self, other: &LeafSet) -> Result<Vec<u64>> {
+        Ok(self.mismatched_sizes(other)?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// `mismatched`, each leaf with the larger of its two row counts (what diffing it holds).
+    pub fn mismatched_sizes(&self, other: &LeafSet) -> Result<Vec<(u64, u64)>> {
         self.check_same_shape(other)?;
         let mut out = Vec::new();
         let (mut i, mut j) = (0, 0);
@@ -161,21 +189,21 @@ impl LeafSet {
             match (a.get(i), b.get(j)) {
                 (Some(x), Some(y)) if x.0 == y.0 => {
                     if x.1 != y.1 {
-                        out.push(x.0);
+                        out.push((x.0, x.1.count.max(y.1.count)));
                     }
                     i += 1;
                     j += 1;
                 }
                 (Some(x), Some(y)) if x.0 < y.0 => {
-                    out.push(x.0);
+                    out.push((x.0, x.1.count));
                     i += 1;
                 }
                 (Some(_), Some(y)) | (None, Some(y)) => {
-                    out.push(y.0);
+                    out.push((y.0, y.1.count));
                     j += 1;
                 }
                 (Some(x), None) => {
-                    out.push(x.0);
+                    out.push((x.0, x.1.count));
                     i += 1;
                 }
                 (None, None) => unreachable!(),

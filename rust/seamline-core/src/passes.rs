@@ -143,6 +143,30 @@ impl Collected {
         self.key_digest.is_empty()
     }
 
+    /// The given rows (indexes into all kept rows, in any order) as one batch, in that order;
+    /// None when nothing was kept.
+    pub fn take_rows(&self, rows: &[usize]) -> Result<Option<RecordBatch>> {
+        let Some(first) = self.batches.first() else { return Ok(None) };
+        let mut starts = Vec::with_capacity(self.batches.len());
+        let mut total = 0;
+        for b in &self.batches {
+            starts.push(total);
+            total += b.num_rows();
+        }
+        let at: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|&r| {
+                let batch = starts.partition_point(|&s| s <= r) - 1;
+                (batch, r - starts[batch])
+            })
+            .collect();
+        if at.is_empty() {
+            return Ok(Some(first.slice(0, 0)));
+        }
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        Ok(Some(arrow_select::interleave::interleave_record_batch(&batches, &at)?))
+    }
+
     fn append(&mut self, mut other: Collected) {
         self.batches.append(&mut other.batches);
         self.key_digest.append(&mut other.key_digest);
@@ -168,8 +192,11 @@ pub fn collect_pass_known(
         cfg.count(batch.num_rows());
         let (batch, keys) = match (known.of(tag, batch.num_rows(), p), cfg.filter) {
             (Some(leaves), Some(filter)) => {
-                let sel: UInt32Array =
+                // into a Vec first: collecting an iterator straight into an Arrow array goes
+                // through a builder, value by value
+                let sel: Vec<u32> =
                     (0..leaves.len() as u32).filter(|&i| filter.admits(leaves[i as usize] as u64)).collect();
+                let sel = UInt32Array::from(sel);
                 if sel.is_empty() {
                     return Ok(());
                 }

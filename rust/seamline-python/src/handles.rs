@@ -214,6 +214,12 @@ impl PyLeafSet {
         py.detach(|| a.mismatched(b)).map_err(BoundaryError::from)
     }
 
+    /// `mismatched` and, for each of those leaves, the larger of its two row counts.
+    fn mismatched_sizes(&self, py: Python<'_>, other: &PyLeafSet) -> BResult<(Vec<u64>, Vec<u64>)> {
+        let (a, b) = (&self.0, &other.0);
+        Ok(py.detach(|| a.mismatched_sizes(b))?.into_iter().unzip())
+    }
+
     /// Add a partial set of the same leaf space (another shard); returns the sum.
     fn merged(&self, other: &PyLeafSet) -> BResult<Self> {
         let mut out = self.0.clone();
@@ -353,16 +359,26 @@ pub fn collect_pass(
     Ok(PyCollected(run_pass(py, streams, args, pass)?))
 }
 
-/// Classify the differing keys of two collected sides. Returns a dict of equal-length lists:
-/// kind, source_row, target_row, columns (value column indexes), duplicate_side, occurrences.
+/// Classify the differing keys of two collected sides. Returns (source rows, target rows, dict):
+/// the rows the differences point at as pyarrow Tables (None when a side kept nothing), and a
+/// dict of equal-length lists: kind, source_row, target_row (indexes into those tables), columns
+/// (value column indexes), duplicate_side, occurrences.
 #[pyfunction]
+#[allow(clippy::type_complexity)] // a Python tuple
 pub fn classify<'py>(
     py: Python<'py>,
     source: &PyCollected,
     target: &PyCollected,
     n_values: usize,
-) -> PyResult<Bound<'py, PyDict>> {
-    let diffs = py.detach(|| core::classify(&source.0, &target.0, n_values));
+) -> BResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, Bound<'py, PyDict>)> {
+    let (diffs, src_rows, dst_rows) = py.detach(|| {
+        let mut diffs = core::classify(&source.0, &target.0, n_values);
+        let (s, t) = core::compact(&source.0, &target.0, &mut diffs)?;
+        Ok::<_, core::CoreError>((diffs, s, t))
+    })?;
+    let table = |batch: Option<RecordBatch>| -> PyResult<Option<Bound<'py, PyAny>>> {
+        batch.map(|b| PyTable::try_new(vec![b.clone()], b.schema())?.into_pyarrow(py)).transpose()
+    };
     let out = PyDict::new(py);
     out.set_item("kind", diffs.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>())?;
     out.set_item("source_row", diffs.iter().map(|d| d.source_row).collect::<Vec<_>>())?;
@@ -381,7 +397,7 @@ pub fn classify<'py>(
             .collect::<Vec<_>>(),
     )?;
     out.set_item("occurrences", diffs.iter().map(|d| d.occurrences).collect::<Vec<_>>())?;
-    Ok(out)
+    Ok((table(src_rows)?, table(dst_rows)?, out))
 }
 
 /// Row indexes of `sample` (an Arrow stream of key rows) sorted by canonical key order, one per
