@@ -79,15 +79,43 @@ impl Occurrence {
     }
 }
 
-/// Classify every key whose rows differ between the two sides.
-pub fn classify(source: &Collected, target: &Collected, n_values: usize) -> Vec<Difference> {
+/// Below this many collected rows, classify on one thread.
+const PARALLEL_ROWS: usize = 65_536;
+
+/// Classify every key whose rows differ between the two sides, on up to `threads` threads.
+pub fn classify(source: &Collected, target: &Collected, n_values: usize, threads: usize) -> Vec<Difference> {
     assert!(source.len() < NONE as usize && target.len() < NONE as usize, "diff groups hold < 2^32 rows");
+    let parts = if source.len() + target.len() < PARALLEL_ROWS { 1 } else { threads.max(1) };
+    let mut out = if parts == 1 {
+        classify_part(source, target, n_values, 0, 1)
+    } else {
+        // each thread takes the keys whose digest falls in its part: smaller maps, in parallel
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..parts)
+                .map(|part| scope.spawn(move || classify_part(source, target, n_values, part, parts)))
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("classify thread panicked")).collect()
+        })
+    };
+    out.sort_by_key(|d| (d.source_row.or(d.target_row), d.kind));
+    out
+}
+
+/// `classify` of the keys whose digest is `part` modulo `parts`.
+fn classify_part(
+    source: &Collected,
+    target: &Collected,
+    n_values: usize,
+    part: usize,
+    parts: usize,
+) -> Vec<Difference> {
+    let mine = |kd: &u128| ((*kd >> 64) as u64 % parts as u64) as usize == part;
     let mut by_key: FastMap<u128, [Occurrence; 2]> = FastMap::default();
-    by_key.reserve(source.len().max(target.len()));
-    for (i, kd) in source.key_digest.iter().enumerate() {
+    by_key.reserve(source.len().max(target.len()) / parts);
+    for (i, kd) in source.key_digest.iter().enumerate().filter(|(_, kd)| mine(kd)) {
         by_key.entry(*kd).or_default()[0].add(i);
     }
-    for (i, kd) in target.key_digest.iter().enumerate() {
+    for (i, kd) in target.key_digest.iter().enumerate().filter(|(_, kd)| mine(kd)) {
         by_key.entry(*kd).or_default()[1].add(i);
     }
     let mut out = Vec::new();
@@ -127,7 +155,6 @@ pub fn classify(source: &Collected, target: &Collected, n_values: usize) -> Vec<
             _ => {}
         }
     }
-    out.sort_by_key(|d| (d.source_row.or(d.target_row), d.kind));
     out
 }
 

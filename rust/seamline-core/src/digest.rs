@@ -57,7 +57,15 @@ fn value_hash(bytes: Option<&[u8]>) -> u64 {
             } else {
                 (0, 0)
             };
-            mum(mum(lo ^ MIX[0], hi ^ MIX[1]) ^ n as u64, MIX[2])
+            // one multiply: the row digest's fold (below) multiplies again
+            mum(lo ^ MIX[0], hi ^ MIX[1]) ^ n as u64
+        }
+        // Short text (names, emails, codes): the first and the last 16 bytes, three multiplies.
+        Some(b) if b.len() <= 32 => {
+            let n = b.len();
+            let head = mum(read_u64(b, 0) ^ MIX[0], read_u64(b, 8) ^ MIX[1]);
+            let tail = mum(read_u64(b, n - 16) ^ MIX[2], read_u64(b, n - 8) ^ MIX[0]);
+            mum(head ^ n as u64, tail ^ MIX[1])
         }
         Some(b) => xxh3_64_with_seed(b, VALUE_SEED),
         None => NULL_HASH,
@@ -237,19 +245,29 @@ pub fn row_digests(batch: &RecordBatch, spec: &SideSpec, key_digest: &[u128]) ->
     Ok(out)
 }
 
-/// The multipliers of value column j in the two lanes: a different pair per position, so the same
-/// values in other columns make another digest.
+/// The keys of value column j in the two lanes: a different pair per position, so the same values
+/// in other columns make another digest (the second is odd: it multiplies).
 #[inline]
 fn lane_keys(j: usize) -> (u64, u64) {
     let j = j as u64 + 1;
-    (MIX[0] ^ j.wrapping_mul(0x9E37_79B9_7F4A_7C15), MIX[1] ^ j.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+    (MIX[0] ^ j.wrapping_mul(0x9E37_79B9_7F4A_7C15), (MIX[1] ^ j.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)) | 1)
+}
+
+/// Fold value hash `h` of column j (keys `ka`, `kb`) into a row's lanes: a multiply-fold chain
+/// (order-dependent) and a weighted sum (a second, independent 64 bits over the same values).
+#[inline(always)]
+fn fold(lanes: &mut (u64, u64), h: u64, ka: u64, kb: u64) {
+    let (a, b) = lanes;
+    *a = mum(*a ^ h, ka);
+    *b = b.wrapping_add(h.wrapping_mul(kb));
 }
 
 /// `row_digests` into buffers a worker reuses from batch to batch (no fresh pages per batch).
 ///
 /// Each value column is encoded and hashed once, and its hashes folded straight into two 64-bit
-/// lanes per row seeded by the key digest (a multiply-fold chain, wyhash style): the per-column
-/// work streams over contiguous memory and nothing row-major is stored unless `keep_values`.
+/// lanes per row seeded by the key digest (see `fold`), which a last multiply entangles into 128
+/// bits: the per-column work streams over contiguous memory and nothing row-major is stored unless
+/// `keep_values`.
 pub fn row_digests_into(
     batch: &RecordBatch,
     spec: &SideSpec,
@@ -273,15 +291,12 @@ pub fn row_digests_into(
         if keep_values {
             encode_column(arr, c, &mut |row: usize, bytes: Option<&[u8]>| {
                 let h = value_hash(bytes);
-                let (a, b) = &mut lanes[row];
-                (*a, *b) = (mum(*a ^ h, ka), mum(*b ^ h, kb));
+                fold(&mut lanes[row], h, ka, kb);
                 value_hashes[row * nv + j] = h;
             })?;
         } else {
             encode_column(arr, c, &mut |row: usize, bytes: Option<&[u8]>| {
-                let h = value_hash(bytes);
-                let (a, b) = &mut lanes[row];
-                (*a, *b) = (mum(*a ^ h, ka), mum(*b ^ h, kb));
+                fold(&mut lanes[row], value_hash(bytes), ka, kb);
             })?;
         }
     }

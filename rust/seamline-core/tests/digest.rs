@@ -346,16 +346,18 @@ fn native_integer_keys_digest_like_every_other_form_of_the_key() {
 
 #[test]
 fn short_values_differing_in_any_byte_or_length_digest_apart() {
-    // The short-value hash reads overlapping words: every byte of every length up to 16 (and just
+    // The short-value hashes read overlapping words: every byte of every length up to 32 (and just
     // above, where xxh3 takes over) must still count, and so must the length.
     let spec = side("s", vec![col("id", INT)], vec![col("v", PLAIN)]);
     let mut values: Vec<String> = Vec::new();
-    for len in 0..=18usize {
-        let base: String = (0..len).map(|i| (b'a' + i as u8) as char).collect();
+    for len in 0..=34usize {
+        let base: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
         values.push(base.clone());
         for pos in 0..len {
             let mut bytes = base.clone().into_bytes();
             bytes[pos] = b'Z';
+            values.push(String::from_utf8(bytes.clone()).unwrap());
+            bytes[pos] = b'a' + ((pos as u8 + 1) % 26); // the byte of the next position
             values.push(String::from_utf8(bytes).unwrap());
         }
         values.push(format!("{base}\0"));

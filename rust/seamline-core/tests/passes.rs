@@ -181,7 +181,7 @@ fn hash_collect_classify_finds_every_kind_and_nothing_else() {
     assert_eq!(b.len() as u64, mismatched.iter().map(|&l| dst.get(l).count).sum::<u64>());
     assert!(a.leaf.iter().all(|l| mismatched.contains(l)));
     assert_eq!(a.value_hashes.len(), a.len() * 2);
-    let diffs = classify(&a, &b, 2);
+    let diffs = classify(&a, &b, 2, 2);
     assert_eq!(summarise(&diffs, &a, &b), expected());
     assert_eq!(diffs.len(), expected().len());
     // sorted by row, then kind
@@ -210,7 +210,7 @@ fn refinement_narrows_to_the_same_differences() {
     let a = collect(source_streams(), &ss, &finer, &filter);
     let b = collect(target_streams(), &ts, &finer, &filter);
     assert!(a.len() <= src2.total_rows() as usize);
-    assert_eq!(summarise(&classify(&a, &b, 2), &a, &b), expected());
+    assert_eq!(summarise(&classify(&a, &b, 2, 2), &a, &b), expected());
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn equal_sides_have_no_mismatched_leaves() {
     let x = collect(source_streams(), &ss, &p, &all);
     let y = collect(vec![stream(vec![source_table()])], &ss, &p, &all);
     assert_eq!(x.len(), 61);
-    let diffs = classify(&x, &y, 2);
+    let diffs = classify(&x, &y, 2, 1);
     // only the source's own duplicate (id 15), seen on both sides
     assert_eq!(diffs.len(), 2, "{diffs:?}");
     assert!(diffs.iter().all(|d| d.kind == DiffKind::Duplicate && d.occurrences == 2));
@@ -423,7 +423,7 @@ fn classify_by_hand() {
     // key 5 twice in the source and twice in the target with different first rows
     let src = collected(&[1, 2, 3, 5, 5], &[10, 20, 30, 50, 51], &[1, 1, 2, 2, 3, 3, 5, 5, 5, 6]);
     let dst = collected(&[4, 5, 2, 1, 5], &[40, 52, 21, 10, 53], &[4, 4, 5, 7, 2, 9, 1, 1, 5, 8]);
-    let diffs = classify(&src, &dst, 2);
+    let diffs = classify(&src, &dst, 2, 2);
     type Row = (DiffKind, Option<usize>, Option<usize>, Vec<usize>, Option<Side>, usize);
     let mut got: Vec<Row> = diffs
         .iter()
@@ -441,8 +441,8 @@ fn classify_by_hand() {
             (DiffKind::Duplicate, Some(3), Some(1), vec![], Some(Side::Target), 2),
         ]
     );
-    assert!(classify(&Collected::default(), &Collected::default(), 3).is_empty());
-    assert!(classify(&src, &src, 2).iter().all(|d| d.kind == DiffKind::Duplicate));
+    assert!(classify(&Collected::default(), &Collected::default(), 3, 2).is_empty());
+    assert!(classify(&src, &src, 2, 2).iter().all(|d| d.kind == DiffKind::Duplicate));
 }
 
 // ------------------------------------------------------------------ remembered leaves (in memory)
@@ -527,4 +527,42 @@ fn remembered_leaves_are_not_used_where_they_do_not_fit() {
     let cfg = config(&s, &p, Some(&filter), &cancel);
     let via_known = collect_pass_known(streams_of(&table, 50_000, 3), &cfg, &known).unwrap();
     assert_eq!(rows_of(&via_known, 2), rows_of(&collect(streams_of(&table, 50_000, 3), &s, &p, &filter), 2));
+}
+
+#[test]
+fn classifying_on_threads_finds_what_one_thread_finds() {
+    let (s, cancel) = (spec("source"), AtomicBool::new(false));
+    let p = big_partitioner(4);
+    let every = LeafFilter::new(0..p.num_leaves(), 0);
+    let source = big_table();
+    // the target: every 1000th row renamed, every 1500th dropped, every 2000th doubled
+    let keep: Vec<u32> = (0..source.num_rows() as u32).filter(|i| i % 1500 != 7).collect();
+    let doubled: Vec<u32> = (0..source.num_rows() as u32).filter(|i| i % 2000 == 3).collect();
+    let idx = UInt32Array::from([keep, doubled].concat());
+    let target = arrow_select::take::take_record_batch(&source, &idx).unwrap();
+    let names: Vec<Option<String>> = (0..target.num_rows())
+        .map(|i| {
+            let v = target.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            (!v.is_null(i)).then(|| {
+                if i % 1000 == 0 {
+                    format!("{} (renamed)", v.value(i))
+                } else {
+                    v.value(i).into()
+                }
+            })
+        })
+        .collect();
+    let target = batch(vec![
+        ("id", target.column(0).clone()),
+        ("name", arr(StringArray::from(names))),
+        ("price", target.column(2).clone()),
+    ]);
+    let cfg = config(&s, &p, Some(&every), &cancel);
+    let a = collect_pass(streams_of(&source, 70_000, 2), &cfg).unwrap();
+    let b = collect_pass(streams_of(&target, 70_000, 2), &cfg).unwrap();
+    let one = classify(&a, &b, 2, 1);
+    assert!(one.len() > 300, "{} differences", one.len());
+    for threads in [2, 3] {
+        assert_eq!(classify(&a, &b, 2, threads), one, "{threads} threads");
+    }
 }

@@ -372,7 +372,7 @@ pub fn classify<'py>(
     n_values: usize,
 ) -> BResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, Bound<'py, PyDict>)> {
     let (diffs, src_rows, dst_rows) = py.detach(|| {
-        let mut diffs = core::classify(&source.0, &target.0, n_values);
+        let mut diffs = core::classify(&source.0, &target.0, n_values, workers());
         let (s, t) = core::compact(&source.0, &target.0, &mut diffs)?;
         Ok::<_, core::CoreError>((diffs, s, t))
     })?;
