@@ -65,8 +65,10 @@ class PassStats:
     seconds: float
 
 
-# One diffed group: the kept source rows, the kept target rows, and their classification.
-Diffs = tuple[pa.Table | None, pa.Table | None, dict[str, list[Any]]]
+# One diffed group: the source rows and the target rows the differences point at, and the
+# differences (kind, source_row, target_row, columns, duplicate_side, occurrences; see
+# `_core.classify`).
+Diffs = tuple[pa.Table | None, pa.Table | None, pa.Table]
 
 
 @dataclass
@@ -269,9 +271,9 @@ class Engine:
         for group in _groups(leaves, sizes, self.opts.diff_budget_rows):
             ranges = key_ranges(group, p.fanout_bits, bounds)
             a, b = self._both(self._collect, p, group, ranges)
-            src_rows, dst_rows, classified = _core.classify(a, b, len(self.seam.values))
-            if classified["kind"]:
-                diffs.append((src_rows, dst_rows, classified))
+            src_rows, dst_rows, found = _core.classify(a, b, len(self.seam.values))
+            if found.num_rows:
+                diffs.append((src_rows, dst_rows, found))
         return diffs
 
     def recheck(self, previous: EngineOutput) -> EngineOutput:

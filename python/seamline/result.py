@@ -59,9 +59,9 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
     compared values of each side as structs."""
     parts = []
     value_names = [s for s, _ in seam.values]
-    for src, dst, c in out.diffs:
-        src_rows = pa.array(c["source_row"], pa.int64())
-        dst_rows = pa.array(c["target_row"], pa.int64())
+    for src, dst, found in out.diffs:
+        src_rows = found.column("source_row").combine_chunks()
+        dst_rows = found.column("target_row").combine_chunks()
         cols: dict[str, pa.Array] = {}
         for s, t in seam.key:
             from_src = _take(src, s, src_rows, None) if src is not None else None
@@ -73,12 +73,14 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
                 cols[s] = pc.coalesce(from_src, from_dst)
             else:
                 cols[s] = pc.coalesce(from_src.cast(pa.string()), from_dst.cast(pa.string()))
-        cols["kind"] = pa.array(c["kind"], pa.string())
-        cols["columns"] = pa.array(
-            [[value_names[j] for j in js] for js in c["columns"]], pa.list_(pa.string())
+        cols["kind"] = found.column("kind").combine_chunks()
+        indexes = found.column("columns").combine_chunks()
+        offsets = pc.subtract(indexes.offsets, indexes.offsets[0])  # from the first list on
+        cols["columns"] = pa.ListArray.from_arrays(
+            offsets, pa.array(value_names, pa.string()).take(indexes.flatten())
         )
-        cols["side"] = pa.array(c["duplicate_side"], pa.string())
-        cols["occurrences"] = pa.array(c["occurrences"], pa.int64())
+        cols["side"] = found.column("duplicate_side").combine_chunks()
+        cols["occurrences"] = found.column("occurrences").combine_chunks()
         cols["source"] = _struct(src, [(s, s) for s, _ in seam.values], src_rows, schemas["source"])
         cols["target"] = _struct(dst, seam.values, dst_rows, schemas["target"])
         parts.append(pa.table(cols))

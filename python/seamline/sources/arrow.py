@@ -10,6 +10,7 @@ streams are zero-copy slices of that table.
 
 from __future__ import annotations
 
+import bisect
 import glob as globlib
 import random
 from collections.abc import Sequence
@@ -55,7 +56,18 @@ class ArrowSource:
         return [table.slice(offset, step) for offset in range(0, max(table.num_rows, 1), step)]
 
     def sample_keys(self, key: Sequence[str], n: int) -> pa.Table | None:
-        return self._table.select(list(key)).take(_sample_rows(self._table.num_rows, n))
+        # batch by batch: a take over the whole (chunked) table would first concatenate each key
+        # column into one fresh array
+        table = self._table.select(list(key))
+        rows = _sample_rows(table.num_rows, n).to_pylist()
+        parts, start = [], 0
+        for batch in table.to_batches():
+            end = start + batch.num_rows
+            lo, hi = bisect.bisect_left(rows, start), bisect.bisect_left(rows, end)
+            if hi > lo:
+                parts.append(batch.take(pa.array([r - start for r in rows[lo:hi]], pa.int64())))
+            start = end
+        return pa.Table.from_batches(parts, schema=table.schema)
 
     def estimated_rows(self) -> int | None:
         return self._table.num_rows

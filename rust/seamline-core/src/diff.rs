@@ -1,6 +1,9 @@
 //! Row-by-row classification of the collected rows of two sides, joined by key digest.
 
-use arrow_array::RecordBatch;
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, UInt32Builder};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 
 use crate::error::Result;
 use crate::fasthash::FastMap;
@@ -185,4 +188,32 @@ pub fn compact(
         collected.take_rows(&kept)
     }
     Ok((side(source, diffs, |d| &mut d.source_row)?, side(target, diffs, |d| &mut d.target_row)?))
+}
+
+/// The differences as one Arrow batch (one row each): kind, source_row, target_row (indexes into
+/// the compacted rows), columns (value column indexes), duplicate_side, occurrences.
+pub fn differences_batch(diffs: &[Difference]) -> Result<RecordBatch> {
+    let rows = |f: fn(&Difference) -> Option<usize>| -> ArrayRef {
+        Arc::new(diffs.iter().map(|d| f(d).map(|r| r as i64)).collect::<Int64Array>())
+    };
+    let mut columns = ListBuilder::with_capacity(UInt32Builder::new(), diffs.len());
+    for d in diffs {
+        columns.values().append_slice(&d.columns.iter().map(|&j| j as u32).collect::<Vec<_>>());
+        columns.append(true);
+    }
+    let side = |d: &Difference| {
+        d.duplicate_side.map(|s| match s {
+            Side::Source => "source",
+            Side::Target => "target",
+        })
+    };
+    let fields: Vec<(&str, ArrayRef)> = vec![
+        ("kind", Arc::new(diffs.iter().map(|d| Some(d.kind.as_str())).collect::<StringArray>())),
+        ("source_row", rows(|d| d.source_row)),
+        ("target_row", rows(|d| d.target_row)),
+        ("columns", Arc::new(columns.finish())),
+        ("duplicate_side", Arc::new(diffs.iter().map(side).collect::<StringArray>())),
+        ("occurrences", Arc::new(diffs.iter().map(|d| Some(d.occurrences as i64)).collect::<Int64Array>())),
+    ];
+    Ok(RecordBatch::try_from_iter(fields)?)
 }

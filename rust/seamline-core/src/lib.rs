@@ -13,7 +13,7 @@ pub mod partition;
 pub mod passes;
 pub mod scan;
 
-pub use diff::{classify, compact, DiffKind, Difference, Side};
+pub use diff::{classify, compact, differences_batch, DiffKind, Difference, Side};
 pub use digest::LeafFilter;
 pub use error::{CoreError, Result};
 pub use leaves::{Leaf, LeafSet};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyList};
 use pyo3_arrow::{PyRecordBatchReader, PyTable};
 use seamline_core as core;
 use seamline_core::{BatchStream, LeafFilter, SideSpec};
@@ -359,10 +359,10 @@ pub fn collect_pass(
     Ok(PyCollected(run_pass(py, streams, args, pass)?))
 }
 
-/// Classify the differing keys of two collected sides. Returns (source rows, target rows, dict):
-/// the rows the differences point at as pyarrow Tables (None when a side kept nothing), and a
-/// dict of equal-length lists: kind, source_row, target_row (indexes into those tables), columns
-/// (value column indexes), duplicate_side, occurrences.
+/// Classify the differing keys of two collected sides. Returns (source rows, target rows,
+/// differences), pyarrow Tables: the rows the differences point at (None when a side kept
+/// nothing), and one row per difference: kind, source_row, target_row (indexes into those
+/// tables), columns (value column indexes), duplicate_side, occurrences.
 #[pyfunction]
 #[allow(clippy::type_complexity)] // a Python tuple
 pub fn classify<'py>(
@@ -370,34 +370,14 @@ pub fn classify<'py>(
     source: &PyCollected,
     target: &PyCollected,
     n_values: usize,
-) -> BResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, Bound<'py, PyDict>)> {
+) -> BResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, Bound<'py, PyAny>)> {
     let (diffs, src_rows, dst_rows) = py.detach(|| {
         let mut diffs = core::classify(&source.0, &target.0, n_values, workers());
         let (s, t) = core::compact(&source.0, &target.0, &mut diffs)?;
-        Ok::<_, core::CoreError>((diffs, s, t))
+        Ok::<_, core::CoreError>((core::differences_batch(&diffs)?, s, t))
     })?;
-    let table = |batch: Option<RecordBatch>| -> PyResult<Option<Bound<'py, PyAny>>> {
-        batch.map(|b| PyTable::try_new(vec![b.clone()], b.schema())?.into_pyarrow(py)).transpose()
-    };
-    let out = PyDict::new(py);
-    out.set_item("kind", diffs.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>())?;
-    out.set_item("source_row", diffs.iter().map(|d| d.source_row).collect::<Vec<_>>())?;
-    out.set_item("target_row", diffs.iter().map(|d| d.target_row).collect::<Vec<_>>())?;
-    out.set_item("columns", diffs.iter().map(|d| d.columns.clone()).collect::<Vec<_>>())?;
-    out.set_item(
-        "duplicate_side",
-        diffs
-            .iter()
-            .map(|d| {
-                d.duplicate_side.map(|s| match s {
-                    core::Side::Source => "source",
-                    core::Side::Target => "target",
-                })
-            })
-            .collect::<Vec<_>>(),
-    )?;
-    out.set_item("occurrences", diffs.iter().map(|d| d.occurrences).collect::<Vec<_>>())?;
-    Ok((table(src_rows)?, table(dst_rows)?, out))
+    let table = |batch: RecordBatch| PyTable::try_new(vec![batch.clone()], batch.schema())?.into_pyarrow(py);
+    Ok((src_rows.map(table).transpose()?, dst_rows.map(table).transpose()?, table(diffs)?))
 }
 
 /// Row indexes of `sample` (an Arrow stream of key rows) sorted by canonical key order, one per
