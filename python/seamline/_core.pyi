@@ -76,6 +76,7 @@ def hash_pass(
     cancel: CancelToken | None = None,
     counter: RowCounter | None = None,
     remember: RowLeaves | None = None,
+    workers: int | None = None,
 ) -> LeafSet: ...
 def collect_pass(
     streams: list[Any],
@@ -86,6 +87,7 @@ def collect_pass(
     cancel: CancelToken | None = None,
     counter: RowCounter | None = None,
     known: RowLeaves | None = None,
+    workers: int | None = None,
 ) -> Collected: ...
 def classify(source: Collected, target: Collected, n_values: int) -> tuple[Any | None, Any | None, Any]: ...
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...

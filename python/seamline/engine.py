@@ -193,6 +193,11 @@ class Engine:
             return max(1, self.opts.parallelism // 2)
         return self.opts.parallelism
 
+    def _workers(self) -> int:
+        """Hashing threads per side. Both sides' passes run at once (`_both`), so each gets half the
+        cores: more threads would only take turns on them, each with its own leaf accumulator."""
+        return max(1, self.opts.parallelism // 2)
+
     def _streams(self, side: str, ranges: list[KeyRange] | None) -> list[Any]:
         pushed = ranges if self.pushdown[side] else None
         # a side read whole is read the same way every time: its remembered leaves then line up
@@ -223,6 +228,7 @@ class Engine:
             self.cancel,
             self.rows_read[side],
             remember=self.row_leaves[side] if parents is None else None,
+            workers=self._workers(),
         )
         kind = "hash" if parents is None else "refine"
         self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
@@ -241,6 +247,7 @@ class Engine:
             self.cancel,
             self.rows_read[side],
             known=self.row_leaves[side],
+            workers=self._workers(),
         )
         self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))
         return collected

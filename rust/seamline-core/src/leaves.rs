@@ -71,7 +71,12 @@ impl LeafAccumulator {
         match self {
             // enumerated in id order: already sorted
             LeafAccumulator::Dense(v) => {
-                v.into_iter().enumerate().filter(|(_, l)| l.count > 0).map(|(i, l)| (i as u64, l)).collect()
+                // sized first: growing by doubling would copy it into fresh pages again and again
+                let mut pairs = Vec::with_capacity(v.iter().filter(|l| l.count > 0).count());
+                pairs.extend(
+                    v.into_iter().enumerate().filter(|(_, l)| l.count > 0).map(|(i, l)| (i as u64, l)),
+                );
+                pairs
             }
             LeafAccumulator::Sparse(m) => {
                 let mut pairs: Vec<(u64, Leaf)> = m.into_iter().collect();

@@ -167,12 +167,20 @@ impl Collected {
         Ok(Some(arrow_select::interleave::interleave_record_batch(&batches, &at)?))
     }
 
-    fn append(&mut self, mut other: Collected) {
-        self.batches.append(&mut other.batches);
-        self.key_digest.append(&mut other.key_digest);
-        self.row_digest.append(&mut other.row_digest);
-        self.value_hashes.append(&mut other.value_hashes);
-        self.leaf.append(&mut other.leaf);
+    /// All parts as one, each vector allocated once at its final size.
+    fn concat(parts: Vec<Collected>) -> Collected {
+        fn join<T: Copy>(parts: &[Collected], field: fn(&Collected) -> &Vec<T>) -> Vec<T> {
+            let mut out = Vec::with_capacity(parts.iter().map(|p| field(p).len()).sum());
+            parts.iter().for_each(|p| out.extend_from_slice(field(p)));
+            out
+        }
+        Collected {
+            key_digest: join(&parts, |p| &p.key_digest),
+            row_digest: join(&parts, |p| &p.row_digest),
+            value_hashes: join(&parts, |p| &p.value_hashes),
+            leaf: join(&parts, |p| &p.leaf),
+            batches: parts.into_iter().flat_map(|p| p.batches).collect(),
+        }
     }
 }
 
@@ -188,44 +196,46 @@ pub fn collect_pass_known(
     known: &RowLeaves,
 ) -> Result<Collected> {
     let p = cfg.partitioner;
-    let parts = run_parallel(streams, cfg.workers, cfg.cancel, Collected::default, |out, tag, batch| {
-        cfg.count(batch.num_rows());
-        let (batch, keys) = match (known.of(tag, batch.num_rows(), p), cfg.filter) {
-            (Some(leaves), Some(filter)) => {
-                // into a Vec first: collecting an iterator straight into an Arrow array goes
-                // through a builder, value by value
-                let sel: Vec<u32> =
-                    (0..leaves.len() as u32).filter(|&i| filter.admits(leaves[i as usize] as u64)).collect();
-                let sel = UInt32Array::from(sel);
-                if sel.is_empty() {
-                    return Ok(());
+    // each worker keeps one part per slice and they are joined once at the end, at their final
+    // size: appending slice by slice would regrow (and copy) every vector many times
+    let parts =
+        run_parallel(streams, cfg.workers, cfg.cancel, Vec::<Collected>::new, |parts, tag, batch| {
+            cfg.count(batch.num_rows());
+            let (batch, keys) = match (known.of(tag, batch.num_rows(), p), cfg.filter) {
+                (Some(leaves), Some(filter)) => {
+                    // into a Vec first: collecting an iterator straight into an Arrow array goes
+                    // through a builder, value by value
+                    let sel: Vec<u32> = (0..leaves.len() as u32)
+                        .filter(|&i| filter.admits(leaves[i as usize] as u64))
+                        .collect();
+                    let sel = UInt32Array::from(sel);
+                    if sel.is_empty() {
+                        return Ok(());
+                    }
+                    let batch = arrow_select::take::take_record_batch(&batch, &sel)?;
+                    let keys = key_digests(&batch, cfg.spec, p)?;
+                    (batch, keys)
                 }
-                let batch = arrow_select::take::take_record_batch(&batch, &sel)?;
-                let keys = key_digests(&batch, cfg.spec, p)?;
-                (batch, keys)
-            }
-            _ => {
-                let keys = key_digests(&batch, cfg.spec, p)?;
-                match selection(&keys, cfg.filter) {
-                    Some(sel) => select(&batch, keys, &sel)?,
-                    None => (batch, keys),
+                _ => {
+                    let keys = key_digests(&batch, cfg.spec, p)?;
+                    match selection(&keys, cfg.filter) {
+                        Some(sel) => select(&batch, keys, &sel)?,
+                        None => (batch, keys),
+                    }
                 }
+            };
+            if batch.num_rows() == 0 {
+                return Ok(());
             }
-        };
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let rows = row_digests(&batch, cfg.spec, &keys.key_digest)?;
-        out.batches.push(batch);
-        out.key_digest.extend(keys.key_digest);
-        out.leaf.extend(keys.leaf);
-        out.row_digest.extend(rows.row_digest);
-        out.value_hashes.extend(rows.value_hashes);
-        Ok(())
-    })?;
-    let mut all = Collected::default();
-    for part in parts {
-        all.append(part);
-    }
-    Ok(all)
+            let rows = row_digests(&batch, cfg.spec, &keys.key_digest)?;
+            parts.push(Collected {
+                batches: vec![batch],
+                key_digest: keys.key_digest,
+                row_digest: rows.row_digest,
+                value_hashes: rows.value_hashes,
+                leaf: keys.leaf,
+            });
+            Ok(())
+        })?;
+    Ok(Collected::concat(parts.into_iter().flatten().collect()))
 }

@@ -287,6 +287,8 @@ struct PassArgs<'a> {
     filter: Option<LeafFilter>,
     cancel: Option<&'a PyCancelToken>,
     counter: Option<&'a PyRowCounter>,
+    /// Hashing threads (None: one per core).
+    workers: Option<usize>,
 }
 
 /// Import the streams, then run `pass` over them detached from the GIL (see `detached`).
@@ -298,13 +300,14 @@ fn run_pass<T: Send>(
 ) -> BResult<T> {
     let streams = import_streams(streams)?;
     let rows_read = args.counter.map(|c| c.0.clone());
+    let workers = args.workers.unwrap_or_else(workers).max(1);
     let (spec, partitioner, filter) = (&args.spec.0, &args.partitioner.0, args.filter);
     detached(py, args.cancel, |cancel| {
         let cfg = core::PassConfig {
             spec,
             partitioner,
             filter: filter.as_ref(),
-            workers: workers(),
+            workers,
             cancel,
             rows_read: rows_read.as_deref(),
         };
@@ -316,7 +319,7 @@ fn run_pass<T: Send>(
 /// With `parents`, only rows whose `leaf >> shift` is in `parents` count.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // a Python signature: keyword arguments with defaults
-#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None, counter=None, remember=None))]
+#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None, counter=None, remember=None, workers=None))]
 pub fn hash_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -327,8 +330,9 @@ pub fn hash_pass(
     cancel: Option<&PyCancelToken>,
     counter: Option<&PyRowCounter>,
     remember: Option<&PyRowLeaves>,
+    workers: Option<usize>,
 ) -> BResult<PyLeafSet> {
-    let args = PassArgs { spec, partitioner, filter: make_filter(parents, shift), cancel, counter };
+    let args = PassArgs { spec, partitioner, filter: make_filter(parents, shift), cancel, counter, workers };
     let Some(remember) = remember else {
         return Ok(PyLeafSet(run_pass(py, streams, args, core::hash_pass)?));
     };
@@ -341,7 +345,7 @@ pub fn hash_pass(
 /// `known` (filled by a hash pass over the same streams), rows are picked by their remembered leaf.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // a Python signature: keyword arguments with defaults
-#[pyo3(signature = (streams, spec, partitioner, parents, shift=0, cancel=None, counter=None, known=None))]
+#[pyo3(signature = (streams, spec, partitioner, parents, shift=0, cancel=None, counter=None, known=None, workers=None))]
 pub fn collect_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -352,8 +356,10 @@ pub fn collect_pass(
     cancel: Option<&PyCancelToken>,
     counter: Option<&PyRowCounter>,
     known: Option<&PyRowLeaves>,
+    workers: Option<usize>,
 ) -> BResult<PyCollected> {
-    let args = PassArgs { spec, partitioner, filter: make_filter(Some(parents), shift), cancel, counter };
+    let filter = make_filter(Some(parents), shift);
+    let args = PassArgs { spec, partitioner, filter, cancel, counter, workers };
     let known = known.map_or_else(|| Arc::new(core::RowLeaves::default()), |k| k.0.lock().unwrap().clone());
     let pass = move |streams, cfg: &core::PassConfig| core::collect_pass_known(streams, cfg, &known);
     Ok(PyCollected(run_pass(py, streams, args, pass)?))
