@@ -43,7 +43,9 @@ impl Leaf {
 /// few mismatched leaves (whose children would be too many to allocate densely).
 #[derive(Debug)]
 pub enum LeafAccumulator {
-    Dense(Vec<Leaf>),
+    /// Slot i is leaf i. Slots are (id, leaf) pairs, ids filled in at the end, so the finished
+    /// accumulator compacts in place into the leaf set's sorted pairs (no second copy of it).
+    Dense(Vec<(u64, Leaf)>),
     Sparse(FastMap<u64, Leaf>),
 }
 
@@ -55,14 +57,14 @@ impl LeafAccumulator {
         if sparse || num_leaves > DENSE_LIMIT {
             LeafAccumulator::Sparse(FastMap::default())
         } else {
-            LeafAccumulator::Dense(vec![Leaf::default(); num_leaves as usize])
+            LeafAccumulator::Dense(vec![(0, Leaf::default()); num_leaves as usize])
         }
     }
 
     #[inline]
     pub fn add(&mut self, leaf: u64, key_digest: u128, row_digest: u128) {
         match self {
-            LeafAccumulator::Dense(v) => v[leaf as usize].add(key_digest, row_digest),
+            LeafAccumulator::Dense(v) => v[leaf as usize].1.add(key_digest, row_digest),
             LeafAccumulator::Sparse(m) => m.entry(leaf).or_default().add(key_digest, row_digest),
         }
     }
@@ -70,13 +72,10 @@ impl LeafAccumulator {
     fn into_pairs(self) -> Vec<(u64, Leaf)> {
         match self {
             // enumerated in id order: already sorted
-            LeafAccumulator::Dense(v) => {
-                // sized first: growing by doubling would copy it into fresh pages again and again
-                let mut pairs = Vec::with_capacity(v.iter().filter(|l| l.count > 0).count());
-                pairs.extend(
-                    v.into_iter().enumerate().filter(|(_, l)| l.count > 0).map(|(i, l)| (i as u64, l)),
-                );
-                pairs
+            LeafAccumulator::Dense(mut v) => {
+                v.iter_mut().enumerate().for_each(|(i, (id, _))| *id = i as u64);
+                v.retain(|(_, l)| l.count > 0);
+                v
             }
             LeafAccumulator::Sparse(m) => {
                 let mut pairs: Vec<(u64, Leaf)> = m.into_iter().collect();
@@ -105,13 +104,13 @@ impl LeafSet {
     pub fn from_accumulators(num_ranges: u64, fanout_bits: u32, accs: Vec<LeafAccumulator>) -> Self {
         // Dense partials (one per worker of a full pass) add up element by element first: one
         // sequential sweep instead of a sorted pair list per worker and a merge of those.
-        let mut dense: Option<Vec<Leaf>> = None;
+        let mut dense: Option<Vec<(u64, Leaf)>> = None;
         let mut sparse = Vec::new();
         for acc in accs {
             match (acc, dense.as_mut()) {
                 (LeafAccumulator::Dense(v), None) => dense = Some(v),
                 (LeafAccumulator::Dense(v), Some(total)) => {
-                    total.iter_mut().zip(&v).for_each(|(t, l)| t.merge(l));
+                    total.iter_mut().zip(&v).for_each(|(t, l)| t.1.merge(&l.1));
                 }
                 (other, _) => sparse.push(other),
             }

@@ -2,6 +2,7 @@
 //! Every pass runs through `detached`, which releases the GIL and still answers Ctrl-C.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,9 +56,9 @@ impl PyRowCounter {
     }
 }
 
-/// Run `work` on a worker thread with the GIL released; every 20 ms look for a pending signal
-/// (Ctrl-C, on the main thread) or a cancelled token and, if so, tell the work to stop and raise
-/// KeyboardInterrupt.
+/// Run `work` on a worker thread with the GIL released; every 20 ms until it is done look for a
+/// pending signal (Ctrl-C, on the main thread) or a cancelled token and, if so, tell the work to
+/// stop and raise KeyboardInterrupt. The wait ends the moment the work does (not at the next tick).
 fn detached<T: Send>(
     py: Python<'_>,
     token: Option<&PyCancelToken>,
@@ -68,9 +69,14 @@ fn detached<T: Send>(
     let mut interrupted: Option<PyErr> = None;
     let result = py.detach(|| {
         std::thread::scope(|scope| {
-            let handle = scope.spawn(|| work(&cancel));
-            while !handle.is_finished() {
-                std::thread::sleep(Duration::from_millis(20));
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let cancel = &cancel;
+            let handle = scope.spawn(move || {
+                let out = work(cancel);
+                drop(done); // disconnects: wakes the waiting loop below
+                out
+            });
+            while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_millis(20)) {
                 if interrupted.is_some() {
                     continue;
                 }
