@@ -8,11 +8,6 @@ mod spec;
 
 use pyo3::prelude::*;
 
-// mimalloc, as polars and pydantic-core use: the passes allocate per-block buffers on many threads,
-// and the system allocator hands large blocks back to the kernel, to be faulted in again next time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
