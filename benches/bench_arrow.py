@@ -27,15 +27,15 @@ How
     the high-water mark (`5` > /proc/self/clear_refs; if that is refused the VmHWM before the
     method is reported and used instead), runs the method timed with perf_counter, and reports
     the peak above the data = VmHWM after - baseline, plus the raw numbers.
-    Each method runs --repeat times (default 3), interleaved; the table shows the median time and
-    the largest peak. Results go to stdout (markdown) and benches/out/bench_arrow.json.
+    Each method runs --repeat times (default 7: these VMs are noisy), interleaved; the table shows
+    the median time and the largest peak. Results go to stdout (markdown) and benches/out/bench_arrow.json.
 
 Goals (from the issue): seamline within 2x of the hash_rows floor, faster than the polars join
 diff, and a peak under a third of the join diff's.
 
 Run (from the repository root):
 
-    .venv/bin/python benches/bench_arrow.py                  # 5M rows, 3 runs each
+    .venv/bin/python benches/bench_arrow.py                  # 5M rows, 7 runs each
     .venv/bin/python benches/bench_arrow.py --rows 200000    # quick check
 """
 
@@ -335,7 +335,7 @@ def _loadavg() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=5_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--method", choices=METHODS, help="internal: one measured run, JSON on stdout")
     args = ap.parse_args()
 
