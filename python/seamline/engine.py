@@ -83,9 +83,9 @@ class EngineOutput:
     passes: list[PassStats]
     #: the first hash pass of both sides (what a shard ships to the merge)
     leafsets: tuple[_core.LeafSet, _core.LeafSet] | None = None
-    #: the leaf sets whose merkle roots this run reports (its first hash pass, or a recheck's)
+    #: a recheck's leaf sets (only the leaves it re-read): its merkle roots come from these
     root_sets: tuple[_core.LeafSet, _core.LeafSet] | None = None
-    #: roots known without leaf sets (merged shards); else computed from root_sets when asked
+    #: roots known without leaf sets (merged shards); else computed when first asked for
     known_roots: tuple[str, str] | None = None
 
     @property
@@ -93,9 +93,10 @@ class EngineOutput:
         """Hex merkle roots of both sides, built on first use (building costs milliseconds per
         hundred thousand leaves, and most callers never ask)."""
         if self.known_roots is None:
-            if self.root_sets is None:
+            sets = self.root_sets or self.leafsets
+            if sets is None:
                 raise ValueError("this output has neither merkle roots nor leaf sets")
-            self.known_roots = (self.root_sets[0].merkle_root(), self.root_sets[1].merkle_root())
+            self.known_roots = (sets[0].merkle_root(), sets[1].merkle_root())
         return self.known_roots
 
 
@@ -360,7 +361,6 @@ class Engine:
             diffs=diffs,
             passes=self.passes,
             leafsets=leafsets,
-            root_sets=leafsets,
         )
 
 

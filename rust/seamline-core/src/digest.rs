@@ -358,10 +358,15 @@ impl LeafFilter {
 
 /// Rows of `keys` admitted by `filter`, as take-indices (None: every row).
 pub fn selection(keys: &KeyDigests, filter: Option<&LeafFilter>) -> Option<UInt32Array> {
-    let f = filter?;
+    Some(admitted(keys.leaf.iter().copied(), filter?))
+}
+
+/// Positions of the leaves `filter` admits, as take-indices.
+pub fn admitted(leaves: impl Iterator<Item = u64>, filter: &LeafFilter) -> UInt32Array {
+    // into a Vec first: collecting straight into an Arrow array goes through a builder, value by value
     let rows: Vec<u32> =
-        keys.leaf.iter().enumerate().filter(|(_, l)| f.admits(**l)).map(|(i, _)| i as u32).collect();
-    Some(UInt32Array::from(rows))
+        leaves.enumerate().filter(|(_, l)| filter.admits(*l)).map(|(i, _)| i as u32).collect();
+    UInt32Array::from(rows)
 }
 
 /// Keep only the selected rows of a batch and of its key digests.

@@ -8,9 +8,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::RecordBatch;
 
-use crate::digest::{key_digests, row_digests, row_digests_into, select, selection, LeafFilter, RowDigests};
+use crate::digest::{
+    admitted, key_digests, row_digests, row_digests_into, select, selection, LeafFilter, RowDigests,
+};
 use crate::error::Result;
 use crate::leaves::{LeafAccumulator, LeafSet};
 use crate::logical::SideSpec;
@@ -203,12 +205,7 @@ pub fn collect_pass_known(
             cfg.count(batch.num_rows());
             let (batch, keys) = match (known.of(tag, batch.num_rows(), p), cfg.filter) {
                 (Some(leaves), Some(filter)) => {
-                    // into a Vec first: collecting an iterator straight into an Arrow array goes
-                    // through a builder, value by value
-                    let sel: Vec<u32> = (0..leaves.len() as u32)
-                        .filter(|&i| filter.admits(leaves[i as usize] as u64))
-                        .collect();
-                    let sel = UInt32Array::from(sel);
+                    let sel = admitted(leaves.iter().map(|&l| l as u64), filter);
                     if sel.is_empty() {
                         return Ok(());
                     }

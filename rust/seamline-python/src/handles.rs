@@ -202,11 +202,6 @@ impl PyLeafSet {
         self.0.leaves.len()
     }
 
-    /// Row counts of the given leaves (0 for empty ones).
-    fn counts(&self, leaves: Vec<u64>) -> Vec<u64> {
-        leaves.iter().map(|&l| self.0.get(l).count).collect()
-    }
-
     /// Hex digest of the merkle root.
     fn merkle_root(&self) -> String {
         format!("{:032x}", core::MerkleTree::build(&self.0).root())
@@ -252,14 +247,6 @@ impl PyCollected {
     #[getter]
     fn num_rows(&self) -> usize {
         self.0.len()
-    }
-
-    /// The kept rows as a pyarrow Table (row i of the table is row i of the diff's indexes), or
-    /// None when nothing was kept.
-    fn to_pyarrow<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(first) = self.0.batches.first() else { return Ok(None) };
-        let table = PyTable::try_new(self.0.batches.clone(), first.schema())?;
-        Ok(Some(table.into_pyarrow(py)?))
     }
 }
 
