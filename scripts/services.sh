@@ -21,7 +21,8 @@
 #   SEAMLINE_JAVA          java binary for OpenSearch (default: java, must be 17+)
 #
 # Postgres: Debian's postgresql package (apt-get installed if no initdb), run as the postgres user,
-# trust auth, superuser role "seamline" owning database "seamline", fsync/full_page_writes off (throwaway).
+# trust auth, superuser role "seamline" owning database "seamline", fsync/full_page_writes off (throwaway),
+# wal_level=logical (CDC: Debezium and replication-slot freshness need it).
 # OpenSearch: services/opensearch (Maven: org.opensearch:opensearch + netty4, analysis-common, mapper-extras, reindex
 # modules, run in-process by SeamlineOpenSearch.java), no security plugin, heap -Xms512m -Xmx1g.
 set -euo pipefail
@@ -199,7 +200,7 @@ pg_up() {
         die "postgres: port 127.0.0.1:$PG_PORT is already taken by another process (set SEAMLINE_PG_PORT to use another port)"
     fi
     log "postgres: starting $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
-    if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -o "-p $PG_PORT" -w -t "$PG_WAIT" start >/dev/null 2>&1 9>&-; then
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -o "-p $PG_PORT -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20" -w -t "$PG_WAIT" start >/dev/null 2>&1 9>&-; then
         tail_log "$dir/postgres.log"
         die "postgres: did not start within ${PG_WAIT}s on 127.0.0.1:$PG_PORT (log: $dir/postgres.log)"
     fi
