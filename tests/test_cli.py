@@ -263,6 +263,17 @@ def no_secret(*paths: Path) -> None:
         assert SECRET not in path.read_text(errors="replace"), path
 
 
+def prometheus(path: Path) -> dict[tuple[str, str], float]:
+    """The samples of a metrics file, parsed by prometheus_client: (name, "label=value,...") -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for s in family.samples:
+            out[(s.name, ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())))] = s.value
+    return out
+
+
 def one_line_error(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
@@ -297,10 +308,10 @@ def test_check_clean_seam_exits_0_with_json_diffs_and_metrics(shop: Shop) -> Non
     assert seam["differences"] == []
     assert {"passes", "ranges", "merkle_roots", "compare", "seam"} <= set(seam)
     assert pq.read_table(shop.dir / "d.parquet").num_rows == 0
-    metrics = (shop.dir / "m.prom").read_text()
-    assert 'seamline_drift_rows{seam="products_ok",kind="missing"} 0' in metrics
-    assert 'seamline_seam_clean{seam="products_ok"} 1' in metrics
-    assert 'seamline_last_run_exit_code{command="check"} 0' in metrics
+    metrics = prometheus(shop.dir / "m.prom")
+    assert metrics[("seamline_drift_rows", "kind=missing,seam=products_ok")] == 0
+    assert metrics[("seamline_seam_clean", "seam=products_ok")] == 1
+    assert metrics[("seamline_last_run_exit_code", "command=check")] == 0
     no_secret(shop.dir / "r.json", shop.dir / "m.prom")
 
 
@@ -322,13 +333,13 @@ def test_check_drift_exits_1_and_reports_every_difference(shop: Shop) -> None:
     assert changed["source"]["price"] == "10.30" and float(changed["target"]["price"]) == 1.0
     diffs = pq.read_table(shop.dir / "drift.parquet")
     assert sorted(diffs.column("id").to_pylist()) == [3, 5, 7]
-    metrics = (shop.dir / "drift.prom").read_text()
-    assert "# TYPE seamline_drift_rows gauge" in metrics
-    assert 'seamline_drift_rows{seam="products_drift",kind="missing"} 1' in metrics
-    assert 'seamline_drift_rows{seam="products_drift",kind="changed"} 2' in metrics
-    assert 'seamline_rows_read{seam="products_drift",side="source"}' in metrics
-    assert 'seamline_duration_seconds{seam="products_drift"}' in metrics
-    assert "seamline_last_run_timestamp_seconds" in metrics
+    assert "# TYPE seamline_drift_rows gauge" in (shop.dir / "drift.prom").read_text()
+    metrics = prometheus(shop.dir / "drift.prom")
+    assert metrics[("seamline_drift_rows", "kind=missing,seam=products_drift")] == 1
+    assert metrics[("seamline_drift_rows", "kind=changed,seam=products_drift")] == 2
+    assert metrics[("seamline_rows_read", "seam=products_drift,side=source")] == 40
+    assert metrics[("seamline_duration_seconds", "seam=products_drift")] > 0
+    assert metrics[("seamline_last_run_timestamp_seconds", "command=check")] > time.time() - 600
     no_secret(shop.dir / "drift.json", shop.dir / "drift.prom")
 
 
@@ -452,10 +463,10 @@ def test_freshness_breach_at_error_exits_1(shop: Shop) -> None:
     assert drift["warn_after_seconds"] == 600 and drift["error_after_seconds"] == 3600
     assert drift["as_of"]["source"]["store"] == "postgres"
     assert drift["as_of"]["target"]["detail"]["pit_created_at"]
-    metrics = (shop.dir / "fresh.prom").read_text()
-    assert 'seamline_freshness_status{seam="products_drift"} 2' in metrics
-    assert 'seamline_freshness_backlog_rows{seam="products_drift"} 1' in metrics
-    assert 'seamline_freshness_lag_seconds{seam="products_ok"} 0.0' in metrics
+    metrics = prometheus(shop.dir / "fresh.prom")
+    assert metrics[("seamline_freshness_status", "seam=products_drift")] == 2
+    assert metrics[("seamline_freshness_backlog_rows", "seam=products_drift")] == 1
+    assert metrics[("seamline_freshness_lag_seconds", "seam=products_ok")] == 0
 
 
 def test_freshness_at_warn_exits_0(shop: Shop) -> None:
@@ -559,10 +570,11 @@ def test_metrics_are_prometheus_text_written_atomically(tmp_path: Path) -> None:
     assert lines[:3] == [
         "# HELP seamline_drift_rows Rows that differ between the source and the target, by kind.",
         "# TYPE seamline_drift_rows gauge",
-        'seamline_drift_rows{seam="we\\"ird",kind="missing"} 3',
+        'seamline_drift_rows{kind="missing",seam="we\\"ird"} 3.0',
     ]
     assert 'seamline_freshness_lag_seconds{seam="s"} 1.5' in lines
-    assert 'seamline_last_run_exit_code{command="check"} 1' in lines
+    assert 'seamline_last_run_exit_code{command="check"} 1.0' in lines
+    assert prometheus(path)[("seamline_drift_rows", 'kind=missing,seam=we"ird')] == 3
     assert [p.name for p in path.parent.iterdir()] == ["seamline.prom"]  # no temporary file left
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 

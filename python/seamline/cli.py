@@ -247,7 +247,7 @@ def _check(args: argparse.Namespace) -> int:
                 ),
             )
         if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
+            metrics.write(args.metrics, code)
         return code
 
 
@@ -297,7 +297,7 @@ def _freshness(args: argparse.Namespace) -> int:
             }
             _write_json(args.json, _report("freshness", contract, started, code, seams=body))
         if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
+            metrics.write(args.metrics, code)
         return code
 
 
@@ -331,7 +331,7 @@ def _lineage(args: argparse.Namespace) -> int:
         if args.json:
             _write_json(args.json, _report("lineage", contract, started, code, **result.to_dict()))
         if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
+            metrics.write(args.metrics, code)
         return code
 
 
@@ -397,7 +397,7 @@ def _repair(args: argparse.Namespace) -> int:
         if args.json:
             _write_json(args.json, _report("repair", contract, started, code, **report))
         if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
+            metrics.write(args.metrics, code)
         return code
 
 
