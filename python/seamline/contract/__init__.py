@@ -29,25 +29,57 @@ naming the file, the store/seam/chain and the field.
 
 from __future__ import annotations
 
-from seamline.contract.loading import load, parse
-from seamline.contract.model import Contract
-from seamline.contract.schema import (
-    STORE_TYPES,
-    CompareSpec,
-    Freshness,
-    IcebergStore,
-    LanceDBStore,
-    OpenSearchStore,
-    PostgresStore,
-    RepairPolicy,
-    Seam,
-    Side,
-    StoreBase,
-)
-from seamline.contract.secrets import redact
-from seamline.durations import parse_time
+import importlib
+from typing import TYPE_CHECKING, Any
 
-Store = StoreBase
+if TYPE_CHECKING:
+    from seamline.contract.loading import load, parse
+    from seamline.contract.model import Contract
+    from seamline.contract.schema import (
+        STORE_TYPES,
+        CompareSpec,
+        Freshness,
+        IcebergStore,
+        LanceDBStore,
+        OpenSearchStore,
+        PostgresStore,
+        RepairPolicy,
+        Seam,
+        Side,
+        StoreBase,
+    )
+    from seamline.contract.secrets import redact
+    from seamline.durations import parse_time
+
+    Store = StoreBase
+
+# Imported on first use: `redact` (every line the CLI prints) must not pay for pydantic and the schema.
+_LAZY = {
+    "load": "seamline.contract.loading",
+    "parse": "seamline.contract.loading",
+    "Contract": "seamline.contract.model",
+    "redact": "seamline.contract.secrets",
+    "parse_time": "seamline.durations",
+    **dict.fromkeys(
+        (
+            "STORE_TYPES CompareSpec Freshness IcebergStore LanceDBStore OpenSearchStore PostgresStore "
+            "RepairPolicy Seam Side StoreBase"
+        ).split(),
+        "seamline.contract.schema",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Store":
+        return __getattr__("StoreBase")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seamline.contract' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "STORE_TYPES",
