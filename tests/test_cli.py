@@ -622,7 +622,8 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path: Path) -> None:
     import signal
 
     env = dict(os.environ) | {"PYTHONPROFILEIMPORTTIME": "1"}
-    args = [SEAMLINE, "merge", "--output-uri", str(tmp_path), "--run-id", "r", "--shards", "2", "--wait", "1h"]
+    args = [SEAMLINE, "merge", "--output-uri", str(tmp_path), "--run-id", "r", "--shards", "2"]
+    args += ["--wait", "1h"]  # waits for shards that never come: the process lives until the signal
     for during in ("pyarrow.lib", "pyarrow", "polars", "seamline.shard"):
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None

@@ -82,8 +82,10 @@ def _shard(text: str) -> str:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected I/N, e.g. 3/16") from None
-    if n < 1 or not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"{text!r}: the index must be between 0 and N-1")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: N must be at least 1")
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: the index must be between 0 and {n - 1}")
     return text
 
 
