@@ -21,7 +21,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*header), line.format(*("-" * w for w in widths))]
     out += [line.format(*map(str, r)) for r in rows]
-    return "\n".join(out).rstrip(" ")
+    return "\n".join(text.rstrip() for text in out)
 
 
 def count(n: int | None) -> str:
