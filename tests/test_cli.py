@@ -714,9 +714,14 @@ def test_repair_prints_its_plan_one_line_per_operation(shop: Shop) -> None:
 
 
 def test_repair_refusals_say_the_numbers_and_the_contract_fix(shop: Shop) -> None:
-    from seamline.commands.common import percent
+    from seamline.commands.common import percent, refusal_text
+    from seamline.exceptions import RepairRefusedError
 
     assert percent(3 / 39) == "7.7%" and percent(1 / 2_000_000) == "0.000050%" and percent(1) == "100%"
+    raised = RepairRefusedError(
+        "repair of a -> b refused: no version column, ...; pass version= to reconcile"
+    )
+    assert refusal_text(raised) == "no version column, ...; add `version:` to the seam in the contract"
     out = run(shop, "repair", str(shop.contract), "--seam", "products_drift", "--max-fraction", "0.01")
     assert out.returncode == 1
     line = next(x for x in out.stderr.splitlines() if "refused" in x)

@@ -37,6 +37,7 @@ from seamline.commands.common import (
     describe,
     exit_code_for,
     is_unexpected,
+    refusal_text,
     worst,
 )
 from seamline.commands.session import Session
@@ -439,6 +440,13 @@ def _run(argv: Sequence[str] | None) -> int:
     except Exception as e:  # every error is one line
         if args.debug:
             traceback.print_exc(file=session.err)
+        from seamline.exceptions import RepairRefusedError
+
+        if isinstance(e, RepairRefusedError):
+            text = refusal_text(e)
+            session.error(f"repair refused: {text}; drift not repaired")
+            _failed(args, session, started, EXIT_DRIFT, f"repair refused: {text}")
+            return EXIT_DRIFT
         text, code = describe(e), exit_code_for(e)
         if is_unexpected(e) and not args.debug:
             text += " (run with --debug for the traceback)"

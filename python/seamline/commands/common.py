@@ -112,6 +112,16 @@ def describe(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+def refusal_text(error: BaseException) -> str:
+    """A repair refusal raised below the CLI (the scale-out merge), in the contract's words: without
+    the library's "repair of X refused:" (the CLI line says it once) nor its Python advice."""
+    import re
+
+    text = describe(error)
+    text = re.sub(r"^repair of .*? refused: ", "", text)
+    return text.replace("pass version= to reconcile", "add `version:` to the seam in the contract")
+
+
 def percent(fraction: float) -> str:
     """A fraction as a percentage with two significant digits however small: 7.5%, 0.000050%."""
     import math
