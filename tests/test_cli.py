@@ -891,13 +891,21 @@ def test_help_imports_neither_arrow_nor_polars_nor_a_store_client() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_merged_shards_print_the_changed_values_like_check(shop: Shop, tmp_path: Path) -> None:
+def _two_shards(shop: Shop, out: Path, run_id: str) -> None:
+    """products_drift checked as two shards of one pinned layout, written under `out`."""
+    layout = out / f"{run_id}.layout"
+    pinned = run(shop, "layout", str(shop.contract), "--seam", "products_drift", "--output", str(layout))
+    assert pinned.returncode == 0, pinned.stderr
     for i in range(2):
-        out = run(
+        shard = run(
             shop, "check", str(shop.contract), "--seam", "products_drift", "--shard", f"{i}/2",
-            "--output-uri", str(tmp_path), "--run-id", "values",
+            "--output-uri", str(out), "--run-id", run_id, "--layout", str(layout),
         )  # fmt: skip
-        assert out.returncode == 0, out.stderr
+        assert shard.returncode == 0, shard.stderr
+
+
+def test_merged_shards_print_the_changed_values_like_check(shop: Shop, tmp_path: Path) -> None:
+    _two_shards(shop, tmp_path, "values")
     merged = run(shop, "merge", "--output-uri", str(tmp_path), "--run-id", "values", "--shards", "2")
     assert merged.returncode == 1, merged.stderr
     check = run(shop, "check", str(shop.contract), "--seam", "products_drift")
@@ -906,3 +914,17 @@ def test_merged_shards_print_the_changed_values_like_check(shop: Shop, tmp_path:
     assert (
         sorted(x.strip() for x in merged.stdout.splitlines() if x.strip().startswith("changed ")) == changed
     )
+
+
+def test_merge_writes_json_and_metrics_through_the_renderer(shop: Shop, tmp_path: Path) -> None:
+    _two_shards(shop, tmp_path, "outputs")
+    merged = run(
+        shop, "merge", "--output-uri", str(tmp_path), "--run-id", "outputs", "--shards", "2",
+        "--json", str(tmp_path / "m.json"), "--metrics", str(tmp_path / "m.prom"),
+    )  # fmt: skip
+    assert merged.returncode == 1, merged.stderr
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["command"] == "merge" and report["exit_code"] == 1 and report["counts"]["changed"] == 2
+    metrics = prometheus(tmp_path / "m.prom")
+    assert metrics[("seamline_drift_rows", "kind=changed,seam=products_drift")] == 2
+    assert metrics[("seamline_last_run_exit_code", "command=merge")] == 1

@@ -165,22 +165,24 @@ def _repair(args: argparse.Namespace, session: Session) -> int:
 
 
 def _merge(args: argparse.Namespace, session: Session) -> int:
-    from seamline.commands.merge import merged_text
+    from seamline.commands.merge import MergeReport, merge_report
+    from seamline.commands.render import Outputs, emit, write_files
     from seamline.scaleout import merge_cmd
 
+    started = time.time()
+    shown: list[MergeReport] = []
+
     def show(merged: Any) -> None:
-        session.print(merged_text(merged))
-        if args.json:
-            import json
-
-            from seamline.jsonsafe import json_safe
-            from seamline.metrics import write_atomic
-
-            text = json.dumps(json_safe({"command": "merge", **merged.to_dict()}), indent=2)
-            write_atomic(args.json, session.redact(text) + "\n")
+        # the merged run through the one renderer; the repair that may follow prints its own lines
+        shown.append(merge_report(merged, args.contract, started))
+        emit(shown[-1], Outputs(json=args.json), session)
 
     with contextlib.redirect_stdout(session.out):  # the scale-out code prints the repair it runs
-        return merge_cmd(args, session.load, show)
+        code: int = merge_cmd(args, session.load, show)
+    if shown and args.metrics:
+        shown[-1].exit_code = code  # the metrics carry the run's exit code, repair included
+        write_files(shown[-1], Outputs(metrics=args.metrics), session)
+    return code
 
 
 def _layout(args: argparse.Namespace, session: Session) -> int:
