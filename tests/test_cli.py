@@ -645,6 +645,8 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path: Path) -> None:
         (("repair", "--seam", "products_ok", "--max-fraction", "x"), "--max-fraction: 'x' is not a number"),
         (("check", "--seam", "products_ok", "--shard", "4/4", "--output-uri", "o"), "--shard: '4/4'"),
         (("check", "--seam", "products_ok", "--shards", "0", "--output-uri", "o"), "--shards: 0 is not"),
+        (("check", "--json", "contract.yaml/r.json"), "--json contract.yaml/r.json: cannot write there"),
+        (("freshness", "--metrics", "contract.yaml/m.prom"), "--metrics contract.yaml/m.prom: cannot write"),
     ],
 )
 def test_arguments_are_checked_before_any_store_is_read(

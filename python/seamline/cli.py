@@ -113,6 +113,30 @@ def _time(text: str) -> Any:
         ) from None
 
 
+def _writable(value: str) -> bool:
+    """The file can be written: its nearest existing folder is a writable folder (URIs: assumed)."""
+    import os
+    from pathlib import Path
+
+    if "://" in value:
+        return True
+    folder = Path(value).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output file can be written: a run must not read the stores and then fail to say what it
+    found."""
+    from seamline.exceptions import InvalidInputError
+
+    for option in ("json", "metrics", "diffs", "output"):
+        value = getattr(args, option, None)
+        if value and not _writable(value):
+            raise InvalidInputError(f"--{option} {value}: cannot write there (not a writable folder)")
+
+
 # -- commands -----------------------------------------------------------------------------------------
 
 
@@ -416,14 +440,16 @@ def parser() -> argparse.ArgumentParser:
 def _failed(args: argparse.Namespace, session: Session, started: float, code: int, text: str) -> None:
     """A run that failed still writes its --json and --metrics (with its exit code)."""
     outputs = _outputs(args)
-    if not (outputs.json or outputs.metrics):
+    json_file = outputs.json if outputs.json and _writable(outputs.json) else None
+    metrics_file = outputs.metrics if outputs.metrics and _writable(outputs.metrics) else None
+    if not (json_file or metrics_file):
         return
     from seamline.commands.render import Outputs, write_files
 
     contract = getattr(args, "contract", None)
     report = FailedReport(args.command, contract, started, code, None, session.redact(text))
     try:
-        write_files(report, Outputs(json=outputs.json, metrics=outputs.metrics), session)
+        write_files(report, Outputs(json=json_file, metrics=metrics_file), session)
     except Exception as e:  # the failure being reported matters more than the report
         session.error(f"error: cannot write the report: {describe(e)}")
 
@@ -433,6 +459,7 @@ def _run(argv: Sequence[str] | None) -> int:
     session = Session(debug=args.debug)
     started = time.time()
     try:
+        _check_outputs(args)
         code: int = args.run(args, session)
         return code
     except KeyboardInterrupt:
