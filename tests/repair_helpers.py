@@ -6,7 +6,7 @@ a products table as the system of record, its copies, and two child processes:
     python tests/repair_helpers.py apply-plan ...  RepairPlan.load(dir).apply(target=...), to be killed
 
 The live pipeline writes OpenSearch with external versions (version = updated_at in microseconds),
-the contract that makes `version_type=external_gte` repairs safe (seamline.repair.opensearch).
+the contract that makes `version_type=external_gte` repairs safe (seamline.stores.opensearch.write).
 """
 
 from __future__ import annotations

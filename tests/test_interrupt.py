@@ -36,7 +36,7 @@ print("finished", flush=True)
 
 def test_sigint_interrupts_a_running_reconcile() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import seamline.sources.base\n" + SLOW_RECONCILE],
+        [sys.executable, "-c", "import seamline.stores.protocols\n" + SLOW_RECONCILE],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

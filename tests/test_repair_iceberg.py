@@ -214,7 +214,7 @@ def test_iceberg_concurrent_newer_write_wins(
 ) -> None:
     """A writer commits a newer row between the repair's read and its commit: the catalog refuses
     the repair's transaction, the writer reads again and leaves the newer row alone."""
-    from seamline.repair.iceberg import IcebergWriter
+    from seamline.stores.iceberg.write import IcebergWriter
 
     cat, props = catalog
     schema = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.int64())])

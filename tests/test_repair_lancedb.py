@@ -189,7 +189,7 @@ def test_postgres_to_lancedb_repair_without_embed(pg: tuple[Any, str], pg_dsn: s
 def test_lancedb_guards_against_newer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows rewritten between the writer's read and its write: the delete and the merge-insert carry
     their own version guards, so the newer rows stay."""
-    from seamline.repair.lancedb import LanceDBWriter
+    from seamline.stores.lancedb.write import LanceDBWriter
 
     schema = pa.schema(
         [pa.field("id", pa.int64()), pa.field("name", pa.string()), pa.field("seq", pa.int64())]

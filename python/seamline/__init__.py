@@ -39,8 +39,8 @@ from seamline.exceptions import (
 from seamline.reconcile import reconcile
 from seamline.repair.plan import RepairOutcome, RepairPlan
 from seamline.result import ReconcileResult
-from seamline.sources.arrow import ArrowSource, ParquetSource
-from seamline.sources.base import KeyRange, Source
+from seamline.stores.arrow.read import ArrowSource, ParquetSource
+from seamline.stores.protocols import KeyRange, Source
 
 __all__ = [
     "Binary",
@@ -91,7 +91,7 @@ def postgres(
     dsn: str, table: str | None = None, *, where: str | None = None, query: str | None = None
 ) -> Source:
     """A Postgres table (optionally filtered) or any SELECT, read through ADBC from one snapshot."""
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres.read import PostgresSource
 
     return PostgresSource(dsn, table, where=where, query=query)
 
@@ -104,7 +104,7 @@ def iceberg(
     as_of: Any = None,
 ) -> Source:
     """An Iceberg table through pyiceberg, at the current snapshot, `snapshot_id`, or `as_of` a time."""
-    from seamline.sources.iceberg import IcebergSource
+    from seamline.stores.iceberg.read import IcebergSource
 
     return IcebergSource(table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of)
 
@@ -113,13 +113,13 @@ def opensearch(
     url: str, index: str, *, query: dict[str, Any] | None = None, key_field: str | None = None, **client: Any
 ) -> Source:
     """An OpenSearch index, read with point-in-time + search_after, sliced for parallelism."""
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch.read import OpenSearchSource
 
     return OpenSearchSource(url, index, query=query, key_field=key_field, **client)
 
 
 def lancedb(uri: str, table: str, *, where: str | None = None) -> Source:
     """A LanceDB table (embedded), pinned to the version current when the reconcile starts."""
-    from seamline.sources.lancedb import LanceDBSource
+    from seamline.stores.lancedb.read import LanceDBSource
 
     return LanceDBSource(uri, table, where=where)

@@ -26,7 +26,7 @@ import pyarrow as pa
 from seamline import _core
 from seamline.compare import Integer
 from seamline.seam import SeamColumns
-from seamline.sources.base import KeyRange, ScanRequest, Source, replays_identically
+from seamline.stores.protocols import KeyRange, ScanRequest, Source, replays_identically
 
 ROWS_PER_PUSHED_RANGE = 32
 MAX_PUSHED_RANGES = 262_144

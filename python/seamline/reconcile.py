@@ -19,8 +19,8 @@ from seamline.durations import parse_duration
 from seamline.engine import Engine, EngineOutput, Options
 from seamline.result import ReconcileResult, SeamContext
 from seamline.seam import ColumnsArg, KeyArg, SeamColumns, resolve
-from seamline.sources.arrow import ArrowSource
-from seamline.sources.base import Source, pushes_down
+from seamline.stores.arrow.read import ArrowSource
+from seamline.stores.protocols import Source, pushes_down
 
 
 def as_source(obj: Any, name: str) -> Source:

@@ -16,7 +16,7 @@ from seamline.compare import Compare
 from seamline.engine import EngineOutput, Options
 from seamline.jsonsafe import json_safe
 from seamline.seam import SeamColumns
-from seamline.sources.base import AsOf, KeyRange, Source
+from seamline.stores.protocols import AsOf, KeyRange, Source
 
 if TYPE_CHECKING:
     from seamline.repair.plan import RepairPlan

@@ -26,7 +26,7 @@ from seamline.exceptions import InvalidInputError, RepairRefusedError
 
 if TYPE_CHECKING:
     from seamline.result import ReconcileResult
-    from seamline.sources.base import Source
+    from seamline.stores.protocols import Source
 
 PLAN_FORMAT = 1
 

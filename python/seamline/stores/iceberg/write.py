@@ -27,7 +27,7 @@ from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In, Or
 from pyiceberg.table import Table
 
-from seamline.repair._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
+from seamline.stores._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
 
 if TYPE_CHECKING:
     from seamline.repair.plan import RepairPlan
@@ -105,7 +105,7 @@ class IcebergWriter:
     # -- internals -------------------------------------------------------------------------------
 
     def _load(self) -> Table:
-        from seamline.sources.iceberg import IcebergSource
+        from seamline.stores.iceberg.read import IcebergSource
 
         # a fresh handle on the current metadata (the source's error mapping for a missing table
         # or an unavailable catalog)
@@ -158,6 +158,6 @@ def _keys_filter(key: list[str], keys: list[Key]) -> BooleanExpression:
 
 def _pred(cls: Any, name: str, value: Any) -> BooleanExpression:
     # pyiceberg predicates take (term, literal) positionally; their pydantic-generated signature
-    # confuses type checkers, hence the Any (as in seamline.sources.iceberg)
+    # confuses type checkers, hence the Any (as in seamline.stores.iceberg.read)
     out: BooleanExpression = cls(name, value)
     return out

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from opensearchpy import OpenSearch
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyRange, ScanRequest, redact_url
+from seamline.stores.protocols import AsOf, KeyRange, ScanRequest, redact_url
 
 _KEEP_ALIVE = "5m"  # refreshed by every page request; only idle time between passes counts
 _PAGE_SIZE = 5000
@@ -397,8 +397,8 @@ class OpenSearchSource:
         return path, spec
 
     def repair_writer(self, embed: Any = None) -> Any:
-        """The writer that applies repair plans to this index (``seamline.repair.opensearch``)."""
-        from seamline.repair.opensearch import OpenSearchRepairWriter
+        """The writer that applies repair plans to this index (``seamline.stores.opensearch.write``)."""
+        from seamline.stores.opensearch.write import OpenSearchRepairWriter
 
         return OpenSearchRepairWriter(self)
 

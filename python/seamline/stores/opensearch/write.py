@@ -49,7 +49,7 @@ from seamline.exceptions import RepairRefusedError
 
 if TYPE_CHECKING:
     from seamline.repair.plan import RepairPlan
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch.read import OpenSearchSource
 
 CHUNK = 1000  # bulk actions per request
 MAX_ERRORS = 50  # one-line messages kept; the count is always exact

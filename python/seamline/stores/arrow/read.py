@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from seamline.exceptions import InvalidInputError, NotFoundError
-from seamline.sources.base import AsOf, ScanRequest
+from seamline.stores.protocols import AsOf, ScanRequest
 
 
 def _sample_rows(num_rows: int, n: int) -> pa.Array:

@@ -51,7 +51,7 @@ from seamline.exceptions import InvalidInputError, RepairRefusedError, StoreUnav
 
 if TYPE_CHECKING:
     from seamline.repair.plan import RepairPlan
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres.read import PostgresSource
 
 BATCH = 1000  # rows per transaction
 MAX_ERRORS = 50  # one-line messages kept; the counts are always exact

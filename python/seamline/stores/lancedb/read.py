@@ -18,7 +18,7 @@ import pyarrow as pa
 from lancedb.expr import Expr, col, lit
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover, redact_url
+from seamline.stores.protocols import AsOf, KeyBound, KeyRange, ScanRequest, cover, redact_url
 
 
 class LanceDBSource:
@@ -136,13 +136,13 @@ class LanceDBSource:
 
     def max_value(self, column: str) -> Any:
         """The largest value of ``column`` at the pinned version (a scan of that column), or None."""
-        from seamline.sources._stats import column_max
+        from seamline.stores._common import column_max
 
         return column_max(self._freshness_column(column))
 
     def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
         """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
-        from seamline.sources._stats import count_newer
+        from seamline.stores._common import count_newer
 
         return count_newer(self._freshness_column(column), value, inclusive)
 
@@ -161,7 +161,7 @@ class LanceDBSource:
         """The writer that applies a repair plan to this table (its latest version): deletes
         tombstoned ids, merge-inserts stale rows; vector columns are filled by `embed(texts)` from
         `embed_from` (default: the first string column among the plan's columns)."""
-        from seamline.repair.lancedb import LanceDBWriter
+        from seamline.stores.lancedb.write import LanceDBWriter
 
         return LanceDBWriter(self._uri, self._name, embed=embed, embed_from=embed_from)
 

@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover
     _CatalogDbError = OSError  # type: ignore[misc,assignment]
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover
+from seamline.stores.protocols import AsOf, KeyBound, KeyRange, ScanRequest, cover
 
 
 class IcebergSource:
@@ -204,13 +204,13 @@ class IcebergSource:
 
     def max_value(self, column: str) -> Any:
         """The largest value of ``column`` in the pinned snapshot (a scan of that column), or None."""
-        from seamline.sources._stats import column_max
+        from seamline.stores._common import column_max
 
         return column_max(self._freshness_column(column))
 
     def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
         """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
-        from seamline.sources._stats import count_newer
+        from seamline.stores._common import count_newer
 
         return count_newer(self._freshness_column(column), value, inclusive)
 
@@ -231,7 +231,7 @@ class IcebergSource:
         """The writer that applies a repair plan to this table (the current snapshot of its main
         branch, whatever snapshot this source reads): one transaction per plan, tagged snapshots.
         `embed` is accepted for symmetry with vector stores and unused."""
-        from seamline.repair.iceberg import IcebergWriter
+        from seamline.stores.iceberg.write import IcebergWriter
 
         return IcebergWriter(self._name, catalog=self._catalog_props)
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 from lancedb.expr import Expr, col, lit
 
 from seamline.exceptions import InvalidInputError
-from seamline.repair._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
+from seamline.stores._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
 
 if TYPE_CHECKING:
     from seamline.repair.plan import RepairPlan
@@ -130,7 +130,7 @@ class LanceDBWriter:
     # -- internals -------------------------------------------------------------------------------
 
     def _open(self) -> Any:
-        from seamline.sources.lancedb import LanceDBSource
+        from seamline.stores.lancedb.read import LanceDBSource
 
         # a fresh handle on the latest version (the source's error mapping for a missing table)
         return LanceDBSource(self._uri, self._name)._table()

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover
+from seamline.stores.protocols import AsOf, KeyBound, KeyRange, ScanRequest, cover
 
 # Above this many ranges per reader, neighbouring ranges are merged into one covering range: a few
 # extra rows are read (the core filters them) instead of sending a huge OR predicate.
@@ -575,8 +575,8 @@ class PostgresSource:
                 pass
 
     def repair_writer(self, embed: Any = None) -> Any:
-        """The writer that applies repair plans to this table (``seamline.repair.postgres``)."""
-        from seamline.repair.postgres import PostgresRepairWriter
+        """The writer that applies repair plans to this table (``seamline.stores.postgres.write``)."""
+        from seamline.stores.postgres.write import PostgresRepairWriter
 
         return PostgresRepairWriter(self)
 

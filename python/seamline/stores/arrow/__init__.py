@@ -1,0 +1,1 @@
+"""In-memory Arrow tables and Parquet files: read-only sides."""

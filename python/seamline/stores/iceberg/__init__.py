@@ -1,0 +1,1 @@
+"""The iceberg store: reading (read.py) and repair writing (write.py)."""

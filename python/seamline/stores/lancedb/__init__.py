@@ -1,0 +1,1 @@
+"""The lancedb store: reading (read.py) and repair writing (write.py)."""

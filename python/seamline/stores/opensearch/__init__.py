@@ -1,0 +1,1 @@
+"""The opensearch store: reading (read.py) and repair writing (write.py)."""

@@ -1,0 +1,1 @@
+"""The postgres store: reading (read.py) and repair writing (write.py)."""
