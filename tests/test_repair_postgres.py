@@ -168,11 +168,19 @@ def test_dedupe_without_unique_key_and_refusals(pg: Pg) -> None:
     assert pg.scalar(f"SELECT count(*) FROM {target} WHERE id IN (7, 8)") == 2
     assert plan.apply().counts == {"applied": 2, "skipped_newer": 0, "failed": 0}  # idempotent
 
-    # upserts need ON CONFLICT, hence a unique key: refused before anything is written
-    drift(pg, source, [9])
-    with pytest.raises(sl.RepairRefusedError, match=r"primary key or unique index on exactly \(id\)"):
-        seam(pg, source, target).plan_repair(max_fraction=0.1).apply()
-    assert pg.scalar(f"SELECT name FROM {target} WHERE id = 9") == "item 9"
+    # upserts into a table without a unique key (issue 10 item 6): applied like dedupes, every copy of
+    # the key replaced by the one row under the version guard; duplicates and upserts in one plan
+    drift(pg, source, [9, 10])
+    pg.execute(f"INSERT INTO {target} SELECT * FROM {target} WHERE id = 10")  # stale, and twice
+    pg.execute(f"DELETE FROM {target} WHERE id = 11")
+    plan = seam(pg, source, target).plan_repair(max_fraction=0.1)
+    assert plan.counts == {"upsert": 2, "delete": 0, "dedupe": 1}
+    outcome = plan.apply()
+    assert outcome.counts == {"applied": 3, "skipped_newer": 0, "failed": 0}, outcome.errors
+    assert outcome.verified
+    assert pg.scalar(f"SELECT count(*) FROM {target} WHERE id IN (9, 10, 11)") == 3
+    assert pg.scalar(f"SELECT name FROM {target} WHERE id = 9") != "item 9"
+    assert seam(pg, source, target).clean
 
     # a query has no table to write to
     query = sl.postgres(pg.dsn, query=f"SELECT * FROM {target}")

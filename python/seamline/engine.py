@@ -26,7 +26,7 @@ import pyarrow as pa
 from seamline import _core
 from seamline.compare import Integer
 from seamline.seam import SeamColumns
-from seamline.stores.protocols import KeyRange, ScanRequest, Source, replays_identically
+from seamline.stores.protocols import KeyRange, Replayable, ScanRequest, Source
 
 ROWS_PER_PUSHED_RANGE = 32
 MAX_PUSHED_RANGES = 262_144
@@ -182,7 +182,7 @@ class Engine:
         #: the leaf of every row of a side held in memory (read whole each time), remembered by its
         #: first hash pass so the diff pass need not hash every key again
         self.row_leaves = {
-            side: _core.RowLeaves() if replays_identically(src) and not pushdown[side] else None
+            side: _core.RowLeaves() if _replays(src) and not pushdown[side] else None
             for side, src in self.sides.items()
         }
 
@@ -379,3 +379,7 @@ def _groups(leaves: list[int], sizes: list[int], budget: int) -> list[list[int]]
     if current:
         groups.append(current)
     return groups
+
+
+def _replays(source: Source) -> bool:
+    return isinstance(source, Replayable) and source.replays_identically()

@@ -1,22 +1,32 @@
-"""The contract between a store adapter and the reconcile engine.
+"""What a store adapter is to the rest of Seamline: the required `Source` protocol and the optional
+capabilities, each a `runtime_checkable` protocol that callers test with `isinstance` (never by
+probing attributes), and that mypy checks every adapter against (`stores/registry.py`).
 
 An adapter turns one table/index/query of one store into Arrow record batch streams. It never hashes:
 the Rust core does. It may push key ranges down to the store; the core filters rows by range anyway,
 so pushdown is an optimisation, never a correctness requirement.
+
+Capabilities:
+- `RangePushdown`: reads just the requested key ranges.
+- `Replayable`: every `open` with one request yields the same batches in the same order (in memory).
+- `Versioned`: the newest value of a column and how many rows are newer than a value (freshness).
+- `Repairable`: returns a `RepairWriter`, whose `apply(plan)` returns `WriteCounts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
 # A key bound is a tuple of key values (one per key column, in key order); None on a side of a
 # range means unbounded on that side.
 KeyBound = tuple[Any, ...]
+
+#: computes vectors from texts (vector stores fill vector columns outside the seam with it)
+Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 
 
 @dataclass(frozen=True)
@@ -91,38 +101,88 @@ class Source(Protocol):
         ...
 
 
-def redact_url(url: str) -> str:
-    """A URL or URI without its user and password, for anything shown or logged."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+@runtime_checkable
+class RangePushdown(Protocol):
+    """A source that reads just the requested key ranges; others are read whole and the core filters."""
+
+    def can_push_down(self, key: Sequence[str]) -> bool:
+        """Whether ranges over this key (store-side names) can be pushed down."""
+        ...
 
 
-def cover(ranges: Sequence[KeyRange], at_most: int) -> list[KeyRange]:
-    """At most `at_most` ranges covering `ranges` (ascending, disjoint): neighbours are merged, so a
-    store is asked for a superset, which the core filters. For stores whose queries cannot carry
-    thousands of predicates."""
-    if len(ranges) <= at_most:
-        return list(ranges)
-    size = -(-len(ranges) // at_most)
-    return [
-        KeyRange(ranges[i].lo, ranges[min(i + size, len(ranges)) - 1].hi) for i in range(0, len(ranges), size)
-    ]
+@runtime_checkable
+class Replayable(Protocol):
+    """A source whose every `open` with one request yields the same batches in the same order (data
+    held in memory): the engine then remembers the leaf of each row during the hash pass instead of
+    hashing keys again later."""
+
+    def replays_identically(self) -> bool: ...
 
 
-def pushes_down(source: object, key: Sequence[str]) -> bool:
-    """Whether `source` reads just the requested key ranges (its optional `can_push_down(key)`);
-    sources without it are read whole and the core filters the rows."""
-    check = getattr(source, "can_push_down", None)
-    return bool(check(key)) if check is not None else False
+@runtime_checkable
+class Versioned(Protocol):
+    """A source that reports, in its pinned snapshot, the newest value of a column and how many rows
+    are newer than a value (freshness and lineage)."""
+
+    def max_value(self, column: str) -> Any:
+        """The largest value of ``column`` (NULLs ignored), or None. A naive timestamp is UTC."""
+        ...
+
+    def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
+        """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
+        ...
 
 
-def replays_identically(source: object) -> bool:
-    """Whether every `open` of `source` with the same request yields the same batches in the same
-    order (its optional `replays_identically` attribute: data held in memory). The engine then
-    remembers the leaf of each row during the hash pass instead of hashing keys again later."""
-    return bool(getattr(source, "replays_identically", False))
+class PlanData(Protocol):
+    """What a writer reads of a repair plan (`seamline.repair.RepairPlan` is one): tables in the
+    target's column names, carrying the versions that guard every write."""
+
+    seam: str
+    key: list[str]
+    columns: list[str]
+    version: str | None
+    upserts: pa.Table
+    deletes: pa.Table
+    dedupes: pa.Table
+    source_key: list[str] | None
+
+    @property
+    def empty(self) -> bool: ...
+
+    def check_guard(self) -> None: ...
+
+    def upsert_versions(self) -> pa.Array: ...
+
+    def delete_versions(self) -> pa.Array: ...
+
+    def dedupe_versions(self) -> pa.Array: ...
+
+
+@dataclass
+class WriteCounts:
+    """What a writer did with a plan's operations: `applied` (the store now holds their effect,
+    including `unchanged` ones already in place and not written again), `skipped_newer` (a newer
+    write won), `failed`; one-line `errors`; store-specific `detail` (a snapshot id, a version)."""
+
+    applied: int = 0
+    skipped_newer: int = 0
+    failed: int = 0
+    unchanged: int = 0
+    errors: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RepairWriter(Protocol):
+    """Writes repair plans to one store, never over a newer write, idempotently."""
+
+    def apply(self, plan: PlanData) -> WriteCounts: ...
+
+
+@runtime_checkable
+class Repairable(Protocol):
+    """A source whose table/index a repair plan can be written to."""
+
+    def repair_writer(self, embed: Embed | None = None) -> RepairWriter:
+        """The writer for this table/index. `embed` fills vector columns where the store has them."""
+        ...
