@@ -147,6 +147,8 @@ class PostgresStore:
         text = re.sub(r"^Failed to connect: ", "", text)
         text = re.sub(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ', "", text)
         text = re.sub(r"^Failed to (prepare|execute|fetch)( query)?: ", "", text)
+        text = re.sub(r"^Execution error \[[A-Z_]+\]: ", "", text)
+        text = re.sub(r"^PQ\w+\(\) failed: ", "", text)
         text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
         if "ERROR:" in text:
             text = text.rsplit("ERROR:", 1)[1]
