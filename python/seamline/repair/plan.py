@@ -305,8 +305,7 @@ class RepairPlan:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "plan.json").write_text(json.dumps(meta, indent=2))
-        for name in ("upserts", "deletes", "dedupes"):
-            table: pa.Table = getattr(self, name)
+        for name, table in (("upserts", self.upserts), ("deletes", self.deletes), ("dedupes", self.dedupes)):
             with pa.OSFile(str(path / f"{name}.arrow"), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
                 w.write_table(table)
 

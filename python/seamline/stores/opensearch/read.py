@@ -448,7 +448,10 @@ def _to_ms(value: Any, seconds: bool) -> int | None:
     text = str(value)
     if text.lstrip("-").isdigit():
         return int(text) * 1000 if seconds else int(text)
-    dt = datetime.fromisoformat(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueParseError(f"not a date: {value!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)  # OpenSearch reads a date without offset as UTC
     delta = dt - _EPOCH
