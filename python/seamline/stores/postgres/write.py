@@ -105,6 +105,7 @@ class PostgresRepairWriter:
                 run.batches(conn, "dedupe", plan.dedupes, write, self._batch, run.dedupe)
         finally:
             close_quietly(conn)
+            self._store.close()  # the catalog connection, reopened on the next use
         errors = list(run.errors)
         if run.error_count > len(errors):
             errors.append(f"... and {run.error_count - len(errors)} more error(s)")
