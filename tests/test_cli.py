@@ -518,7 +518,7 @@ def test_lineage_as_of_reads_the_snapshots_the_dashboard_read(shop: Shop) -> Non
 
 def test_repair_dry_run_then_apply(shop: Shop) -> None:
     from seamline.result import ReconcileResult
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch import OpenSearchSource
 
     if not hasattr(ReconcileResult, "plan_repair") or not hasattr(OpenSearchSource, "repair_writer"):
         pytest.skip("the repair API (result.plan_repair, an OpenSearch repair writer) is not there yet")
@@ -802,7 +802,7 @@ class Slow:
     def __init__(self, shift): self.shift = shift
     def describe(self): return "slow"
     def schema(self): return pa.schema([("id", pa.int64()), ("v", pa.int64())])
-    def pin(self): return sl.sources.base.AsOf("slow")
+    def pin(self): return sl.stores.protocols.AsOf("slow")
     def sample_keys(self, key, n): return None
     def estimated_rows(self): return 2000
     def close(self): pass
