@@ -674,16 +674,16 @@ def test_bad_sql_is_one_line_naming_the_seam_and_the_servers_message(shop: Shop)
     out = run(shop, "check", str(contract), "--seam", "bad_sql", "--seam", "products_ok")
     assert out.returncode == 2, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("seamline: error")]
-    assert errors == [
-        "seamline: error: seam 'bad_sql': postgres: column \"no_such_column\" does not exist"
-    ], out.stderr
-    for raw in ("ProgrammingError", "NOT_FOUND", "Query was", "Traceback"):
+    assert len(errors) == 1, out.stderr
+    assert errors[0].startswith("seamline: error: seam 'bad_sql': postgres")
+    assert errors[0].endswith(': column "no_such_column" does not exist'), errors[0]
+    for raw in ("ProgrammingError", "NOT_FOUND", "Query was", "Traceback", "SQLSTATE"):
         assert raw not in out.stderr + out.stdout
     out = run(shop, "repair", str(contract), "--seam", "bad_sql")
     assert out.returncode == 2
-    assert one_line_error(out.stderr) == (
-        "seamline: error: seam 'bad_sql': postgres: column \"no_such_column\" does not exist"
-    )
+    line = one_line_error(out.stderr)
+    assert line.startswith("seamline: error: seam 'bad_sql': postgres")
+    assert line.endswith(': column "no_such_column" does not exist'), line
 
 
 def test_a_contract_that_fails_validation_still_writes_json_and_metrics(shop: Shop) -> None:
