@@ -16,8 +16,12 @@ pub enum CoreError {
     /// The caller interrupted the run (Ctrl-C).
     #[error("interrupted")]
     Cancelled,
+    /// An Arrow error on local data: a cast, a take, a malformed array. Bad input, not a store.
     #[error("arrow: {0}")]
     Arrow(#[from] ArrowError),
+    /// A stream failed while it was being read: usually the store behind it went away mid-scan.
+    #[error("arrow: {0}")]
+    Stream(ArrowError),
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -4,6 +4,10 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
+use arrow_schema::ArrowError;
 use seamline_core::CoreError;
 
 create_exception!(seamline._core, SeamlineError, PyException, "Base of every Seamline error.");
@@ -82,8 +86,23 @@ impl From<BoundaryError> for PyErr {
                     CoreError::Value(_) => ValueParseError::new_err(msg),
                     CoreError::Invalid(_) => InvalidInputError::new_err(msg),
                     CoreError::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
-                    // An Arrow error while reading a stream is usually the store failing mid-scan.
-                    CoreError::Arrow(_) => StoreUnavailableError::new_err(msg),
+                    // An error while reading a stream is usually the store failing mid-scan.
+                    CoreError::Stream(_) => StoreUnavailableError::new_err(msg),
+                    // Any other Arrow error is about the data in hand (a cast, a malformed
+                    // array): bad input, never "store unavailable".
+                    CoreError::Arrow(e) => match e {
+                        ArrowError::SchemaError(_) | ArrowError::NotYetImplemented(_) => {
+                            SchemaError::new_err(msg)
+                        }
+                        ArrowError::CastError(_)
+                        | ArrowError::ParseError(_)
+                        | ArrowError::ArithmeticOverflow(_)
+                        | ArrowError::DivideByZero
+                        | ArrowError::ComputeError(_)
+                        | ArrowError::DictionaryKeyOverflowError
+                        | ArrowError::RunEndIndexOverflowError => ValueParseError::new_err(msg),
+                        _ => InvalidInputError::new_err(msg),
+                    },
                 }
             }
         }
@@ -91,3 +110,23 @@ impl From<BoundaryError> for PyErr {
 }
 
 pub type BResult<T> = Result<T, BoundaryError>;
+
+/// A panic in native code as a `SeamlineError`: a bug to report, never a `PanicException` (which is
+/// not an `Exception`) or a traceback. Causes are fixed where they are found; this is the last resort.
+pub fn panic_error(payload: Box<dyn Any + Send>) -> BoundaryError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    let first_line = what.lines().next().unwrap_or_default().to_string();
+    BoundaryError::Py(SeamlineError::new_err(format!(
+        "internal error in the Seamline core (a bug, please report it): {first_line}"
+    )))
+}
+
+/// Run `f`, turning a panic anywhere under it (worker threads included: their panics surface
+/// when they are joined) into a `SeamlineError`.
+pub fn guarded<T>(f: impl FnOnce() -> BResult<T>) -> BResult<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload)))
+}
