@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seamline.compare import Compare
+from seamline.compare import Binary, Compare, LogicalType, Uuid
 from seamline.engine import EngineOutput, Options
 from seamline.jsonsafe import json_safe
 from seamline.seam import SeamColumns
@@ -42,6 +43,68 @@ def _take(table: pa.Table | None, column: str, rows: pa.Array, like: pa.DataType
     return values
 
 
+def _uuid_text(value: Any) -> str | None:
+    """A uuid, given as 16 bytes or as text in any case and layout, in its canonical text form."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return str(uuid.UUID(bytes=bytes(value)))
+        return str(uuid.UUID(str(value).strip()))
+    except ValueError:
+        return str(value)  # not a uuid: the core has already refused it; never crash the report
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    """Any array as text: a cast where Arrow has one, else each value's repr (bytes that are not
+    UTF-8 must not fail the report)."""
+    try:
+        return values.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
+
+
+def _canonical_key(values: pa.Array, logical: LogicalType) -> pa.Array:
+    """Key values in the form the core compares them in, when the sides hold them in different
+    Arrow types (a uuid as 16 bytes on one side and as text on the other)."""
+    if isinstance(logical, Uuid):
+        return pa.array([_uuid_text(v) for v in values.to_pylist()], pa.string())
+    if isinstance(logical, Binary):
+        return values.cast(pa.large_binary())  # text keys compare as their UTF-8 bytes
+    return _as_text(values)
+
+
+def _key_column(from_src: pa.Array | None, from_dst: pa.Array, logical: LogicalType) -> pa.Array:
+    """One key column of the differences: the source's value, else the target's."""
+    if from_src is None:
+        return from_dst
+    if from_src.type == from_dst.type:
+        return pc.coalesce(from_src, from_dst)
+    return pc.coalesce(_canonical_key(from_src, logical), _canonical_key(from_dst, logical))
+
+
+def _polars_type(t: pa.DataType) -> pa.DataType:
+    """`t`, or the nearest type polars can hold: a fixed-offset zone ("+05:30", which polars cannot
+    parse) as UTC (the same instants), a decimal256 as a decimal128 when its precision fits, else
+    as text (polars has no 256-bit integers)."""
+    if pa.types.is_timestamp(t) and t.tz and t.tz[:1] in "+-" and t.tz not in ("+00:00", "-00:00"):
+        return pa.timestamp(t.unit, tz="UTC")
+    if pa.types.is_decimal256(t):
+        return pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_polars_type(f.type)) for f in t])
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _polars_type(t.value_type)
+        return pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner)
+    return t
+
+
+def _for_polars(table: pa.Table) -> pa.Table:
+    """The differences with every column in a type polars can hold (see `_polars_type`)."""
+    wanted = pa.schema([f.with_type(_polars_type(f.type)) for f in table.schema])
+    return table if wanted == table.schema else table.cast(wanted)
+
+
 def _struct(
     table: pa.Table | None, names: list[tuple[str, str]], rows: pa.Array, schema: pa.Schema
 ) -> pa.Array:
@@ -65,14 +128,19 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
         cols: dict[str, pa.Array] = {}
         for s, t in seam.key:
             from_src = _take(src, s, src_rows, None) if src is not None else None
-            like = from_src.type if from_src is not None else None
-            from_dst = _take(dst, t, dst_rows, like)
-            if from_src is None:
-                cols[s] = from_dst
-            elif from_dst.type == from_src.type:
-                cols[s] = pc.coalesce(from_src, from_dst)
-            else:
-                cols[s] = pc.coalesce(from_src.cast(pa.string()), from_dst.cast(pa.string()))
+            from_dst = _take(dst, t, dst_rows, None)
+            if from_src is not None and from_src.type != from_dst.type and not isinstance(
+                seam.logical[s], Uuid | Binary
+            ):
+                # the target's key in the source's type where that is a lossless cast (int32 and
+                # int64), else both in the canonical form (_key_column)
+                try:
+                    cast = from_dst.cast(from_src.type)
+                    if pc.all(pc.equal(cast.cast(from_dst.type), from_dst)).as_py() is not False:
+                        from_dst = cast
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    pass
+            cols[s] = _key_column(from_src, from_dst, seam.logical[s])
         cols["kind"] = found.column("kind").combine_chunks()
         indexes = found.column("columns").combine_chunks()
         offsets = pc.subtract(indexes.offsets, indexes.offsets[0])  # from the first list on
@@ -94,7 +162,7 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
                 "occurrences": pa.array([], pa.int64()),
             }
         )
-    return pa.concat_tables(parts, promote_options="permissive")
+    return _for_polars(pa.concat_tables(parts, promote_options="permissive"))
 
 
 @dataclass

@@ -23,6 +23,16 @@ from seamline.exceptions import InvalidInputError, NotFoundError
 from seamline.sources.base import AsOf, ScanRequest
 
 
+def _takeable(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with its view columns (string_view, binary_view: what polars exports) as the large
+    layouts, which pyarrow's take has kernels for. The values are the same."""
+    views = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+    if not any(t in views for t in batch.schema.types):
+        return batch
+    columns = [c.cast(views[c.type]) if c.type in views else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
 def _sample_rows(num_rows: int, n: int) -> pa.Array:
     rows = range(num_rows) if num_rows <= n else sorted(random.Random(0).sample(range(num_rows), n))
     return pa.array(rows, pa.int64())
@@ -65,9 +75,12 @@ class ArrowSource:
             end = start + batch.num_rows
             lo, hi = bisect.bisect_left(rows, start), bisect.bisect_left(rows, end)
             if hi > lo:
-                parts.append(batch.take(pa.array([r - start for r in rows[lo:hi]], pa.int64())))
+                taken = _takeable(batch).take(pa.array([r - start for r in rows[lo:hi]], pa.int64()))
+                parts.append(taken)
             start = end
-        return pa.Table.from_batches(parts, schema=table.schema)
+        if not parts:
+            return None
+        return pa.Table.from_batches(parts)
 
     def estimated_rows(self) -> int | None:
         return self._table.num_rows
