@@ -3,9 +3,7 @@
 Checked against the built module by `python -m mypy.stubtest seamline._core` (`make lint`). The
 native classes cannot be subclassed (`@final`)."""
 
-from typing import Any, final
-
-from typing_extensions import Self
+from typing import Any, Self, final
 
 __all__ = [
     "SeamlineError",

@@ -74,13 +74,31 @@ def _canonical_key(values: pa.Array, logical: LogicalType) -> pa.Array:
     return _as_text(values)
 
 
-def _key_column(from_src: pa.Array | None, from_dst: pa.Array, logical: LogicalType) -> pa.Array:
-    """One key column of the differences: the source's value, else the target's."""
+def _key_column(
+    from_src: pa.Array | None,
+    from_dst: pa.Array,
+    logical: LogicalType,
+    types: tuple[pa.DataType, pa.DataType],
+) -> pa.Array:
+    """One key column of the differences: the source's value, else the target's, in the source's
+    type. When the two sides declare the key in different Arrow types, a value the source's type
+    cannot hold exactly (a uuid as 16 bytes against text) comes out in its canonical form, from
+    either side, so the column has one form in every group of differences."""
+    if types[0] != types[1] and isinstance(logical, Uuid | Binary):
+        parts = [_canonical_key(a, logical) for a in (from_src, from_dst) if a is not None]
+        return pc.coalesce(*parts) if len(parts) > 1 else parts[0]
+    if from_dst.type != types[0]:
+        try:
+            cast = from_dst.cast(types[0])
+            if pc.all(pc.equal(cast.cast(from_dst.type), from_dst)).as_py() is not False:
+                from_dst = cast  # lossless: int32 as int64, text that is the number
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
     if from_src is None:
-        return from_dst
+        return from_dst if from_dst.type == types[0] else _as_text(from_dst)
     if from_src.type == from_dst.type:
         return pc.coalesce(from_src, from_dst)
-    return pc.coalesce(_canonical_key(from_src, logical), _canonical_key(from_dst, logical))
+    return pc.coalesce(_as_text(from_src), _as_text(from_dst))
 
 
 def _polars_type(t: pa.DataType) -> pa.DataType:
@@ -129,18 +147,8 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
         for s, t in seam.key:
             from_src = _take(src, s, src_rows, None) if src is not None else None
             from_dst = _take(dst, t, dst_rows, None)
-            if from_src is not None and from_src.type != from_dst.type and not isinstance(
-                seam.logical[s], Uuid | Binary
-            ):
-                # the target's key in the source's type where that is a lossless cast (int32 and
-                # int64), else both in the canonical form (_key_column)
-                try:
-                    cast = from_dst.cast(from_src.type)
-                    if pc.all(pc.equal(cast.cast(from_dst.type), from_dst)).as_py() is not False:
-                        from_dst = cast
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                    pass
-            cols[s] = _key_column(from_src, from_dst, seam.logical[s])
+            types = (schemas["source"].field(s).type, schemas["target"].field(t).type)
+            cols[s] = _key_column(from_src, from_dst, seam.logical[s], types)
         cols["kind"] = found.column("kind").combine_chunks()
         indexes = found.column("columns").combine_chunks()
         offsets = pc.subtract(indexes.offsets, indexes.offsets[0])  # from the first list on

@@ -599,3 +599,22 @@ fn classifying_on_threads_finds_what_one_thread_finds() {
         assert_eq!(classify(&a, &b, 2, threads).unwrap(), one, "{threads} threads");
     }
 }
+
+/// Only a stream failing while it is read is the store's fault (exit 3); an Arrow error on the
+/// data in hand (a local cast, a malformed array) is bad input (exit 2).
+#[test]
+fn errors_map_to_their_cause() {
+    use seamline_core::error::Cause;
+    let io = || ArrowError::IoError("connection reset".into(), std::io::Error::other("reset"));
+    assert_eq!(CoreError::Stream(io()).cause(), Cause::StoreUnavailable);
+    assert_eq!(
+        CoreError::Stream(ArrowError::CDataInterface("libpq".into())).cause(),
+        Cause::StoreUnavailable
+    );
+    assert_eq!(CoreError::Arrow(ArrowError::CastError("bad".into())).cause(), Cause::Value);
+    assert_eq!(CoreError::Arrow(ArrowError::ComputeError("bad".into())).cause(), Cause::Value);
+    assert_eq!(CoreError::Arrow(ArrowError::SchemaError("bad".into())).cause(), Cause::Schema);
+    assert_eq!(CoreError::Arrow(io()).cause(), Cause::Invalid);
+    assert_eq!(CoreError::Value("v".into()).cause(), Cause::Value);
+    assert_eq!(CoreError::Cancelled.cause(), Cause::Cancelled);
+}

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 
-use arrow_schema::ArrowError;
+use seamline_core::error::Cause;
 use seamline_core::CoreError;
 
 create_exception!(seamline._core, SeamlineError, PyException, "Base of every Seamline error.");
@@ -81,28 +81,12 @@ impl From<BoundaryError> for PyErr {
             BoundaryError::Py(e) => e,
             BoundaryError::Core(e) => {
                 let msg = e.to_string();
-                match e {
-                    CoreError::Schema(_) => SchemaError::new_err(msg),
-                    CoreError::Value(_) => ValueParseError::new_err(msg),
-                    CoreError::Invalid(_) => InvalidInputError::new_err(msg),
-                    CoreError::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
-                    // An error while reading a stream is usually the store failing mid-scan.
-                    CoreError::Stream(_) => StoreUnavailableError::new_err(msg),
-                    // Any other Arrow error is about the data in hand (a cast, a malformed
-                    // array): bad input, never "store unavailable".
-                    CoreError::Arrow(e) => match e {
-                        ArrowError::SchemaError(_) | ArrowError::NotYetImplemented(_) => {
-                            SchemaError::new_err(msg)
-                        }
-                        ArrowError::CastError(_)
-                        | ArrowError::ParseError(_)
-                        | ArrowError::ArithmeticOverflow(_)
-                        | ArrowError::DivideByZero
-                        | ArrowError::ComputeError(_)
-                        | ArrowError::DictionaryKeyOverflowError
-                        | ArrowError::RunEndIndexOverflowError => ValueParseError::new_err(msg),
-                        _ => InvalidInputError::new_err(msg),
-                    },
+                match e.cause() {
+                    Cause::Schema => SchemaError::new_err(msg),
+                    Cause::Value => ValueParseError::new_err(msg),
+                    Cause::Invalid => InvalidInputError::new_err(msg),
+                    Cause::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
+                    Cause::StoreUnavailable => StoreUnavailableError::new_err(msg),
                 }
             }
         }
