@@ -31,6 +31,8 @@ def _take(table: pa.Table | None, column: str, rows: pa.Array, like: pa.DataType
     values = table.column(column).combine_chunks()
     if isinstance(values.type, pa.BaseExtensionType):
         values = values.storage  # e.g. Postgres numeric streamed as an opaque extension over text
+    if pa.types.is_run_end_encoded(values.type):
+        values = pc.run_end_decode(values)  # take has no kernel for run-end encoded arrays
     if pa.types.is_string_view(values.type) or pa.types.is_binary_view(values.type):
         # pyarrow's take has no kernel for the view layouts polars exports
         values = values.cast(pa.large_string() if pa.types.is_string_view(values.type) else pa.large_binary())

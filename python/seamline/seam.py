@@ -58,7 +58,8 @@ def _time_unit(t: pa.DataType) -> str | None:
 
 
 def _value_type(t: pa.DataType) -> pa.DataType:
-    return t.value_type if pa.types.is_dictionary(t) else t
+    """The type of the values of a dictionary or run-end encoded column (what the core reads)."""
+    return t.value_type if pa.types.is_dictionary(t) or pa.types.is_run_end_encoded(t) else t
 
 
 def infer_logical(src: pa.Field, dst: pa.Field | None, compare: Compare) -> LogicalType:

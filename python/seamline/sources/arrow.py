@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from seamline.exceptions import InvalidInputError, NotFoundError
@@ -25,12 +26,18 @@ from seamline.sources.base import AsOf, ScanRequest
 
 def _takeable(batch: pa.RecordBatch) -> pa.RecordBatch:
     """`batch` with its view columns (string_view, binary_view: what polars exports) as the large
-    layouts, which pyarrow's take has kernels for. The values are the same."""
+    layouts and run-end encoded columns decoded, which pyarrow's take has kernels for. The values
+    are the same."""
     views = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
-    if not any(t in views for t in batch.schema.types):
+
+    def takeable(column: pa.Array) -> pa.Array:
+        if pa.types.is_run_end_encoded(column.type):
+            column = pc.run_end_decode(column)
+        return column.cast(views[column.type]) if column.type in views else column
+
+    if not any(t in views or pa.types.is_run_end_encoded(t) for t in batch.schema.types):
         return batch
-    columns = [c.cast(views[c.type]) if c.type in views else c for c in batch.columns]
-    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+    return pa.RecordBatch.from_arrays([takeable(c) for c in batch.columns], names=batch.schema.names)
 
 
 def _sample_rows(num_rows: int, n: int) -> pa.Array:
