@@ -395,3 +395,23 @@ def test_a_stream_failing_mid_scan_is_store_unavailable() -> None:
     partitioner = _core.Partitioner(seam.key_spec("source"), None, 2)
     with pytest.raises(sl.StoreUnavailableError, match="connection reset"):
         _core.hash_pass([reader], seam.spec("source"), partitioner)
+
+
+def test_a_panic_in_the_core_is_a_seamline_error_not_a_panic_exception() -> None:
+    """The last resort behind the fixed causes: a panic anywhere in the native core (here: the
+    internal `classify` told the wrong number of value columns, so it slices past the value
+    hashes) is one-line `SeamlineError`, never `pyo3_runtime.PanicException` (a BaseException)."""
+    from seamline import _core
+    from seamline.seam import resolve
+
+    table = products(50)
+    seam = resolve(table.schema, table.schema, "id", None, sl.Compare())
+    partitioner = _core.Partitioner(seam.key_spec("source"), None, 0)
+    other = table.set_column(1, "sku", pa.array(["changed"] * 50))
+    a, b = (
+        _core.collect_pass([t], seam.spec(side), partitioner, [0])
+        for t, side in ((table, "source"), (other, "target"))
+    )
+    with pytest.raises(sl.SeamlineError, match="internal error in the Seamline core") as err:
+        _core.classify(a, b, 99)
+    assert "\n" not in str(err.value)
