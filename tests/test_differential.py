@@ -315,7 +315,7 @@ def check(s: dict[str, Any]) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 @given(scenarios())
 def test_differential_against_a_plain_python_oracle(s: dict[str, Any]) -> None:
