@@ -88,6 +88,8 @@ def _key_column(
     type. When the two sides declare the key in different Arrow types, a value the source's type
     cannot hold exactly (a uuid as 16 bytes against text) comes out in its canonical form, from
     either side, so the column has one form in every group of differences."""
+    if pa.types.is_null(from_dst.type):  # the target kept no row in this group
+        from_dst = pa.nulls(len(from_dst), from_src.type if from_src is not None else types[0])
     if types[0] != types[1] and isinstance(logical, Uuid | Binary):
         parts = [_canonical_key(a, logical) for a in (from_src, from_dst) if a is not None]
         return pc.coalesce(*parts) if len(parts) > 1 else parts[0]
