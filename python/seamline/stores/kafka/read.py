@@ -324,14 +324,39 @@ def _decode_json(values: pa.Array) -> tuple[pa.Table, pa.Array]:
 def _parse_json(values: pa.Array) -> pa.Table:
     joined = _join_lines(values)
     multiline = bool(pc.any(pc.match_substring(values, "\n")).as_py())
+    read = pajson.ReadOptions(block_size=max(joined.size + 1, 1 << 20), use_threads=False)
     table = pajson.read_json(
         pa.BufferReader(joined),
-        read_options=pajson.ReadOptions(block_size=max(joined.size + 1, 1 << 20), use_threads=False),
+        read_options=read,
         parse_options=pajson.ParseOptions(newlines_in_values=multiline),
     )
     if table.num_rows != len(values):
         raise pa.ArrowInvalid(f"{table.num_rows} objects parsed from {len(values)} values")
+    schema = _strings_stay_strings(table.schema)
+    if schema != table.schema:
+        parse = pajson.ParseOptions(
+            explicit_schema=schema, newlines_in_values=multiline, unexpected_field_behavior="infer"
+        )
+        table = pajson.read_json(pa.BufferReader(joined), read_options=read, parse_options=parse)
     return table
+
+
+def _strings_stay_strings(schema: pa.Schema) -> pa.Schema:
+    """JSON has no timestamps: pyarrow infers one from a string like "2026-11-20" but not from one
+    with fractional seconds, so a field could change type from batch to batch and a date would come
+    back as a midnight. Such fields are read again as the text they are; the core parses text as a
+    timestamp or date where one is compared."""
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_timestamp(t):
+            return pa.string()
+        if pa.types.is_struct(t):
+            return pa.struct([f.with_type(plain(f.type)) for f in t])
+        if pa.types.is_list(t):
+            return pa.list_(t.value_field.with_type(plain(t.value_type)))
+        return t
+
+    return pa.schema([f.with_type(plain(f.type)) for f in schema])
 
 
 def _join_lines(values: pa.Array) -> pa.Buffer:
