@@ -455,3 +455,84 @@ def test_topic_state_against_the_index_finds_the_lost_delete(topics: Topics, ope
         assert result.to_dict()["as_of"]["source"]["detail"]["health"]["tombstones"] == 2
     finally:
         client.indices.delete(index=index, ignore_unavailable=True)
+
+
+# -- the contract ---------------------------------------------------------------------------------------
+
+CONTRACT = """
+version: 1
+stores:
+  oltp: {type: postgres, dsn: "${PG}"}
+  bus:
+    type: kafka
+    bootstrap: "${BUS}"
+    config: {client.id: seamline-check, sasl.password: "${BUS_PASSWORD:-}"}
+seams:
+  - name: outbox_published
+    source: {store: oltp, table: "public.TABLE"}
+    target: {store: bus, topic: "TOPIC", dedupe: event_id}
+    key: event_id
+    columns: [aggregate_id]
+"""
+
+
+def test_contract_declares_kafka_sides_and_rejects_misplaced_fields(tmp_path: Any) -> None:
+    from seamline.contract import parse
+
+    env = {"PG": "postgresql://u@h/db", "BUS": "127.0.0.1:9092", "BUS_PASSWORD": "hunter2"}
+    c = parse(CONTRACT, tmp_path / "c.yaml", env)
+    store = c.stores["bus"]
+    assert (store.type, store.bootstrap, store.config["client.id"]) == (
+        "kafka",
+        "127.0.0.1:9092",
+        "seamline-check",
+    )
+    side = c.seams["outbox_published"].target
+    assert (side.topic, dict(side.stream), side.object) == ("TOPIC", {"dedupe": "event_id"}, "TOPIC")
+    assert "hunter2" not in c.redact("sasl.password=hunter2 and hunter2")
+    for old, new, message in [
+        ('topic: "TOPIC"', 'table: "x"', "field 'target.table': not for a kafka store"),
+        ('topic: "TOPIC", ', "", "field 'target.topic': missing"),
+        ("dedupe: event_id", "fold: earliest", "field 'target.fold': 'earliest' is not one of latest"),
+        ('table: "public.TABLE"', 'table: "t", fold: latest', "field 'source.fold': only for a kafka store"),
+        ("bootstrap:", "brokers:", "field 'brokers': unknown key"),
+    ]:
+        with pytest.raises(sl.ContractError, match=message):
+            parse(CONTRACT.replace(old, new, 1), "c.yaml", env)
+
+
+def test_check_through_the_contract_reports_the_outbox_seam_and_the_stream_health(
+    topics: Topics, pg_dsn: str, tmp_path: Any
+) -> None:
+    import adbc_driver_postgresql.dbapi as pgdb
+
+    from seamline.cli import main
+
+    table = f"outbox_{uuid.uuid4().hex[:10]}"
+    with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} (event_id text PRIMARY KEY, aggregate_id bigint)")
+        cur.executemany(f"INSERT INTO {table} VALUES ($1, $2)", [(f"e{i}", i) for i in range(50)])
+        conn.commit()
+    try:
+        topic = topics.create(partitions=2)
+        published = [{"event_id": f"e{i}", "aggregate_id": i} for i in range(50) if i != 17]
+        topics.produce(topic, [(p["aggregate_id"], p) for p in published + published[:3]])
+        path = tmp_path / "contract.yaml"
+        path.write_text(CONTRACT.replace("TABLE", table).replace("TOPIC", topic))
+        env = {"PG": pg_dsn, "BUS": topics.bootstrap}
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
+            code = main(["check", str(path), "--json", str(tmp_path / "report.json")])
+        assert code == 1
+        report = json.loads((tmp_path / "report.json").read_text())
+        seam = (
+            report["seams"][0] if isinstance(report["seams"], list) else report["seams"]["outbox_published"]
+        )
+        assert seam["counts"]["missing"] == 1 and seam["counts"]["duplicate"] == 0  # dedupe= on
+        health = seam["as_of"]["target"]["detail"]["health"]
+        assert health["replayed"]["count"] == 3 and health["replayed"]["by"] == "event_id"
+    finally:
+        with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.commit()

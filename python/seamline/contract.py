@@ -53,7 +53,9 @@ from seamline.compare import (
 from seamline.durations import parse_duration
 from seamline.exceptions import ContractError, InvalidInputError
 
-STORE_TYPES = ("postgres", "opensearch", "iceberg", "lancedb")
+STORE_TYPES = ("postgres", "opensearch", "iceberg", "lancedb", "kafka")
+# the fields of a kafka seam side besides `topic` (see sl.kafka)
+STREAM_FIELDS = ("value", "key_field", "fold", "version", "dedupe", "order_by", "sql", "group")
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\{([^}]*)\})")
 _SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|(^|_)KEY($|_)|PRIVATE", re.IGNORECASE)
 _SECRET_PROP = re.compile(r"password|secret|token|credential|access-key|private", re.IGNORECASE)
@@ -78,6 +80,8 @@ class Store:
     timeout: float | None = None  # opensearch
     catalog: Mapping[str, Any] = field(default_factory=dict)  # iceberg (pyiceberg catalog properties)
     uri: str | None = None  # lancedb
+    bootstrap: str | None = None  # kafka
+    config: Mapping[str, Any] = field(default_factory=dict)  # kafka (librdkafka client settings)
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,12 @@ class Side:
     index: str | None = None
     query: str | Mapping[str, Any] | None = None
     where: str | None = None
+    topic: str | None = None  # kafka
+    stream: Mapping[str, Any] = field(default_factory=dict)  # kafka: value, key_field, fold, ...
 
     @property
     def object(self) -> str:
-        return self.table or self.index or "query"
+        return self.table or self.index or self.topic or "query"
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,9 @@ class Contract:
         if store.type == "lancedb":
             assert store.uri is not None and spec.table is not None
             return sl.lancedb(store.uri, spec.table, where=spec.where)
+        if store.type == "kafka":
+            assert store.bootstrap is not None and spec.topic is not None
+            return sl.kafka(store.bootstrap, spec.topic, config=dict(store.config), **dict(spec.stream))
         raise ContractError(f"{self.path}: store {store.name!r}: unknown type {store.type!r}")
 
     def reconcile(self, seam: Seam, *, as_of: Any = None, options: Any = None) -> Any:
@@ -482,6 +491,19 @@ class _Loader:
             if "warehouse" in catalog:
                 catalog["warehouse"] = self._uri(catalog["warehouse"], plain_as_file=True)
             return Store(name, kind, catalog=catalog)
+        if kind == "kafka":
+            self.keys(where, "", spec, ("type", "bootstrap"), ("config",))
+            config: dict[str, Any] = {}
+            raw = self.subst(where, "config", self.mapping(where, "config", spec.get("config") or {}))
+            for k, v in raw.items():
+                if isinstance(v, dict | list):
+                    raise self.fail(where, f"config.{k}", "expected a scalar setting")
+                config[k] = v
+                if _SECRET_PROP.search(k) and v:
+                    self.secrets.add(str(v))
+            return Store(
+                name, kind, bootstrap=self.string(where, "bootstrap", spec["bootstrap"]), config=config
+            )
         self.keys(where, "", spec, ("type", "uri"), ())
         return Store(name, kind, uri=self._uri(self.string(where, "uri", spec["uri"]), plain_as_file=False))
 
@@ -507,12 +529,23 @@ class _Loader:
 
     def side(self, where: str, which: str, spec: Any, stores: dict[str, Store]) -> Side:
         spec = self.mapping(where, which, spec)
-        self.keys(where, f"{which}.", spec, ("store",), ("table", "index", "query", "where"))
+        self.keys(
+            where,
+            f"{which}.",
+            spec,
+            ("store",),
+            ("table", "index", "query", "where", "topic", *STREAM_FIELDS),
+        )
         store_name = self.string(where, f"{which}.store", spec["store"])
         if store_name not in stores:
             known = ", ".join(stores)
             raise self.fail(where, f"{which}.store", f"no store {store_name!r} (stores: {known})")
         kind = stores[store_name].type
+        if kind == "kafka":
+            return self.stream_side(where, which, spec, store_name)
+        for k in ("topic", *STREAM_FIELDS):
+            if spec.get(k) is not None:
+                raise self.fail(where, f"{which}.{k}", f"only for a kafka store, not a {kind} one")
         given = [k for k in ("table", "index", "query") if spec.get(k) is not None]
         allowed = {
             "postgres": ("table", "query"),
@@ -552,6 +585,24 @@ class _Loader:
             index=self.string(where, f"{which}.index", spec["index"]) if "index" in objects else None,
             query=query,
             where=where_clause,
+        )
+
+    def stream_side(self, where: str, which: str, spec: dict[str, Any], store_name: str) -> Side:
+        """A kafka side: `topic` and the reading options of sl.kafka."""
+        for k in ("table", "index", "query", "where"):
+            if spec.get(k) is not None:
+                raise self.fail(where, f"{which}.{k}", "not for a kafka store (use topic)")
+        if spec.get("topic") is None:
+            raise self.fail(where, f"{which}.topic", "missing")
+        stream = {
+            k: self.string(where, f"{which}.{k}", spec[k]) for k in STREAM_FIELDS if spec.get(k) is not None
+        }
+        choices = {"value": ("json", "debezium", "raw"), "fold": ("latest",)}
+        for k, allowed in choices.items():
+            if k in stream and stream[k] not in allowed:
+                raise self.fail(where, f"{which}.{k}", f"{stream[k]!r} is not one of {', '.join(allowed)}")
+        return Side(
+            store=store_name, topic=self.string(where, f"{which}.topic", spec["topic"]), stream=stream
         )
 
     def seam(self, i: int, spec: Any, stores: dict[str, Store]) -> Seam:

@@ -82,6 +82,8 @@ def as_of_label(as_of: dict[str, Any]) -> str:
         return f"pit @ {_short(d.get('pit_created_at'))}"
     if store == "postgres":
         return f"snapshot @ {_short(d.get('snapshot_time'))}"
+    if store == "kafka":
+        return f"offsets {d.get('messages')} msgs, newest @ {_short(d.get('newest_message_time'))}"
     return str(store or "-")
 
 
@@ -98,7 +100,7 @@ def _short(iso: Any) -> str:
 def commit_time(as_of: dict[str, Any]) -> dt.datetime | None:
     """When what a side read was written (Iceberg snapshot, LanceDB version), or read (live stores)."""
     d = as_of.get("detail") or {}
-    for k in ("snapshot_time", "version_time", "pit_created_at", "pinned_at"):
+    for k in ("snapshot_time", "version_time", "pit_created_at", "pinned_at", "newest_message_time"):
         if d.get(k):
             try:
                 t = dt.datetime.fromisoformat(str(d[k]))
