@@ -8,12 +8,13 @@
 #   scripts/services.sh env     print the export lines without starting anything
 #   scripts/services.sh status [SERVICE...]  one line per service
 #   scripts/services.sh down [SERVICE...]    stop them (idempotent)
-#   SERVICE: postgres, opensearch, kafka (default: all)
+#   SERVICE: postgres, opensearch, kafka, debezium (default: all)
 #
 # Prints (stdout; all progress goes to stderr):
 #   export SEAMLINE_PG_DSN='postgresql://seamline@127.0.0.1:55432/seamline'
 #   export SEAMLINE_OPENSEARCH_URL='http://127.0.0.1:59200'
 #   export SEAMLINE_KAFKA_BOOTSTRAP='127.0.0.1:59092'
+#   export SEAMLINE_CDC_TOPIC_PREFIX='seamline.cdc'     (tables of schema cdc stream to seamline.cdc.<table>)
 #
 # Inputs (environment):
 #   SEAMLINE_SERVICES_DIR  state dir (default <repo>/.services): pg/ (cluster, log), opensearch/ (data, logs, pid)
@@ -22,7 +23,8 @@
 #   SEAMLINE_PG_LOCALE     cluster locale (default en_US.UTF-8; generated with locale-gen if missing —
 #                          tests need a non-C collation, C.UTF-8 is only a last-resort fallback)
 #   SEAMLINE_KAFKA_PORT    Kafka broker port (default 59092); the KRaft controller listens on SEAMLINE_KAFKA_PORT+1
-#   SEAMLINE_JAVA          java binary for OpenSearch and Kafka (default: java, must be 17+)
+#   SEAMLINE_CDC_SCHEMA    the Postgres schema Debezium captures (default cdc)
+#   SEAMLINE_JAVA          java binary for OpenSearch, Kafka and Debezium (default: java, must be 17+)
 #
 # Postgres: Debian's postgresql package (apt-get installed if no initdb), run as the postgres user,
 # trust auth, superuser role "seamline" owning database "seamline", fsync/full_page_writes off (throwaway),
@@ -32,6 +34,10 @@
 # Kafka: services/kafka (Maven: org.apache.kafka:kafka_2.13 + kafka-tools 4.4.0 + log4j-slf4j-impl, jars
 # copied to target/lib), one KRaft node acting as broker and controller, PLAINTEXT, replication factor 1
 # for the internal topics, no topic auto-creation, heap -Xms256m -Xmx768m.
+# Debezium: services/debezium (Maven: io.debezium:debezium-embedded + debezium-connector-postgres 3.6.1,
+# run by SeamlineDebezium.java): every table of schema SEAMLINE_CDC_SCHEMA (default cdc) streams through
+# slot and publication seamline_cdc (pgoutput, decimal.handling.mode=string, JSON without schemas) to
+# topics seamline.<schema>.<table>, created on first use; offsets in .services/debezium/offsets.dat.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +57,12 @@ KAFKA_WAIT=90  # seconds
 KAFKA_SRC="$REPO/services/kafka"
 KAFKA_MAIN="kafka.Kafka"
 KAFKA_BOOTSTRAP="127.0.0.1:${KAFKA_PORT}"
+DBZ_SRC="$REPO/services/debezium"
+DBZ_MAIN="dev.seamline.services.SeamlineDebezium"
+DBZ_WAIT=120  # seconds
+CDC_SCHEMA="${SEAMLINE_CDC_SCHEMA:-cdc}"
+CDC_SLOT="seamline_cdc"     # the replication slot and the publication
+CDC_PREFIX="seamline"       # topics: seamline.<schema>.<table>
 
 PG_DSN="postgresql://seamline@127.0.0.1:${PG_PORT}/seamline"
 OS_URL="http://127.0.0.1:${OS_PORT}"
@@ -69,6 +81,7 @@ print_env() {
     printf "export SEAMLINE_PG_DSN='%s'\n" "$PG_DSN"
     printf "export SEAMLINE_OPENSEARCH_URL='%s'\n" "$OS_URL"
     printf "export SEAMLINE_KAFKA_BOOTSTRAP='%s'\n" "$KAFKA_BOOTSTRAP"
+    printf "export SEAMLINE_CDC_TOPIC_PREFIX='%s.%s'\n" "$CDC_PREFIX" "$CDC_SCHEMA"
 }
 
 port_open() { # port -> 0 if something accepts TCP connections on 127.0.0.1:port
@@ -628,6 +641,160 @@ kafka_status() {
     fi
 }
 
+# ----------------------------------------------------------------------------------------- debezium
+
+DBZ_DIR="$STATE/debezium"
+DBZ_PIDFILE="$DBZ_DIR/debezium.pid"
+DBZ_STDOUT="$DBZ_DIR/stdout.log"
+DBZ_LOG="$DBZ_DIR/debezium.log"
+
+dbz_pid() {
+    local pid
+    [[ -f "$DBZ_PIDFILE" ]] || return 1
+    pid="$(cat "$DBZ_PIDFILE" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$DBZ_MAIN $DBZ_DIR/engine.properties" || return 1
+    printf '%s' "$pid"
+}
+
+dbz_healthy() { # the engine holds its replication slot
+    [[ "$(psql "$PG_DSN" -XtAqc "select active from pg_replication_slots where slot_name = '$CDC_SLOT'" 2>/dev/null)" == t ]]
+}
+
+dbz_build() {
+    local jar="$DBZ_SRC/target/seamline-debezium-0.1.0.jar"
+    if [[ -f "$jar" && -d "$DBZ_SRC/target/lib" ]] \
+        && [[ -z "$(find "$DBZ_SRC/pom.xml" "$DBZ_SRC/src" -newer "$jar" -type f 2>/dev/null | head -n1)" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || apt_install maven
+    log "debezium: building services/debezium (mvn -q -B package; first time downloads ~40 MB to ~/.m2)"
+    local t0=$SECONDS
+    rm -rf "$DBZ_SRC/target/lib"
+    if ! (cd "$DBZ_SRC" && mvn -q -B package >"$STATE/debezium-build.log" 2>&1); then
+        tail_log "$STATE/debezium-build.log"
+        die "debezium: maven build failed (log: $STATE/debezium-build.log)"
+    fi
+    log "debezium: built in $((SECONDS - t0))s"
+}
+
+dbz_prepare_pg() { # the captured schema and its publication (new tables in the schema are captured too)
+    psql "$PG_DSN" -XqAc "create schema if not exists $CDC_SCHEMA" >&2
+    if [[ "$(psql "$PG_DSN" -XtAqc "select 1 from pg_publication where pubname = '$CDC_SLOT'")" != 1 ]]; then
+        psql "$PG_DSN" -XqAc "create publication $CDC_SLOT for tables in schema $CDC_SCHEMA" >&2
+    fi
+}
+
+dbz_write_config() {
+    mkdir -p "$DBZ_DIR"
+    cat >"$DBZ_DIR/log4j2.properties" <<EOF
+# written by scripts/services.sh
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $DBZ_LOG
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d{ISO8601}] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+EOF
+    cat >"$DBZ_DIR/engine.properties" <<EOF
+# written by scripts/services.sh: Debezium's Postgres connector (pgoutput) -> Kafka
+seamline.kafka.bootstrap=$KAFKA_BOOTSTRAP
+seamline.topic.partitions=1
+name=seamline-cdc
+connector.class=io.debezium.connector.postgresql.PostgresConnector
+offset.storage=org.apache.kafka.connect.storage.FileOffsetBackingStore
+offset.storage.file.filename=$DBZ_DIR/offsets.dat
+offset.flush.interval.ms=1000
+database.hostname=127.0.0.1
+database.port=$PG_PORT
+database.user=seamline
+database.dbname=seamline
+topic.prefix=$CDC_PREFIX
+plugin.name=pgoutput
+slot.name=$CDC_SLOT
+publication.name=$CDC_SLOT
+publication.autocreate.mode=disabled
+schema.include.list=$CDC_SCHEMA
+decimal.handling.mode=string
+key.converter.schemas.enable=false
+value.converter.schemas.enable=false
+EOF
+}
+
+dbz_up() {
+    local pid
+    if pid="$(dbz_pid)"; then
+        log "debezium: already up (pid $pid, slot $CDC_SLOT)"
+        return 0
+    fi
+    pg_alive || die "debezium: postgres is not up on 127.0.0.1:$PG_PORT (scripts/services.sh up postgres)"
+    kafka_healthy || die "debezium: kafka is not up on $KAFKA_BOOTSTRAP (scripts/services.sh up kafka)"
+    [[ "$(psql "$PG_DSN" -XtAqc 'show wal_level')" == logical ]] || die "debezium: postgres runs with wal_level=$(psql "$PG_DSN" -XtAqc 'show wal_level'), CDC needs logical (restart it: scripts/services.sh down postgres; up postgres)"
+    os_check_java
+    dbz_build
+    dbz_prepare_pg
+    dbz_write_config
+    : >"$DBZ_STDOUT"
+    log "debezium: starting (schema $CDC_SCHEMA -> topics $CDC_PREFIX.$CDC_SCHEMA.<table> on $KAFKA_BOOTSTRAP)"
+    setsid nohup "$JAVA" -Xms64m -Xmx384m -XX:+UseSerialGC -Dlog4j2.configurationFile="$DBZ_DIR/log4j2.properties" \
+        -cp "$DBZ_SRC/target/seamline-debezium-0.1.0.jar:$DBZ_SRC/target/lib/*" \
+        "$DBZ_MAIN" "$DBZ_DIR/engine.properties" </dev/null >>"$DBZ_STDOUT" 2>&1 9>&- &
+    echo $! >"$DBZ_PIDFILE"
+    local t0=$SECONDS
+    while ((SECONDS - t0 < DBZ_WAIT)); do
+        if ! kill -0 "$!" 2>/dev/null; then
+            tail_log "$DBZ_STDOUT"
+            tail_log "$DBZ_LOG"
+            die "debezium: process exited during startup (logs: $DBZ_LOG, $DBZ_STDOUT)"
+        fi
+        if dbz_healthy; then
+            log "debezium: up (pid $!, slot $CDC_SLOT active, $((SECONDS - t0))s)"
+            return 0
+        fi
+        sleep 1
+    done
+    tail_log "$DBZ_LOG"
+    die "debezium: slot $CDC_SLOT not active within ${DBZ_WAIT}s (logs: $DBZ_LOG, $DBZ_STDOUT)"
+}
+
+dbz_down() {
+    local pid
+    if ! pid="$(dbz_pid)"; then
+        log "debezium: not running"
+        rm -f "$DBZ_PIDFILE"
+        return 0
+    fi
+    log "debezium: stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$DBZ_PIDFILE"
+            log "debezium: stopped"
+            return 0
+        fi
+        sleep 0.5
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$DBZ_PIDFILE"
+}
+
+dbz_status() {
+    local pid
+    if pid="$(dbz_pid)"; then
+        if dbz_healthy; then
+            printf 'debezium    up    pid %s  slot %s active  schema %s -> topics %s.%s.<table>\n' "$pid" "$CDC_SLOT" \
+                "$CDC_SCHEMA" "$CDC_PREFIX" "$CDC_SCHEMA"
+        else
+            printf 'debezium    unhealthy  pid %s running but slot %s is not active\n' "$pid" "$CDC_SLOT"
+        fi
+    else
+        printf 'debezium    down  (slot %s)\n' "$CDC_SLOT"
+    fi
+}
+
 # ------------------------------------------------------------------------------------------- main
 
 with_lock() { # fd 9; every long-running child is started with 9>&- so it does not inherit the lock
@@ -638,7 +805,7 @@ with_lock() { # fd 9; every long-running child is started with 9>&- so it does n
 
 cmd="${1:-}"
 shift || true
-ALL_SERVICES=(postgres opensearch kafka)
+ALL_SERVICES=(postgres opensearch kafka debezium)
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${ALL_SERVICES[@]}")
 for s in "${SELECTED[@]}"; do
@@ -653,6 +820,7 @@ case "$cmd" in
         if selected postgres; then pg_up; fi
         if selected opensearch; then os_up; fi
         if selected kafka; then kafka_up; fi
+        if selected debezium; then dbz_up; fi
         log "services up: ${SELECTED[*]} ($((SECONDS - t0))s)"
         print_env
         ;;
@@ -661,6 +829,7 @@ case "$cmd" in
         ;;
     down)
         with_lock
+        if selected debezium; then dbz_down; fi
         if selected kafka; then kafka_down; fi
         if selected opensearch; then os_down; fi
         if selected postgres; then pg_down; fi
@@ -669,9 +838,10 @@ case "$cmd" in
         if selected postgres; then pg_status; fi
         if selected opensearch; then os_status; fi
         if selected kafka; then kafka_status; fi
+        if selected debezium; then dbz_status; fi
         ;;
     *)
-        echo "usage: $0 {up|down|env|status} [postgres|opensearch|kafka ...]" >&2
+        echo "usage: $0 {up|down|env|status} [postgres|opensearch|kafka|debezium ...]" >&2
         exit 2
         ;;
 esac
