@@ -536,3 +536,89 @@ def test_check_through_the_contract_reports_the_outbox_seam_and_the_stream_healt
         with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
             conn.commit()
+
+
+# -- repair of the outbox hop: re-publishing ------------------------------------------------------------
+
+
+def test_outbox_repair_republishes_missing_events_and_reports_what_a_log_cannot_fix(
+    topics: Topics, pg_dsn: str
+) -> None:
+    import adbc_driver_postgresql.dbapi as pgdb
+
+    table = f"outbox_{uuid.uuid4().hex[:10]}"
+    base = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    rows = [
+        {
+            "event_id": f"evt-{i:03d}",
+            "aggregate_id": i % 11,
+            "payload": json.dumps({"order": i}),
+            "created_at": base + dt.timedelta(seconds=i),
+        }
+        for i in range(100)
+    ]
+    with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"CREATE TABLE {table} (event_id text PRIMARY KEY, aggregate_id bigint, payload text, "
+            "created_at timestamptz)"
+        )
+        cur.executemany(f"INSERT INTO {table} VALUES ($1, $2, $3, $4)", [tuple(r.values()) for r in rows])
+        conn.commit()
+    try:
+        topic = topics.create(partitions=3)
+        lost = {"evt-010", "evt-077"}
+        published = [
+            {**r, "created_at": r["created_at"].isoformat()} for r in rows if r["event_id"] not in lost
+        ]
+        changed = next(p for p in published if p["event_id"] == "evt-020")
+        changed["payload"] = json.dumps({"order": 20, "tampered": True})
+        published += [published[5]]  # a duplicate (evt-005)
+        published += [
+            {"event_id": "evt-999", "aggregate_id": 1, "payload": "{}", "created_at": base.isoformat()}
+        ]
+        topics.produce(topic, [(p["aggregate_id"], p) for p in published])
+
+        def check() -> sl.ReconcileResult:
+            return sl.reconcile(
+                sl.postgres(pg_dsn, f"public.{table}"),
+                sl.kafka(topics.bootstrap, topic, key_field="aggregate_id"),
+                key="event_id",
+                version="created_at",
+            )
+
+        result = check()
+        assert (result.counts["missing"], result.counts["changed"], result.counts["extra"]) == (2, 1, 1)
+        assert result.counts["duplicate"] == 1
+
+        with pytest.raises(sl.RepairRefusedError, match="max_fraction"):
+            result.plan_repair(max_fraction=0.01).apply()
+        assert len(sl.kafka(topics.bootstrap, topic)._load()) == len(published)  # nothing written
+
+        plan = result.plan_repair(max_fraction=0.2)
+        assert plan.counts == {"upsert": 3, "delete": 1, "dedupe": 1}
+        outcome = plan.apply()
+        assert outcome.counts == {"applied": 2, "skipped_newer": 0, "failed": 3}
+        assert any("cannot unpublish" in e for e in outcome.errors)
+        assert any("consumers must dedupe" in e for e in outcome.errors)
+        assert any("cannot be changed" in e and "evt-020" in e for e in outcome.errors)
+        assert not outcome.verified  # the changed, extra and duplicated events remain, as reported
+        assert set(outcome.remaining["kind"].to_list()) == {"changed", "extra", "duplicate"}
+
+        events = sl.kafka(topics.bootstrap, topic)._load().to_pylist()
+        republished = [e for e in events if e["event_id"] in lost]
+        assert len(republished) == 2
+        for e in republished:
+            original = next(r for r in rows if r["event_id"] == e["event_id"])
+            assert e["_key"] == str(original["aggregate_id"]) and e["payload"] == original["payload"]
+            assert e["_headers"] == [{"key": "seamline-repair", "value": b"1"}]
+        again = check()
+        assert again.counts["missing"] == 0 and again.counts["changed"] == 1
+
+        # idempotent: applying the same plan again publishes nothing new
+        before = len(events)
+        assert plan.apply().counts["applied"] == 2
+        assert len(sl.kafka(topics.bootstrap, topic)._load()) == before
+    finally:
+        with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.commit()

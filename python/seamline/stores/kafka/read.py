@@ -178,7 +178,19 @@ class KafkaSource:
         return AsOf(store="kafka", detail=detail)
 
     def close(self) -> None:
-        pass
+        # the next pin reads the topic again, up to its end offsets then (health stays readable)
+        self._table = None
+        self.offsets = None
+
+    # -- repair: re-publishing the events an outbox has and the topic lacks ------------------------
+
+    def repair_writer(self) -> Any:
+        """The outbox writer: publishes the plan's missing events (key from ``key_field``, the row as
+        the JSON value); what an immutable log cannot fix (changed, extra, duplicated events) is
+        reported as failed, never written."""
+        from seamline.stores.kafka.write import KafkaOutboxWriter
+
+        return KafkaOutboxWriter(self)
 
     # -- freshness: the newest value of a column, and how many rows are newer ----------------------
 
