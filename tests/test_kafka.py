@@ -622,3 +622,35 @@ def test_outbox_repair_republishes_missing_events_and_reports_what_a_log_cannot_
         with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
             conn.commit()
+
+
+# -- freshness ------------------------------------------------------------------------------------------
+
+
+def test_group_lag_per_partition_and_the_age_of_the_oldest_unconsumed_message(topics: Topics) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = topics.create(partitions=2)
+    topics.produce(topic, [(i, {"i": i}) for i in range(40)])
+    group = f"shop-indexer-{uuid.uuid4().hex[:6]}"
+    src = sl.kafka(topics.bootstrap, topic, group=group)
+    lag = src.pin().detail["group"]
+    assert lag["lag"] == 40 and lag["oldest_unconsumed_age_seconds"] is not None  # nothing committed
+
+    ends = {int(p): e for p, e in src.pin().detail["end_offsets"].items()}
+    consumer = Consumer(
+        {"bootstrap.servers": topics.bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:  # the real consumer committed all of partition 0 and 3 messages of partition 1
+        consumer.commit(
+            offsets=[TopicPartition(topic, 0, ends[0]), TopicPartition(topic, 1, 3)], asynchronous=False
+        )
+    finally:
+        consumer.close()
+    src.close()
+    lag = src.pin().detail["group"]
+    assert lag["partitions"]["0"] == {"committed": ends[0], "end": ends[0], "lag": 0}
+    assert lag["partitions"]["1"] == {"committed": 3, "end": ends[1], "lag": ends[1] - 3}
+    assert lag["lag"] == ends[1] - 3 and 0 <= lag["oldest_unconsumed_age_seconds"] < 600
+    # Seamline itself never joined or committed for the group: the committed offsets are the consumer's
+    assert src.store.group_offsets(group, topic, [0, 1]) == {0: ends[0], 1: 3}

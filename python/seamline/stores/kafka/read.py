@@ -175,7 +175,41 @@ class KafkaSource:
             "fold": self.fold,
             "health": self.health.to_dict(),
         }
+        if self.group:
+            detail["group"] = self.group_lag()
         return AsOf(store="kafka", detail=detail)
+
+    def group_lag(self) -> dict[str, Any]:
+        """Consumer group ``group``'s lag against the pinned end offsets: per partition the committed
+        offset and the messages behind, and the age of its oldest unconsumed message (seconds)."""
+        assert self.group is not None
+        if self.offsets is None:
+            self._load()
+        assert self.offsets is not None
+        committed = self.store.group_offsets(self.group, self.topic, [o.partition for o in self.offsets])
+        partitions: dict[str, Any] = {}
+        oldest: float | None = None
+        consumer = self.store.consumer()
+        try:
+            for o in self.offsets:
+                at = committed.get(o.partition)
+                # nothing committed: the group has consumed nothing it kept, from the earliest on
+                position = max(at if at is not None else o.low, o.low)
+                lag = max(0, o.high - position)
+                partitions[str(o.partition)] = {"committed": at, "end": o.high, "lag": lag}
+                if lag:
+                    t = self.store.message_time(consumer, self.topic, o.partition, position)
+                    if t is not None and (oldest is None or t < oldest):
+                        oldest = t
+        finally:
+            consumer.close()
+        now = dt.datetime.now(dt.UTC).timestamp()
+        return {
+            "name": self.group,
+            "lag": sum(p["lag"] for p in partitions.values()),
+            "partitions": partitions,
+            "oldest_unconsumed_age_seconds": None if oldest is None else round(max(0.0, now - oldest), 3),
+        }
 
     def close(self) -> None:
         # the next pin reads the topic again, up to its end offsets then (health stays readable)

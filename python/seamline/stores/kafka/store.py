@@ -135,7 +135,8 @@ class KafkaStore:
 
         request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])]
         try:
-            futures = self.admin().list_consumer_group_offsets(request, request_timeout=self.timeout)
+            admin = self.admin()  # held until the future resolves: a collected client never answers
+            futures = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)
             result = futures[group].result(timeout=self.timeout)
         except KafkaException as exc:
             raise self.unavailable(exc) from None
