@@ -325,7 +325,7 @@ def _raw_batch(msgs: list[Any], highs: dict[int, int], store: KafkaStore) -> pa.
     headers_py = [m.headers() for m in msgs]
     headers = (
         pa.array(headers_py, HEADERS_TYPE)
-        if any(h is not None for h in headers_py)
+        if headers_py.count(None) != len(headers_py)
         else pa.nulls(len(msgs), HEADERS_TYPE)
     )
     table = pa.table(
