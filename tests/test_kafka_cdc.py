@@ -267,3 +267,41 @@ def test_a_dropped_slot_loses_events_and_the_seam_names_the_products(cdc: Connec
     result = _seam(cdc, "products")
     kinds = sorted((r["id"], r["kind"]) for r in result.diffs.select(["id", "kind"]).to_dicts())
     assert kinds == [(3, "changed"), (4, "changed"), (9, "extra"), (51, "missing"), (52, "missing")]
+
+
+def test_freshness_reports_replication_slots_and_a_lagging_one_is_an_error(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    from seamline.contract import parse
+    from seamline.freshness import measure
+
+    tag = uuid.uuid4().hex[:10]
+    slot, table = f"slot_{tag}", f"slotlag_{tag}"
+    _sql(pg_dsn, f"CREATE TABLE {table} (id bigint PRIMARY KEY, v text)")
+    _sql(pg_dsn, f"SELECT slot_name FROM pg_create_logical_replication_slot('{slot}', 'pgoutput')")
+    try:
+        # WAL the slot has not consumed: ~2 MB of inserts after it was created
+        _sql(pg_dsn, f"INSERT INTO {table} SELECT g, repeat('x', 200) FROM generate_series(1, 10000) g")
+        text = f"""
+version: 1
+stores: {{oltp: {{type: postgres, dsn: "{pg_dsn}"}}}}
+seams:
+  - name: same
+    source: {{store: oltp, table: public.{table}}}
+    target: {{store: oltp, table: public.{table}}}
+    key: id
+    freshness: {{slot_lag_bytes: LIMIT}}
+"""
+        contract = parse(text.replace("LIMIT", "1MB"), tmp_path / "c.yaml")
+        tight = measure(contract, contract.seams["same"])
+        slots = {s["slot_name"]: s for s in tight.to_dict()["replication_slots"]}
+        mine = slots[slot]
+        assert mine["active"] is False and mine["lag_bytes"] > 1 << 20 and mine["plugin"] == "pgoutput"
+        assert mine["status"] == "error" and tight.status == "error" and f"slot {slot}" in (tight.note or "")
+        contract = parse(text.replace("LIMIT", "64GB"), tmp_path / "c.yaml")
+        loose = measure(contract, contract.seams["same"])
+        assert {s["slot_name"]: s for s in loose.to_dict()["replication_slots"]}[slot]["status"] == "pass"
+        with pytest.raises(sl.ContractError, match="slot_lag_bytes.*not a size"):
+            parse(text.replace("LIMIT", "lots"), tmp_path / "c.yaml")
+    finally:
+        _sql(pg_dsn, f"SELECT pg_drop_replication_slot('{slot}')", f"DROP TABLE IF EXISTS {table}")

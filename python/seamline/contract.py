@@ -107,6 +107,8 @@ class Freshness:
 
     warn_after: float | None = None
     error_after: float | None = None
+    # postgres sides: report every logical replication slot; error past this lag (or WAL lost)
+    slot_lag_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -714,7 +716,7 @@ class _Loader:
         if spec is None:
             return Freshness()
         spec = self.mapping(where, "freshness", spec)
-        self.keys(where, "freshness.", spec, (), ("warn_after", "error_after"))
+        self.keys(where, "freshness.", spec, (), ("warn_after", "error_after", "slot_lag_bytes"))
         warn = (
             self.duration(where, "freshness.warn_after", spec["warn_after"])
             if spec.get("warn_after") is not None
@@ -727,7 +729,16 @@ class _Loader:
         )
         if warn is not None and error is not None and warn > error:
             raise self.fail(where, "freshness.warn_after", "is longer than freshness.error_after")
-        return Freshness(warn, error)
+        slot_bytes = None
+        if spec.get("slot_lag_bytes") is not None:
+            slot_bytes = _bytes(str(spec["slot_lag_bytes"]))
+            if slot_bytes is None:
+                raise self.fail(
+                    where,
+                    "freshness.slot_lag_bytes",
+                    f"{spec['slot_lag_bytes']!r} is not a size (e.g. 512MB, 2GB)",
+                )
+        return Freshness(warn, error, slot_bytes)
 
     def repair(self, where: str, spec: Any) -> RepairPolicy:
         if spec is None:
@@ -740,6 +751,14 @@ class _Loader:
             if not 0 < fraction <= 1:
                 raise self.fail(where, "repair.max_fraction", f"{fraction} is not in (0, 1]")
         return RepairPolicy(fraction)
+
+
+def _bytes(text: str) -> int | None:
+    """A size: 1048576, 512KB, 64MB, 2GB (powers of 1024)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)B?\s*", text, re.IGNORECASE)
+    if not m:
+        return None
+    return int(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_")
 
 
 def _kind(value: Any) -> str:

@@ -65,6 +65,11 @@ class SeamFreshness:
                 "as_of": {"source": self.source_as_of, "target": self.target_as_of},
                 "note": self.note,
                 "seconds": round(self.seconds, 3),
+                **(
+                    {"replication_slots": self.extra["replication_slots"]}
+                    if "replication_slots" in self.extra
+                    else {}
+                ),
             }
         )
 
@@ -171,11 +176,32 @@ def measure(contract: Contract, seam: Seam, *, as_of: Any = None) -> SeamFreshne
             out.status = "error" if sla.error_after is not None else "warn" if sla.warn_after else "none"
         else:
             out.status = status_for(out.lag_seconds, sla.warn_after, sla.error_after)
+        if sla.slot_lag_bytes is not None:
+            _check_slots(contract, seam, out, sla.slot_lag_bytes)
     finally:
         src.close()
         dst.close()
     out.seconds = time.perf_counter() - started
     return out
+
+
+def _check_slots(contract: Contract, seam: Seam, out: SeamFreshness, limit: int) -> None:
+    """The CDC hop: every logical replication slot of the seam's Postgres cluster(s); a slot whose
+    WAL is lost or that lags past `limit` bytes makes the seam's freshness an error."""
+    from seamline.stores.kafka.cdc import replication_slots
+
+    dsns = {
+        contract.store_of(seam, side).dsn
+        for side in ("source", "target")
+        if contract.store_of(seam, side).type == "postgres"
+    }
+    slots = [s for dsn in sorted(d for d in dsns if d) for s in replication_slots(dsn, limit)]
+    out.extra["replication_slots"] = [s.to_dict() for s in slots]
+    bad = [s for s in slots if s.status == "error"]
+    if bad:
+        out.status = "error"
+        reasons = "; ".join(f"slot {s.slot_name}: {s.reason}" for s in bad)
+        out.note = f"{out.note}; {reasons}" if out.note else reasons
 
 
 def _plain_as_of(a: Any) -> dict[str, Any]:
