@@ -654,3 +654,50 @@ def test_group_lag_per_partition_and_the_age_of_the_oldest_unconsumed_message(to
     assert lag["lag"] == ends[1] - 3 and 0 <= lag["oldest_unconsumed_age_seconds"] < 600
     # Seamline itself never joined or committed for the group: the committed offsets are the consumer's
     assert src.store.group_offsets(group, topic, [0, 1]) == {0: ends[0], 1: 3}
+
+
+def test_lineage_walks_through_the_topic_and_names_the_first_drifted_hop(
+    topics: Topics, pg_dsn: str, tmp_path: Any
+) -> None:
+    import adbc_driver_postgresql.dbapi as pgdb
+
+    from seamline.contract import parse
+    from seamline.lineage import walk
+
+    tag = uuid.uuid4().hex[:8]
+    outbox, bronze = f"outbox_{tag}", f"bronze_{tag}"
+    with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
+        for t in (outbox, bronze):
+            cur.execute(f"CREATE TABLE {t} (event_id text PRIMARY KEY, amount bigint)")
+        cur.executemany(f"INSERT INTO {outbox} VALUES ($1, $2)", [(f"e{i}", i) for i in range(60)])
+        # the consumer landing bronze skipped e33 (a poison message)
+        cur.executemany(f"INSERT INTO {bronze} VALUES ($1, $2)", [(f"e{i}", i) for i in range(60) if i != 33])
+        conn.commit()
+    try:
+        topic = topics.create(partitions=2)
+        topics.produce(topic, [(i, {"event_id": f"e{i}", "amount": i}) for i in range(60)])
+        text = f"""
+version: 1
+stores:
+  oltp: {{type: postgres, dsn: "{pg_dsn}"}}
+  bus: {{type: kafka, bootstrap: "{topics.bootstrap}"}}
+seams:
+  - {{name: outbox, source: {{store: oltp, table: public.{outbox}}}, target: {{store: bus, topic: {topic}}},
+     key: event_id}}
+  - {{name: bronze, source: {{store: bus, topic: {topic}, dedupe: event_id}},
+     target: {{store: oltp, table: public.{bronze}}}, key: event_id, columns: [amount]}}
+chains:
+  orders: [outbox, bronze]
+"""
+        result = walk(parse(text, tmp_path / "c.yaml"), "orders")
+        report = result.to_dict()
+        assert report["diverged_at"] == "bronze"
+        assert [layer["verdict"] for layer in report["layers"]] == ["clean", "drift"]
+        assert report["layers"][1]["counts"]["missing"] == 1
+        topic_read = report["layers"][1]["as_of"]["source"]["detail"]
+        assert sum(topic_read["end_offsets"].values()) == 60
+        assert "offsets 60 msgs" in result.render()
+    finally:
+        with pgdb.connect(pg_dsn) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {outbox}, {bronze}")
+            conn.commit()
