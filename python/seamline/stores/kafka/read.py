@@ -43,7 +43,7 @@ DEBEZIUM_META = ("_op", "_lsn", "_ts_ms")
 HEADERS_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 _TOMB = "__deleted_marker"  # internal: a tombstone or a delete event
 _CONSUME_BATCH = 20_000  # messages per consume() call
-_CHUNK_ROWS = 1_000_000  # decoded events handed to DuckDB at once (bounds the fold's working set)
+_CHUNK_ROWS = 250_000  # decoded events handed to DuckDB at once (bounds the fold's working set)
 _SAMPLES = 5
 
 
@@ -261,7 +261,15 @@ class KafkaSource:
     def _read(self) -> pa.Table:
         from confluent_kafka import KafkaException, TopicPartition
 
-        consumer = self.store.consumer(**{"fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20})
+        # a bounded prefetch queue: librdkafka's defaults queue 100k messages per partition
+        consumer = self.store.consumer(
+            **{
+                "fetch.max.bytes": 16 << 20,
+                "max.partition.fetch.bytes": 4 << 20,
+                "queued.min.messages": 20_000,
+                "queued.max.messages.kbytes": 16 << 10,
+            }
+        )
         try:
             if self.offsets is None:
                 self.offsets = self.store.end_offsets(consumer, self.topic)
@@ -598,7 +606,7 @@ class _Pipeline:
             if source.dedupe:
                 self._dedupe(con, _q(source.dedupe))
             else:
-                con.sql("CREATE OR REPLACE TEMP TABLE c0 AS SELECT * FROM chunk")
+                con.sql("CREATE OR REPLACE TEMP VIEW c0 AS SELECT * FROM chunk")
             if source.version:
                 self._versions(con, _q(key), _q(source.version), chunk.schema.field(source.version).type)
             else:
@@ -610,6 +618,12 @@ class _Pipeline:
         except duckdb.Error as exc:
             raise SchemaError(f"{source.describe()}: {str(exc).splitlines()[0]}") from None
         finally:
+            # the chunk's working tables go now: only the state (and seen ids/versions) stays
+            for drop in ("DROP TABLE IF EXISTS c", "DROP VIEW IF EXISTS c0", "DROP TABLE IF EXISTS c0"):
+                try:
+                    con.sql(drop)
+                except duckdb.Error:
+                    pass  # c0 is a view or a table, depending on dedupe=
             con.unregister("chunk")
 
     def _header_id(self, chunk: pa.Table) -> pa.Array | None:
