@@ -1,2 +1,2 @@
-"""One package per store: the store object (configuration, connection, errors, what it shows of itself),
-its reader (``read.py``: the source) and its repair writer (``write.py``)."""
+"""Store adapters: one package per store type, each turning a table, index or query into Arrow streams
+(`protocols.Source`) and, where the store can be written, applying repair plans."""

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from seamline.exceptions import StoreUnavailableError
-from seamline.sources.base import redact_url
+from seamline.stores._common import redact_url
 
 _SLOTS = """
 SELECT slot_name, plugin, database, active,

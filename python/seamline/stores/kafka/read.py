@@ -33,8 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from seamline.exceptions import InvalidInputError, SchemaError, StoreUnavailableError
-from seamline.sources.base import AsOf, ScanRequest
 from seamline.stores.kafka.store import KafkaStore, PartitionOffsets
+from seamline.stores.protocols import AsOf, ScanRequest
 
 VALUE_MODES = ("json", "debezium", "raw")
 FOLDS = ("latest",)
@@ -79,11 +79,8 @@ class StreamHealth:
         return not (self.replayed or self.out_of_order or self.gaps or self.undecodable)
 
 
-class KafkaSource:
+class KafkaReader:
     """One topic of a Kafka cluster, read up to the end offsets pinned at ``pin``."""
-
-    #: read once into memory at pin: every open() with one request yields the same slices
-    replays_identically = True
 
     def __init__(
         self,
@@ -125,6 +122,10 @@ class KafkaSource:
         self._newest: dt.datetime | None = None
 
     # -- Source protocol -------------------------------------------------------------------------
+
+    def replays_identically(self) -> bool:
+        """Read once into memory at pin: every open() with one request yields the same slices."""
+        return True
 
     def describe(self) -> str:
         text = f"kafka {self.store.bootstrap} topic {self.topic} ({self.value}"
@@ -215,16 +216,6 @@ class KafkaSource:
         # the next pin reads the topic again, up to its end offsets then (health stays readable)
         self._table = None
         self.offsets = None
-
-    # -- repair: re-publishing the events an outbox has and the topic lacks ------------------------
-
-    def repair_writer(self) -> Any:
-        """The outbox writer: publishes the plan's missing events (key from ``key_field``, the row as
-        the JSON value); what an immutable log cannot fix (changed, extra, duplicated events) is
-        reported as failed, never written."""
-        from seamline.stores.kafka.write import KafkaOutboxWriter
-
-        return KafkaOutboxWriter(self)
 
     # -- freshness: the newest value of a column, and how many rows are newer ----------------------
 
@@ -489,7 +480,7 @@ class _Pipeline:
     """Decodes raw batches (in a worker thread: Arrow releases the GIL while the next batch is
     fetched), then hands chunks of events to DuckDB for dedupe, health and the fold."""
 
-    def __init__(self, source: KafkaSource) -> None:
+    def __init__(self, source: KafkaReader) -> None:
         self.source = source
         self.health = StreamHealth(
             replayed_by=source.dedupe or (f"key and {source.version}" if source.version else None)
@@ -773,7 +764,7 @@ class _Pipeline:
         return table
 
 
-def _run_sql(source: KafkaSource, events: pa.Table) -> pa.Table:
+def _run_sql(source: KafkaReader, events: pa.Table) -> pa.Table:
     import duckdb
 
     con = duckdb.connect()
@@ -854,7 +845,7 @@ def _text_keys(table: pa.Table) -> pa.Table:
     return table.set_column(table.schema.get_field_index("_key"), "_key", keys)
 
 
-def _empty(source: KafkaSource) -> pa.Table:
+def _empty(source: KafkaReader) -> pa.Table:
     fields = [
         pa.field("_key", pa.binary()),
         pa.field("_partition", pa.int32()),

@@ -13,32 +13,29 @@ events published twice (duplicate): consumers must dedupe and ignore them.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
-from seamline.exceptions import InvalidInputError, StoreUnavailableError
+from seamline.exceptions import StoreUnavailableError
 from seamline.jsonsafe import json_safe
-
-if TYPE_CHECKING:
-    from seamline.repair.plan import RepairPlan
-    from seamline.stores.kafka.read import KafkaSource
+from seamline.stores.kafka.store import KafkaStore
+from seamline.stores.protocols import PlanData, WriteCounts
 
 REPAIR_HEADER = "seamline-repair"
 
 
 class KafkaOutboxWriter:
-    """Publishes a repair plan's missing events to the source's topic."""
+    """Publishes a repair plan's missing events to ``topic``, keyed by their ``key_field``;
+    ``read_events`` reads the topic's events as they are now (from the start)."""
 
-    def __init__(self, source: KafkaSource) -> None:
-        if source.fold or source.sql:
-            raise InvalidInputError(
-                f"{source.describe()}: only a topic read as events (no fold=, no sql=) can be repaired by "
-                "re-publishing; a folded state or an aggregate is repaired upstream"
-            )
-        self.source = source
+    def __init__(
+        self, store: KafkaStore, topic: str, key_field: str | None, read_events: Callable[[], pa.Table]
+    ) -> None:
+        self.store, self.topic, self.key_field, self.read_events = store, topic, key_field, read_events
 
-    def apply(self, plan: RepairPlan) -> dict[str, Any]:
+    def apply(self, plan: PlanData) -> WriteCounts:
         errors: list[str] = []
         failed = 0
         if plan.deletes.num_rows:
@@ -55,82 +52,74 @@ class KafkaOutboxWriter:
                 "on the id"
             )
         if not plan.upserts.num_rows:
-            return {"applied": 0, "skipped_newer": 0, "failed": failed, "errors": errors}
+            return WriteCounts(failed=failed, errors=errors)
 
-        present = self._published_ids(plan.key)
-        changed = self._changed_keys(plan)
-        rows = plan.upserts.to_pylist()
-        to_publish, applied, not_fixable = [], 0, []
-        for row in rows:
+        present = self._published(plan.key)
+        to_publish, unchanged, not_fixable = [], 0, []
+        for row in plan.upserts.to_pylist():
             ident = tuple(row[k] for k in plan.key)
-            if ident in changed:
-                not_fixable.append(ident)
-            elif ident in present:
-                applied += 1  # already in the topic: published by an earlier apply of this plan
-            else:
+            if ident not in present:
                 to_publish.append(row)
+            elif all(_plain(present[ident].get(c)) == _plain(v) for c, v in row.items()):
+                unchanged += 1  # already in the topic as planned: published by an earlier apply
+            else:
+                not_fixable.append(ident)  # the topic holds this event with another payload
         if not_fixable:
             failed += len(not_fixable)
             errors.append(
                 f"{len(not_fixable)} event(s) in the topic differ from the outbox (e.g. "
                 f"{_fmt(not_fixable[0])}): a published event cannot be changed; consumers keep the first"
             )
-        applied += self._publish(to_publish, errors)
-        return {"applied": applied, "skipped_newer": 0, "failed": failed, "errors": errors}
+        published = self._publish(to_publish, errors)
+        return WriteCounts(
+            applied=published + unchanged,
+            unchanged=unchanged,
+            failed=failed + len(to_publish) - published,
+            errors=errors,
+        )
 
     def _publish(self, rows: list[dict[str, Any]], errors: list[str]) -> int:
         if not rows:
             return 0
-        source = self.source
-        producer = source.store.producer()
+        producer = self.store.producer()
         delivered: list[str] = []
         failures: list[str] = []
 
         def report(err: Any, msg: Any) -> None:
             (failures if err is not None else delivered).append(err.str() if err is not None else "")
 
-        key_field = source.key_field
+        key_field = self.key_field
         for row in rows:
             key = row.get(key_field) if key_field else None
             producer.produce(
-                source.topic,
+                self.topic,
                 key=None if key is None else str(key).encode(),
                 value=json.dumps(json_safe(row), separators=(",", ":")).encode(),
                 headers=[(REPAIR_HEADER, b"1")],
                 on_delivery=report,
             )
             producer.poll(0)
-        left = producer.flush(source.store.timeout * 3)
+        left = producer.flush(self.store.timeout * 3)
         if left:
             raise StoreUnavailableError(
-                f"kafka {source.store.bootstrap}: {left} re-published event(s) not acknowledged in time"
+                f"kafka {self.store.bootstrap}: {left} re-published event(s) not acknowledged in time"
             )
         if failures:
             errors.append(f"{len(failures)} event(s) not published: {failures[0]}")
         return len(delivered)
 
-    def _published_ids(self, key: list[str]) -> set[tuple[Any, ...]]:
-        """The event ids in the topic now (read again from the start: idempotent re-application)."""
-        from seamline.stores.kafka.read import KafkaSource
+    def _published(self, key: list[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """The events in the topic now, by event id (read again from the start, so re-applying a
+        plan publishes nothing twice)."""
+        table = self.read_events()
+        if any(k not in table.schema.names for k in key):
+            return {}
+        return {tuple(r[k] for k in key): r for r in table.to_pylist()}
 
-        s = self.source
-        fresh = KafkaSource(s.store.bootstrap, s.topic, value=s.value, key_field=s.key_field, store=s.store)
-        table = fresh._load()
-        missing = [k for k in key if k not in table.schema.names]
-        if missing:
-            return set()
-        columns = [table.column(k).to_pylist() for k in key]
-        return set(zip(*columns, strict=True))
 
-    @staticmethod
-    def _changed_keys(plan: RepairPlan) -> set[tuple[Any, ...]]:
-        """Keys the reconcile found in both, with different values (only known with its result)."""
-        if plan.result is None:
-            return set()
-        diffs = plan.result.settled
-        names = [s for s, _ in plan.result.seam.key]
-        changed = diffs.filter(diffs["kind"] == "changed").select(names)
-        return {tuple(r) for r in changed.iter_rows()}
+def _plain(value: Any) -> Any:
+    """A value as it reads in a JSON event (times in ISO form, decimals as text)."""
+    return json_safe(value)
 
 
 def _sample(table: pa.Table, key: list[str]) -> str:
