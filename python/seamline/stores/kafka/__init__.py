@@ -11,7 +11,15 @@ from seamline.exceptions import InvalidInputError
 from seamline.stores.kafka.read import KafkaReader
 from seamline.stores.kafka.store import KafkaStore
 from seamline.stores.kafka.write import KafkaOutboxWriter
-from seamline.stores.protocols import Embed, Repairable, RepairWriter, Replayable, Source, Versioned
+from seamline.stores.protocols import (
+    Embed,
+    RangePushdown,
+    Repairable,
+    RepairWriter,
+    Replayable,
+    Source,
+    Versioned,
+)
 from seamline.stores.registry import StoreAdapter
 
 
@@ -44,9 +52,9 @@ def from_contract(store: Any, side: Any, *, key_field: str | None, as_of: Any) -
 
 def _conforms(
     source: KafkaSource, writer: KafkaOutboxWriter
-) -> tuple[Source, Replayable, Versioned, Repairable, RepairWriter]:
+) -> tuple[Source, RangePushdown, Replayable, Versioned, Repairable, RepairWriter]:
     """Never called: mypy checks here that the adapter has every capability it claims."""
-    return source, source, source, source, writer
+    return source, source, source, source, source, writer
 
 
 ADAPTERS = {"kafka": StoreAdapter(open=KafkaSource, from_contract=from_contract)}
