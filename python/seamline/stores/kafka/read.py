@@ -43,6 +43,7 @@ DEBEZIUM_META = ("_op", "_lsn", "_ts_ms")
 HEADERS_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 _TOMB = "__deleted_marker"  # internal: a tombstone or a delete event
 _CONSUME_BATCH = 20_000  # messages per consume() call
+_MARKER_WAIT = 3.0  # seconds without a message before a position one short of the end counts as done
 _CHUNK_ROWS = 250_000  # decoded events handed to DuckDB at once (bounds the fold's working set)
 _SAMPLES = 5
 
@@ -306,12 +307,14 @@ class KafkaReader:
                             f"kafka {self.store.bootstrap}: topic {self.topic}: no message for "
                             f"{self.store.timeout:g}s before the pinned end offsets (partitions {left})"
                         )
-                # a partition is done once the consumer's position reaches the pinned end offset (a
-                # transaction marker may hold the last offset: an empty poll then counts as done)
+                # a partition is done once the consumer's position reaches the pinned end offset; a
+                # transaction's commit marker may hold the last offset, which is never delivered: one
+                # short of the end counts as done only once nothing has arrived for a while (a slow
+                # fetch of a real last message must not be taken for a marker)
                 positions = consumer.position([TopicPartition(self.topic, p) for p in todo])
                 for tp in positions:
                     if tp.offset >= highs[tp.partition] or (
-                        not msgs and tp.offset >= highs[tp.partition] - 1
+                        idle >= _MARKER_WAIT and tp.offset >= highs[tp.partition] - 1
                     ):
                         todo.discard(tp.partition)
                         consumer.pause([TopicPartition(self.topic, tp.partition)])
