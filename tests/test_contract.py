@@ -190,7 +190,7 @@ BAD = [
     (
         ("oltp:    {type: postgres, ", "oltp:    {type: postgress, "),
         "contract.yaml: store 'oltp': field 'type': 'postgress' is not a store type (one of: postgres, "
-        "opensearch, iceberg, lancedb)",
+        "opensearch, iceberg, lancedb, kafka)",
     ),
     (
         ('{type: postgres, dsn: "${SHOP_PG_DSN}"}', "{type: postgres}"),
