@@ -4,7 +4,11 @@
     seamline repair CONTRACT --seam NAME [--apply] [--max-fraction F]
     seamline freshness CONTRACT [--seam NAME ...]
     seamline lineage CONTRACT --chain NAME [--as-of TIME]
+    seamline report REPORT.json --html FILE
     seamline demo [--workdir DIR] [--arrow-only]
+
+Every command that writes a report takes `--json FILE`, `--html FILE` (one self-contained page)
+and `--metrics FILE`.
 
 Exit codes a scheduler can use: 0 clean, 1 drift found (or a freshness SLA at error, or a repair
 refused or not verified), 2 bad input (contract, arguments, schema), 3 a store unavailable, 130
@@ -128,6 +132,16 @@ def _write_json(path: str, report: dict[str, Any]) -> None:
     write_atomic(path, _redact(json.dumps(json_safe(report), indent=2)) + "\n")
 
 
+def _write_reports(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """The run's report as JSON (`--json`) and as one HTML page (`--html`), both redacted."""
+    if getattr(args, "json", None):
+        _write_json(args.json, report)
+    if getattr(args, "html", None):
+        from seamline.html_report import write
+
+        write(args.html, report, _redact)
+
+
 def _report(command: str, contract: Any, started: float, code: int, **body: Any) -> dict[str, Any]:
     from seamline import __version__
 
@@ -215,7 +229,7 @@ def _check(args: argparse.Namespace) -> int:
                 path = _diffs_path(args.diffs, name, len(seams) > 1)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 result.write_diffs(str(path))
-        if args.json:
+        if args.json or args.html:
             seams_out: dict[str, Any] = {}
             for seam in seams:
                 if seam.name in results:
@@ -229,8 +243,8 @@ def _check(args: argparse.Namespace) -> int:
                 else:
                     c, text = errors[seam.name]
                     seams_out[seam.name] = {"status": "error", "exit_code": c, "error": text}
-            _write_json(
-                args.json,
+            _write_reports(
+                args,
                 _report(
                     "check",
                     contract,
@@ -286,7 +300,7 @@ def _freshness(args: argparse.Namespace) -> int:
             [EXIT_DRIFT if f.status == "error" else EXIT_CLEAN for f in rows]
             + [c for c, _ in errors.values()]
         )
-        if args.json:
+        if args.json or args.html:
             body = {f.seam: f.to_dict() for f in rows} | {
                 name: {
                     "seam": name,
@@ -295,7 +309,7 @@ def _freshness(args: argparse.Namespace) -> int:
                 }
                 for name, (c, t) in errors.items()
             }
-            _write_json(args.json, _report("freshness", contract, started, code, seams=body))
+            _write_reports(args, _report("freshness", contract, started, code, seams=body))
         if args.metrics:
             metrics.write(args.metrics, code, contract.redact)
         return code
@@ -328,8 +342,7 @@ def _lineage(args: argparse.Namespace) -> int:
         result = walk(contract, args.chain, as_of=as_of, reconcile=reconcile, on_layer=on_layer)
         print(result.render())
         code = EXIT_DRIFT if result.diverged is not None else EXIT_CLEAN
-        if args.json:
-            _write_json(args.json, _report("lineage", contract, started, code, **result.to_dict()))
+        _write_reports(args, _report("lineage", contract, started, code, **result.to_dict()))
         if args.metrics:
             metrics.write(args.metrics, code, contract.redact)
         return code
@@ -394,8 +407,7 @@ def _repair(args: argparse.Namespace) -> int:
             print(f"seamline: repair refused: {_message(e)}; drift not repaired", file=sys.stderr)
             report["refused"] = _message(e)
             code = EXIT_DRIFT
-        if args.json:
-            _write_json(args.json, _report("repair", contract, started, code, **report))
+        _write_reports(args, _report("repair", contract, started, code, **report))
         if args.metrics:
             metrics.write(args.metrics, code, contract.redact)
         return code
@@ -414,8 +426,8 @@ def _merge(args: argparse.Namespace) -> int:
             print(f"  {row['kind']:<9} {where}{cols}")
         if merged.diffs.height > 10:
             print(f"  ... and {merged.diffs.height - 10} more")
-        if args.json:
-            _write_json(args.json, {"command": "merge", **merged.to_dict()})
+        if args.json or args.html:
+            _write_reports(args, {"command": "merge", **merged.to_dict()})
 
     return merge_cmd(args, _load, show)
 
@@ -432,6 +444,25 @@ def _k8s_render(args: argparse.Namespace) -> int:
     from seamline.scaleout import k8s_render_cmd
 
     return k8s_render_cmd(args, _load(args.contract))
+
+
+def _report_cmd(args: argparse.Namespace) -> int:
+    """Render a saved JSON report as HTML."""
+    from seamline.exceptions import InvalidInputError, NotFoundError
+    from seamline.html_report import write
+
+    path = Path(args.report)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInputError(f"{path}: not a JSON report ({_message(e)})") from None
+    try:
+        print(write(args.html, report))
+    except InvalidInputError as e:
+        raise InvalidInputError(f"{path}: {e}") from None
+    return EXIT_CLEAN
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -456,6 +487,7 @@ def parser() -> argparse.ArgumentParser:
     outputs = _Parser(add_help=False)
     outputs.add_argument("--json", metavar="FILE", help="write the report as JSON")
     outputs.add_argument("--metrics", metavar="FILE", help="write Prometheus metrics (text format)")
+    outputs.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page")
 
     p = _Parser(
         prog="seamline",
@@ -551,6 +583,11 @@ def parser() -> argparse.ArgumentParser:
         help="read the Iceberg snapshots current at TIME (ISO 8601, or e.g. 2h for two hours ago)",
     )
     lineage.set_defaults(run=_lineage)
+
+    report = sub.add_parser("report", parents=[common], help="render a saved JSON report as HTML")
+    report.add_argument("report", metavar="REPORT.json", help="a report written by --json")
+    report.add_argument("--html", required=True, metavar="FILE", help="the HTML page to write")
+    report.set_defaults(run=_report_cmd)
 
     demo = sub.add_parser(
         "demo", parents=[common], help="build a small shop with drift injected, and reconcile it"

@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 from seamline.compare import Compare
 from seamline.engine import EngineOutput, Options
 from seamline.jsonsafe import json_safe
+from seamline.keyspace import key_space
+from seamline.progress import throughput
 from seamline.seam import SeamColumns
 from seamline.sources.base import AsOf, KeyRange, Source
 
@@ -228,6 +230,15 @@ class ReconcileResult:
                     "mismatched": len(self.output.mismatched_leaves),
                 },
                 "passes": self.passes,
+                "throughput": throughput(self.passes),
+                "key_space": key_space(
+                    bounds=self.output.bounds,
+                    fanout_bits=self.output.partitioner.fanout_bits,
+                    mismatched_leaves=self.output.mismatched_leaves,
+                    diffs=self.diffs,
+                    key_names=key_names,
+                    source_rows=self.counts["source_rows"],
+                ),
                 "rechecked_in_flight": self.rechecked,
                 "seconds": round(self.seconds, 3),
                 "differences": self.diffs.to_dicts(),
