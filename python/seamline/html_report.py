@@ -67,6 +67,7 @@ svg text{font:11px system-ui,sans-serif;fill:#495057}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:6px 18px;
 font-size:13px;margin:8px 0}
 .grid b{color:var(--muted);font-weight:500;margin-right:6px}
+.grid span{min-width:0;overflow-wrap:anywhere}
 .chain{display:flex;align-items:stretch;flex-wrap:wrap;gap:0;margin:10px 0}
 .layer{border:2px solid var(--line);border-radius:8px;padding:8px 10px;width:250px;background:#fff;
 font-size:12px}
@@ -261,11 +262,11 @@ def key_space_svg(space: dict[str, Any], seam: str) -> str:
     ]
     width = (_STRIP_WIDTH - _LABEL_WIDTH) / len(buckets)
     height = len(lanes) * (_LANE + _GAP) + 30
-    per_range = space.get("rows_per_range") or 0
     parts = [
         f'<svg class="strip" data-seam="{_e(seam)}" viewBox="0 0 {_STRIP_WIDTH} {height}" '
         f'role="img" aria-label="key-space strip of {_e(seam)}">'
     ]
+    spans = [f"[{_e(_key_text(b.get('lo'), 'start'))}, {_e(_key_text(b.get('hi'), 'end'))})" for b in buckets]
     for i, (field, label) in enumerate(lanes):
         y = i * (_LANE + _GAP)
         color = "#868e96" if field == "mismatched_leaves" else f"var(--{field})"
@@ -274,6 +275,9 @@ def key_space_svg(space: dict[str, Any], seam: str) -> str:
             f'<rect x="{_LABEL_WIDTH}" y="{y}" width="{_STRIP_WIDTH - _LABEL_WIDTH}" '
             f'height="{_LANE}" fill="#f1f3f5"/>'
         )
+        # one group per lane: each cell carries only its place, shade and tooltip (a page of many
+        # scattered seams stays small)
+        parts.append(f'<g class="lane" fill="{color}" transform="translate(0 {y})">')
         top = max(b.get(field, 0) for b in buckets)
         for j, b in enumerate(buckets):
             count = b.get(field, 0)
@@ -281,15 +285,12 @@ def key_space_svg(space: dict[str, Any], seam: str) -> str:
                 continue
             # log scale: one dense bucket stands out, and a single row still shows
             shade = 0.25 + 0.75 * math.log1p(count) / math.log1p(top)
-            lo, hi = _key_text(b.get("lo"), "start"), _key_text(b.get("hi"), "end")
-            rows = f", ~{per_range * b.get('ranges', 1):,.0f} rows" if per_range else ""
-            what = f"{count:,} {label}" if field != "mismatched_leaves" else f"{count:,} mismatched leaves"
             parts.append(
-                f'<rect class="cell" x="{_LABEL_WIDTH + j * width:.1f}" y="{y}" '
-                f'width="{max(width - 0.5, 1):.1f}" height="{_LANE}" fill="{color}" '
-                f'fill-opacity="{shade:.2f}"><title>{_e(what)} in keys [{_e(lo)}, {_e(hi)}) '
-                f"({b.get('ranges', 1)} ranges{rows})</title></rect>"
+                f'<rect x="{_LABEL_WIDTH + j * width:.1f}" width="{max(width - 0.5, 1):.1f}" '
+                f'height="{_LANE}" fill-opacity="{shade:.2f}">'
+                f"<title>{count:,} {_e(label)}: {spans[j]}</title></rect>"
             )
+        parts.append("</g>")
     axis = len(lanes) * (_LANE + _GAP) + 14
     first, middle, last = buckets[0], buckets[len(buckets) // 2], buckets[-1]
     labels = [
@@ -373,6 +374,22 @@ def _record(values: dict[str, Any] | None) -> str:
     return "<br>".join(f"<b>{_e(k)}</b> {value_html(v)}" for k, v in values.items())
 
 
+def _sampled(report: dict[str, Any]) -> dict[str, Any]:
+    """The report with each seam's differences cut to the sample the page shows (and their total
+    kept): rendering and redaction then cost the same for 100 differences as for a million."""
+
+    def cut(seam: Any) -> Any:
+        if not isinstance(seam, dict) or not isinstance(seam.get("differences"), list):
+            return seam
+        total = seam.get("differences_total", len(seam["differences"]))
+        return seam | {"differences": sample_differences(seam["differences"]), "differences_total": total}
+
+    out = cut(report)
+    if isinstance(out.get("seams"), dict):
+        out = out | {"seams": {name: cut(seam) for name, seam in out["seams"].items()}}
+    return out
+
+
 def differences_html(seam: dict[str, Any], key_names: list[str]) -> str:
     differences = seam.get("differences") or []
     if not differences:
@@ -408,7 +425,7 @@ def differences_html(seam: dict[str, Any], key_names: list[str]) -> str:
                 f'<tr class="diff">{head}<td></td><td>{_record(src or None)}</td>'
                 f"<td>{_record(dst or None)}</td></tr>"
             )
-    total = len(differences)
+    total = seam.get("differences_total", len(differences))
     note = (
         f"all {total:,} differences"
         if len(shown) == total
@@ -483,12 +500,12 @@ def seam_section(name: str, s: dict[str, Any]) -> str:
         )
     out.append(f'<div class="grid">{"".join(grid)}</div>')
     if status != "clean" and space.get("buckets"):
-        per = space.get("ranges_per_bucket", 1)
+        per, rows = space.get("ranges_per_bucket", 1), space.get("rows_per_range") or 0
         out.append(
             "<h3>Where in the key space</h3>"
             f'<p class="note">{_n(space.get("ranges"))} key ranges in key order'
-            f"{f', {per} per cell' if per > 1 else ''}; darker: more rows differ in those ranges "
-            "(hover a cell for its keys and count).</p>" + key_space_svg(space, name)
+            f"{f', {per} per cell' if per > 1 else ''} (about {_n(round(per * rows))} rows a cell); darker: "
+            "more rows differ there (hover a cell for its keys and count).</p>" + key_space_svg(space, name)
         )
     key_names = space.get("key") or [k["source"] for k in (s.get("seam") or {}).get("key", [])]
     if not key_names and s.get("differences"):
@@ -701,7 +718,7 @@ def render(report: dict[str, Any]) -> str:
         raise InvalidInputError(
             f"not a Seamline report (command {command!r}; expected one of {', '.join(COMMANDS)})"
         )
-    title, verdict, body = page(report)
+    title, verdict, body = page(_sampled(report))
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -733,5 +750,5 @@ def write(path: str | Path, report: dict[str, Any], redact: Callable[[str], str]
     def scrub(text: str) -> str:
         return redact_urls(redact(text) if redact is not None else text)
 
-    write_atomic(path, scrub(render(_scrubbed(json_safe(report), scrub))))
+    write_atomic(path, scrub(render(_scrubbed(json_safe(_sampled(report)), scrub))))
     return Path(path)
