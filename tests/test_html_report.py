@@ -308,7 +308,9 @@ def test_freshness_lineage_repair_and_merge_pages(shop: Shop) -> None:
     out = run(shop, "repair", str(shop.contract), "--seam", "products_copy", "--html", "r.html")
     assert out.returncode == 1, out.stderr
     html = page(shop, "r.html")
-    assert "Repair plan" in html and "dry run" in html
+    assert "Repair plan" in html and "dry run" in html and 'data-verdict="dry run"' in html
+    assert html.count('<svg class="strip"') == 1  # the drift it plans from, drawn like check's
+    assert html.count("<b>upsert</b>") == 4 and html.count("<b>delete</b>") == 0  # 1, 10, 50, 101
 
     for i in (0, 1):
         out = run(
@@ -320,6 +322,12 @@ def test_freshness_lineage_repair_and_merge_pages(shop: Shop) -> None:
     assert out.returncode == 1, out.stderr
     html = page(shop, "m.html")
     assert html.count('<svg class="strip"') == 1 and "Shards" in html
+
+    # last, as it writes: the repair applied and verified
+    out = run(shop, "repair", str(shop.contract), "--seam", "products_copy", "--apply", "--html", "ra.html")
+    assert out.returncode == 0, out.stdout + out.stderr
+    html = page(shop, "ra.html")
+    assert "Outcome" in html and "verified: the seam is clean after the repair" in html
 
 
 def test_report_of_a_missing_or_broken_file_is_one_line_exit_2(tmp_path: Path) -> None:

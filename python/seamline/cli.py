@@ -368,6 +368,7 @@ def _repair(args: argparse.Namespace) -> int:
         fraction = args.max_fraction if args.max_fraction is not None else seam.repair.max_fraction
         kwargs = {"max_fraction": fraction} if fraction is not None else {}
         report: dict[str, Any] = {"seam": seam.name, "apply": bool(args.apply), "counts": result.counts}
+        report["drift"] = {"status": "clean" if result.clean else "drift", **result.to_dict()}
         code = EXIT_CLEAN
         try:
             plan = result.plan_repair(**kwargs)
@@ -379,6 +380,7 @@ def _repair(args: argparse.Namespace) -> int:
             print(f"repair plan for seam {seam.name!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             if total:
                 frame = plan.to_polars()
+                report["plan_rows"] = frame.head(20).to_dicts()  # the first operations, for --html
                 print(frame.head(20))
                 if frame.height > 20:
                     print(f"... and {frame.height - 20} more")

@@ -385,6 +385,8 @@ def _sampled(report: dict[str, Any]) -> dict[str, Any]:
         return seam | {"differences": sample_differences(seam["differences"]), "differences_total": total}
 
     out = cut(report)
+    if isinstance(out.get("drift"), dict):  # repair: the reconcile it planned from
+        out = out | {"drift": cut(out["drift"])}
     if isinstance(out.get("seams"), dict):
         out = out | {"seams": {name: cut(seam) for name, seam in out["seams"].items()}}
     return out
@@ -530,7 +532,7 @@ def _header(report: dict[str, Any], title: str, verdict: str) -> str:
     took = _duration(report)
     if took is not None:
         meta.append(f"<span>took {_e(format_duration(took))}</span>")
-    if report.get("as_of"):
+    if isinstance(report.get("as_of"), str):  # lineage --as-of: what every Iceberg side read
         meta.append(f"<span>as of {_when(report['as_of'])}</span>")
     if "exit_code" in report:
         meta.append(f"<span>exit code {_e(report['exit_code'])}</span>")
@@ -654,6 +656,16 @@ def _lineage_page(report: dict[str, Any]) -> tuple[str, str, str]:
     return f"Seamline lineage: chain {chain}", verdict, body
 
 
+def _plan_rows(rows: list[dict[str, Any]], total: int) -> str:
+    """The first operations of the plan: what each writes (or the key it deletes)."""
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    body = [[value_html(r.get(c)) if c != "op" else f"<b>{_e(r.get(c))}</b>" for c in columns] for r in rows]
+    note = f"the first {len(rows)} of {total:,} operations" if total > len(rows) else "every operation"
+    return f'<h3>Operations</h3><p class="note">{note}</p>' + _table([_e(c) for c in columns], body)
+
+
 def _repair_page(report: dict[str, Any]) -> tuple[str, str, str]:
     seam = report.get("seam")
     counts = report.get("counts") or {}
@@ -667,17 +679,21 @@ def _repair_page(report: dict[str, Any]) -> tuple[str, str, str]:
         verdict = "dry run" if not report.get("apply") else "drift"
     else:
         verdict = "clean"
-    drift = _table(
-        ["source rows", "target rows", *KINDS, "in flight"],
-        [[_n(counts.get(k)) for k in ("source_rows", "target_rows", *KINDS, "in_flight")]],
-        numeric=range(8),
-    )
-    parts = [f"<section><h2>Drift found in {_e(seam)}</h2>{drift}</section>"]
+    if isinstance(report.get("drift"), dict):
+        parts = [seam_section(str(seam), report["drift"])]
+    else:
+        drift = _table(
+            ["source rows", "target rows", *KINDS, "in flight"],
+            [[_n(counts.get(k)) for k in ("source_rows", "target_rows", *KINDS, "in_flight")]],
+            numeric=range(8),
+        )
+        parts = [f"<section><h2>Drift found in {_e(seam)}</h2>{drift}</section>"]
     if plan:
         parts.append(
             "<section><h2>Repair plan</h2>"
             + _table(list(plan), [[_n(v) for v in plan.values()]], numeric=range(len(plan)))
             + ("" if report.get("apply") else '<p class="note">dry run: nothing written</p>')
+            + _plan_rows(report.get("plan_rows") or [], sum(v for v in plan.values() if isinstance(v, int)))
             + "</section>"
         )
     if report.get("refused"):
