@@ -175,6 +175,13 @@ def test_secrets_are_redacted_before_escaping(tmp_path: Path) -> None:
     assert "***" in page
 
 
+def test_a_run_that_failed_shows_its_error() -> None:
+    page = html_report.render(
+        {"command": "check", "exit_code": 3, "clean": False, "error": "store 'oltp' unavailable: 127.0.0.1:1"}
+    )
+    assert 'data-verdict="error"' in page and "store &#x27;oltp&#x27; unavailable" in page
+
+
 def test_not_a_report_is_bad_input() -> None:
     with pytest.raises(sl.InvalidInputError, match="not a Seamline report"):
         html_report.render({"command": "nope"})

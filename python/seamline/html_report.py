@@ -735,6 +735,10 @@ def render(report: dict[str, Any]) -> str:
             f"not a Seamline report (command {command!r}; expected one of {', '.join(COMMANDS)})"
         )
     title, verdict, body = page(_sampled(report))
+    if isinstance(report.get("error"), str) and report["error"]:
+        # the run could not start (a bad contract, a store down before the first seam)
+        verdict = "error"
+        body = f'<section><h2>The run failed</h2><p class="err">{_e(report["error"])}</p></section>{body}'
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
