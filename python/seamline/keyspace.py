@@ -11,6 +11,7 @@ still draws the whole picture.
 from __future__ import annotations
 
 import bisect
+import decimal
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ def _sortable(value: Any) -> tuple[int, Any]:
     bounds and keys whose Python types differ (e.g. a key read as text on one side) never fail."""
     if value is None:
         return (0, 0)
-    if isinstance(value, bool | int | float):
+    if isinstance(value, bool | int | float | decimal.Decimal):
         return (1, value)
     if isinstance(value, str):
         return (3, value)
@@ -42,6 +43,31 @@ def _sortable(value: Any) -> tuple[int, Any]:
 
 def _key(values: Sequence[Any]) -> tuple[tuple[int, Any], ...]:
     return tuple(_sortable(v) for v in values)
+
+
+def _range_indexes(diffs: pl.DataFrame, key_names: Sequence[str], bounds: list[tuple[Any, ...]]) -> pl.Series:
+    """The range of each difference's key: i for [bounds[i-1], bounds[i]). A single key column is
+    searched in the bounds by polars (the core's order: numbers numerically, text by UTF-8 bytes);
+    a composite key, or bounds that do not cast to the key's type, one key at a time in Python."""
+    if not bounds:
+        return pl.repeat(0, diffs.height, dtype=pl.Int64, eager=True)
+    column = diffs[key_names[0]]
+    if len(key_names) == 1:
+        try:
+            sorted_bounds = pl.Series([b[0] for b in bounds]).cast(column.dtype, strict=True)
+        except (pl.exceptions.PolarsError, TypeError, ValueError):
+            sorted_bounds = None
+        if sorted_bounds is not None and not sorted_bounds.null_count() and sorted_bounds.is_sorted():
+            return sorted_bounds.search_sorted(column, side="right").cast(pl.Int64)
+    keyed = [_key(b) for b in bounds]
+    as_text = [tuple(map(str, b)) for b in bounds]
+    out = []
+    for row_key in diffs.select(key_names).iter_rows():
+        try:
+            out.append(bisect.bisect_right(keyed, _key(row_key)))
+        except TypeError:  # e.g. timestamps with and without a zone: place it by its text
+            out.append(bisect.bisect_right(as_text, tuple(map(str, row_key))))
+    return pl.Series(out, dtype=pl.Int64)
 
 
 def key_space(
@@ -77,18 +103,18 @@ def key_space(
     for leaf in mismatched_leaves:
         buckets[min(num_buckets - 1, (leaf >> fanout_bits) // per_bucket)]["mismatched_leaves"] += 1
     if diffs.height and all(k in diffs.columns for k in key_names):
-        sorted_bounds = [_key(b) for b in bounds_list]
-        in_flight = diffs["in_flight"].to_list() if "in_flight" in diffs.columns else [False] * diffs.height
-        keys = diffs.select(key_names).rows()
-        for row_key, kind, late in zip(keys, diffs["kind"].to_list(), in_flight, strict=True):
-            try:  # range i: [bounds[i-1], bounds[i])
-                index = bisect.bisect_right(sorted_bounds, _key(row_key))
-            except TypeError:  # e.g. timestamps with and without a zone: place it by its text
-                index = bisect.bisect_right(
-                    [tuple(map(str, b)) for b in bounds_list], tuple(map(str, row_key))
-                )
-            bucket = buckets[min(num_buckets - 1, index // per_bucket)]
-            bucket["in_flight" if late else kind] += 1
+        late = (
+            diffs["in_flight"].fill_null(False)
+            if "in_flight" in diffs.columns
+            else pl.repeat(False, diffs.height, eager=True)
+        )
+        kinds = diffs["kind"].zip_with(~late, pl.repeat("in_flight", diffs.height, eager=True))
+        buckets_of = (_range_indexes(diffs, key_names, bounds_list) // per_bucket).clip(
+            upper_bound=num_buckets - 1
+        )
+        counted = pl.DataFrame({"bucket": buckets_of, "what": kinds}).group_by("bucket", "what").len()
+        for bucket, what, count in counted.iter_rows():
+            buckets[bucket][what] += count
     return json_safe(
         {
             "key": list(key_names),
