@@ -133,6 +133,26 @@ def test_the_demo_report_in_chromium(browser: Any, tmp_path: Path, pg_dsn: str, 
     record("demo", numbers)
     page.close()
 
+    # freshness and lineage of the demo's stores, through the contract it left behind
+    contract = str(tmp_path / "demo" / "contract.yaml")
+    for args, name in (
+        (["freshness", contract], "freshness.html"),
+        (["lineage", contract, "--chain", "revenue"], "lineage.html"),
+    ):
+        out = subprocess.run(
+            [SEAMLINE, *args, "--html", name], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
+        assert out.returncode == 1, out.stdout + out.stderr  # stale seams; a chain that diverges
+        page, numbers = open_page(browser, tmp_path / name, f"report-demo-{name.replace('.html', '.png')}")
+        assert numbers["errors"] == [] and numbers["requests"] == []
+        if name == "freshness.html":
+            assert page.locator("svg.lag").count() == 5  # one lag bar per seam
+            assert page.locator("svg.lag rect.lag-bar").count() == 5
+        else:
+            assert page.locator(".chain .layer").count() == 2
+            assert page.locator(".layer.l-diverged").get_attribute("data-seam") == "orders_bronze"
+        page.close()
+
 
 # -- synthetic checks with many differences --------------------------------------------------------------
 
