@@ -334,7 +334,7 @@ def lag_bar_svg(f: dict[str, Any]) -> str:
         f'<text x="{track + 6}" y="16">{_e(format_duration(lag))}</text>',
     ]
     # warn's label ends at its mark, error's starts at its own: close SLAs never overlap
-    marks = ((warn, "warn", "var(--warn)", "end", -3), (error, "error", "var(--drift)", "start", 3))
+    marks = ((warn, "warn", "var(--warn)", "end", -3), (error, "error", "#212529", "start", 3))
     for value, label, color, anchor, nudge in marks:
         if isinstance(value, int | float):
             parts.append(
