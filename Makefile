@@ -25,6 +25,7 @@ lint: setup
 	.venv/bin/ruff check python tests benches
 	.venv/bin/ruff format --check python tests benches
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 test-rust:
 	cargo test -p seamline-core -q

@@ -214,7 +214,7 @@ def test_leaf_sets_serialise_and_merge_like_shards() -> None:
 
 
 def test_progress_reports_rows_read_while_passes_run() -> None:
-    from seamline.sources.base import AsOf
+    from seamline.stores.protocols import AsOf
 
     schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
 

@@ -507,7 +507,7 @@ def test_lineage_as_of_reads_the_snapshots_the_dashboard_read(shop: Shop) -> Non
 
 def test_repair_dry_run_then_apply(shop: Shop) -> None:
     from seamline.result import ReconcileResult
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch import OpenSearchSource
 
     if not hasattr(ReconcileResult, "plan_repair") or not hasattr(OpenSearchSource, "repair_writer"):
         pytest.skip("the repair API (result.plan_repair, an OpenSearch repair writer) is not there yet")

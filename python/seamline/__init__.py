@@ -39,8 +39,9 @@ from seamline.exceptions import (
 from seamline.reconcile import reconcile
 from seamline.repair.plan import RepairOutcome, RepairPlan
 from seamline.result import ReconcileResult
-from seamline.sources.arrow import ArrowSource, ParquetSource
-from seamline.sources.base import KeyRange, Source
+from seamline.stores import registry
+from seamline.stores.arrow.read import ArrowSource, ParquetSource
+from seamline.stores.protocols import KeyRange, Source
 
 __all__ = [
     "Binary",
@@ -79,21 +80,23 @@ __all__ = [
 
 def arrow(obj: Any, name: str = "arrow") -> ArrowSource:
     """Any object exporting ``__arrow_c_stream__``: pyarrow Table/RecordBatchReader, polars, DuckDB."""
-    return ArrowSource(obj, name)
+    source = registry.open_store("arrow", obj, name)
+    assert isinstance(source, ArrowSource)
+    return source
 
 
 def parquet(path: str) -> ParquetSource:
     """A Parquet file, directory or glob."""
-    return ParquetSource(path)
+    source = registry.open_store("parquet", path)
+    assert isinstance(source, ParquetSource)
+    return source
 
 
 def postgres(
     dsn: str, table: str | None = None, *, where: str | None = None, query: str | None = None
 ) -> Source:
     """A Postgres table (optionally filtered) or any SELECT, read through ADBC from one snapshot."""
-    from seamline.sources.postgres import PostgresSource
-
-    return PostgresSource(dsn, table, where=where, query=query)
+    return registry.open_store("postgres", dsn, table, where=where, query=query)
 
 
 def iceberg(
@@ -104,22 +107,16 @@ def iceberg(
     as_of: Any = None,
 ) -> Source:
     """An Iceberg table through pyiceberg, at the current snapshot, `snapshot_id`, or `as_of` a time."""
-    from seamline.sources.iceberg import IcebergSource
-
-    return IcebergSource(table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of)
+    return registry.open_store("iceberg", table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of)
 
 
 def opensearch(
     url: str, index: str, *, query: dict[str, Any] | None = None, key_field: str | None = None, **client: Any
 ) -> Source:
     """An OpenSearch index, read with point-in-time + search_after, sliced for parallelism."""
-    from seamline.sources.opensearch import OpenSearchSource
-
-    return OpenSearchSource(url, index, query=query, key_field=key_field, **client)
+    return registry.open_store("opensearch", url, index, query=query, key_field=key_field, **client)
 
 
 def lancedb(uri: str, table: str, *, where: str | None = None) -> Source:
     """A LanceDB table (embedded), pinned to the version current when the reconcile starts."""
-    from seamline.sources.lancedb import LanceDBSource
-
-    return LanceDBSource(uri, table, where=where)
+    return registry.open_store("lancedb", uri, table, where=where)

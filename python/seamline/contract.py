@@ -157,39 +157,14 @@ class Contract:
         return self.stores[(seam.source if side == "source" else seam.target).store]
 
     def open(self, seam: Seam, side: str, *, as_of: Any = None) -> Any:
-        """The store adapter for one side of a seam; `as_of` pins Iceberg sides to the snapshot
-        current at that time."""
-        import seamline as sl
+        """The store adapter for one side of a seam (from the store registry); `as_of` pins
+        Iceberg sides to the snapshot current at that time."""
+        from seamline.stores import registry
 
         spec = seam.source if side == "source" else seam.target
         store = self.stores[spec.store]
-        if store.type == "postgres":
-            assert store.dsn is not None
-            sql = spec.query if isinstance(spec.query, str) else None
-            return sl.postgres(store.dsn, spec.table, where=spec.where, query=sql)
-        if store.type == "opensearch":
-            assert spec.index is not None
-            client: dict[str, Any] = {}
-            if store.username is not None:
-                client["http_auth"] = (store.username, store.password or "")
-            if store.verify_certs is not None:
-                client["verify_certs"] = store.verify_certs
-            if store.ca_certs is not None:
-                client["ca_certs"] = store.ca_certs
-            if store.timeout is not None:
-                client["timeout"] = store.timeout
-            dsl: dict[str, Any] | None = dict(spec.query) if isinstance(spec.query, Mapping) else None
-            if spec.where:
-                dsl = {"query_string": {"query": spec.where}}
-            key_field = _target_key_field(seam)
-            return sl.opensearch(store.hosts[0], spec.index, query=dsl, key_field=key_field, **client)
-        if store.type == "iceberg":
-            assert spec.table is not None
-            return sl.iceberg(spec.table, catalog=dict(store.catalog), as_of=as_of)
-        if store.type == "lancedb":
-            assert store.uri is not None and spec.table is not None
-            return sl.lancedb(store.uri, spec.table, where=spec.where)
-        raise ContractError(f"{self.path}: store {store.name!r}: unknown type {store.type!r}")
+        key_field = _target_key_field(seam)
+        return registry.from_contract(store.type, store, spec, key_field=key_field, as_of=as_of)
 
     def reconcile(self, seam: Seam, *, as_of: Any = None, options: Any = None) -> Any:
         """Reconcile one seam as declared (a `ReconcileResult`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,12 @@ import pyarrow.compute as pc
 
 from seamline.compare import Compare
 from seamline.engine import EngineOutput, Options
+from seamline.exceptions import InvalidInputError
 from seamline.jsonsafe import json_safe
 from seamline.keyspace import key_space
 from seamline.progress import throughput
 from seamline.seam import SeamColumns
-from seamline.sources.base import AsOf, KeyRange, Source
+from seamline.stores.protocols import AsOf, KeyRange, Source
 
 if TYPE_CHECKING:
     from seamline.repair.plan import RepairPlan
@@ -144,8 +146,10 @@ class ReconcileResult:
         pinned_at: float,
         rechecked: bool,
         seconds: float,
+        recheck: Callable[[ReconcileResult], ReconcileResult] | None = None,
     ) -> None:
         self.context = context
+        self._recheck = recheck
         self.source = context.source.describe()
         self.target = context.target.describe()
         self.seam = seam
@@ -182,6 +186,14 @@ class ReconcileResult:
     def recheck_at(self) -> float:
         """When the newest in-flight difference leaves the grace window (epoch seconds)."""
         return self.pinned_at + (self.context.grace_seconds or 0)
+
+    def recheck(self) -> ReconcileResult:
+        """The seam again, from fresh snapshots of both stores, over just the leaves this result
+        found differing (the row totals stay this result's): to settle in-flight changes or to
+        verify a repair."""
+        if self._recheck is None:
+            raise InvalidInputError("this result cannot be checked again (it was not made by a reconcile)")
+        return self._recheck(self)
 
     def plan_repair(self, max_fraction: float = 0.05) -> RepairPlan:
         """The repair of the settled differences, as data (see `seamline.repair.RepairPlan`)."""

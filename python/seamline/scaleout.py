@@ -83,7 +83,7 @@ def shard_check(args: argparse.Namespace, contract: Any) -> int:
 def layout_cmd(args: argparse.Namespace, contract: Any) -> int:
     """Compute the range layout of a seam once and pin it to a file, for every shard to use."""
     from seamline.engine import Engine
-    from seamline.reconcile import _pushdown
+    from seamline.reconcile import pushdown
     from seamline.seam import resolve
 
     seam = contract.seam(args.seam)
@@ -93,11 +93,11 @@ def layout_cmd(args: argparse.Namespace, contract: Any) -> int:
         dst.pin()
         schemas = src.schema(), dst.schema()
         cols = resolve(schemas[0], schemas[1], seam.key, seam.columns, seam.compare, seam.version)
-        pushdown = {
-            "source": _pushdown(cols, schemas[0], "source", src),
-            "target": _pushdown(cols, schemas[1], "target", dst),
+        ranged = {
+            "source": pushdown(cols, schemas[0], "source", src),
+            "target": pushdown(cols, schemas[1], "target", dst),
         }
-        bounds, bits = Engine(src, dst, cols, Options(), pushdown).layout()
+        bounds, bits = Engine(src, dst, cols, Options(), ranged).layout()
     finally:
         src.close()
         dst.close()
@@ -147,7 +147,7 @@ def _env_run_id() -> str | None:
 def _merge_repair(merged: shard.MergedRun, contract: Any, args: argparse.Namespace) -> int:
     """Re-read only the leaves the shards found different (fresh snapshots, one process), plan the
     repair from that, and apply it when asked."""
-    from seamline.reconcile import _run
+    from seamline.reconcile import run
     from seamline.result import SeamContext
     from seamline.seam import resolve
 
@@ -178,7 +178,7 @@ def _merge_repair(merged: shard.MergedRun, contract: Any, args: argparse.Namespa
         ),
         counts=merged.counts,
     )
-    result = _run(ctx, time.perf_counter(), previous=prior)  # type: ignore[arg-type]
+    result = run(ctx, time.perf_counter(), previous=prior)  # type: ignore[arg-type]
     fraction = seam.repair.max_fraction if seam.repair.max_fraction is not None else 0.05
     plan = result.plan_repair(max_fraction=fraction)
     print(f"repair plan for seam {seam.name!r}: " + ", ".join(f"{k} {v}" for k, v in plan.counts.items()))

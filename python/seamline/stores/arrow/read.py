@@ -14,13 +14,20 @@ import bisect
 import glob as globlib
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 
 from seamline.exceptions import InvalidInputError, NotFoundError
-from seamline.sources.base import AsOf, ScanRequest
+from seamline.stores.protocols import AsOf, ScanRequest
+
+
+@runtime_checkable
+class ArrowStreamExportable(Protocol):
+    """Anything exporting an Arrow C stream through the PyCapsule interface."""
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
 
 
 def _sample_rows(num_rows: int, n: int) -> pa.Array:
@@ -31,17 +38,18 @@ def _sample_rows(num_rows: int, n: int) -> pa.Array:
 class ArrowSource:
     """A side held in memory as an Arrow table."""
 
-    #: the table is immutable: every open() with one request yields the same slices
-    replays_identically = True
-
     def __init__(self, obj: Any, name: str = "arrow") -> None:
-        if not hasattr(obj, "__arrow_c_stream__"):
+        if not isinstance(obj, ArrowStreamExportable):
             raise InvalidInputError(
                 f"{type(obj).__name__} does not export __arrow_c_stream__ (pass a pyarrow, polars, "
                 "DuckDB or ADBC object)"
             )
         self._table = pa.table(obj)
         self._name = name
+
+    def replays_identically(self) -> bool:
+        """The table is immutable: every open() with one request yields the same slices."""
+        return True
 
     def describe(self) -> str:
         return f"{self._name} ({self._table.num_rows} rows in memory)"
