@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SERVICES := scripts/services.sh
 
-.PHONY: setup develop services services-down lint test test-rust test-python demo bench clean
+.PHONY: setup develop services services-down test-tools lint test test-rust test-python demo bench clean
 
 setup:
 	scripts/setup.sh
@@ -14,6 +14,10 @@ services:
 
 services-down:
 	$(SERVICES) down
+
+# chromium (the HTML report in a real browser) and promtool (the alerting rules), from Debian
+test-tools:
+	scripts/test-tools.sh
 
 lint: setup
 	cargo fmt --all --check
@@ -27,7 +31,7 @@ lint: setup
 test-rust:
 	cargo test -p seamline-core -q
 
-test-python: setup services
+test-python: setup services test-tools
 	eval "$$($(SERVICES) env)" && $(PY) -m pytest -q tests
 
 # The whole suite: lint, Rust unit tests, Python tests against the real services.
@@ -40,4 +44,4 @@ bench: setup services
 	$(PY) benches/bench_arrow.py
 
 clean:
-	rm -rf target .venv .services benches/out
+	rm -rf target .venv .services .tools benches/out

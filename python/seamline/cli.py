@@ -131,7 +131,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     found."""
     from seamline.exceptions import InvalidInputError
 
-    for option in ("json", "metrics", "diffs", "output"):
+    for option in ("json", "metrics", "diffs", "output", "html"):
         value = getattr(args, option, None)
         if value and not _writable(value):
             raise InvalidInputError(f"--{option} {value}: cannot write there (not a writable folder)")
@@ -147,6 +147,7 @@ def _outputs(args: argparse.Namespace) -> Any:
         json=getattr(args, "json", None),
         metrics=getattr(args, "metrics", None),
         diffs=getattr(args, "diffs", None),
+        html=getattr(args, "html", None),
     )
 
 
@@ -199,7 +200,7 @@ def _merge(args: argparse.Namespace, session: Session) -> int:
     def show(merged: Any) -> None:
         # the merged run through the one renderer; the repair that may follow prints its own lines
         shown.append(merge_report(merged, args.contract, started))
-        emit(shown[-1], Outputs(json=args.json), session)
+        emit(shown[-1], Outputs(json=args.json, html=args.html), session)
 
     with contextlib.redirect_stdout(session.out):  # the scale-out code prints the repair it runs
         code: int = merge_cmd(args, session.load, show)
@@ -221,6 +222,28 @@ def _k8s_render(args: argparse.Namespace, session: Session) -> int:
     from seamline.scaleout import k8s_render_cmd
 
     return k8s_render_cmd(args, session.load(args.contract))
+
+
+def _report(args: argparse.Namespace, session: Session) -> int:
+    """Render a saved JSON report as HTML."""
+    import json
+    from pathlib import Path
+
+    from seamline.exceptions import InvalidInputError, NotFoundError
+    from seamline.html_report import write
+
+    path = Path(args.report)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInputError(f"{path}: not a JSON report ({describe(e)})") from None
+    try:
+        session.print(str(write(args.page, report, session.redact)))
+    except InvalidInputError as e:
+        raise InvalidInputError(f"{path}: {e}") from None
+    return EXIT_CLEAN
 
 
 def _demo(args: argparse.Namespace, session: Session) -> int:
@@ -258,6 +281,7 @@ def parser() -> argparse.ArgumentParser:
     outputs.add_argument(
         "--metrics", metavar="FILE", help="write Prometheus metrics, text format (also when the run fails)"
     )
+    outputs.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page")
 
     p = _Parser(
         prog="seamline",
@@ -418,6 +442,19 @@ def parser() -> argparse.ArgumentParser:
     )
     lineage.set_defaults(run=_lineage)
 
+    report = _command(
+        sub,
+        "report",
+        "render a saved JSON report as HTML",
+        "Render a report written by --json (check, freshness, lineage, repair or merge) as one "
+        "self-contained HTML page, and print its path.",
+        [common],
+    )
+    report.add_argument("report", metavar="REPORT.json", help="a report written by --json")
+    # not `--html` as an output: a `report` that fails must not write a report of itself
+    report.add_argument("--html", dest="page", required=True, metavar="FILE", help="the page to write")
+    report.set_defaults(run=_report)
+
     demo = _command(
         sub,
         "demo",
@@ -442,14 +479,15 @@ def _failed(args: argparse.Namespace, session: Session, started: float, code: in
     outputs = _outputs(args)
     json_file = outputs.json if outputs.json and _writable(outputs.json) else None
     metrics_file = outputs.metrics if outputs.metrics and _writable(outputs.metrics) else None
-    if not (json_file or metrics_file):
+    html_file = outputs.html if outputs.html and _writable(outputs.html) else None
+    if not (json_file or metrics_file or html_file):
         return
     from seamline.commands.render import Outputs, write_files
 
     contract = getattr(args, "contract", None)
     report = FailedReport(args.command, contract, started, code, None, session.redact(text))
     try:
-        write_files(report, Outputs(json=json_file, metrics=metrics_file), session)
+        write_files(report, Outputs(json=json_file, metrics=metrics_file, html=html_file), session)
     except Exception as e:  # the failure being reported matters more than the report
         session.error(f"error: cannot write the report: {describe(e)}")
 

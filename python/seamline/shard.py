@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from seamline import _core
 from seamline.exceptions import InvalidInputError, NotFoundError
 from seamline.jsonsafe import json_safe
+from seamline.keyspace import key_space
 from seamline.result import KINDS, ReconcileResult
 
 MANIFEST = "manifest.json"
@@ -138,6 +139,15 @@ class MergedRun:
                 "counts": self.counts,
                 "merkle_roots": {"source": self.merkle_roots[0], "target": self.merkle_roots[1]},
                 "as_of": {m["shard"]: m["as_of"] for m in self.manifests},
+                "seconds": round(self.seconds, 3),
+                "key_space": key_space(
+                    bounds=self.bounds,
+                    fanout_bits=self.fanout_bits,
+                    mismatched_leaves=self.mismatched_leaves,
+                    diffs=self.diffs,
+                    key_names=self.manifests[0]["key"],
+                    source_rows=self.counts["source_rows"],
+                ),
                 "differences": self.diffs.to_dicts(),
             }
         )
