@@ -175,7 +175,10 @@ def _check(args: argparse.Namespace) -> int:
         from seamline.scaleout import shard_check
 
         with _redacted(contract.redact):
-            return shard_check(args, contract)
+            return shard_check(
+                contract, seams=args.seam, shard_spec=args.shard, shards=args.shards,
+                output_uri=args.output_uri, run=args.run_id, layout=args.layout,
+            )  # fmt: skip
     with _redacted(contract.redact):
         seams = _select(contract, args.seam)
         progress = Progress()
@@ -403,7 +406,7 @@ def _repair(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from seamline.report import summary
-    from seamline.scaleout import merge_cmd
+    from seamline.scaleout import MergeRequest, merge_cmd
 
     def show(merged: Any) -> None:
         print(summary({f"{merged.seam} (run {merged.run_id}, {merged.shards} shards)": merged}))
@@ -417,7 +420,12 @@ def _merge(args: argparse.Namespace) -> int:
         if args.json:
             _write_json(args.json, {"command": "merge", **merged.to_dict()})
 
-    return merge_cmd(args, _load, show)
+    request = MergeRequest(
+        output_uri=args.output_uri, run_id=args.run_id, seam=args.seam, contract=args.contract,
+        shards=args.shards, wait=args.wait, shard_attempts=args.shard_attempts,
+        repair=args.repair, apply=args.apply,
+    )  # fmt: skip
+    return merge_cmd(request, _load, show)
 
 
 def _layout(args: argparse.Namespace) -> int:
@@ -425,13 +433,30 @@ def _layout(args: argparse.Namespace) -> int:
 
     contract = _load(args.contract)
     with _redacted(contract.redact):
-        return layout_cmd(args, contract)
+        return layout_cmd(contract, seam_name=args.seam, output=args.output)
 
 
 def _k8s_render(args: argparse.Namespace) -> int:
+    from seamline.k8s import RenderOptions
     from seamline.scaleout import k8s_render_cmd
 
-    return k8s_render_cmd(args, _load(args.contract))
+    contract = _load(args.contract)
+    opts = RenderOptions(
+        contract_path=args.contract, contract_text=Path(args.contract).read_text(), seam=args.seam,
+        shards=args.shards, parallelism=args.parallelism, schedule=args.schedule, image=args.image,
+        output_uri=args.output_uri, expected_rows=args.rows, secret=args.secret, namespace=args.namespace,
+    )  # fmt: skip
+    return k8s_render_cmd(contract, opts)
+
+
+def _k8s_status(args: argparse.Namespace) -> int:
+    from seamline.k8s import status
+
+    run = status(args.job, namespace=args.namespace, kubeconfig=args.kubeconfig)
+    print(run.render())
+    if args.json:
+        _write_json(args.json, {"command": "k8s status", **run.to_dict()})
+    return EXIT_CLEAN
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -492,8 +517,16 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("--run-id", metavar="ID", help="the run (default: the only one, or from the job)")
     merge.add_argument("--shards", type=int, metavar="N", help="how many shards the run has")
     merge.add_argument("--wait", metavar="DURATION", help="wait up to this long for missing shards")
+    merge.add_argument(
+        "--shard-attempts",
+        type=int,
+        metavar="K",
+        help="with --wait: give up on a shard that failed K times (the Job's backoffLimitPerIndex + 1)",
+    )
     merge.add_argument("--contract", metavar="FILE", help="the contract (needed for --repair)")
-    merge.add_argument("--seam", metavar="NAME", help="accepted for symmetry with check (the run names it)")
+    merge.add_argument(
+        "--seam", metavar="NAME", help="the seam whose run to merge (refuses other seams' shards)"
+    )
     merge.add_argument("--repair", action="store_true", help="plan the repair of the merged drift")
     merge.add_argument("--apply", action="store_true", help="with --repair: write and verify it")
     merge.set_defaults(run=_merge)
@@ -520,6 +553,16 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--secret", metavar="NAME", help="the Secret with the contract's ${VARS}")
     render.add_argument("--namespace", metavar="NS")
     render.set_defaults(run=_k8s_render)
+    k8s_status = k8s_sub.add_parser(
+        "status",
+        parents=[common],
+        help="which shards of a run are done, running or failed, and the drift so far",
+    )
+    k8s_status.add_argument("job", metavar="JOB", help="the shard Job of the run (kubectl get jobs)")
+    k8s_status.add_argument("--namespace", metavar="NS", help="default: the kubeconfig context's")
+    k8s_status.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
+    k8s_status.add_argument("--json", metavar="FILE", help="write the status as JSON")
+    k8s_status.set_defaults(run=_k8s_status)
 
     repair = sub.add_parser(
         "repair", parents=[common, outputs], help="plan (dry run) or apply the repair of one seam"
