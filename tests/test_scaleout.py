@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -288,3 +289,36 @@ def test_merge_refuses_shards_of_another_seam(seam: Seam, tmp_path: Path) -> Non
     merged = _run(["merge", "--output-uri", str(out), "--seam", "products", "--run-id", "1"], seam.env)
     assert merged.returncode == 2, merged.stdout
     assert "is of seam 'skus', not 'products'" in merged.stderr and merged.stderr.count("\n") == 1
+
+
+def test_merge_gives_up_on_a_shard_that_failed_for_good_and_waits_for_a_late_one(
+    seam: Seam, tmp_path: Path
+) -> None:
+    """A failing shard leaves a marker; `merge --wait --shard-attempts K` names a shard that failed K
+    times and exits 3 (like check for an unavailable store) instead of waiting out --wait."""
+    out = tmp_path / "runs"
+    cmd = ["check", str(seam.contract), "--seam", "products", "--shards", str(SHARDS)]
+    cmd += ["--output-uri", str(out), "--run-id", "run-6"]
+    down = {"SEAMLINE_PG_DSN": "postgresql://seamline@127.0.0.1:9/seamline"}
+    for i in range(SHARDS):
+        tries = 2 if i == 1 else 1
+        for _ in range(tries):
+            done = _run(cmd, seam.env | (down if i == 1 else {}), JOB_COMPLETION_INDEX=str(i))
+            assert done.returncode == (3 if i == 1 else 0), done.stderr
+    merge = ["merge", "--output-uri", str(out), "--seam", "products", "--run-id", "run-6"]
+    merge += ["--shards", str(SHARDS), "--wait", "10m", "--shard-attempts", "2"]
+    gave_up = _run(merge, seam.env)
+    assert gave_up.returncode == 3, gave_up.stderr
+    assert "shard 1 failed 2 time(s) (last: exit 3, postgres at 127.0.0.1:9" in gave_up.stderr
+    # one more attempt is allowed: the merge waits, and the shard arriving late completes the run
+    waiting = subprocess.Popen(
+        [SEAMLINE, *merge[:-1], "3", "--json", str(tmp_path / "late.json")],
+        env=seam.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    assert waiting.poll() is None  # still waiting for shard 1
+    late = _run(cmd, seam.env, JOB_COMPLETION_INDEX="1")
+    assert late.returncode == 0, late.stderr
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 1, err
+    assert _found(json.loads((tmp_path / "late.json").read_text())) == seam.expected
