@@ -88,6 +88,12 @@ def namespace(cluster: Cluster) -> Iterator[str]:
             },
         }),
     )  # fmt: skip
+    # the service-account controller gives every namespace its "default" account; pods need it first
+    _wait(
+        "the default service account",
+        lambda: cluster.run("-n", name, "get", "sa", "default", check=False).returncode == 0,
+        60,
+    )
     yield name
     cluster.run("delete", "namespace", name, "--wait=false", check=False)
 
