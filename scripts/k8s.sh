@@ -221,11 +221,6 @@ write_kwok_config() {
     # Pods complete only when the test harness (the stand-in kubelet) patches their status from the
     # exit code of the process it ran, or, for pods labelled seamline.dev/kwok-complete=true, here.
     cat >"$STATE/kwok.yaml" <<'EOF'
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokConfiguration
-options:
-  enableCRDs: []
----
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:

@@ -221,7 +221,7 @@ def _finished(job: Any) -> str | None:
     return None
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float = 240) -> Any:
+def _wait(what: str, check: Callable[[], Any], timeout: float = 600) -> Any:
     t0 = time.time()
     while time.time() - t0 < timeout:
         got = check()
@@ -231,7 +231,7 @@ def _wait(what: str, check: Callable[[], Any], timeout: float = 240) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _wait_job(cluster: Cluster, namespace: str, name: str, timeout: float = 240) -> str:
+def _wait_job(cluster: Cluster, namespace: str, name: str, timeout: float = 600) -> str:
     return str(_wait(f"job {name}", lambda: _finished(_job(cluster, namespace, name)), timeout))
 
 
