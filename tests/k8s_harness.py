@@ -72,6 +72,7 @@ class Kubelet:
         self._slots = threading.Semaphore(self.slots)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._procs: list[subprocess.Popen[str]] = []
         self._loop = threading.Thread(target=self._watch, daemon=True)
 
     def __enter__(self) -> Kubelet:
@@ -81,6 +82,10 @@ class Kubelet:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._loop.join(timeout=10)
+        with self._lock:
+            for p in self._procs:  # a kubelet going away takes its containers with it
+                if p.poll() is None:
+                    p.kill()
         for t in self._threads:
             t.join(timeout=60)
 
@@ -139,12 +144,21 @@ class Kubelet:
         with self._lock:
             self.runs.append(run)
         started = _now()
-        done = subprocess.run(argv, env=env, cwd=root, capture_output=True, text=True, timeout=600)
-        run.exit_code, run.stdout, run.stderr = done.returncode, done.stdout, done.stderr
+        proc = subprocess.Popen(
+            argv, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        with self._lock:
+            self._procs.append(proc)
+        if self._stop.is_set():
+            proc.kill()
+        run.stdout, run.stderr = proc.communicate(timeout=900)
+        run.exit_code = proc.returncode
+        if self._stop.is_set():
+            return
         run.finished = time.time()
         terminated = {
-            "exitCode": done.returncode,
-            "reason": "Completed" if done.returncode == 0 else "Error",
+            "exitCode": proc.returncode,
+            "reason": "Completed" if proc.returncode == 0 else "Error",
             "startedAt": started,
             "finishedAt": _now(),
         }
@@ -153,7 +167,7 @@ class Kubelet:
             self.namespace,
             {
                 "status": {
-                    "phase": "Succeeded" if done.returncode == 0 else "Failed",
+                    "phase": "Succeeded" if proc.returncode == 0 else "Failed",
                     "conditions": [
                         {"type": "Ready", "status": "False", "reason": "PodCompleted"},
                         {"type": "ContainersReady", "status": "False", "reason": "PodCompleted"},
