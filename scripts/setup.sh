@@ -19,11 +19,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python dependencies" >&2
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q "maturin>=1.7,<2"
-  # the project's declared dependencies (runtime, stores, dev), read from pyproject.toml
+  # the project's declared dependencies (runtime, every store extra, dev), read from pyproject.toml
+  # (`stores` only names the per-store extras)
   deps=$(.venv/bin/python - <<'PY'
 import tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(p["dependencies"] + [d for ds in p["optional-dependencies"].values() for d in ds]))
+extras = [d for ds in p["optional-dependencies"].values() for d in ds if not d.startswith("seamline[")]
+print("\n".join(p["dependencies"] + extras))
 PY
 )
   echo "$deps" | xargs -d '\n' .venv/bin/pip install -q

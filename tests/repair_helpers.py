@@ -6,7 +6,7 @@ a products table as the system of record, its copies, and two child processes:
     python tests/repair_helpers.py apply-plan ...  RepairPlan.load(dir).apply(target=...), to be killed
 
 The live pipeline writes OpenSearch with external versions (version = updated_at in microseconds),
-the contract that makes `version_type=external_gte` repairs safe (seamline.repair.opensearch).
+the contract that makes `version_type=external_gte` repairs safe (seamline.stores.opensearch.write).
 """
 
 from __future__ import annotations
@@ -274,8 +274,12 @@ def _writer(args: argparse.Namespace) -> None:
 def _apply_plan(args: argparse.Namespace) -> None:
     import seamline as sl
     from seamline.repair.plan import RepairPlan
+    from seamline.stores import registry
 
-    if args.target_kind == "opensearch":
+    if args.spec:  # any registered store: {"kind", "args", "kwargs"} for registry.open_store
+        spec = json.loads(args.spec)
+        target = registry.open_store(spec["kind"], *spec["args"], **spec["kwargs"])
+    elif args.target_kind == "opensearch":
         target = sl.opensearch(args.url, args.target, key_field="id")
     else:
         target = sl.postgres(args.dsn, args.target)
@@ -298,8 +302,9 @@ def main(argv: list[str]) -> None:
     w.add_argument("--log", required=True)
     a = sub.add_parser("apply-plan")
     a.add_argument("--plan", required=True)
-    a.add_argument("--target-kind", choices=["opensearch", "postgres"], required=True)
-    a.add_argument("--target", required=True)
+    a.add_argument("--target-kind", choices=["opensearch", "postgres"], default="postgres")
+    a.add_argument("--target", default="")
+    a.add_argument("--spec", default="")
     a.add_argument("--dsn", default="")
     a.add_argument("--url", default="")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ class Slow:
     # a source whose stream trickles: 1000 batches, 50 ms apart (about a minute in all)
     def describe(self): return "slow"
     def schema(self): return schema
-    def pin(self): return sl.sources.base.AsOf("slow")
+    def pin(self): return sl.stores.protocols.AsOf("slow")
     def sample_keys(self, key, n): return None
     def estimated_rows(self): return 1000
     def close(self): pass
@@ -36,7 +36,7 @@ print("finished", flush=True)
 
 def test_sigint_interrupts_a_running_reconcile() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import seamline.sources.base\n" + SLOW_RECONCILE],
+        [sys.executable, "-c", "import seamline.stores.protocols\n" + SLOW_RECONCILE],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

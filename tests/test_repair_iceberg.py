@@ -169,7 +169,7 @@ def test_postgres_to_iceberg_repair(
     loaded = RepairPlan.load(tmp_path / "plan").apply(target=sl.iceberg(ice_name, catalog=props))
     assert loaded.counts == {"applied": 4, "skipped_newer": 1, "failed": 0}
     raw = sl.iceberg(ice_name, catalog=props).repair_writer().apply(plan)
-    assert (raw["unchanged"], raw["snapshot_id"], raw["errors"]) == (4, None, [])
+    assert (raw.unchanged, raw.detail["snapshot_id"], raw.errors) == (4, None, [])
     assert len(_snapshots(cat, ice_name)) == n_snapshots
     assert check().clean
 
@@ -214,7 +214,7 @@ def test_iceberg_concurrent_newer_write_wins(
 ) -> None:
     """A writer commits a newer row between the repair's read and its commit: the catalog refuses
     the repair's transaction, the writer reads again and leaves the newer row alone."""
-    from seamline.repair.iceberg import IcebergWriter
+    from seamline.stores.iceberg import IcebergWriter
 
     cat, props = catalog
     schema = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.int64())])
@@ -239,6 +239,6 @@ def test_iceberg_concurrent_newer_write_wins(
     monkeypatch.setattr(IcebergWriter, "_changes", changes_then_race)
     raw = sl.iceberg("shop.race", catalog=props).repair_writer().apply(plan)
     assert len(reads) == 2 and reads[0].write.num_rows == 1  # the first decision was to write
-    assert (raw["applied"], raw["skipped_newer"], raw["failed"], raw["snapshot_id"]) == (0, 1, 0, None)
+    assert (raw.applied, raw.skipped_newer, raw.failed, raw.detail["snapshot_id"]) == (0, 1, 0, None)
     got = {r["id"]: r["v"] for r in cat.load_table("shop.race").scan().to_arrow().to_pylist()}
     assert got[7] == 3 and len(got) == 40

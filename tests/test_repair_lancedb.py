@@ -166,8 +166,8 @@ def test_postgres_to_lancedb_repair_without_embed(pg: tuple[Any, str], pg_dsn: s
     tbl = _vectors_table(tmp_path / "vec", "products")
     plan = _reconcile(pg_dsn, pg_table, tmp_path / "vec", "products").plan_repair(max_fraction=0.1)
     raw = sl.lancedb(str(tmp_path / "vec"), "products").repair_writer().apply(plan)
-    assert (raw["applied"], raw["skipped_newer"], raw["failed"], raw["stale_vectors"]) == (4, 0, 0, 2)
-    assert any("'vector' is stale or NULL for 2 row(s)" in e and "7, 77" in e for e in raw["errors"]), raw
+    assert (raw.applied, raw.skipped_newer, raw.failed, raw.detail["stale_vectors"]) == (4, 0, 0, 2)
+    assert any("'vector' is stale or NULL for 2 row(s)" in e and "7, 77" in e for e in raw.errors), raw
     tbl.checkout_latest()
     rows = _rows(tbl)
     assert rows[7]["name"] == "Renamed 7" and rows[7]["vector"] == fake_embed(["Product 7"])[0]  # kept
@@ -189,7 +189,7 @@ def test_postgres_to_lancedb_repair_without_embed(pg: tuple[Any, str], pg_dsn: s
 def test_lancedb_guards_against_newer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows rewritten between the writer's read and its write: the delete and the merge-insert carry
     their own version guards, so the newer rows stay."""
-    from seamline.repair.lancedb import LanceDBWriter
+    from seamline.stores.lancedb import LanceDBWriter
 
     schema = pa.schema(
         [pa.field("id", pa.int64()), pa.field("name", pa.string()), pa.field("seq", pa.int64())]
@@ -211,7 +211,7 @@ def test_lancedb_guards_against_newer_writes(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(LanceDBWriter, "_current", read_then_race)
     raw = sl.lancedb(str(tmp_path / "vec"), "t").repair_writer().apply(plan)
-    assert (raw["applied"], raw["skipped_newer"], raw["failed"]) == (0, 2, 0), raw
+    assert (raw.applied, raw.skipped_newer, raw.failed) == (0, 2, 0), raw
     tbl.checkout_latest()
     got = _rows(tbl)
     assert got[10]["name"] == got[40]["name"] == "newer" and len(got) == 40

@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import KeyRange, ScanRequest, Source
+from seamline.exceptions import InvalidInputError, NotFoundError, StoreUnavailableError
+from seamline.stores.protocols import KeyRange, ScanRequest, Source
 
 # Keys whose byte order differs from any linguistic collation: '-' (0x2d) < '_' (0x5f),
 # upper case before lower case, non-ASCII last.
@@ -119,7 +119,7 @@ def _pg_exec(conn: Any, *statements: str) -> None:
 
 @pytest.mark.services
 def test_postgres_schema_mapping(pg: Any, pg_dsn: str) -> None:
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres import PostgresSource
 
     conn, prefix = pg
     _pg_exec(
@@ -166,7 +166,7 @@ def test_postgres_schema_mapping(pg: Any, pg_dsn: str) -> None:
 
 @pytest.mark.services
 def test_postgres_parallel_streams_read_each_row_once(pg: Any, pg_dsn: str) -> None:
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres import PostgresSource
 
     conn, prefix = pg
     _pg_exec(
@@ -194,7 +194,7 @@ def test_postgres_parallel_streams_read_each_row_once(pg: Any, pg_dsn: str) -> N
 
 @pytest.mark.services
 def test_postgres_text_ranges_follow_byte_order(pg: Any, pg_dsn: str) -> None:
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres import PostgresSource
 
     conn, prefix = pg
     _pg_exec(conn, f"CREATE TABLE {prefix}_s (id text PRIMARY KEY, n int)")
@@ -233,7 +233,7 @@ def test_postgres_text_ranges_follow_byte_order(pg: Any, pg_dsn: str) -> None:
 
 @pytest.mark.services
 def test_postgres_composite_and_typed_keys(pg: Any, pg_dsn: str) -> None:
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres import PostgresSource
 
     conn, prefix = pg
     _pg_exec(
@@ -282,7 +282,7 @@ def test_postgres_composite_and_typed_keys(pg: Any, pg_dsn: str) -> None:
 
 @pytest.mark.services
 def test_postgres_pin_hides_later_commits(pg: Any, pg_dsn: str) -> None:
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres import PostgresSource
 
     conn, prefix = pg
     _pg_exec(
@@ -318,7 +318,7 @@ def test_postgres_pin_hides_later_commits(pg: Any, pg_dsn: str) -> None:
 
 @pytest.mark.services
 def test_postgres_query_source_and_samples(pg: Any, pg_dsn: str) -> None:
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres import PostgresSource
 
     conn, prefix = pg
     _pg_exec(
@@ -354,7 +354,7 @@ def test_postgres_query_source_and_samples(pg: Any, pg_dsn: str) -> None:
 
 @pytest.mark.services
 def test_postgres_errors(pg: Any, pg_dsn: str) -> None:
-    from seamline.sources.postgres import PostgresSource
+    from seamline.stores.postgres import PostgresSource
 
     port = _free_port()
     down = PostgresSource(f"postgresql://someone:s3cret-pw@127.0.0.1:{port}/db", "public.t")
@@ -369,7 +369,7 @@ def test_postgres_errors(pg: Any, pg_dsn: str) -> None:
     with pytest.raises(NotFoundError, match=f"postgres table public.{prefix}_missing does not exist"):
         missing.schema()
     missing.close()
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInputError, match="exactly one of table= or query="):  # issue 10 item 15
         PostgresSource(pg_dsn, "t", query="select 1")
 
 
@@ -408,7 +408,7 @@ def _iceberg_rows(keys: Sequence[str]) -> pa.Table:
 def test_iceberg_schema_streams_and_ranges(iceberg_catalog: dict[str, str]) -> None:
     from pyiceberg.catalog import load_catalog
 
-    from seamline.sources.iceberg import IcebergSource
+    from seamline.stores.iceberg import IcebergSource
 
     table = load_catalog(
         "seamline", **{k: v for k, v in iceberg_catalog.items() if k != "name"}
@@ -444,7 +444,7 @@ def test_iceberg_schema_streams_and_ranges(iceberg_catalog: dict[str, str]) -> N
 def test_iceberg_snapshot_pinning(iceberg_catalog: dict[str, str]) -> None:
     from pyiceberg.catalog import load_catalog
 
-    from seamline.sources.iceberg import IcebergSource
+    from seamline.stores.iceberg import IcebergSource
 
     table = load_catalog(
         "seamline", **{k: v for k, v in iceberg_catalog.items() if k != "name"}
@@ -479,7 +479,7 @@ def test_iceberg_snapshot_pinning(iceberg_catalog: dict[str, str]) -> None:
 
 
 def test_iceberg_errors(iceberg_catalog: dict[str, str]) -> None:
-    from seamline.sources.iceberg import IcebergSource
+    from seamline.stores.iceberg import IcebergSource
 
     with pytest.raises(NotFoundError, match="shop.nope"):
         IcebergSource("shop.nope", catalog=iceberg_catalog).schema()
@@ -493,7 +493,7 @@ def test_iceberg_errors(iceberg_catalog: dict[str, str]) -> None:
 def test_lancedb_schema_ranges_and_version_pin(tmp_path: Path) -> None:
     import lancedb
 
-    from seamline.sources.lancedb import LanceDBSource
+    from seamline.stores.lancedb import LanceDBSource
 
     keys = [f"{k}{i}" for i in range(20) for k in TEXT_KEYS]
     data = pa.table(
@@ -569,7 +569,7 @@ def _bulk(client: Any, index: str, docs: list[dict[str, Any]], ids: list[str] | 
 
 @pytest.mark.services
 def test_opensearch_reads_past_10000_with_pit(os_client: tuple[Any, str], opensearch_url: str) -> None:
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch import OpenSearchSource
 
     client, prefix = os_client
     index = f"{prefix}-big"
@@ -605,7 +605,7 @@ def test_opensearch_reads_past_10000_with_pit(os_client: tuple[Any, str], opense
 
 @pytest.mark.services
 def test_opensearch_types_nulls_dates_and_ranges(os_client: tuple[Any, str], opensearch_url: str) -> None:
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch import OpenSearchSource
 
     client, prefix = os_client
     index = f"{prefix}-types"
@@ -672,7 +672,7 @@ def test_opensearch_types_nulls_dates_and_ranges(os_client: tuple[Any, str], ope
 
 @pytest.mark.services
 def test_opensearch_errors(os_client: tuple[Any, str], opensearch_url: str) -> None:
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch import OpenSearchSource
 
     port = _free_port()
     down = OpenSearchSource(f"http://admin:s3cret@127.0.0.1:{port}", "x", max_retries=0)
@@ -703,7 +703,7 @@ def _many_keys() -> list[str]:
 def test_iceberg_takes_thousands_of_ranges(iceberg_catalog: dict[str, str]) -> None:
     from pyiceberg.catalog import load_catalog
 
-    from seamline.sources.iceberg import IcebergSource
+    from seamline.stores.iceberg import IcebergSource
 
     props = {k: v for k, v in iceberg_catalog.items() if k != "name"}
     load_catalog("seamline", **props).create_table("shop.many", schema=ICEBERG_SCHEMA).append(
@@ -719,7 +719,7 @@ def test_iceberg_takes_thousands_of_ranges(iceberg_catalog: dict[str, str]) -> N
 
 @pytest.mark.services
 def test_opensearch_takes_thousands_of_ranges(os_client: tuple[Any, str], opensearch_url: str) -> None:
-    from seamline.sources.opensearch import OpenSearchSource
+    from seamline.stores.opensearch import OpenSearchSource
 
     client, prefix = os_client
     index = f"{prefix}-many"

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +27,16 @@ import pyarrow as pa
 
 from seamline import _core
 from seamline.compare import Integer
+from seamline.exceptions import (
+    InvalidInputError,
+    NotFoundError,
+    SchemaError,
+    SeamlineError,
+    StoreUnavailableError,
+    ValueParseError,
+)
 from seamline.seam import SeamColumns
-from seamline.sources.base import KeyRange, ScanRequest, Source, replays_identically
+from seamline.stores.protocols import KeyRange, Replayable, ScanRequest, Source
 
 ROWS_PER_PUSHED_RANGE = 32
 MAX_PUSHED_RANGES = 262_144
@@ -51,7 +61,7 @@ class Options:
     #: (i, n): reconcile only slice i of n of the ranges (a shard of a scaled-out run)
     shard: tuple[int, int] | None = None
     #: called about every 0.1 s while passes run with {"source": rows read, "target": rows read}
-    #: (all passes so far): live progress for a terminal
+    #: by the running pass (never more than the side holds): live progress for a terminal
     on_progress: Callable[[dict[str, int]], None] | None = None
 
 
@@ -182,7 +192,7 @@ class Engine:
         #: the leaf of every row of a side held in memory (read whole each time), remembered by its
         #: first hash pass so the diff pass need not hash every key again
         self.row_leaves = {
-            side: _core.RowLeaves() if replays_identically(src) and not pushdown[side] else None
+            side: _core.RowLeaves() if _replays(src) and not pushdown[side] else None
             for side, src in self.sides.items()
         }
 
@@ -220,17 +230,18 @@ class Engine:
         ranges: list[KeyRange] | None,
     ) -> _core.LeafSet:
         started = time.perf_counter()
-        leaves = _core.hash_pass(
-            self._streams(side, ranges),
-            self.specs[side],
-            p,
-            parents,
-            shift,
-            self.cancel,
-            self.rows_read[side],
-            remember=self.row_leaves[side] if parents is None else None,
-            workers=self._workers(),
-        )
+        with _adapter_errors():
+            leaves = _core.hash_pass(
+                self._streams(side, ranges),
+                self.specs[side],
+                p,
+                parents,
+                shift,
+                self.cancel,
+                self.rows_read[side],
+                remember=self.row_leaves[side] if parents is None else None,
+                workers=self._workers(),
+            )
         kind = "hash" if parents is None else "refine"
         self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
         return leaves
@@ -239,23 +250,26 @@ class Engine:
         self, side: str, p: _core.Partitioner, leaves: list[int], ranges: list[KeyRange]
     ) -> _core.Collected:
         started = time.perf_counter()
-        collected = _core.collect_pass(
-            self._streams(side, ranges),
-            self.specs[side],
-            p,
-            leaves,
-            0,
-            self.cancel,
-            self.rows_read[side],
-            known=self.row_leaves[side],
-            workers=self._workers(),
-        )
+        with _adapter_errors():
+            collected = _core.collect_pass(
+                self._streams(side, ranges),
+                self.specs[side],
+                p,
+                leaves,
+                0,
+                self.cancel,
+                self.rows_read[side],
+                known=self.row_leaves[side],
+                workers=self._workers(),
+            )
         self.passes.append(PassStats("diff", side, collected.num_rows, time.perf_counter() - started))
         return collected
 
     def _both(self, work: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
         """Run `work` for both sides at once: the native passes release the GIL, and a store's
         latency on one side overlaps with hashing on the other."""
+        # each pass counts from zero: a live counter summing passes would pass the side's total
+        self.rows_read = {side: _core.RowCounter() for side in self.sides}
         with ThreadPoolExecutor(max_workers=2) as pool:
             a, b = pool.submit(work, "source", *args), pool.submit(work, "target", *args)
             try:
@@ -379,3 +393,39 @@ def _groups(leaves: list[int], sizes: list[int], budget: int) -> list[list[int]]
     if current:
         groups.append(current)
     return groups
+
+
+def _replays(source: Source) -> bool:
+    return isinstance(source, Replayable) and source.replays_identically()
+
+
+# The last line of a Python traceback carried in an Arrow C stream error: the adapter's own error.
+_RAISED = re.compile(r"^(?:seamline\._core\.|seamline\.exceptions\.)?([A-Za-z]+Error): (.+)$")
+_ADAPTER_ERRORS: dict[str, type[SeamlineError]] = {
+    cls.__name__: cls
+    for cls in (
+        SchemaError,
+        ValueParseError,
+        InvalidInputError,
+        StoreUnavailableError,
+        NotFoundError,
+    )
+}
+
+
+@contextmanager
+def _adapter_errors() -> Iterator[None]:
+    """An error a store adapter raises while the core reads its stream crosses the Arrow C stream
+    interface as text (`arrow: C Data interface error: ... Python exception: Traceback ...`): raise
+    the adapter's own one-line error again, not the wrapped traceback."""
+    try:
+        yield
+    except SeamlineError as exc:
+        text = str(exc)
+        if "Python exception:" not in text:
+            raise
+        for line in reversed(text.splitlines()):
+            m = _RAISED.match(line.strip())
+            if m and m.group(1) in _ADAPTER_ERRORS:
+                raise _ADAPTER_ERRORS[m.group(1)](m.group(2)) from None
+        raise

@@ -17,7 +17,9 @@ from typing import Any
 
 from seamline.contract import Contract, Seam
 from seamline.durations import format_duration
+from seamline.exceptions import InvalidInputError
 from seamline.jsonsafe import json_safe
+from seamline.stores.protocols import Versioned
 
 UTC = dt.UTC
 STATUSES = ("pass", "warn", "error", "none", "unknown")  # none: no SLA declared; unknown: not measurable
@@ -183,8 +185,10 @@ def _plain_as_of(a: Any) -> dict[str, Any]:
 def _by_version(contract: Contract, seam: Seam, src: Any, dst: Any, out: SeamFreshness) -> None:
     assert seam.version is not None
     for side, adapter in (("source", src), ("target", dst)):
-        if not hasattr(adapter, "max_value"):
-            raise TypeError(f"the {side} store of seam {seam.name!r} cannot report its newest version")
+        if not isinstance(adapter, Versioned):
+            raise InvalidInputError(
+                f"the {side} store of seam {seam.name!r} cannot report its newest version"
+            )
     s_new = src.max_value(seam.version)
     t_new = dst.max_value(seam.target_name(seam.version))
     out.source_newest, out.target_newest = s_new, t_new

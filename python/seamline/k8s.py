@@ -82,7 +82,7 @@ def literal_secrets(text: str) -> list[str]:
     """The fields of a contract (as written) that hold a secret in clear: a password inside a DSN or
     URL, or a value of a password-like field that is not entirely `${VAR}` references. A `${VAR:-x}`
     default counts as written. Returned as "store 'oltp': field 'dsn'" paths, never the values."""
-    from seamline.contract import _SECRET_PROP, _secrets_in
+    from seamline.contract.secrets import SECRET_PROPERTY, secrets_in
 
     try:
         doc = yaml.safe_load(text)
@@ -105,7 +105,7 @@ def literal_secrets(text: str) -> list[str]:
         elif isinstance(value, str):
             literal = as_written(value)
             field = where[-1] if where else ""
-            if _secrets_in(literal) or (_SECRET_PROP.search(field.split("[")[0]) and literal.strip()):
+            if secrets_in(literal) or (SECRET_PROPERTY.search(field.split("[")[0]) and literal.strip()):
                 found.append(_field_path(where))
 
     walk(doc, [])

@@ -19,13 +19,13 @@ from seamline.durations import parse_duration
 from seamline.engine import Engine, EngineOutput, Options
 from seamline.result import ReconcileResult, SeamContext
 from seamline.seam import ColumnsArg, KeyArg, SeamColumns, resolve
-from seamline.sources.arrow import ArrowSource
-from seamline.sources.base import Source, pushes_down
+from seamline.stores.arrow.read import ArrowSource
+from seamline.stores.protocols import RangePushdown, Source
 
 
 def as_source(obj: Any, name: str) -> Source:
     """A store adapter as is; anything else exporting `__arrow_c_stream__` as an Arrow source."""
-    if all(hasattr(obj, m) for m in ("open", "schema", "pin", "sample_keys")):
+    if isinstance(obj, Source):
         return obj
     return ArrowSource(obj, name)
 
@@ -47,11 +47,11 @@ def _orders_like(logical: LogicalType, t: pa.DataType) -> bool:
     return False
 
 
-def _pushdown(seam: SeamColumns, schema: pa.Schema, side: str, source: Source | None = None) -> bool:
+def pushdown(seam: SeamColumns, schema: pa.Schema, side: str, source: Source | None = None) -> bool:
     """Ranges go to a side's store only if it can range-scan the key and orders it as the core does."""
     i = 0 if side == "source" else 1
     names = [p[i] for p in seam.key]
-    if source is not None and not pushes_down(source, names):
+    if source is not None and not (isinstance(source, RangePushdown) and source.can_push_down(names)):
         return False
     return all(_orders_like(seam.logical[p[0]], schema.field(p[i]).type) for p in seam.key)
 
@@ -87,16 +87,18 @@ def reconcile(
         grace_seconds=parse_duration(grace, "grace") if grace is not None else None,
         options=options or Options(),
     )
-    result = _run(ctx, started)
+    result = run(ctx, started)
     if result.counts["in_flight"] and ctx.grace_seconds is not None:
         wait = result.recheck_at - time.time()
         if wait > 0:
             time.sleep(wait)
-        result = _run(ctx, started, previous=result)
+        result = run(ctx, started, previous=result)
     return result
 
 
-def _run(ctx: SeamContext, started: float, previous: ReconcileResult | None = None) -> ReconcileResult:
+def run(ctx: SeamContext, started: float, previous: ReconcileResult | None = None) -> ReconcileResult:
+    """One pass over a seam: everything, or (`previous`) just the leaves it found differing, from
+    fresh snapshots. The result can look again itself (`ReconcileResult.recheck`)."""
     src, dst = ctx.source, ctx.target
     try:
         as_of = {"source": src.pin(), "target": dst.pin()}
@@ -104,8 +106,8 @@ def _run(ctx: SeamContext, started: float, previous: ReconcileResult | None = No
         schemas = {"source": src.schema(), "target": dst.schema()}
         seam = resolve(schemas["source"], schemas["target"], ctx.key, ctx.columns, ctx.compare, ctx.version)
         sides = {"source": src, "target": dst}
-        pushdown = {side: _pushdown(seam, schemas[side], side, sides[side]) for side in sides}
-        engine = Engine(src, dst, seam, ctx.options, pushdown)
+        ranged = {side: pushdown(seam, schemas[side], side, sides[side]) for side in sides}
+        engine = Engine(src, dst, seam, ctx.options, ranged)
         output: EngineOutput
         if previous is None:
             output = engine.run()
@@ -126,4 +128,9 @@ def _run(ctx: SeamContext, started: float, previous: ReconcileResult | None = No
         pinned_at=pinned_at,
         rechecked=previous is not None,
         seconds=time.perf_counter() - started,
+        recheck=_recheck,
     )
+
+
+def _recheck(result: ReconcileResult) -> ReconcileResult:
+    return run(result.context, 0.0, previous=result)

@@ -20,7 +20,7 @@ from seamline.engine import EngineOutput, Options, key_ranges
 from seamline.exceptions import InvalidInputError, StoreUnavailableError
 from seamline.k8s import RenderOptions, check_no_literal_secrets, render_yaml, run_id_from_job_name
 
-EXIT_CLEAN, EXIT_DRIFT = 0, 1
+EXIT_CLEAN, EXIT_DRIFT, EXIT_BAD_INPUT = 0, 1, 2
 WAIT_POLL_SECONDS = 5.0
 
 
@@ -74,8 +74,10 @@ def shard_check(
     output_uri: str | None,
     run: str | None = None,
     layout: str | None = None,
+    classify: Callable[[BaseException], tuple[int, str]] | None = None,
 ) -> int:
-    """Reconcile one slice of one seam and write it under `output_uri`."""
+    """Reconcile one slice of one seam and write it under `output_uri`. A failure is recorded for the
+    merge first: `classify` gives its exit code and one line (the CLI's own mapping)."""
     sliced = parse_shard(shard_spec, shards)
     if sliced is None or not output_uri:
         raise InvalidInputError("a shard needs both --shard I/N (or --shards N) and --output-uri")
@@ -91,7 +93,8 @@ def shard_check(
         result = contract.reconcile(seam, options=options)
         folder = shard.write_shard(result, ref, index=index, count=count)
     except Exception as e:
-        _record_failure(ref, index, count, e, contract.redact)
+        code, line = classify(e) if classify else (EXIT_BAD_INPUT, str(e))
+        _record_failure(ref, index, count, code, contract.redact(" ".join(line.split())))
         raise
     c = result.counts
     print(
@@ -102,14 +105,9 @@ def shard_check(
     return EXIT_CLEAN
 
 
-def _record_failure(
-    ref: shard.RunRef, index: int, count: int, error: Exception, redact: Callable[[str], str]
-) -> None:
-    from seamline.cli import _message, exit_code_for
-
+def _record_failure(ref: shard.RunRef, index: int, count: int, code: int, message: str) -> None:
     try:
-        message = redact(_message(error))
-        shard.write_failure(ref, index=index, count=count, exit_code=exit_code_for(error), message=message)
+        shard.write_failure(ref, index=index, count=count, exit_code=code, message=message)
     except Exception:  # noqa: BLE001 - best effort: the output store may be what failed; the error stands
         pass
 
@@ -117,7 +115,7 @@ def _record_failure(
 def layout_cmd(contract: Any, *, seam_name: str, output: str) -> int:
     """Compute the range layout of a seam once and pin it to a file, for every shard to use."""
     from seamline.engine import Engine
-    from seamline.reconcile import _pushdown
+    from seamline.reconcile import pushdown
     from seamline.seam import resolve
 
     seam = contract.seam(seam_name)
@@ -127,11 +125,11 @@ def layout_cmd(contract: Any, *, seam_name: str, output: str) -> int:
         dst.pin()
         schemas = src.schema(), dst.schema()
         cols = resolve(schemas[0], schemas[1], seam.key, seam.columns, seam.compare, seam.version)
-        pushdown = {
-            "source": _pushdown(cols, schemas[0], "source", src),
-            "target": _pushdown(cols, schemas[1], "target", dst),
+        ranged = {
+            "source": pushdown(cols, schemas[0], "source", src),
+            "target": pushdown(cols, schemas[1], "target", dst),
         }
-        bounds, bits = Engine(src, dst, cols, Options(), pushdown).layout()
+        bounds, bits = Engine(src, dst, cols, Options(), ranged).layout()
     finally:
         src.close()
         dst.close()
@@ -220,7 +218,7 @@ def _find_quietly(uri: str, seam: str, rid: str) -> shard.RunRef | None:
 def _merge_repair(merged: shard.MergedRun, contract: Any, *, apply: bool) -> int:
     """Re-read only the leaves the shards found different (fresh snapshots, one process), plan the
     repair from that, and apply it when asked."""
-    from seamline.reconcile import _run
+    from seamline.reconcile import run
     from seamline.result import SeamContext
     from seamline.seam import resolve
 
@@ -251,7 +249,7 @@ def _merge_repair(merged: shard.MergedRun, contract: Any, *, apply: bool) -> int
         ),
         counts=merged.counts,
     )
-    result = _run(ctx, time.perf_counter(), previous=prior)  # type: ignore[arg-type]
+    result = run(ctx, time.perf_counter(), previous=prior)  # type: ignore[arg-type]
     fraction = seam.repair.max_fraction if seam.repair.max_fraction is not None else 0.05
     plan = result.plan_repair(max_fraction=fraction)
     print(f"repair plan for seam {seam.name!r}: " + ", ".join(f"{k} {v}" for k, v in plan.counts.items()))

@@ -1,5 +1,7 @@
-"""Repair: plans (data) and the per-store writers that apply them safely."""
+"""Repair: plans (data) and applying them through the target store's writer (`seamline.stores`)."""
 
-from seamline.repair.plan import RepairOutcome, RepairPlan, RepairWriter, version_numbers
+from seamline.repair.plan import RepairOutcome, RepairPlan
+from seamline.stores._common import version_numbers
+from seamline.stores.protocols import RepairWriter, WriteCounts
 
-__all__ = ["RepairOutcome", "RepairPlan", "RepairWriter", "version_numbers"]
+__all__ = ["RepairOutcome", "RepairPlan", "RepairWriter", "WriteCounts", "version_numbers"]

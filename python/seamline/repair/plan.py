@@ -13,48 +13,22 @@ never wipe an index.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from seamline.exceptions import InvalidInputError, RepairRefusedError
+from seamline.stores._common import version_numbers
+from seamline.stores._rows import cast_column
+from seamline.stores.protocols import Embed, Repairable, RepairWriter, ScanRequest, Source
 
 if TYPE_CHECKING:
     from seamline.result import ReconcileResult
-    from seamline.sources.base import Source
 
 PLAN_FORMAT = 1
-
-
-class RepairWriter(Protocol):
-    """Writes a plan to one store. Returns counts: applied, skipped_newer, failed (and may add
-    `errors`: a list of one-line messages)."""
-
-    def apply(self, plan: RepairPlan) -> dict[str, Any]: ...
-
-
-def version_numbers(values: pa.Array) -> pa.Array:
-    """Versions as int64 for stores that need integer versions: timestamps as microseconds since
-    the epoch, dates as days, integers as they are."""
-    t = values.type
-    if pa.types.is_null(t):
-        # fix: a plan with no rows of one kind holds null-typed columns (`_rows` below); its versions
-        # are an empty int64 array, not an error
-        return pa.nulls(len(values), pa.int64())
-    if pa.types.is_timestamp(t):
-        return pc.cast(values.cast(pa.timestamp("us", tz=t.tz)), pa.int64())
-    if pa.types.is_date(t):
-        return pc.cast(values.cast(pa.date32()), pa.int32()).cast(pa.int64())
-    if pa.types.is_integer(t) or pa.types.is_decimal(t):
-        return values.cast(pa.int64())
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return values.cast(pa.int64())  # a numeric string (e.g. an LSN as text) or a clear error
-    raise InvalidInputError(f"version column of type {t} cannot be turned into an integer version")
 
 
 def _rows(
@@ -106,6 +80,8 @@ class RepairPlan:
     #: differences a repair cannot fix (a key duplicated in the source of record)
     unrepairable: int = 0
     result: ReconcileResult | None = field(default=None, repr=False)
+    #: the source's names of the key columns (a target keyed on `_id` may hold them as fields too)
+    source_key: list[str] | None = None
 
     # ---------------------------------------------------------------- building
 
@@ -123,11 +99,13 @@ class RepairPlan:
             # a duplicated key is rewritten whole by the dedupe; no separate upsert for it
             write = write.join(dup_keys, on=[s for s, _ in seam.key], how="anti")
         extra = diffs.filter(kind == "extra")
-        dedupe = dup_target.filter(pl.col("source").is_not_null())
-        # a key duplicated in the target but gone from the source: every copy is deleted
-        orphans = dup_target.filter(pl.col("source").is_null()).join(
-            extra.select([s for s, _ in seam.key]), on=[s for s, _ in seam.key], how="anti"
-        )
+        dedupe = orphans = dup_target
+        if dup_target.height:  # (a clean result's frame has no value columns to look at)
+            dedupe = dup_target.filter(pl.col("source").is_not_null())
+            # a key duplicated in the target but gone from the source: every copy is deleted
+            orphans = dup_target.filter(pl.col("source").is_null()).join(
+                extra.select([s for s, _ in seam.key]), on=[s for s, _ in seam.key], how="anti"
+            )
         version = [seam.version] if seam.version else []
         delete_cols = version  # the target's version, read with the row, guards the delete
         plan = cls(
@@ -144,6 +122,7 @@ class RepairPlan:
             max_fraction=max_fraction,
             unrepairable=diffs.filter((kind == "duplicate") & (pl.col("side") == "source")).height,
             result=result,
+            source_key=[s for s, _ in seam.key],
         )
         return plan
 
@@ -210,37 +189,40 @@ class RepairPlan:
         target: Source | None = None,
         *,
         verify: bool = True,
-        embed: Callable[[list[str]], list[list[float]]] | None = None,
+        embed: Embed | None = None,
     ) -> RepairOutcome:
-        """Write the plan to the target (the reconciled one, or `target`), then re-verify the
-        repaired leaves against fresh snapshots of both stores. Idempotent: applying it again
-        writes nothing new."""
+        """Write the plan to the target (the reconciled one, or `target`), then verify it: a plan
+        from a reconcile re-checks the repaired leaves against fresh snapshots of both stores; a
+        loaded plan checks the target against the rows and versions it carries. Idempotent:
+        applying it again writes nothing new."""
         self.check_guard()
         store = target or (self.result.context.target if self.result else None)
         if store is None:
             raise InvalidInputError("this plan was loaded from a file: pass target= to apply it")
-        make_writer = getattr(store, "repair_writer", None)
-        if make_writer is None:
+        if not isinstance(store, Repairable):
             raise InvalidInputError(f"{store.describe()} cannot be repaired (no repair writer)")
-        writer: RepairWriter = make_writer(embed=embed) if embed is not None else make_writer()
-        raw = writer.apply(self) if not self.empty else {}
-        errors = list(raw.get("errors", []))
-        counts = {k: int(raw.get(k, 0)) for k in ("applied", "skipped_newer", "failed")}
+        writer: RepairWriter = store.repair_writer(embed=embed)
+        done = writer.apply(self) if not self.empty else None
+        counts = {
+            "applied": done.applied if done else 0,
+            "skipped_newer": done.skipped_newer if done else 0,
+            "failed": done.failed if done else 0,
+        }
+        errors = list(done.errors) if done else []
         remaining = pl.DataFrame()
         verified = counts["failed"] == 0
         if verify and self.result is not None:
             remaining = self._remaining_after(self.result)
             verified = verified and remaining.height == 0
         elif verify:
-            verified = False  # nothing to verify against
+            remaining = self._unmet(store)
+            verified = verified and remaining.height == 0
         return RepairOutcome(counts=counts, verified=verified, remaining=remaining, errors=errors)
 
     def _remaining_after(self, result: ReconcileResult) -> pl.DataFrame:
         """Differences on the plan's keys after applying it, from fresh snapshots of the leaves that
         differed, ignoring keys that a newer write now holds (or that are in flight)."""
-        from seamline.reconcile import _run
-
-        again = _run(result.context, 0.0, previous=result)
+        again = result.recheck()
         keys = [s for s, _ in result.seam.key]
         planned = pl.DataFrame()
         for table in (self.upserts, self.deletes, self.dedupes):
@@ -258,6 +240,52 @@ class RepairPlan:
             left = left.filter(~(newer.fill_null(False)))
         return left
 
+    def _unmet(self, target: Source) -> pl.DataFrame:
+        """The plan's operations the target does not hold, judged by the versions the plan carries
+        (a loaded plan has no source to re-check against): an upserted or de-duplicated key must be
+        held exactly once at the plan's version or a newer one, a deleted key must be gone or held
+        at a version newer than the one the plan read. One row per unmet operation: op, key."""
+        version = self.version
+        assert version is not None  # check_guard
+        schema = target.schema()
+        names = list(dict.fromkeys([*self.key, version]))
+        target.pin()
+        try:
+            streams = target.open(ScanRequest(columns=names, key=self.key, parallelism=1))
+            held = pa.concat_tables([pa.RecordBatchReader.from_stream(s).read_all() for s in streams])
+        finally:
+            target.close()
+        vtype = schema.field(version).type
+
+        def versions(table: pa.Table) -> list[int | None]:
+            values = cast_column(table.column(version), vtype, version)
+            out: list[int | None] = version_numbers(values).to_pylist()
+            return out
+
+        def keys(table: pa.Table) -> list[tuple[Any, ...]]:
+            conformed = [cast_column(table.column(k), schema.field(k).type, k) for k in self.key]
+            return list(zip(*(c.to_pylist() for c in conformed), strict=True))
+
+        now: dict[tuple[Any, ...], list[int | None]] = {}
+        for k, v in zip(keys(held), versions(held), strict=True):
+            now.setdefault(k, []).append(v)
+        unmet: list[dict[str, Any]] = []
+        for op, table in (("upsert", self.upserts), ("dedupe", self.dedupes), ("delete", self.deletes)):
+            if not table.num_rows:
+                continue
+            for k, v in zip(keys(table), versions(table), strict=True):
+                there = now.get(k, [])
+                newest = max((x for x in there if x is not None), default=None)
+                if op == "delete":
+                    ok = not there or (newest is not None and (v is None or newest > v))
+                else:
+                    ok = len(there) == 1 and newest is not None and v is not None and newest >= v
+                if not ok:
+                    unmet.append({"op": op, **dict(zip(self.key, k, strict=True))})
+        if not unmet:
+            return pl.DataFrame()
+        return pl.DataFrame(unmet)
+
     # ---------------------------------------------------------------- files
 
     def save(self, path: str | Path) -> None:
@@ -272,12 +300,12 @@ class RepairPlan:
             "target_rows": self.target_rows,
             "max_fraction": self.max_fraction,
             "unrepairable": self.unrepairable,
+            "source_key": self.source_key,
         }
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "plan.json").write_text(json.dumps(meta, indent=2))
-        for name in ("upserts", "deletes", "dedupes"):
-            table: pa.Table = getattr(self, name)
+        for name, table in (("upserts", self.upserts), ("deletes", self.deletes), ("dedupes", self.dedupes)):
             with pa.OSFile(str(path / f"{name}.arrow"), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
                 w.write_table(table)
 
@@ -302,5 +330,6 @@ class RepairPlan:
             target_rows=meta["target_rows"],
             max_fraction=meta["max_fraction"],
             unrepairable=meta.get("unrepairable", 0),
+            source_key=meta.get("source_key"),
             **tables,
         )

@@ -1,4 +1,4 @@
-"""Iceberg source adapter: reads one snapshot of an Iceberg table through pyiceberg as Arrow streams.
+"""Iceberg reader: reads one snapshot of an Iceberg table through pyiceberg as Arrow streams.
 
 The snapshot is fixed once (explicit ``snapshot_id``, the snapshot current at ``as_of``, or the current
 one at ``pin``/first ``open``) so every pass of a reconcile reads the same data. Parallel streams split
@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.conversions import from_bytes
-from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.expressions import (
     AlwaysFalse,
     AlwaysTrue,
@@ -25,7 +23,6 @@ from pyiceberg.expressions import (
     GreaterThan,
     GreaterThanOrEqual,
     LessThan,
-    LessThanOrEqual,
     Or,
 )
 from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
@@ -34,33 +31,30 @@ from pyiceberg.table import DataScan, FileScanTask, Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import PrimitiveType
 
-try:  # the SQL catalog's database errors; sqlalchemy comes with pyiceberg[sql-*]
-    from sqlalchemy.exc import OperationalError as _CatalogDbError
-except ImportError:  # pragma: no cover
-    _CatalogDbError = OSError  # type: ignore[misc,assignment]
-
-from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover
+from seamline.exceptions import InvalidInputError, NotFoundError, SchemaError
+from seamline.stores._common import Predicates, ScannedVersions, cover, range_predicate
+from seamline.stores.iceberg.store import IcebergStore
+from seamline.stores.protocols import AsOf, KeyRange, ScanRequest
 
 
-class IcebergSource:
+class IcebergReader(ScannedVersions):
     """One Iceberg table (optionally at a fixed snapshot or point in time)."""
 
     def __init__(
         self,
         table: str,
         *,
-        catalog: dict[str, Any],
+        catalog: dict[str, Any] | IcebergStore,
         snapshot_id: int | None = None,
         as_of: datetime | str | None = None,
     ) -> None:
         if snapshot_id is not None and as_of is not None:
-            raise ValueError("iceberg source: give snapshot_id or as_of, not both")
+            raise InvalidInputError("iceberg source: give snapshot_id or as_of, not both")
+        self.store = catalog if isinstance(catalog, IcebergStore) else IcebergStore(catalog)
+        self.table = table
         self._name = table
-        self._catalog_props = dict(catalog)
         self._snapshot_id = snapshot_id
         self._as_of = _parse_as_of(as_of) if as_of is not None else None
-        self._catalog: Catalog | None = None
         self._table: Table | None = None
         # The snapshot every open() reads; None with _resolved=True means "the table has no snapshot yet".
         self._snapshot: Snapshot | None = None
@@ -73,13 +67,12 @@ class IcebergSource:
         return True
 
     def describe(self) -> str:
-        where = self._catalog_props.get("type") or "catalog"
         at = ""
         if self._snapshot_id is not None:
             at = f" @snapshot {self._snapshot_id}"
         elif self._as_of is not None:
             at = f" @{self._as_of.isoformat()}"
-        return f"iceberg {where} table {self._name}{at}"
+        return f"{self.store.describe()} table {self._name}{at}"
 
     def schema(self) -> pa.Schema:
         table = self._load()
@@ -156,27 +149,15 @@ class IcebergSource:
     def close(self) -> None:
         # pyiceberg holds no server-side state; drop the cached snapshot so a reused source re-pins.
         self._table = None
-        self._catalog = None
+        self.store.close()
         self._snapshot = None
         self._resolved = False
 
     # -- internals -------------------------------------------------------------------------------
 
     def _load(self) -> Table:
-        if self._table is not None:
-            return self._table
-        try:
-            if self._catalog is None:
-                # A SQL catalog keys its tables by catalog name: "name" in the properties picks it.
-                props = dict(self._catalog_props)
-                self._catalog = load_catalog(str(props.pop("name", "default")), **props)
-            self._table = self._catalog.load_table(self._name)
-        except (NoSuchTableError, NoSuchNamespaceError) as exc:
-            raise NotFoundError(f"iceberg table {self._name} does not exist") from exc
-        except (OSError, ConnectionError, _CatalogDbError) as exc:
-            # A REST catalog that refuses, or the database of a SQL catalog that is down.
-            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreUnavailableError(f"iceberg catalog for {self._name}: {cause}") from None
+        if self._table is None:
+            self._table = self.store.load(self._name)
         return self._table
 
     def _resolve(self) -> Snapshot | None:
@@ -202,38 +183,14 @@ class IcebergSource:
 
     # -- freshness: the newest value of a column, and how many rows are newer, in the snapshot -------
 
-    def max_value(self, column: str) -> Any:
-        """The largest value of ``column`` in the pinned snapshot (a scan of that column), or None."""
-        from seamline.sources._stats import column_max
-
-        return column_max(self._freshness_column(column))
-
-    def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
-        """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
-        from seamline.sources._stats import count_newer
-
-        return count_newer(self._freshness_column(column), value, inclusive)
-
-    def _freshness_column(self, column: str) -> pa.ChunkedArray:
+    def version_column(self, column: str) -> pa.ChunkedArray:
         if column not in self.schema().names:
-            from seamline.exceptions import SchemaError
-
             raise SchemaError(f"{self.describe()}: no column {column!r}")
         snap = self._resolve()
         if snap is None:
             return pa.chunked_array([], self.schema().field(column).type)
         scan = self._load().scan(snapshot_id=snap.snapshot_id, selected_fields=(column,))
         return scan.to_arrow().column(column)
-
-    # -- repair ----------------------------------------------------------------------------------
-
-    def repair_writer(self, embed: Any = None) -> Any:
-        """The writer that applies a repair plan to this table (the current snapshot of its main
-        branch, whatever snapshot this source reads): one transaction per plan, tagged snapshots.
-        `embed` is accepted for symmetry with vector stores and unused."""
-        from seamline.repair.iceberg import IcebergWriter
-
-        return IcebergWriter(self._name, catalog=self._catalog_props)
 
 
 def _parse_as_of(value: datetime | str) -> datetime:
@@ -298,31 +255,15 @@ def _balanced_or(exprs: list[BooleanExpression]) -> BooleanExpression:
     return Or(_balanced_or(exprs[:mid]), _balanced_or(exprs[mid:]))
 
 
+_OPS: dict[str, Any] = {">": GreaterThan, ">=": GreaterThanOrEqual, "<": LessThan, "==": EqualTo}
+_PREDICATES = Predicates[BooleanExpression](
+    compare=lambda op, name, value: _pred(_OPS[op], name, value), both=And, either=Or
+)
+
+
 def _range_expr(key: Sequence[str], r: KeyRange) -> BooleanExpression:
-    parts: list[BooleanExpression] = []
-    if r.lo is not None:
-        parts.append(_tuple_cmp(key, r.lo, inclusive=True, lower=True))
-    if r.hi is not None:
-        parts.append(_tuple_cmp(key, r.hi, inclusive=False, lower=False))
-    if not parts:
-        return AlwaysTrue()
-    return parts[0] if len(parts) == 1 else And(parts[0], parts[1])
-
-
-def _tuple_cmp(key: Sequence[str], bound: KeyBound, *, inclusive: bool, lower: bool) -> BooleanExpression:
-    """Lexicographic (k1, k2, ...) >= bound (lower) or < bound (upper) as nested OR/AND."""
-    if len(bound) != len(key):
-        raise ValueError(f"key bound {bound!r} does not match key {list(key)}")
-    n = len(key)
-    if lower:
-        last = _pred(GreaterThanOrEqual if inclusive else GreaterThan, key[n - 1], bound[n - 1])
-    else:
-        last = _pred(LessThanOrEqual if inclusive else LessThan, key[n - 1], bound[n - 1])
-    expr = last
-    for i in range(n - 2, -1, -1):
-        strict = _pred(GreaterThan if lower else LessThan, key[i], bound[i])
-        expr = Or(strict, And(_pred(EqualTo, key[i], bound[i]), expr))
-    return expr
+    expr = range_predicate(key, r, _PREDICATES)
+    return AlwaysTrue() if expr is None else expr
 
 
 def _pred(cls: Any, name: str, value: Any) -> BooleanExpression:

@@ -1,4 +1,4 @@
-"""LanceDB source adapter: reads one version of a LanceDB table (embedded or object store) as Arrow streams.
+"""LanceDB reader: reads one version of a LanceDB table (embedded or object store) as Arrow streams.
 
 ``pin`` records the table version; every later ``open`` checks that version out on a fresh table handle,
 so writers appending meanwhile never change what a reconcile sees. Key ranges are pushed down as a
@@ -13,22 +13,23 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 from lancedb.expr import Expr, col, lit
 
-from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover, redact_url
+from seamline.exceptions import SchemaError
+from seamline.stores._common import Predicates, ScannedVersions, cover, range_predicate, redact_url
+from seamline.stores.lancedb.store import LanceDBStore
+from seamline.stores.protocols import AsOf, KeyRange, ScanRequest
 
 
-class LanceDBSource:
+class LanceDBReader(ScannedVersions):
     """One LanceDB table, optionally restricted by a SQL ``where`` filter."""
 
-    def __init__(self, uri: str, table: str, *, where: str | None = None) -> None:
-        self._uri = uri
+    def __init__(self, uri: str | LanceDBStore, table: str, *, where: str | None = None) -> None:
+        self.store = uri if isinstance(uri, LanceDBStore) else LanceDBStore(uri)
+        self.table = table
         self._name = table
         self._where = where
-        self._db: Any = None
         self._version: int | None = None
         self._version_time: str | None = None
 
@@ -39,7 +40,7 @@ class LanceDBSource:
         return True
 
     def describe(self) -> str:
-        text = f"lancedb {redact_url(self._uri)} table {self._name}"
+        text = f"{self.store.describe()} table {self._name}"
         if self._where:
             text += f" where {self._where}"
         if self._version is not None:
@@ -88,7 +89,7 @@ class LanceDBSource:
                         ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
                         self._version_time = ts.isoformat()
         detail = {
-            "uri": redact_url(self._uri),
+            "uri": redact_url(self.store.uri),
             "table": self._name,
             "version": self._version,
             "version_time": self._version_time,
@@ -96,26 +97,14 @@ class LanceDBSource:
         return AsOf(store="lancedb", detail=detail)
 
     def close(self) -> None:
-        self._db = None
+        self.store.close()
         self._version = None
         self._version_time = None
 
     # -- internals -------------------------------------------------------------------------------
 
     def _table(self) -> Any:
-        try:
-            if self._db is None:
-                self._db = lancedb.connect(self._uri)
-            table = self._db.open_table(self._name)
-        except ValueError as exc:
-            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
-                raise NotFoundError(
-                    f"lancedb table {self._name} does not exist at {redact_url(self._uri)}"
-                ) from exc
-            raise
-        except (OSError, ConnectionError) as exc:
-            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreUnavailableError(f"lancedb at {redact_url(self._uri)}: {cause}") from exc
+        table = self.store.open_table(self._name)
         if self._version is not None:
             # A fresh handle per stream, checked out at the pinned version: checkout is in-place.
             table.checkout(self._version)
@@ -134,36 +123,12 @@ class LanceDBSource:
 
     # -- freshness: the newest value of a column, and how many rows are newer, at the pinned version --
 
-    def max_value(self, column: str) -> Any:
-        """The largest value of ``column`` at the pinned version (a scan of that column), or None."""
-        from seamline.sources._stats import column_max
-
-        return column_max(self._freshness_column(column))
-
-    def count_newer(self, column: str, value: Any, inclusive: bool = False) -> int:
-        """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
-        from seamline.sources._stats import count_newer
-
-        return count_newer(self._freshness_column(column), value, inclusive)
-
-    def _freshness_column(self, column: str) -> pa.ChunkedArray:
+    def version_column(self, column: str) -> pa.ChunkedArray:
         if self._version is None:
             self.pin()
         if column not in self.schema().names:
-            from seamline.exceptions import SchemaError
-
             raise SchemaError(f"{self.describe()}: no column {column!r}")
         return self._scan([column], None).read_all().column(column)
-
-    # -- repair ----------------------------------------------------------------------------------
-
-    def repair_writer(self, embed: Any = None, embed_from: str | None = None) -> Any:
-        """The writer that applies a repair plan to this table (its latest version): deletes
-        tombstoned ids, merge-inserts stale rows; vector columns are filled by `embed(texts)` from
-        `embed_from` (default: the first string column among the plan's columns)."""
-        from seamline.repair.lancedb import LanceDBWriter
-
-        return LanceDBWriter(self._uri, self._name, embed=embed, embed_from=embed_from)
 
 
 def _ranges_expr(key: Sequence[str], ranges: Sequence[KeyRange]) -> Expr | None:
@@ -177,23 +142,17 @@ def _ranges_expr(key: Sequence[str], ranges: Sequence[KeyRange]) -> Expr | None:
     return out
 
 
+def _compare(op: str, name: str, value: Any) -> Expr:
+    c, v = col(name), lit(value)
+    if op == ">":
+        return c > v
+    if op == ">=":
+        return c >= v
+    return c < v if op == "<" else c == v
+
+
+_PREDICATES = Predicates[Expr](compare=_compare, both=lambda a, b: a & b, either=lambda a, b: a | b)
+
+
 def _range_expr(key: Sequence[str], r: KeyRange) -> Expr | None:
-    lo = _tuple_cmp(key, r.lo, lower=True) if r.lo is not None else None
-    hi = _tuple_cmp(key, r.hi, lower=False) if r.hi is not None else None
-    if lo is not None and hi is not None:
-        return lo & hi
-    return lo if lo is not None else hi
-
-
-def _tuple_cmp(key: Sequence[str], bound: KeyBound, *, lower: bool) -> Expr:
-    """(k1, ..., kn) >= bound (lower) or < bound (upper), expanded lexicographically."""
-    if len(bound) != len(key):
-        raise ValueError(f"key bound {bound!r} does not match key {list(key)}")
-    n = len(key)
-    last = col(key[n - 1])
-    expr = last >= lit(bound[n - 1]) if lower else last < lit(bound[n - 1])
-    for i in range(n - 2, -1, -1):
-        c, v = col(key[i]), lit(bound[i])
-        strict = c > v if lower else c < v
-        expr = strict | ((c == v) & expr)
-    return expr
+    return range_predicate(key, r, _PREDICATES)

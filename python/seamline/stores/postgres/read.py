@@ -1,4 +1,4 @@
-"""Postgres source adapter: reads a table or a query as Arrow streams through ADBC, from one snapshot.
+"""Postgres reader: reads a table or a query as Arrow streams through ADBC, from one snapshot.
 
 Consistency: ``pin`` opens a coordinator transaction (REPEATABLE READ) and exports its snapshot; every
 reader connection of every ``open`` imports that snapshot before its query, so all parallel streams and
@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import adbc_driver_manager
-import adbc_driver_postgresql.dbapi as pgdbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyBound, KeyRange, ScanRequest, cover
+from seamline.exceptions import InvalidInputError, SchemaError, SeamlineError, StoreUnavailableError
+from seamline.stores._common import cover
+from seamline.stores.postgres.store import PostgresStore, Relation, close_quietly, ident
+from seamline.stores.protocols import AsOf, KeyBound, KeyRange, ScanRequest
 
 # Above this many ranges per reader, neighbouring ranges are merged into one covering range: a few
 # extra rows are read (the core filters them) instead of sending a huge OR predicate.
@@ -72,31 +72,30 @@ class _Column:
     collatable: bool  # text-like: compared COLLATE "C"
 
 
-class PostgresSource:
+class PostgresReader:
     """A Postgres table (optionally filtered by ``where``) or an arbitrary ``query``."""
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | PostgresStore,
         table: str | None = None,
         *,
         where: str | None = None,
         query: str | None = None,
     ) -> None:
         if (table is None) == (query is None):
-            raise ValueError("postgres source: give exactly one of table= or query=")
-        self._dsn = dsn
+            raise InvalidInputError("postgres source: give exactly one of table= or query=")
+        self.store = dsn if isinstance(dsn, PostgresStore) else PostgresStore(dsn)
+        self.table = table
         self._table = table
         self._where = where
         # The query is wrapped as a subquery (and in COPY by ADBC): a trailing ";" would break it.
         self._query = query.strip().rstrip(";").strip() if query is not None else None
-        self._host, self._port, self._database, self._secrets = _dsn_parts(dsn)
         self._lock = threading.Lock()
-        self._meta: Any = None  # autocommit connection for catalog look-ups
         self._coordinator: Any = None  # holds the exported snapshot open
         self._snapshot_id: str | None = None
         self._as_of: AsOf | None = None
-        self._relation: tuple[str, str, int, float] | None = None  # schema, name, oid, reltuples
+        self._relation: Relation | None = None
         self._schema: pa.Schema | None = None
         self._columns: dict[str, _Column] = {}
         self._readers: set[Any] = set()
@@ -110,7 +109,7 @@ class PostgresSource:
         return True
 
     def describe(self) -> str:
-        where = f"postgres {self._host}:{self._port}/{self._database}"
+        where = self.store.describe()
         if self._table is not None:
             text = f"{where} table {self._table}"
             if self._where:
@@ -132,11 +131,11 @@ class PostgresSource:
         try:
             key = [self._columns[k] for k in request.key]
         except KeyError as exc:
-            raise ValueError(f"{self.describe()}: no key column {exc.args[0]!r}") from None
+            raise SchemaError(f"{self.describe()}: no key column {exc.args[0]!r}") from None
         columns = list(request.columns) if request.columns else list(self.schema().names)
         for name in columns:
             if name not in self._columns:
-                raise ValueError(f"{self.describe()}: no column {name!r}")
+                raise SchemaError(f"{self.describe()}: no column {name!r}")
         streams: list[Any] = []
         try:
             for group in self._plan(request):
@@ -152,13 +151,13 @@ class PostgresSource:
         if self._table is None or n <= 0:
             return None
         schema = self.schema()
-        nspname, relname, _, reltuples = self._resolve()
-        rel = f"{_ident(nspname)}.{_ident(relname)}"
+        relation = self._resolve()
+        nspname, relname, reltuples, rel = relation.schema, relation.name, relation.reltuples, relation.sql
         if len(key) == 1:
             col = self._columns.get(key[0])
             if col is None:
                 return None
-            k = _ident(col.name)
+            k = ident(col.name)
             sql = (
                 f"SELECT s.k AS {k} FROM (SELECT unnest(histogram_bounds::text::{col.cast_type}[]) AS k"
                 " FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3) s"
@@ -171,7 +170,7 @@ class PostgresSource:
             if reltuples <= 0:
                 return None
             pct = min(100.0, max(0.001, 100.0 * 4 * n / reltuples))
-            cols = ", ".join(_ident(k) for k in key)
+            cols = ", ".join(ident(k) for k in key)
             sql = f"SELECT {cols} FROM {rel} TABLESAMPLE SYSTEM ($1) LIMIT $2"
             params = (pct, n)
         table = self._meta_query(sql, params)
@@ -193,7 +192,7 @@ class PostgresSource:
     def estimated_rows(self) -> int | None:
         if self._table is None:
             return None
-        reltuples = self._resolve()[3]
+        reltuples = self._resolve().reltuples
         # -1: never vacuumed/analyzed (Postgres 14+): unknown.
         return int(reltuples) if reltuples >= 0 else None
 
@@ -210,17 +209,22 @@ class PostgresSource:
                 )
                 snapshot_id, snapshot_time, pinned_at, version = cur.fetchone()
                 cur.close()
+            except adbc_driver_manager.Error as exc:
+                close_quietly(conn)
+                raise self.store.error(exc, self.describe()) from None
             except BaseException:
-                conn.close()
+                close_quietly(conn)
                 raise
             if not _SNAPSHOT_ID.match(str(snapshot_id)):
                 conn.close()
-                raise RuntimeError(f"postgres returned an unexpected snapshot id {snapshot_id!r}")
+                raise StoreUnavailableError(
+                    f"postgres at {self.store.address}: unexpected snapshot id {snapshot_id!r}"
+                )
             self._coordinator = conn
             self._snapshot_id = str(snapshot_id)
             detail: dict[str, Any] = {
-                "host": f"{self._host}:{self._port}",
-                "database": self._database,
+                "host": self.store.address,
+                "database": self.store.database,
                 "snapshot_id": self._snapshot_id,
                 "snapshot_time": _iso(snapshot_time),
                 "pinned_at": _iso(pinned_at),
@@ -234,57 +238,23 @@ class PostgresSource:
     def close(self) -> None:
         with self._lock:
             readers, self._readers = list(self._readers), set()
-            conns = [*readers, self._coordinator, self._meta]
-            self._coordinator = self._meta = None
+            conns = [*readers, self._coordinator]
+            self._coordinator = None
             self._snapshot_id = None
             self._as_of = None
             self._relation = None
             self._cuts = {}
         for conn in conns:
-            if conn is not None:
-                try:
-                    conn.close()
-                except adbc_driver_manager.Error:
-                    pass  # already gone; closing is best effort
+            close_quietly(conn)
+        self.store.close()
 
     # -- connections -----------------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        try:
-            return pgdbapi.connect(self._dsn, autocommit=True)
-        except adbc_driver_manager.Error as exc:
-            # from None: the driver's message may echo connection parameters.
-            raise StoreUnavailableError(
-                f"postgres at {self._host}:{self._port}: {self._cause(exc)}"
-            ) from None
-
-    def _cause(self, exc: BaseException) -> str:
-        text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        text = re.sub(r"^IO: \[libpq\] Failed to connect: ", "", text)
-        text = re.sub(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ', "", text)
-        text = re.sub(r"^[A-Z_]+: (\[libpq\] )?Failed to (prepare|execute) query: ", "", text)
-        text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text.strip()
-
-    def _meta_conn(self) -> Any:
-        if self._meta is None:
-            self._meta = self._connect()
-        return self._meta
+        return self.store.connect()
 
     def _meta_query(self, sql: str, params: tuple[Any, ...] | None = None) -> pa.Table:
-        cur = self._meta_conn().cursor()
-        try:
-            cur.execute(sql, params)
-            table: pa.Table = cur.fetch_arrow_table()
-            return table
-        except adbc_driver_manager.ProgrammingError as exc:
-            if getattr(exc, "sqlstate", None) == "42P01":
-                raise NotFoundError(f"{self.describe()}: {self._cause(exc)}") from None
-            raise
-        finally:
-            cur.close()
+        return self.store.query(sql, params, what=self.describe())
 
     def _reader(self, sql: str, params: list[str]) -> pa.RecordBatchReader:
         """One connection in the pinned snapshot, streaming ``sql`` with COPY."""
@@ -304,11 +274,9 @@ class PostgresSource:
                 cur.fetchall()
             cur.execute(sql)
             adbc_reader = cur.fetch_record_batch()
-        except adbc_driver_manager.ProgrammingError as exc:
+        except adbc_driver_manager.Error as exc:
             self._drop_reader(conn)
-            if getattr(exc, "sqlstate", None) == "42P01":
-                raise NotFoundError(f"{self.describe()}: {self._cause(exc)}") from None
-            raise
+            raise self.store.error(exc, self.describe()) from None
         except BaseException:
             self._drop_reader(conn)
             raise
@@ -317,6 +285,9 @@ class PostgresSource:
             # Close the connection as soon as the stream is drained (or dropped), not at close().
             try:
                 yield from adbc_reader
+            except (adbc_driver_manager.Error, OSError, pa.ArrowException) as exc:
+                # e.g. the backend terminated mid-scan: one line naming the server, no traceback
+                raise self.store.error(exc, self.describe()) from None
             finally:
                 try:
                     adbc_reader.close()
@@ -329,37 +300,21 @@ class PostgresSource:
     def _drop_reader(self, conn: Any) -> None:
         with self._lock:
             self._readers.discard(conn)
-        try:
-            conn.close()
-        except adbc_driver_manager.Error:
-            pass
+        close_quietly(conn)
 
     # -- catalog -----------------------------------------------------------------------------------
 
-    def _resolve(self) -> tuple[str, str, int, float]:
-        if self._relation is not None:
-            return self._relation
-        assert self._table is not None
-        t = self._meta_query(
-            "SELECT n.nspname, c.relname, c.oid::int8 AS oid, c.reltuples::float8 AS reltuples"
-            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
-            (self._table,),
-        )
-        if t.num_rows == 0:
-            name = self._table
-            if "." not in name:
-                current = self._meta_query("SELECT current_schema()").column(0)[0].as_py()
-                name = f"{current}.{name}"
-            raise NotFoundError(f"postgres table {name} does not exist")
-        row = t.to_pylist()[0]
-        self._relation = (row["nspname"], row["relname"], int(row["oid"]), float(row["reltuples"]))
+    def _resolve(self) -> Relation:
+        if self._relation is None:
+            assert self._table is not None
+            self._relation = self.store.resolve(self._table)
         return self._relation
 
     def _load_schema(self) -> None:
         fields: list[pa.Field] = []
         columns: dict[str, _Column] = {}
         if self._table is not None:
-            oid = self._resolve()[2]
+            oid = self._resolve().oid
             t = self._meta_query(
                 """
                 SELECT a.attname AS name,
@@ -405,7 +360,7 @@ class PostgresSource:
     def _analyze(self, rel: str) -> None:
         try:
             self._meta_query(f"ANALYZE {rel}")
-        except adbc_driver_manager.Error:
+        except SeamlineError:
             pass  # no privilege: fall back to min/max only
 
     # -- query building ----------------------------------------------------------------------------
@@ -447,11 +402,7 @@ class PostgresSource:
     def _select_sql(
         self, columns: list[str], key: list[_Column], ranges: list[KeyRange] | None
     ) -> tuple[str, list[str]]:
-        source = (
-            f"{_ident(self._resolve()[0])}.{_ident(self._resolve()[1])}"
-            if self._table is not None
-            else f"({self._query}) AS q"
-        )
+        source = self._resolve().sql if self._table is not None else f"({self._query}) AS q"
         sql = f"SELECT {self._select_list(columns, '')} FROM {source}"
         conds: list[str] = []
         if self._where:
@@ -476,9 +427,9 @@ class PostgresSource:
         for c in columns:
             col = self._columns.get(c)
             if col is not None and col.cast_type == "numeric":
-                out.append(f"{prefix}{_ident(c)}::text AS {_ident(c)}")
+                out.append(f"{prefix}{ident(c)}::text AS {ident(c)}")
             else:
-                out.append(f"{prefix}{_ident(c)}")
+                out.append(f"{prefix}{ident(c)}")
         return ", ".join(out)
 
     def _ranges_join_sql(
@@ -498,7 +449,7 @@ class PostgresSource:
             params += ["{" + ",".join(str(int(r.lo[0])) for r in closed) + "}"]  # type: ignore[index]
             params += ["{" + ",".join(str(int(r.hi[0])) for r in closed) + "}"]  # type: ignore[index]
             lo, hi = (f"(SELECT CAST(current_setting('seamline.p{i}') AS {key.cast_type}[]))" for i in (1, 2))
-            k = f"s.{_ident(key.name)}"
+            k = f"s.{ident(key.name)}"
             arms.append(
                 f"SELECT {cols} FROM {source} AS s JOIN unnest({lo}, {hi}) AS r(seamline_lo, seamline_hi) "
                 f"ON {k} >= r.seamline_lo AND {k} < r.seamline_hi{where}"
@@ -513,7 +464,7 @@ class PostgresSource:
     def max_value(self, column: str) -> Any:
         """The largest value of ``column`` (NULLs ignored) in the pinned snapshot, or None."""
         col = self._freshness_column(column)
-        table = self._in_snapshot(f"SELECT max({_ident(col.name)}) AS {_ident(col.name)}", [], [])
+        table = self._in_snapshot(f"SELECT max({ident(col.name)}) AS {ident(col.name)}", [], [])
         table = _to_logical(table, self.schema(), [col.name])
         value = table.column(0)[0].as_py() if table.num_rows else None
         if isinstance(value, datetime) and value.tzinfo is None:
@@ -524,19 +475,17 @@ class PostgresSource:
         """Rows whose ``column`` is > ``value`` (>= when inclusive; None: every non-NULL value)."""
         col = self._freshness_column(column)
         if value is None:
-            conds, params = [f"{_ident(col.name)} IS NOT NULL"], []
+            conds, params = [f"{ident(col.name)} IS NOT NULL"], []
         else:
             cast = f"CAST(current_setting('seamline.p1') AS {col.cast_type})" if col.cast_type else "$1"
             op = ">=" if inclusive else ">"
-            conds, params = [f"{_ident(col.name)} {op} (SELECT {cast})"], [_param_text(value, col.cast_type)]
+            conds, params = [f"{ident(col.name)} {op} (SELECT {cast})"], [_param_text(value, col.cast_type)]
         table = self._in_snapshot("SELECT count(*) AS n", conds, params)
         return int(table.column(0)[0].as_py())
 
     def _freshness_column(self, column: str) -> _Column:
         self.schema()
         if column not in self._columns:
-            from seamline.exceptions import SchemaError
-
             raise SchemaError(f"{self.describe()}: no column {column!r}")
         return self._columns[column]
 
@@ -544,11 +493,7 @@ class PostgresSource:
         """``select`` over the table/query (with ``where``), on a connection in the pinned snapshot."""
         if self._snapshot_id is None:
             self.pin()
-        source = (
-            f"{_ident(self._resolve()[0])}.{_ident(self._resolve()[1])}"
-            if self._table is not None
-            else f"({self._query}) AS q"
-        )
+        source = self._resolve().sql if self._table is not None else f"({self._query}) AS q"
         if self._where:
             conds = [f"({self._where})", *conds]
         sql = f"{select} FROM {source}" + (" WHERE " + " AND ".join(conds) if conds else "")
@@ -564,21 +509,10 @@ class PostgresSource:
             table: pa.Table = cur.fetch_arrow_table()
             cur.close()
             return table
-        except adbc_driver_manager.ProgrammingError as exc:
-            if getattr(exc, "sqlstate", None) == "42P01":
-                raise NotFoundError(f"{self.describe()}: {self._cause(exc)}") from None
-            raise
+        except adbc_driver_manager.Error as exc:
+            raise self.store.error(exc, self.describe()) from None
         finally:
-            try:
-                conn.close()
-            except adbc_driver_manager.Error:
-                pass
-
-    def repair_writer(self, embed: Any = None) -> Any:
-        """The writer that applies repair plans to this table (``seamline.repair.postgres``)."""
-        from seamline.repair.postgres import PostgresRepairWriter
-
-        return PostgresRepairWriter(self)
+            close_quietly(conn)
 
 
 def _range_sql(key: list[_Column], r: KeyRange, params: list[str]) -> str:
@@ -587,7 +521,7 @@ def _range_sql(key: list[_Column], r: KeyRange, params: list[str]) -> str:
         if bound is None:
             continue
         if len(bound) != len(key):
-            raise ValueError(f"key bound {bound!r} does not match key {[c.name for c in key]}")
+            raise InvalidInputError(f"key bound {bound!r} does not match key {[c.name for c in key]}")
         lhs, rhs = [], []
         for col, value in zip(key, bound, strict=True):
             params.append(_param_text(value, col.cast_type))
@@ -596,7 +530,7 @@ def _range_sql(key: list[_Column], r: KeyRange, params: list[str]) -> str:
             rhs.append(
                 f"(SELECT CAST({setting} AS {col.cast_type}))" if col.cast_type else f"(SELECT {setting})"
             )
-            lhs.append(f'{_ident(col.name)} COLLATE "C"' if col.collatable else _ident(col.name))
+            lhs.append(f'{ident(col.name)} COLLATE "C"' if col.collatable else ident(col.name))
         if len(key) == 1:
             parts.append(f"{lhs[0]} {op} {rhs[0]}")
         else:
@@ -637,7 +571,7 @@ def _param_text(value: Any, cast_type: str) -> str:
         if cast_type == "uuid" and len(raw) == 16:
             return str(UUID(bytes=raw))
         return "\\x" + raw.hex()
-    raise TypeError(f"unsupported key value {value!r} ({type(value).__name__})")
+    raise InvalidInputError(f"unsupported key value {value!r} ({type(value).__name__})")
 
 
 def _pg_field(
@@ -682,37 +616,5 @@ def _to_logical(table: pa.Table, schema: pa.Schema, key: list[str]) -> pa.Table:
     return pa.table(arrays, names=key)
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, (datetime, date)) else None if value is None else str(value)
-
-
-def _dsn_parts(dsn: str) -> tuple[str, int, str, list[str]]:
-    """host, port, database and the secrets to scrub from messages, from a URI or key=value DSN."""
-    host, port, database, secrets = "localhost", 5432, "", []
-    if "://" in dsn:
-        parts = urlsplit(dsn)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        host = parts.hostname or query.get("host", host)
-        try:
-            port = parts.port or int(query.get("port", port))
-        except ValueError:
-            pass
-        database = parts.path.lstrip("/") or query.get("dbname", "")
-        for secret in (parts.password, query.get("password")):
-            if secret:
-                secrets.append(secret)
-    else:
-        kv = {k: v.strip("'") for k, v in re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)}
-        host = kv.get("host", host)
-        try:
-            port = int(kv.get("port", port))
-        except ValueError:
-            pass
-        database = kv.get("dbname", "")
-        if kv.get("password"):
-            secrets.append(kv["password"])
-    return host, port, database, secrets

@@ -20,17 +20,16 @@ Idempotent: re-applying a plan that is already applied finds nothing to do and w
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In, Or
 from pyiceberg.table import Table
 
-from seamline.repair._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
-
-if TYPE_CHECKING:
-    from seamline.repair.plan import RepairPlan
+from seamline.stores._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
+from seamline.stores.iceberg.store import IcebergStore
+from seamline.stores.protocols import PlanData, WriteCounts
 
 #: keys per predicate of the scan that reads the current rows
 _CHUNK = 1000
@@ -39,31 +38,29 @@ _CHUNK = 1000
 class IcebergWriter:
     """Applies repair plans to one Iceberg table (a `RepairWriter`)."""
 
-    def __init__(self, table: str, *, catalog: dict[str, Any], retries: int = 3) -> None:
+    def __init__(self, store: IcebergStore, table: str, *, retries: int = 3) -> None:
+        self._store = store
         self._name = table
-        self._catalog = dict(catalog)
         self._retries = max(1, retries)
 
-    def apply(self, plan: RepairPlan) -> dict[str, Any]:
+    def apply(self, plan: PlanData) -> WriteCounts:
         """Counts: applied (operations whose effect the table now holds: written, or `unchanged`,
         already in place and not written again), skipped_newer, failed, errors (one line each) and
-        snapshot_id (of the repair's last snapshot, None if nothing was written)."""
+        detail["snapshot_id"] (of the repair's last snapshot, None if nothing was written)."""
         plan.check_guard()
-        out: dict[str, Any] = {"applied": 0, "skipped_newer": 0, "failed": 0, "unchanged": 0, "errors": []}
-        out["snapshot_id"] = None
+        out = WriteCounts(detail={"snapshot_id": None})
         if plan.empty:
             return out
         for attempt in range(1, self._retries + 1):
             table = self._load()
             changes = self._changes(plan, table)
             rows, failed, errors = drop_incomplete(changes.write, table.schema().as_arrow(), plan.key)
-            out.update(
-                skipped_newer=changes.skipped_newer,
-                unchanged=changes.unchanged,
-                applied=changes.unchanged,
-                failed=failed,
-                errors=errors,
+            out.skipped_newer, out.unchanged, out.applied = (
+                changes.skipped_newer,
+                changes.unchanged,
+                changes.unchanged,
             )
+            out.failed, out.errors = failed, errors
             written = set(key_tuples(rows, plan.key)) if failed else None
             gone = _rewritten(changes, rows, plan.key, written)
             if not gone and not rows.num_rows:
@@ -90,28 +87,24 @@ class IcebergWriter:
             except (CommitFailedException, ValidationException) as exc:
                 if attempt < self._retries:
                     continue  # another writer committed first: read again, decide again
-                out["failed"] += rows.num_rows + len(changes.delete)
-                out["errors"].append(
+                out.failed += rows.num_rows + len(changes.delete)
+                out.errors.append(
                     f"iceberg table {self._name}: the repair commit failed {attempt} times "
                     f"({str(exc).splitlines()[0]})"
                 )
                 return out
-            out["applied"] = changes.unchanged + rows.num_rows + len(changes.delete)
+            out.applied = changes.unchanged + rows.num_rows + len(changes.delete)
             snap = table.current_snapshot()
-            out["snapshot_id"] = snap.snapshot_id if snap is not None else None
+            out.detail["snapshot_id"] = snap.snapshot_id if snap is not None else None
             return out
         return out  # pragma: no cover - the loop always returns
 
     # -- internals -------------------------------------------------------------------------------
 
     def _load(self) -> Table:
-        from seamline.sources.iceberg import IcebergSource
+        return self._store.load(self._name)  # a fresh handle on the current metadata
 
-        # a fresh handle on the current metadata (the source's error mapping for a missing table
-        # or an unavailable catalog)
-        return IcebergSource(self._name, catalog=self._catalog)._load()
-
-    def _changes(self, plan: RepairPlan, table: Table) -> Changes:
+    def _changes(self, plan: PlanData, table: Table) -> Changes:
         schema = table.schema().as_arrow()
         keys = plan_keys(plan, schema)
         parts = []
@@ -158,6 +151,6 @@ def _keys_filter(key: list[str], keys: list[Key]) -> BooleanExpression:
 
 def _pred(cls: Any, name: str, value: Any) -> BooleanExpression:
     # pyiceberg predicates take (term, literal) positionally; their pydantic-generated signature
-    # confuses type checkers, hence the Any (as in seamline.sources.iceberg)
+    # confuses type checkers, hence the Any (as in read.py)
     out: BooleanExpression = cls(name, value)
     return out

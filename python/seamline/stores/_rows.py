@@ -11,16 +11,14 @@ so a column outside the seam, a vector say, is carried over), keys to delete, an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from seamline.exceptions import InvalidInputError
-from seamline.repair.plan import version_numbers
-
-if TYPE_CHECKING:
-    from seamline.repair.plan import RepairPlan
+from seamline.stores._common import version_numbers
+from seamline.stores.protocols import PlanData
 
 Key = tuple[Any, ...]
 
@@ -111,7 +109,7 @@ class Changes:
         return self.write.num_rows == 0 and not self.delete
 
 
-def plan_keys(plan: RepairPlan, schema: pa.Schema) -> list[Key]:
+def plan_keys(plan: PlanData, schema: pa.Schema) -> list[Key]:
     """Every key the plan touches, in the target's types, once each."""
     seen: dict[Key, None] = {}
     for table in (plan.upserts, plan.deletes, plan.dedupes):
@@ -121,7 +119,7 @@ def plan_keys(plan: RepairPlan, schema: pa.Schema) -> list[Key]:
     return list(seen)
 
 
-def decide(plan: RepairPlan, schema: pa.Schema, current: pa.Table) -> Changes:
+def decide(plan: PlanData, schema: pa.Schema, current: pa.Table) -> Changes:
     """Sort the plan's operations against the target's `current` rows for the plan's keys.
 
     An upsert or dedupe whose key the target holds with a newer version than the source row's is

@@ -22,19 +22,15 @@ failed ("vector column 'vector' needs embed=").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 from lancedb.expr import Expr, col, lit
 
 from seamline.exceptions import InvalidInputError
-from seamline.repair._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
-
-if TYPE_CHECKING:
-    from seamline.repair.plan import RepairPlan
-
-Embed = Callable[[list[str]], Sequence[Sequence[float]]]
+from seamline.stores._rows import Changes, Key, decide, drop_incomplete, key_tuples, plan_keys
+from seamline.stores.lancedb.store import LanceDBStore
+from seamline.stores.protocols import Embed, PlanData, WriteCounts
 
 #: keys per predicate (reading the current rows, deleting)
 _CHUNK = 500
@@ -68,32 +64,31 @@ class LanceDBWriter:
     """Applies repair plans to one LanceDB table (a `RepairWriter`)."""
 
     def __init__(
-        self, uri: str, table: str, *, embed: Embed | None = None, embed_from: str | None = None
+        self, store: LanceDBStore, table: str, *, embed: Embed | None = None, embed_from: str | None = None
     ) -> None:
-        self._uri = uri
+        self._store = store
         self._name = table
         self._embed = embed
         self._embed_from = embed_from
 
-    def apply(self, plan: RepairPlan) -> dict[str, Any]:
+    def apply(self, plan: PlanData) -> WriteCounts:
         """Counts: applied (operations whose effect the table now holds: written, or `unchanged`,
-        already in place and not written again), skipped_newer, failed, stale_vectors (rows written
-        without a fresh vector), errors (one line each) and version (the table's version after)."""
+        already in place and not written again), skipped_newer, failed, errors (one line each);
+        detail: stale_vectors (rows written without a fresh vector) and version (the table's after)."""
         plan.check_guard()
-        out: dict[str, Any] = {"applied": 0, "skipped_newer": 0, "failed": 0, "unchanged": 0}
-        out |= {"stale_vectors": 0, "errors": [], "version": None}
+        out = WriteCounts(detail={"stale_vectors": 0, "version": None})
         if plan.empty:
             return out
-        tbl = self._open()
+        tbl = self._store.open_table(self._name)  # a fresh handle on the latest version
         schema: pa.Schema = tbl.schema
         changes = decide(plan, schema, self._current(tbl, plan, schema))
-        out["skipped_newer"], out["unchanged"] = changes.skipped_newer, changes.unchanged
+        out.skipped_newer, out.unchanged = changes.skipped_newer, changes.unchanged
 
         # everything is computed (embeddings included) before the first write
         rows, stale, failed, errors = self._vectors(plan, schema, changes)
         rows, more_failed, more_errors = drop_incomplete(rows, schema, plan.key)
-        out["stale_vectors"], out["failed"] = stale, failed + more_failed
-        out["errors"] = errors + more_errors
+        out.detail["stale_vectors"], out.failed = stale, failed + more_failed
+        out.errors = errors + more_errors
 
         applied = skipped = 0
         version = plan.version
@@ -122,20 +117,14 @@ class LanceDBWriter:
             result = merge.execute(rows, on_bad_vectors="null" if has_null_vectors else "error")
             done = int(result.num_updated_rows) + int(result.num_inserted_rows)
             applied, skipped = applied + done, skipped + max(0, rows.num_rows - done)
-        out["applied"] = changes.unchanged + applied
-        out["skipped_newer"] += skipped
-        out["version"] = int(tbl.version)
+        out.applied = changes.unchanged + applied
+        out.skipped_newer += skipped
+        out.detail["version"] = int(tbl.version)
         return out
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _open(self) -> Any:
-        from seamline.sources.lancedb import LanceDBSource
-
-        # a fresh handle on the latest version (the source's error mapping for a missing table)
-        return LanceDBSource(self._uri, self._name)._table()
-
-    def _current(self, tbl: Any, plan: RepairPlan, schema: pa.Schema) -> pa.Table:
+    def _current(self, tbl: Any, plan: PlanData, schema: pa.Schema) -> pa.Table:
         keys = plan_keys(plan, schema)
         parts = []
         for i in range(0, len(keys), _CHUNK):
@@ -165,7 +154,7 @@ class LanceDBWriter:
         return out
 
     def _vectors(
-        self, plan: RepairPlan, schema: pa.Schema, changes: Changes
+        self, plan: PlanData, schema: pa.Schema, changes: Changes
     ) -> tuple[pa.Table, int, int, list[str]]:
         """The rows to write with their vector columns filled (see the module docstring); the count
         of rows with a stale or NULL vector, the count of rows that cannot be written, errors."""
@@ -229,7 +218,7 @@ class LanceDBWriter:
             rows = rows.filter(mask)
         return rows, len(stale_rows), len(drop), errors
 
-    def _text_column(self, plan: RepairPlan, schema: pa.Schema) -> str | None:
+    def _text_column(self, plan: PlanData, schema: pa.Schema) -> str | None:
         if self._embed_from is not None:
             if self._embed_from not in plan.columns:
                 raise InvalidInputError(

@@ -38,18 +38,18 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import json
 import math
 import uuid
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
 from seamline.exceptions import RepairRefusedError
-
-if TYPE_CHECKING:
-    from seamline.repair.plan import RepairPlan
-    from seamline.sources.opensearch import OpenSearchSource
+from seamline.stores._common import chunks
+from seamline.stores.opensearch.store import OpenSearchStore
+from seamline.stores.protocols import PlanData, WriteCounts
 
 CHUNK = 1000  # bulk actions per request
 MAX_ERRORS = 50  # one-line messages kept; the count is always exact
@@ -64,10 +64,10 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 class OpenSearchRepairWriter:
     """Writes repair plans to one OpenSearch index (see the module docstring for the guarantees)."""
 
-    def __init__(self, source: OpenSearchSource, chunk: int = CHUNK) -> None:
-        self._source = source
-        self._client = source._client
-        self._index = source._index
+    def __init__(self, store: OpenSearchStore, index: str, chunk: int = CHUNK) -> None:
+        self._store = store
+        self._client = store.client
+        self._index = index
         self._chunk = chunk
         self._counts = {"applied": 0, "skipped_newer": 0, "failed": 0}
         self._errors: list[str] = []
@@ -75,7 +75,7 @@ class OpenSearchRepairWriter:
 
     # ---------------------------------------------------------------- the writer contract
 
-    def apply(self, plan: RepairPlan) -> dict[str, Any]:
+    def apply(self, plan: PlanData) -> WriteCounts:
         self._counts = {"applied": 0, "skipped_newer": 0, "failed": 0}
         self._errors, self._error_count = [], 0
         if len(plan.key) != 1:
@@ -100,22 +100,34 @@ class OpenSearchRepairWriter:
             self._deletes(plan, key)
         # An explicit refresh rather than refresh=wait_for on the last bulk: wait_for only covers the
         # shards that request touched, and re-verification must see every chunk.
-        self._source._call(lambda: self._client.indices.refresh(index=self._index))
+        self._call(lambda: self._client.indices.refresh(index=self._index))
         errors = list(self._errors)
         if self._error_count > len(errors):
             errors.append(f"... and {self._error_count - len(errors)} more error(s)")
-        return {**self._counts, "errors": errors}
+        return WriteCounts(
+            applied=self._counts["applied"],
+            skipped_newer=self._counts["skipped_newer"],
+            failed=self._counts["failed"],
+            errors=errors,
+        )
 
     # ---------------------------------------------------------------- upserts
 
-    def _upserts(self, plan: RepairPlan, key: str) -> None:
+    def _upserts(self, plan: PlanData, key: str) -> None:
         table = plan.upserts
         versions = plan.upsert_versions().to_pylist()
         columns = [c for c in plan.columns if c != "_id"]
         convert = {c: self._converter(c, table.schema.field(c).type) for c in columns}
         key_convert = self._converter(key, table.schema.field(key).type) if key != "_id" else None
+        # Keyed on _id, the pipeline's documents may hold the key in a field too (the source's key
+        # column, `product_id: _id`): a repaired document must carry it like one the pipeline wrote.
+        key_fields = {
+            name: self._converter(name, table.schema.field(key).type)
+            for name in (plan.source_key or [])
+            if key == "_id" and name != "_id" and self._store.resolve(self._index, name)[1]
+        }
         paths = {c: self._path(c) for c in columns}
-        for start, rows in _chunks(table, self._chunk):
+        for start, rows in chunks(table, self._chunk):
             ids = [_doc_id(r[key]) for r in rows]
             current = self._mget(ids, source=True)
             actions: list[dict[str, Any]] = []
@@ -132,6 +144,8 @@ class OpenSearchRepairWriter:
                 body = dict(doc.get("_source") or {}) if doc is not None else {}
                 if key_convert is not None:
                     body[key] = key_convert(row[key])
+                for name, to_json in key_fields.items():
+                    _put(body, self._path(name), to_json(row[key]))
                 for c in columns:
                     _put(body, paths[c], convert[c](row[c]))
                 actions.append({"index": {"_id": _id, "version": version, "version_type": "external_gte"}})
@@ -140,12 +154,12 @@ class OpenSearchRepairWriter:
 
     # ---------------------------------------------------------------- deletes
 
-    def _deletes(self, plan: RepairPlan, key: str) -> None:
+    def _deletes(self, plan: PlanData, key: str) -> None:
         table = plan.deletes
         assert plan.version is not None
         recorded = plan.delete_versions().to_pylist()
         step = _granularity(table.schema.field(plan.version).type)
-        for start, rows in _chunks(table.select([key]), self._chunk):
+        for start, rows in chunks(table.select([key]), self._chunk):
             ids = [_doc_id(r[key]) for r in rows]
             current = self._mget(ids, source=key != "_id")
             actions: list[dict[str, Any]] = []
@@ -174,13 +188,13 @@ class OpenSearchRepairWriter:
             return {}
         body = {"ids": ids}
         params = {"realtime": "true", "_source": "true" if source else "false"}
-        resp = self._source._call(lambda: self._client.mget(index=self._index, body=body, params=params))
+        resp = self._call(lambda: self._client.mget(index=self._index, body=body, params=params))
         return {d["_id"]: d for d in resp.get("docs", []) if d.get("found")}
 
     def _bulk(self, actions: list[dict[str, Any]]) -> None:
         if not actions:
             return
-        resp = self._source._call(lambda: self._client.bulk(index=self._index, body=actions))
+        resp = self._call(lambda: self._client.bulk(index=self._index, body=actions))
         for item in resp.get("items", []):
             ((op, result),) = item.items()
             status = int(result.get("status", 0))
@@ -194,6 +208,9 @@ class OpenSearchRepairWriter:
                 kind = error.get("type", "") if isinstance(error, dict) else ""
                 self._fail(1, f"{op} _id {result.get('_id')}: {status} {kind}: {' '.join(reason.split())}")
 
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        return self._store.call(self._index, fn)
+
     def _fail(self, n: int, message: str) -> None:
         self._counts["failed"] += n
         self._error_count += 1
@@ -202,9 +219,9 @@ class OpenSearchRepairWriter:
 
     def _check_convention(self, key: str) -> None:
         """Refuse before writing anything if sampled documents have an _id other than their key."""
-        path, _ = self._source._resolve(key)
+        path, _ = self._store.resolve(self._index, key)
         body = {"size": _CHECK_SAMPLE, "query": {"exists": {"field": path}}, "_source": [path]}
-        resp = self._source._call(lambda: self._client.search(index=self._index, body=body))
+        resp = self._call(lambda: self._client.search(index=self._index, body=body))
         for hit in resp.get("hits", {}).get("hits", []):
             if not _same_key(hit, path, hit["_id"]):
                 raise RepairRefusedError(
@@ -217,12 +234,12 @@ class OpenSearchRepairWriter:
 
     def _path(self, column: str) -> str:
         """Where a column lives in _source (a multi-field such as title.keyword is its parent)."""
-        path, _ = self._source._resolve(column)
+        path, _ = self._store.resolve(self._index, column)
         return path
 
     def _converter(self, column: str, typ: pa.DataType) -> Callable[[Any], Any]:
         """Python value of the plan (source logical type) -> JSON value for the field's mapping."""
-        _, spec = self._source._resolve(column)
+        _, spec = self._store.resolve(self._index, column)
         mapped = spec.get("type") or ("object" if "properties" in spec else None)
         fmt = str(spec.get("format", ""))
 
@@ -268,8 +285,6 @@ def _to_json(value: Any, mapped: str | None, fmt: str) -> Any:
         return str(value)
     if isinstance(value, str):
         if mapped in _OBJECT:
-            import json
-
             try:
                 return json.loads(value)  # a JSON column of the source into an object field
             except ValueError:
@@ -293,11 +308,6 @@ def _granularity(typ: pa.DataType) -> int:
     if pa.types.is_timestamp(typ):
         return {"s": 1_000_000, "ms": 1000}.get(typ.unit, 1)
     return 1
-
-
-def _chunks(table: pa.Table, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    for start in range(0, table.num_rows, size):
-        yield start, table.slice(start, size).to_pylist()
 
 
 def _doc_id(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""OpenSearch source adapter: reads an index (optionally filtered by a query) as Arrow streams.
+"""OpenSearch reader: reads an index (optionally filtered by a query) as Arrow streams.
 
 Reading uses a point in time (PIT) plus ``search_after``: the PIT fixes the view of the index for the
 whole reconcile (created by ``pin``, deleted by ``close``), ``search_after`` pages through it without the
@@ -18,19 +18,19 @@ import base64
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import opensearchpy
 import pyarrow as pa
 import pyarrow.compute as pc
-from opensearchpy import OpenSearch
 
-from seamline.exceptions import NotFoundError, StoreUnavailableError
-from seamline.sources.base import AsOf, KeyRange, ScanRequest, redact_url
+from seamline.exceptions import InvalidInputError, SchemaError, ValueParseError
+from seamline.stores.opensearch.store import KEEP_ALIVE as _KEEP_ALIVE
+from seamline.stores.opensearch.store import OpenSearchStore
+from seamline.stores.protocols import AsOf, KeyRange, ScanRequest
 
-_KEEP_ALIVE = "5m"  # refreshed by every page request; only idle time between passes counts
 _PAGE_SIZE = 5000
 _FILTER_PATH = "hits.hits._id,hits.hits._source,hits.hits.sort"
 _JSON_META = {"seamline.logical": "json"}
@@ -71,26 +71,25 @@ def _all_of(filters: list[dict[str, Any]]) -> dict[str, Any]:
     return filters[0] if len(filters) == 1 else {"bool": {"filter": filters}}
 
 
-class OpenSearchSource:
+class OpenSearchReader:
     """One OpenSearch index, alias or pattern; key is ``_id`` unless ``key_field`` names a field."""
 
     def __init__(
         self,
-        url: str,
+        url: str | OpenSearchStore,
         index: str,
         *,
         query: dict[str, Any] | None = None,
         key_field: str | None = None,
         **client_options: Any,
     ) -> None:
-        self._url = url
+        self.store = url if isinstance(url, OpenSearchStore) else OpenSearchStore(url, **client_options)
+        self.index = index
+        self.key_field = key_field or "_id"
         self._index = index
         self._query = query
-        self._key_field = key_field or "_id"
-        options = {"timeout": 120, "pool_maxsize": 32, **client_options}
-        self._client = OpenSearch(hosts=[url], **options)
+        self._client = self.store.client
         self._lock = threading.Lock()
-        self._mapping: dict[str, Any] | None = None
         self._pit_id: str | None = None
         self._as_of: AsOf | None = None
         self._sort: list[Any] | None = None
@@ -103,7 +102,7 @@ class OpenSearchSource:
         return len(key) == 1 and key[0] != "_id"
 
     def describe(self) -> str:
-        text = f"opensearch {redact_url(self._url)} index {self._index}"
+        text = f"{self.store.describe()} index {self._index}"
         if self._query is not None:
             text += " (filtered)"
         return text
@@ -180,52 +179,13 @@ class OpenSearchSource:
     # -- internals -------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], _T]) -> _T:
-        try:
-            return fn()
-        except opensearchpy.NotFoundError as exc:
-            if exc.error == "index_not_found_exception":
-                raise NotFoundError(f"opensearch index {self._index} does not exist") from None
-            if "search context" in str(exc.info).lower() or "search_context" in str(exc.error):
-                raise NotFoundError(
-                    f"opensearch point in time on {self._index} expired (idle longer than {_KEEP_ALIVE})"
-                ) from None
-            raise
-        except opensearchpy.ConnectionError as exc:
-            raise StoreUnavailableError(f"opensearch at {redact_url(self._url)}: {_cause(exc)}") from None
+        return self.store.call(self._index, fn)
 
     def _properties(self) -> dict[str, Any]:
-        if self._mapping is None:
-            resp = self._call(lambda: self._client.indices.get_mapping(index=self._index))
-            props: dict[str, Any] = {}
-            # An alias or pattern may cover several indices: the first mapping of a field wins.
-            for name in sorted(resp):
-                for field, spec in (resp[name].get("mappings", {}).get("properties") or {}).items():
-                    props.setdefault(field, spec)
-            self._mapping = props
-        return self._mapping
+        return self.store.properties(self._index)
 
     def _resolve(self, column: str) -> tuple[str, dict[str, Any]]:
-        """Column -> (path in _source, mapping). Dotted names walk objects; a multi-field
-        (``title.keyword``) reads its parent's source value."""
-        if column == "_id":
-            return "_id", {"type": "keyword"}
-        props = self._properties()
-        if column in props:
-            return column, props[column]
-        parts = column.split(".")
-        spec: dict[str, Any] | None = None
-        level: dict[str, Any] = props
-        path: list[str] = []
-        for i, part in enumerate(parts):
-            if part in level:
-                spec = level[part]
-                path.append(part)
-                level = spec.get("properties") or {}
-            elif spec is not None and part in (spec.get("fields") or {}) and i == len(parts) - 1:
-                return ".".join(path), spec["fields"][part]
-            else:
-                return column, {}  # unmapped: read as JSON from _source
-        return ".".join(path), spec or {}
+        return self.store.resolve(self._index, column)
 
     def _scan_queries(self, request: ScanRequest) -> list[dict[str, Any]]:
         """The queries that together read the request: one, or with many key ranges one per group
@@ -350,8 +310,6 @@ class OpenSearchSource:
             return None
         value = hits[0]["sort"][0]
         if spec.get("type") in ("date", "date_nanos") and isinstance(value, int | float):
-            from datetime import timedelta
-
             # sort values of dates are epoch ms (ns for date_nanos), whatever the field's format
             ms = int(value) // 1_000_000 if spec.get("type") == "date_nanos" else int(value)
             return _EPOCH + timedelta(milliseconds=ms)
@@ -367,7 +325,7 @@ class OpenSearchSource:
         else:
             bound = _json_value(value)
             if bound is None:
-                raise ValueError(f"{self.describe()}: cannot compare {column!r} with {value!r}")
+                raise InvalidInputError(f"{self.describe()}: cannot compare {column!r} with {value!r}")
             op = "gte" if inclusive else "gt"
             if isinstance(value, datetime):
                 # stored at ms: x >= 12.3456 ms is x > 12 ms for whole milliseconds
@@ -391,16 +349,8 @@ class OpenSearchSource:
         self.pin()
         path, spec = self._resolve(column)
         if not spec:
-            from seamline.exceptions import SchemaError
-
             raise SchemaError(f"{self.describe()}: no mapped field {column!r}")
         return path, spec
-
-    def repair_writer(self, embed: Any = None) -> Any:
-        """The writer that applies repair plans to this index (``seamline.repair.opensearch``)."""
-        from seamline.repair.opensearch import OpenSearchRepairWriter
-
-        return OpenSearchRepairWriter(self)
 
 
 # -- mapping and conversion ------------------------------------------------------------------------
@@ -450,7 +400,7 @@ def _coerce(value: Any, typ: pa.DataType) -> Any:
         elif pa.types.is_string(typ):
             return _to_json(value)
         else:
-            raise ValueError(f"multi-valued field {value!r} where {typ} is mapped")
+            raise ValueParseError(f"multi-valued field {value!r} where {typ} is mapped")
     if pa.types.is_string(typ):
         return value if isinstance(value, str) else _to_json(value)
     if pa.types.is_boolean(typ):
@@ -492,13 +442,16 @@ def _to_ms(value: Any, seconds: bool) -> int | None:
             return None
         value = value[0]
     if isinstance(value, bool):
-        raise ValueError(f"not a date: {value!r}")
+        raise ValueParseError(f"not a date: {value!r}")
     if isinstance(value, (int, float)):
         return int(value * 1000) if seconds else int(value)
     text = str(value)
     if text.lstrip("-").isdigit():
         return int(text) * 1000 if seconds else int(text)
-    dt = datetime.fromisoformat(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueParseError(f"not a date: {value!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)  # OpenSearch reads a date without offset as UTC
     delta = dt - _EPOCH
@@ -551,17 +504,3 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (str, int, float)):
         return value
     return None
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(exc)
-    lowered = text.lower()
-    for needle in (
-        "connection refused",
-        "timed out",
-        "name or service not known",
-        "certificate verify failed",
-    ):
-        if needle in lowered:
-            return needle
-    return " ".join(text.split())[:200] or type(exc).__name__

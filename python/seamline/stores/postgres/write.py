@@ -39,19 +39,17 @@ import decimal
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import adbc_driver_manager
-import adbc_driver_postgresql.dbapi as pgdbapi
 import pyarrow as pa
 
-from seamline.exceptions import InvalidInputError, RepairRefusedError, StoreUnavailableError
-
-if TYPE_CHECKING:
-    from seamline.repair.plan import RepairPlan
-    from seamline.sources.postgres import PostgresSource
+from seamline.exceptions import InvalidInputError, RepairRefusedError, SchemaError
+from seamline.stores._common import chunks
+from seamline.stores.postgres.store import PostgresStore, Relation, close_quietly, ident, sqlstate
+from seamline.stores.protocols import PlanData, WriteCounts
 
 BATCH = 1000  # rows per transaction
 MAX_ERRORS = 50  # one-line messages kept; the counts are always exact
@@ -66,64 +64,62 @@ class _Col:
     generated: bool
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class PostgresRepairWriter:
     """Writes repair plans to one Postgres table (see the module docstring for the guarantees)."""
 
-    def __init__(self, source: PostgresSource, batch: int = BATCH) -> None:
-        if source._table is None:
+    def __init__(self, store: PostgresStore, table: str | None, batch: int = BATCH) -> None:
+        if table is None:
             raise InvalidInputError(
-                f"{source.describe()} cannot be repaired: a query has no table to write to (use table=)"
+                f"{store.describe()} cannot be repaired: a query has no table to write to (use table=)"
             )
-        self._source = source
+        self._store = store
+        self._table = table
         self._batch = batch
 
     # ---------------------------------------------------------------- the writer contract
 
-    def apply(self, plan: RepairPlan) -> dict[str, Any]:
+    def apply(self, plan: PlanData) -> WriteCounts:
         if plan.version is None:
             raise RepairRefusedError(f"repair of {plan.seam} refused: no version column")
-        nspname, relname, oid, _ = self._source._resolve()
-        rel = f"{_ident(nspname)}.{_ident(relname)}"
-        columns, unique = self._catalog(oid)
+        relation = self._store.resolve(self._table)
+        columns, unique = self._catalog(relation.oid)
         for name in [*plan.key, *plan.columns]:
             if name not in columns:
-                raise InvalidInputError(
-                    f"the plan's column '{name}' is not in postgres table {nspname}.{relname}"
-                )
-        if plan.upserts.num_rows and set(plan.key) not in unique:
-            raise RepairRefusedError(
-                f"repair of postgres table {nspname}.{relname} refused: upserts need a primary key or "
-                f"unique index on exactly ({', '.join(plan.key)}) for ON CONFLICT; add one"
-            )
-        run = _Run(self._source, rel, columns, plan.key, plan.version)
+                raise SchemaError(f"the plan's column '{name}' is not in postgres table {relation}")
+        # Without a unique key on exactly the key columns, ON CONFLICT cannot guard an insert racing
+        # a live writer's; such a table may hold duplicates, so upserts are applied like dedupes:
+        # under row locks, every copy of the key replaced by the one row, unless a newer one is there.
+        keyed = set(plan.key) in unique
+        run = _Run(self._store, relation, columns, plan.key, plan.version)
         write = [c for c in dict.fromkeys([*plan.key, *plan.columns]) if not columns[c].generated]
-        conn = self._connect()
+        conn = self._store.connect(autocommit=False)
         try:
             if plan.upserts.num_rows:
-                run.batches(conn, "upsert", plan.upserts, write, self._batch, run.upsert)
+                run.batches(
+                    conn, "upsert", plan.upserts, write, self._batch, run.upsert if keyed else run.dedupe
+                )
             if plan.deletes.num_rows:
                 guard = [*plan.key, plan.version]
                 run.batches(conn, "delete", plan.deletes, guard, self._batch, run.delete)
             if plan.dedupes.num_rows:
                 run.batches(conn, "dedupe", plan.dedupes, write, self._batch, run.dedupe)
         finally:
-            try:
-                conn.close()
-            except adbc_driver_manager.Error:
-                pass
+            close_quietly(conn)
+            self._store.close()  # the catalog connection, reopened on the next use
         errors = list(run.errors)
         if run.error_count > len(errors):
             errors.append(f"... and {run.error_count - len(errors)} more error(s)")
-        return {**run.counts, "errors": errors}
+        return WriteCounts(
+            applied=run.counts["applied"],
+            skipped_newer=run.counts["skipped_newer"],
+            failed=run.counts["failed"],
+            errors=errors,
+        )
 
     # ---------------------------------------------------------------- catalog
 
     def _catalog(self, oid: int) -> tuple[dict[str, _Col], list[set[str]]]:
-        cols = self._source._meta_query(
+        cols = self._store.query(
             """
             SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS sql_type,
                    bt.typname AS typname, a.attgenerated <> '' AS generated
@@ -138,7 +134,7 @@ class PostgresRepairWriter:
             r["name"]: _Col(r["name"], r["sql_type"], r["typname"], bool(r["generated"])) for r in cols
         }
         # unique, valid, non-partial indexes on plain columns: what ON CONFLICT (cols) can infer
-        idx = self._source._meta_query(
+        idx = self._store.query(
             """
             SELECT array_to_string(array_agg(a.attname ORDER BY a.attname), chr(31)) AS cols
             FROM pg_index i
@@ -152,23 +148,15 @@ class PostgresRepairWriter:
         unique = [set(r["cols"].split(chr(31))) for r in idx]
         return columns, unique
 
-    def _connect(self) -> Any:
-        try:
-            return pgdbapi.connect(self._source._dsn, autocommit=False)
-        except adbc_driver_manager.Error as exc:
-            raise StoreUnavailableError(
-                f"postgres at {self._source._host}:{self._source._port}: {self._source._cause(exc)}"
-            ) from None
-
 
 class _Run:
     """One apply: the SQL of the table and the counts."""
 
     def __init__(
-        self, source: PostgresSource, rel: str, columns: dict[str, _Col], key: list[str], version: str
+        self, store: PostgresStore, relation: Relation, columns: dict[str, _Col], key: list[str], version: str
     ) -> None:
-        self.source = source
-        self.rel = rel
+        self.store = store
+        self.rel = relation.sql
         self.columns = columns
         self.key = key
         self.version = version
@@ -185,15 +173,15 @@ class _Run:
     # ---------------------------------------------------------------- SQL pieces
 
     def recordset(self, names: list[str]) -> str:
-        defs = ", ".join(f"{_ident(n)} {self.columns[n].sql_type}" for n in names)
+        defs = ", ".join(f"{ident(n)} {self.columns[n].sql_type}" for n in names)
         return f"jsonb_to_recordset($1::jsonb) AS v({defs})"
 
     def match(self, a: str, b: str) -> str:
-        return " AND ".join(f"{a}.{_ident(k)} = {b}.{_ident(k)}" for k in self.key)
+        return " AND ".join(f"{a}.{ident(k)} = {b}.{ident(k)}" for k in self.key)
 
     def newer(self, t: str, v: str) -> str:
         """The target row is newer than the plan's version (a NULL version read: any version now)."""
-        ver = _ident(self.version)
+        ver = ident(self.version)
         return f"({t}.{ver} > {v}.{ver} OR ({v}.{ver} IS NULL AND {t}.{ver} IS NOT NULL))"
 
     def count_newer(self, cur: Any, payload: str) -> int:
@@ -209,25 +197,25 @@ class _Run:
     # ---------------------------------------------------------------- operations
 
     def upsert(self, cur: Any, payload: str, names: list[str]) -> None:
-        cols = ", ".join(_ident(n) for n in names)
-        ver = _ident(self.version)
+        cols = ", ".join(ident(n) for n in names)
+        ver = ident(self.version)
         guard = f"(t.{ver} IS NULL OR t.{ver} <= {{new}}.{ver})"
         # The rows the target holds: a guarded UPDATE first. Postgres checks NOT NULL on the row an
         # INSERT proposes before it finds the conflict, so with ON CONFLICT alone a copy with a
         # required column outside the seam could never be repaired.
-        sets = ", ".join(f"{_ident(n)} = v.{_ident(n)}" for n in names if n not in self.key)
+        sets = ", ".join(f"{ident(n)} = v.{ident(n)}" for n in names if n not in self.key)
         cur.execute(
             f"UPDATE {self.rel} AS t SET {sets} FROM {self.recordset(names)} "
             f"WHERE {self.match('t', 'v')} AND {guard.format(new='v')}",
             (payload,),
         )
         # The rows it does not hold; ON CONFLICT for a row the live pipeline inserts meanwhile.
-        excluded = ", ".join(f"{_ident(n)} = EXCLUDED.{_ident(n)}" for n in names if n not in self.key)
+        excluded = ", ".join(f"{ident(n)} = EXCLUDED.{ident(n)}" for n in names if n not in self.key)
         cur.execute(
             f"INSERT INTO {self.rel} AS t ({cols}) OVERRIDING SYSTEM VALUE "
             f"SELECT {cols} FROM {self.recordset(names)} "
             f"WHERE NOT EXISTS (SELECT 1 FROM {self.rel} t WHERE {self.match('t', 'v')}) "
-            f"ON CONFLICT ({', '.join(_ident(k) for k in self.key)}) DO UPDATE SET {excluded} "
+            f"ON CONFLICT ({', '.join(ident(k) for k in self.key)}) DO UPDATE SET {excluded} "
             f"WHERE {guard.format(new='EXCLUDED')}",
             (payload,),
         )
@@ -240,7 +228,7 @@ class _Run:
         )
 
     def dedupe(self, cur: Any, payload: str, names: list[str]) -> None:
-        cols = ", ".join(_ident(n) for n in names)
+        cols = ", ".join(ident(n) for n in names)
         cur.execute(
             f"SELECT 1 FROM {self.rel} AS t, {self.recordset(names)} WHERE {self.match('t', 'v')} "
             "FOR UPDATE OF t",
@@ -271,7 +259,7 @@ class _Run:
         write: Callable[[Any, str, list[str]], None],
     ) -> None:
         convert = {n: _converter(self.columns[n].typname) for n in names}
-        for start, rows in _chunks(table.select(names), size):
+        for start, rows in chunks(table.select(names), size):
             if op == "upsert":
                 # a source row without a version could overwrite anything: never written
                 unversioned = [r for r in rows if r[self.version] is None]
@@ -317,14 +305,12 @@ class _Run:
                 return newer, None
             except adbc_driver_manager.Error as exc:
                 _rollback(conn)
-                state = getattr(exc, "sqlstate", None)
+                state = sqlstate(exc)
                 if state is None or state[:2] in ("08", "57"):
-                    raise StoreUnavailableError(
-                        f"postgres at {self.source._host}:{self.source._port}: {self.source._cause(exc)}"
-                    ) from None
+                    raise self.store.unavailable(exc) from None
                 if state in ("40001", "40P01") and attempt < _RETRIES:
                     continue
-                return None, f"rolled back: {_cause(exc)}"
+                return None, f"rolled back: {self.store.cause(exc, state=True)}"
             finally:
                 cur.close()
         return None, "rolled back"
@@ -335,20 +321,6 @@ def _rollback(conn: Any) -> None:
         conn.rollback()
     except adbc_driver_manager.Error:
         pass
-
-
-def _cause(exc: BaseException) -> str:
-    """The server's message, on one line, without the driver's prefix and the SQL it echoes."""
-    text = " ".join(str(exc).split("\n")[0].split())
-    if "ERROR:" in text:
-        text = text.rsplit("ERROR:", 1)[1].strip()
-    state = getattr(exc, "sqlstate", None)
-    return f"{text} (SQLSTATE {state})" if state else text
-
-
-def _chunks(table: pa.Table, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    for start in range(0, table.num_rows, size):
-        yield start, table.slice(start, size).to_pylist()
 
 
 def _converter(typname: str) -> Callable[[Any], Any]:

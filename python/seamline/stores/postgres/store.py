@@ -1,0 +1,185 @@
+"""The Postgres store: a DSN, its connections, its catalog look-ups and its error mapping, shared by
+the reader (`read.py`) and the repair writer (`write.py`).
+
+Connections go through ADBC (adbc-driver-postgresql). Every driver error that leaves this package is
+a `SeamlineError` with one line: ``postgres at HOST:PORT: <the server's reason>`` for a lost or
+refused connection, the object for a missing table, the column for a missing column. Messages never
+carry the DSN's password.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as pgdbapi
+import pyarrow as pa
+
+from seamline.exceptions import (
+    InvalidInputError,
+    NotFoundError,
+    SchemaError,
+    SeamlineError,
+    StoreUnavailableError,
+)
+from seamline.stores._common import dsn_parts, dsn_secrets
+
+# SQLSTATE classes: connection exceptions, operator intervention (a terminated backend), resources
+_UNAVAILABLE = ("08", "57", "53")
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, if the server sent one."""
+    if isinstance(exc, adbc_driver_manager.Error):
+        state: str | None = exc.sqlstate
+        return state
+    return None
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A table as the catalog resolves it."""
+
+    schema: str
+    name: str
+    oid: int
+    reltuples: float  # -1: never analysed (Postgres 14+)
+
+    @property
+    def sql(self) -> str:
+        return f"{ident(self.schema)}.{ident(self.name)}"
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+class PostgresStore:
+    """One Postgres database, reached with a libpq DSN (URI or key=value)."""
+
+    def __init__(self, dsn: str) -> None:
+        parts = dsn_parts(dsn)
+        self.dsn = dsn
+        self.host = parts.get("host", "localhost")
+        try:
+            self.port = int(parts.get("port", "5432"))
+        except ValueError:
+            self.port = 5432
+        self.database = parts.get("dbname", "")
+        self._secrets = dsn_secrets(dsn)
+        self._lock = threading.Lock()
+        self._meta: Any = None  # autocommit connection for catalog look-ups
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        """Where the database is, without user or password."""
+        return f"postgres {self.address}/{self.database}"
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def connect(self, *, autocommit: bool = True) -> Any:
+        """A new ADBC connection (StoreUnavailableError when the server refuses or is down)."""
+        try:
+            return pgdbapi.connect(self.dsn, autocommit=autocommit)
+        except adbc_driver_manager.Error as exc:
+            # from None: the driver's message may echo connection parameters.
+            raise self.unavailable(exc) from None
+
+    def query(self, sql: str, params: tuple[Any, ...] | None = None, *, what: str = "") -> pa.Table:
+        """A catalog or metadata query on the shared autocommit connection."""
+        with self._lock:
+            if self._meta is None:
+                self._meta = self.connect()
+            conn = self._meta
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+            table: pa.Table = cur.fetch_arrow_table()
+            return table
+        except adbc_driver_manager.Error as exc:
+            raise self.error(exc, what or self.describe()) from None
+        finally:
+            close_quietly(cur)
+
+    def close(self) -> None:
+        with self._lock:
+            meta, self._meta = self._meta, None
+        close_quietly(meta)
+
+    # -- catalog ---------------------------------------------------------------------------------
+
+    def resolve(self, table: str) -> Relation:
+        """The table's schema, name, oid and row estimate (NotFoundError if there is none)."""
+        t = self.query(
+            "SELECT n.nspname, c.relname, c.oid::int8 AS oid, c.reltuples::float8 AS reltuples"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+            (table,),
+        )
+        if t.num_rows == 0:
+            name = table
+            if "." not in name:
+                current = self.query("SELECT current_schema()").column(0)[0].as_py()
+                name = f"{current}.{name}"
+            raise NotFoundError(f"postgres table {name} does not exist")
+        row = t.to_pylist()[0]
+        return Relation(row["nspname"], row["relname"], int(row["oid"]), float(row["reltuples"]))
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def cause(self, exc: BaseException, *, state: bool = False) -> str:
+        """The server's reason on one line: without the driver's prefixes, the SQL it echoes, a
+        Python traceback or a secret; with the SQLSTATE when asked."""
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        text = lines[0] if lines else type(exc).__name__
+        text = re.sub(r"^.*?C Data interface error: ", "", text)
+        text = re.sub(r"^(IOError|IO|[A-Z_]+): ", "", text)
+        text = re.sub(r"^\[libpq\] ", "", text)
+        text = re.sub(r"^Failed to connect: ", "", text)
+        text = re.sub(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ', "", text)
+        text = re.sub(r"^Failed to (prepare|execute|fetch)( query)?: ", "", text)
+        text = re.sub(r"^Execution error \[[A-Z_]+\]: ", "", text)
+        text = re.sub(r"^PQ\w+\(\) failed: ", "", text)
+        text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
+        if "ERROR:" in text:
+            text = text.rsplit("ERROR:", 1)[1]
+        text = re.sub(r"\s*Detail: Python exception:.*$", "", text)
+        text = " ".join(text.split())
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        code = sqlstate(exc)
+        return f"{text} (SQLSTATE {code})" if state and code else text
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        """``postgres at HOST:PORT: <reason>``: the server is down, refused, or ended the session."""
+        return StoreUnavailableError(f"postgres at {self.address}: {self.cause(exc)}")
+
+    def error(self, exc: BaseException, what: str) -> SeamlineError:
+        """A driver error as the SeamlineError it is, naming `what` was being read."""
+        code = sqlstate(exc)
+        if code is None or code[:2] in _UNAVAILABLE:
+            return self.unavailable(exc)
+        if code == "42P01":
+            return NotFoundError(f"{what}: {self.cause(exc)}")
+        if code == "42703":
+            return SchemaError(f"{what}: {self.cause(exc)}")
+        return InvalidInputError(f"{what}: {self.cause(exc)}")
+
+
+def close_quietly(conn: Any) -> None:
+    """Close a connection or cursor that may already be gone (closing is best effort)."""
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except adbc_driver_manager.Error:
+        pass
