@@ -176,9 +176,7 @@ def merge_cmd(
     cid = shard.contract_id(contract.path.read_text()) if contract is not None else None
     rid = req.run_id or env_run_id()
     if deadline is not None:
-        if not req.seam or not rid:
-            raise InvalidInputError("--wait needs --seam and a run id (--run-id, or from the job)")
-        ref = shard.RunRef(req.output_uri, req.seam, cid, rid) if cid else None
+        ref = shard.RunRef(req.output_uri, req.seam, cid, rid) if cid and req.seam and rid else None
         while True:
             ref = ref or _find_quietly(req.output_uri, req.seam, rid)
             if ref is not None:
@@ -190,7 +188,7 @@ def merge_cmd(
                 assert req.shards is not None
                 missing = shard.missing_shards(ref, req.shards) if ref is not None else None
                 raise StoreUnavailableError(
-                    f"seam {req.seam!r} run {rid}: "
+                    f"seam {req.seam or '(any)'} run {rid or '(any)'}: "
                     + (f"shard(s) {', '.join(map(str, missing))} of {req.shards}" if missing else "no shard")
                     + f" still missing after waiting {req.wait}"
                 )
@@ -205,7 +203,7 @@ def merge_cmd(
     return code
 
 
-def _find_quietly(uri: str, seam: str, rid: str) -> shard.RunRef | None:
+def _find_quietly(uri: str, seam: str | None, rid: str | None) -> shard.RunRef | None:
     """The run, once its first shard wrote (None before: nothing to wait on yet)."""
     from seamline.exceptions import NotFoundError
 
