@@ -160,7 +160,11 @@ def _check(args: argparse.Namespace, session: Session) -> int:
 
         contract = session.load(args.contract)
         with contextlib.redirect_stdout(session.out):  # the scale-out code prints its own line
-            return shard_check(args, contract)
+            return shard_check(
+                contract, seams=args.seam, shard_spec=args.shard, shards=args.shards,
+                output_uri=args.output_uri, run=args.run_id, layout=args.layout,
+                classify=lambda e: (exit_code_for(e), describe(e)),
+            )  # fmt: skip
     report = check(CheckRequest(args.contract, tuple(args.seam or ())), session)
     return emit(report, _outputs(args), session)
 
@@ -192,7 +196,7 @@ def _repair(args: argparse.Namespace, session: Session) -> int:
 def _merge(args: argparse.Namespace, session: Session) -> int:
     from seamline.commands.merge import MergeReport, merge_report
     from seamline.commands.render import Outputs, emit, write_files
-    from seamline.scaleout import merge_cmd
+    from seamline.scaleout import MergeRequest, merge_cmd
 
     started = time.time()
     shown: list[MergeReport] = []
@@ -203,7 +207,12 @@ def _merge(args: argparse.Namespace, session: Session) -> int:
         emit(shown[-1], Outputs(json=args.json, html=args.html), session)
 
     with contextlib.redirect_stdout(session.out):  # the scale-out code prints the repair it runs
-        code: int = merge_cmd(args, session.load, show)
+        request = MergeRequest(
+            output_uri=args.output_uri, run_id=args.run_id, seam=args.seam, contract=args.contract,
+            shards=args.shards, wait=args.wait, shard_attempts=args.shard_attempts,
+            repair=args.repair, apply=args.apply,
+        )  # fmt: skip
+        code: int = merge_cmd(request, session.load, show)
     if shown and args.metrics:
         shown[-1].exit_code = code  # the metrics carry the run's exit code, repair included
         write_files(shown[-1], Outputs(metrics=args.metrics), session)
@@ -215,13 +224,38 @@ def _layout(args: argparse.Namespace, session: Session) -> int:
 
     contract = session.load(args.contract)
     with contextlib.redirect_stdout(session.out):
-        return layout_cmd(args, contract)
+        return layout_cmd(contract, seam_name=args.seam, output=args.output)
 
 
 def _k8s_render(args: argparse.Namespace, session: Session) -> int:
+    from pathlib import Path
+
+    from seamline.k8s import RenderOptions
     from seamline.scaleout import k8s_render_cmd
 
-    return k8s_render_cmd(args, session.load(args.contract))
+    contract = session.load(args.contract)
+    opts = RenderOptions(
+        contract_path=args.contract, contract_text=Path(args.contract).read_text(), seam=args.seam,
+        shards=args.shards, parallelism=args.parallelism, schedule=args.schedule, image=args.image,
+        output_uri=args.output_uri, expected_rows=args.rows, secret=args.secret, namespace=args.namespace,
+    )  # fmt: skip
+    return k8s_render_cmd(contract, opts)
+
+
+def _k8s_status(args: argparse.Namespace, session: Session) -> int:
+    import json
+
+    from seamline.jsonsafe import json_safe
+    from seamline.k8s import status
+    from seamline.metrics import write_atomic
+
+    run = status(args.job, namespace=args.namespace, kubeconfig=args.kubeconfig)
+    session.print(run.render())
+    if args.json:
+        write_atomic(
+            args.json, json.dumps(json_safe({"command": "k8s status", **run.to_dict()}), indent=2) + "\n"
+        )
+    return EXIT_CLEAN
 
 
 def _report(args: argparse.Namespace, session: Session) -> int:
@@ -334,6 +368,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="wait up to this long for missing shards (e.g. 10m)",
     )
+    merge.add_argument(
+        "--shard-attempts",
+        type=_positive,
+        metavar="K",
+        help="with --wait: give up on a shard that failed K times (the Job's backoffLimitPerIndex + 1)",
+    )
     merge.add_argument("--contract", metavar="FILE", help="the contract (needed for --repair)")
     merge.add_argument(
         "--seam", metavar="NAME", help="the seam the run checked (refused if it checked another)"
@@ -390,6 +430,20 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--secret", metavar="NAME", help="the Secret with the contract's ${VARS}")
     render.add_argument("--namespace", metavar="NS", help="the Kubernetes namespace (default: none set)")
     render.set_defaults(run=_k8s_render)
+    k8s_status = _command(
+        k8s_sub,
+        "status",
+        "which shards of a run are done, running or failed, and the drift so far",
+        "Read a run's shard Job and its pods from the API server and what the shards wrote under the "
+        "output URI: one line per shard (state, attempts, rows, rows/s, drift), the drift so far, and "
+        "whether the merge wrote its report.",
+        [common],
+    )
+    k8s_status.add_argument("job", metavar="JOB", help="the shard Job of the run (kubectl get jobs)")
+    k8s_status.add_argument("--namespace", metavar="NS", help="default: the kubeconfig context's")
+    k8s_status.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
+    k8s_status.add_argument("--json", metavar="FILE", help="write the status as JSON")
+    k8s_status.set_defaults(run=_k8s_status)
 
     repair = _command(
         sub,
