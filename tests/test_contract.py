@@ -314,3 +314,13 @@ def test_the_demo_contract_ships_and_is_valid(tmp_path: Path) -> None:
     }
     assert c.chains == {"revenue": ["orders_bronze", "revenue_gold"]}
     assert textwrap.dedent(CONTRACT.read_text()).startswith("#")
+
+
+def test_the_contracts_store_types_are_the_registrys() -> None:
+    """A store type registered for contracts is a `type:` the contract accepts, with its own model."""
+    from seamline.contract import schema
+    from seamline.stores import registry
+
+    assert list(schema.STORE_TYPES) == registry.names(contract_only=True)
+    assert set(schema._MODELS) == set(registry.names(contract_only=True))
+    assert "arrow" not in schema.STORE_TYPES  # in-memory sources are not declared in a contract

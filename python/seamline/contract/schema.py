@@ -48,8 +48,10 @@ from seamline.compare import (
 from seamline.contract.secrets import SECRET_PROPERTY, redact
 from seamline.durations import parse_duration
 from seamline.exceptions import InvalidInputError
+from seamline.stores import registry
 
-STORE_TYPES = ("postgres", "opensearch", "iceberg", "lancedb", "kafka")
+# The contract's store types are the registry's; each has its model in `StoreSpec` below (checked there).
+STORE_TYPES = tuple(registry.names(contract_only=True))
 # the reading options of a kafka seam side besides `topic` (those of sl.kafka)
 STREAM_FIELDS = ("value", "key_field", "fold", "version", "dedupe", "order_by", "sql", "group")
 _STREAM_CHOICES = {"value": ("json", "debezium", "raw"), "fold": ("latest",)}
@@ -341,6 +343,17 @@ StoreSpec = Annotated[
     | Annotated[KafkaStore, Tag("kafka")],
     Discriminator(_store_type),
 ]
+_MODELS = {
+    "postgres": PostgresStore,
+    "opensearch": OpenSearchStore,
+    "iceberg": IcebergStore,
+    "lancedb": LanceDBStore,
+    "kafka": KafkaStore,
+}
+if set(_MODELS) != set(STORE_TYPES):  # a store registered for contracts needs its model here
+    raise ImportError(
+        f"contract store models {sorted(_MODELS)} != registered store types {sorted(STORE_TYPES)}"
+    )
 
 
 # -- seams --------------------------------------------------------------------------------------------
