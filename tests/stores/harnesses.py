@@ -92,6 +92,9 @@ class Harness(ABC):
     def current(self, name: str, ids: list[int]) -> dict[int, dict[str, Any]]:
         """The rows the copy holds now for `ids`: name, price (float), version (us), outside."""
 
+    def settle(self, name: str) -> None:  # noqa: B027 - most stores show a write to the next read
+        """Make every write so far visible to a reader (a search index shows them after a refresh)."""
+
     def close(self) -> None:  # noqa: B027 - most stores drop with the temporary directory
         pass
 
@@ -205,6 +208,9 @@ class OpenSearchHarness(Harness):
                 body=a["_source"],
                 params={"version": a["_version"], "version_type": "external_gte", "refresh": "true"},
             )
+
+    def settle(self, name: str) -> None:
+        self.search.client.indices.refresh(index=name)
 
     def current(self, name: str, ids: list[int]) -> dict[int, dict[str, Any]]:
         docs = self.search.get(name, ids)

@@ -284,6 +284,7 @@ def test_a_live_writer_with_newer_versions_never_loses(store: Harness, pg: Pg, t
     assert outcome.counts["applied"] + outcome.counts["skipped_newer"] == plan.touched
     held = store.current(name, live)
     assert {k: r["version"] for k, r in held.items()} == last  # the pipeline's last write, everywhere
+    store.settle(name)  # the live writer's last writes, visible to a search
     assert seam(pg, store, source, name).clean
 
 
