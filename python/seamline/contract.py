@@ -70,6 +70,7 @@ class Store:
     name: str
     type: str
     dsn: str | None = None  # postgres
+    reader: str | None = None  # postgres: "rust" or "adbc" (None: the default reader)
     hosts: tuple[str, ...] = ()  # opensearch
     username: str | None = None  # opensearch
     password: str | None = None  # opensearch
@@ -403,8 +404,13 @@ class _Loader:
         if kind not in STORE_TYPES:
             raise self.fail(where, "type", f"{kind!r} is not a store type (one of: {', '.join(STORE_TYPES)})")
         if kind == "postgres":
-            self.keys(where, "", spec, ("type", "dsn"), ())
-            return Store(name, kind, dsn=self.string(where, "dsn", spec["dsn"]))
+            self.keys(where, "", spec, ("type", "dsn"), ("reader",))
+            reader = None
+            if "reader" in spec:
+                reader = self.string(where, "reader", spec["reader"])
+                if reader not in ("rust", "adbc"):
+                    raise self.fail(where, "reader", f"{reader!r} is not a Postgres reader (rust or adbc)")
+            return Store(name, kind, dsn=self.string(where, "dsn", spec["dsn"]), reader=reader)
         if kind == "opensearch":
             self.keys(
                 where,
