@@ -314,3 +314,15 @@ def test_the_demo_contract_ships_and_is_valid(tmp_path: Path) -> None:
     }
     assert c.chains == {"revenue": ["orders_bronze", "revenue_gold"]}
     assert textwrap.dedent(CONTRACT.read_text()).startswith("#")
+
+
+def test_a_postgres_store_names_its_reader() -> None:
+    line = next(x for x in EXAMPLE.splitlines() if "type: postgres" in x)
+    rust = line.replace("type: postgres,", "type: postgres, reader: rust,")
+    assert parse(EXAMPLE.replace(line, rust), "c.yaml", ENV).stores["oltp"].reader == "rust"
+    assert parse(EXAMPLE, "c.yaml", ENV).stores["oltp"].reader is None
+    message = _bad((line, line.replace("type: postgres,", "type: postgres, reader: odbc,")))
+    assert (
+        message
+        == "contract.yaml: store 'oltp': field 'reader': 'odbc' is not a Postgres reader (rust or adbc)"
+    )

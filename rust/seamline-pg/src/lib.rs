@@ -72,8 +72,29 @@ impl PgError {
             }
             return PgError::Server { sqlstate, message };
         }
+        if e.is_closed() || lost_connection(e) {
+            // The server's FATAL (e.g. a terminated backend) may be lost with the reset; say what
+            // libpq says, then what the socket said.
+            return PgError::Unavailable(format!(
+                "server closed the connection unexpectedly ({})",
+                one_line(e)
+            ));
+        }
         PgError::Unavailable(one_line(e))
     }
+}
+
+/// Whether an I/O error under `e` says the connection was reset or closed under us.
+fn lost_connection(e: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            use io::ErrorKind::*;
+            return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof);
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A driver error and its causes on one line ("error connecting to server: Connection refused").

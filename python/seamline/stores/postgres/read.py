@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from seamline import _core
 from seamline.exceptions import InvalidInputError, SchemaError, SeamlineError, StoreUnavailableError
-from seamline.stores._common import cover
+from seamline.stores._common import cover, dsn_parts
 from seamline.stores.postgres.store import PostgresStore, Relation, close_quietly, ident
 from seamline.stores.protocols import AsOf, KeyBound, KeyRange, ScanRequest
 
@@ -98,12 +98,19 @@ class PostgresReader:
     ) -> None:
         if (table is None) == (query is None):
             raise InvalidInputError("postgres source: give exactly one of table= or query=")
+        self.store = dsn if isinstance(dsn, PostgresStore) else PostgresStore(dsn)
         if reader is None:
             reader = os.environ.get(READER_ENV) or DEFAULT_READER
+            if reader == "rust" and _needs_tls(self.store.dsn):
+                reader = "adbc"  # the Rust reader does not speak TLS yet
         if reader not in READERS:
             raise InvalidInputError(f"postgres reader {reader!r}: expected one of {', '.join(READERS)}")
+        if reader == "rust" and _needs_tls(self.store.dsn):
+            raise InvalidInputError(
+                "postgres reader 'rust' does not speak TLS yet (the DSN asks for sslmode="
+                f"{dsn_parts(self.store.dsn).get('sslmode')}): use reader='adbc'"
+            )
         self.reader = reader
-        self.store = dsn if isinstance(dsn, PostgresStore) else PostgresStore(dsn)
         self.table = table
         self._table = table
         self._where = where
@@ -544,6 +551,10 @@ class PostgresReader:
             raise self.store.error(exc, self.describe()) from None
         finally:
             close_quietly(conn)
+
+
+def _needs_tls(dsn: str) -> bool:
+    return dsn_parts(dsn).get("sslmode", "").lower() in ("require", "verify-ca", "verify-full")
 
 
 def _range_sql(key: list[_Column], r: KeyRange, params: list[str]) -> str:
