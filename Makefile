@@ -24,7 +24,7 @@ lint: setup
 	.venv/bin/lint-imports
 
 test-rust:
-	cargo test -p seamline-core -q
+	cargo test -p seamline-core -p seamline-pg -q
 
 test-python: setup services
 	eval "$$($(SERVICES) env)" && $(PY) -m pytest -q tests

@@ -101,7 +101,7 @@ def postgres(
     reader: str | None = None,
 ) -> Source:
     """A Postgres table (optionally filtered) or any SELECT, read from one snapshot by the `reader`
-    "rust" (binary COPY decoded in Rust) or "adbc" (the ADBC driver); None: the default reader."""
+    "rust" (binary COPY decoded in Rust) or "adbc" (the ADBC driver); None: "rust", or SEAMLINE_PG_READER."""
     return registry.open_store("postgres", dsn, table, where=where, query=query, reader=reader)
 
 

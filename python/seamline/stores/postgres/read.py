@@ -32,7 +32,7 @@ import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seamline import _core
+from seamline._core import pg_copy_stream
 from seamline.exceptions import InvalidInputError, SchemaError, SeamlineError, StoreUnavailableError
 from seamline.stores._common import cover, dsn_parts
 from seamline.stores.postgres.store import PostgresStore, Relation, close_quietly, ident
@@ -43,7 +43,7 @@ from seamline.stores.protocols import AsOf, KeyBound, KeyRange, ScanRequest
 _MAX_RANGES_PER_READER = 64
 #: the row readers: "rust" (binary COPY decoded by seamline._core) and "adbc" (the ADBC driver)
 READERS = ("rust", "adbc")
-DEFAULT_READER = "adbc"
+DEFAULT_READER = "rust"
 #: overrides DEFAULT_READER for sources that name no reader (e.g. to run a test suite on each)
 READER_ENV = "SEAMLINE_PG_READER"
 # Rows per record batch of the Rust reader.
@@ -286,7 +286,7 @@ class PostgresReader:
         if self.reader == "rust":
             # Connects, imports the snapshot and starts the COPY with the GIL released; the stream
             # closes its connection when it is drained or dropped.
-            return _core.pg_copy_stream(
+            return pg_copy_stream(
                 self.store.dsn,
                 sql,
                 snapshot=self._snapshot_id,
