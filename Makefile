@@ -22,6 +22,7 @@ lint: setup
 	.venv/bin/ruff format --check python tests benches
 	.venv/bin/mypy
 	.venv/bin/lint-imports
+	$(PY) -m mypy.stubtest seamline._core
 
 test-rust:
 	cargo test -p seamline-core -p seamline-pg -q

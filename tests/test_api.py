@@ -257,3 +257,161 @@ def test_progress_reports_rows_read_while_passes_run() -> None:
     sources = [s["source"] for s in seen]
     assert sources == sorted(sources) and 0 < sources[-1] <= 2000
     assert any(0 < s < 2000 for s in sources)  # seen mid-pass, not only at the end
+
+
+# ------------------------------------------------------------------ hardening (issue 10: 1, 7, 8, 15)
+
+
+@pytest.mark.parametrize("where", ["arrow", "parquet"])
+@pytest.mark.parametrize("composite", [False, True])
+def test_a_null_key_in_an_in_memory_source_is_one_value_error(tmp_path, where: str, composite: bool) -> None:
+    """It was a `PanicException` (index out of bounds in canonical.rs) while sampling boundaries."""
+    cols = {"id": pa.array([1, None], pa.int64()), "v": ["a", "b"]}
+    good = {"id": pa.array([1, 2], pa.int64()), "v": ["a", "b"]}
+    if composite:
+        cols["line"] = good["line"] = pa.array(["x", "y"])
+    src: object = pa.table(cols)
+    if where == "parquet":
+        pq.write_table(pa.table(cols), tmp_path / "src.parquet")
+        src = sl.parquet(str(tmp_path / "src.parquet"))
+    key = ["id", "line"] if composite else "id"
+    with pytest.raises(sl.ValueParseError) as err:
+        sl.reconcile(src, pa.table(good), key=key)
+    assert str(err.value) == "source: key column 'id' is NULL at row 1 of a batch (keys must not be NULL)"
+
+
+def test_all_null_columns_are_nulls_of_the_other_sides_type() -> None:
+    """An Arrow `null` column (all None, or a frame built from no rows) against a typed one, or
+    against another `null` column, was a SchemaError ("no logical type for Arrow type null")."""
+    typed = pa.table({"id": [1, 2], "v": pa.array([None, "b"])})
+    nulls = pa.table({"id": [1, 2], "v": pa.nulls(2)})
+    assert sl.reconcile(nulls, nulls, key="id").clean
+    both = sl.reconcile(nulls, typed, key="id")
+    assert both.counts["changed"] == 1 and both.diffs["id"].to_list() == [2]
+    assert sl.reconcile(typed, nulls, key="id").counts["changed"] == 1
+    empty = pl.DataFrame({"id": [], "v": []})
+    assert sl.reconcile(empty, pl.DataFrame({"id": [1], "v": ["x"]}), key="id").counts["extra"] == 1
+
+
+def test_a_key_held_twice_identically_agrees_whatever_else_its_leaf_holds() -> None:
+    """Issue 10's case: ids 1..5000 plus 5 again. Against an identical copy and against a copy with
+    other rows changed, key 5 is reported the same way: not at all (it used to be a `duplicate`
+    only when an unrelated row of its leaf differed)."""
+    ids = list(range(1, 5001)) + [5]
+    src = pa.table({"id": ids, "v": [str(i) for i in ids]})
+    changed = pa.table({"id": ids, "v": [str(i) if i % 7 else "x" for i in ids]})
+    assert sl.reconcile(src, src, key="id").clean
+    result = sl.reconcile(src, changed, key="id", options=sl.Options(max_ranges=4))
+    assert result.counts["duplicate"] == 0 and result.counts["changed"] == 5000 // 7
+    # a replayed row (once in the source, twice in the target) is a duplicate, nothing more
+    once = pa.table({"id": list(range(1, 5001)), "v": [str(i) for i in range(1, 5001)]})
+    replayed = pa.concat_tables([once, once.slice(0, 1)])
+    result = sl.reconcile(once, replayed, key="id")
+    assert result.diffs.select("id", "kind", "side", "occurrences").rows() == [(1, "duplicate", "target", 2)]
+
+
+def test_uuid_key_as_bytes_on_one_side_and_text_on_the_other() -> None:
+    """The differences frame crashed (`ArrowInvalid: Invalid UTF8 payload`): keys come out as uuid
+    text whichever side holds them, in every kind of difference."""
+    import uuid
+
+    keys = [uuid.UUID(int=(i + 1) * 0x0123456789ABCDEF0FEDCBA987654321 % 2**128) for i in range(5)]
+    as_bytes = pa.table({"id": pa.array([k.bytes for k in keys], pa.binary(16)), "v": [1, 2, 3, 4, 5]})
+    as_text = pa.table(
+        {"id": [str(k).upper() for k in keys[1:]] + [str(uuid.UUID(int=7))], "v": [2, 3, 4, 9, 6]}
+    )
+    for src, dst in ((as_bytes, as_text), (as_text, as_bytes)):
+        result = sl.reconcile(src, dst, key="id", compare=sl.Compare(columns={"id": sl.Uuid()}))
+        got = dict(zip(result.diffs["id"].to_list(), result.diffs["kind"].to_list(), strict=True))
+        assert all(str(uuid.UUID(k)) == k for k in got), got
+        assert sorted(got.values()) == ["changed", "extra", "missing"]
+
+
+def test_fixed_offset_zones_and_decimal256_make_a_differences_frame() -> None:
+    """`timestamp(tz="+05:30")` crashed polars (unknown zone) and a decimal256 panicked in polars
+    (Int256) once anything differed. The instants are the same, shown in UTC."""
+    stamps = [dt.datetime(2024, 1, 1, 12, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC)]
+    src = pa.table(
+        {
+            "id": [1, 2],
+            "at": pa.array(stamps, pa.timestamp("us", tz="+05:30")),
+            "big": pa.array([decimal.Decimal("1.50"), decimal.Decimal("2.50")], pa.decimal256(40, 2)),
+            "fits": pa.array([decimal.Decimal("1.50"), decimal.Decimal("2.50")], pa.decimal256(20, 2)),
+        }
+    )
+    dst = src.set_column(
+        1, "at", pa.array([stamps[0], stamps[1] + dt.timedelta(seconds=1)], pa.timestamp("us", tz="+05:30"))
+    )
+    dst = dst.set_column(
+        2, "big", pa.array([decimal.Decimal("1.5"), decimal.Decimal("9")], pa.decimal256(40, 2))
+    )
+    dst = dst.set_column(
+        3, "fits", pa.array([decimal.Decimal("1.5"), decimal.Decimal("9")], pa.decimal256(20, 2))
+    )
+    result = sl.reconcile(src, dst, key="id")
+    (row,) = result.diffs.to_dicts()
+    assert row["id"] == 2 and sorted(row["columns"]) == ["at", "big", "fits"]
+    assert row["target"]["at"] == stamps[1] + dt.timedelta(seconds=1)
+    assert row["target"]["fits"] == decimal.Decimal("9.00")
+    assert row["target"]["big"] == "9.00"  # beyond polars' 38 digits: as text
+
+
+def test_arrow_view_types_are_accepted_like_their_plain_types() -> None:
+    """A polars frame with a text key failed even against itself (`array_take` has no kernel for
+    string_view while sampling keys); binary_view had no logical type."""
+    frame = pl.DataFrame({"id": [f"k{i}" for i in range(500)], "v": list(range(500))})
+    assert sl.reconcile(frame, frame, key="id").clean
+    views = pa.table(
+        {
+            "id": pa.array([f"k{i}" for i in range(50)], pa.string_view()),
+            "b": pa.array([bytes([i]) for i in range(50)], pa.binary_view()),
+            "t": pa.array([str(i) for i in range(50)], pa.string_view()),
+        }
+    )
+    plain = views.cast(pa.schema([("id", pa.string()), ("b", pa.large_binary()), ("t", pa.large_string())]))
+    assert sl.reconcile(views, plain, key="id").clean
+    drift = plain.set_column(1, "b", pa.array([bytes([i + (i == 7)]) for i in range(50)], pa.large_binary()))
+    result = sl.reconcile(views, drift, key=["id", "b"])
+    assert sorted(result.diffs["kind"].to_list()) == ["extra", "missing"]
+    ree = pa.table({"id": pa.array(["a", "b", "c"]), "v": pa.array(["x", "x", "y"])})
+    encoded = ree.set_column(0, "id", pa.compute.run_end_encode(ree.column(0)))
+    result = sl.reconcile(encoded, ree.set_column(1, "v", pa.array(["x", "x", "z"])), key="id")
+    assert result.diffs["id"].to_list() == ["c"]
+
+
+def test_a_stream_failing_mid_scan_is_store_unavailable() -> None:
+    """Only a stream that fails while it is read is the store's fault (exit 3)."""
+    from seamline import _core
+    from seamline.seam import resolve
+
+    table = products(100)
+    seam = resolve(table.schema, table.schema, "id", None, sl.Compare())
+
+    def batches():
+        yield table.to_batches()[0]
+        raise OSError("connection reset by peer")
+
+    reader = pa.RecordBatchReader.from_batches(table.schema, batches())
+    partitioner = _core.Partitioner(seam.key_spec("source"), None, 2)
+    with pytest.raises(sl.StoreUnavailableError, match="connection reset"):
+        _core.hash_pass([reader], seam.spec("source"), partitioner)
+
+
+def test_a_panic_in_the_core_is_a_seamline_error_not_a_panic_exception() -> None:
+    """The last resort behind the fixed causes: a panic anywhere in the native core (here: the
+    internal `classify` told the wrong number of value columns, so it slices past the value
+    hashes) is one-line `SeamlineError`, never `pyo3_runtime.PanicException` (a BaseException)."""
+    from seamline import _core
+    from seamline.seam import resolve
+
+    table = products(50)
+    seam = resolve(table.schema, table.schema, "id", None, sl.Compare())
+    partitioner = _core.Partitioner(seam.key_spec("source"), None, 0)
+    other = table.set_column(1, "sku", pa.array(["changed"] * 50))
+    a, b = (
+        _core.collect_pass([t], seam.spec(side), partitioner, [0])
+        for t, side in ((table, "source"), (other, "target"))
+    )
+    with pytest.raises(sl.SeamlineError, match="internal error in the Seamline core") as err:
+        _core.classify(a, b, 99)
+    assert "\n" not in str(err.value)

@@ -263,6 +263,17 @@ def no_secret(*paths: Path) -> None:
         assert SECRET not in path.read_text(errors="replace"), path
 
 
+def prometheus(path: Path) -> dict[tuple[str, str], float]:
+    """The samples of a metrics file, parsed by prometheus_client: (name, "label=value,...") -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for s in family.samples:
+            out[(s.name, ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())))] = s.value
+    return out
+
+
 def one_line_error(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
@@ -297,10 +308,10 @@ def test_check_clean_seam_exits_0_with_json_diffs_and_metrics(shop: Shop) -> Non
     assert seam["differences"] == []
     assert {"passes", "ranges", "merkle_roots", "compare", "seam"} <= set(seam)
     assert pq.read_table(shop.dir / "d.parquet").num_rows == 0
-    metrics = (shop.dir / "m.prom").read_text()
-    assert 'seamline_drift_rows{seam="products_ok",kind="missing"} 0' in metrics
-    assert 'seamline_seam_clean{seam="products_ok"} 1' in metrics
-    assert 'seamline_last_run_exit_code{command="check"} 0' in metrics
+    metrics = prometheus(shop.dir / "m.prom")
+    assert metrics[("seamline_drift_rows", "kind=missing,seam=products_ok")] == 0
+    assert metrics[("seamline_seam_clean", "seam=products_ok")] == 1
+    assert metrics[("seamline_last_run_exit_code", "command=check")] == 0
     no_secret(shop.dir / "r.json", shop.dir / "m.prom")
 
 
@@ -322,13 +333,13 @@ def test_check_drift_exits_1_and_reports_every_difference(shop: Shop) -> None:
     assert changed["source"]["price"] == "10.30" and float(changed["target"]["price"]) == 1.0
     diffs = pq.read_table(shop.dir / "drift.parquet")
     assert sorted(diffs.column("id").to_pylist()) == [3, 5, 7]
-    metrics = (shop.dir / "drift.prom").read_text()
-    assert "# TYPE seamline_drift_rows gauge" in metrics
-    assert 'seamline_drift_rows{seam="products_drift",kind="missing"} 1' in metrics
-    assert 'seamline_drift_rows{seam="products_drift",kind="changed"} 2' in metrics
-    assert 'seamline_rows_read{seam="products_drift",side="source"}' in metrics
-    assert 'seamline_duration_seconds{seam="products_drift"}' in metrics
-    assert "seamline_last_run_timestamp_seconds" in metrics
+    assert "# TYPE seamline_drift_rows gauge" in (shop.dir / "drift.prom").read_text()
+    metrics = prometheus(shop.dir / "drift.prom")
+    assert metrics[("seamline_drift_rows", "kind=missing,seam=products_drift")] == 1
+    assert metrics[("seamline_drift_rows", "kind=changed,seam=products_drift")] == 2
+    assert metrics[("seamline_rows_read", "seam=products_drift,side=source")] >= 40  # all passes
+    assert metrics[("seamline_duration_seconds", "seam=products_drift")] > 0
+    assert metrics[("seamline_last_run_timestamp_seconds", "command=check")] > time.time() - 600
     no_secret(shop.dir / "drift.json", shop.dir / "drift.prom")
 
 
@@ -452,10 +463,10 @@ def test_freshness_breach_at_error_exits_1(shop: Shop) -> None:
     assert drift["warn_after_seconds"] == 600 and drift["error_after_seconds"] == 3600
     assert drift["as_of"]["source"]["store"] == "postgres"
     assert drift["as_of"]["target"]["detail"]["pit_created_at"]
-    metrics = (shop.dir / "fresh.prom").read_text()
-    assert 'seamline_freshness_status{seam="products_drift"} 2' in metrics
-    assert 'seamline_freshness_backlog_rows{seam="products_drift"} 1' in metrics
-    assert 'seamline_freshness_lag_seconds{seam="products_ok"} 0.0' in metrics
+    metrics = prometheus(shop.dir / "fresh.prom")
+    assert metrics[("seamline_freshness_status", "seam=products_drift")] == 2
+    assert metrics[("seamline_freshness_backlog_rows", "seam=products_drift")] == 1
+    assert metrics[("seamline_freshness_lag_seconds", "seam=products_ok")] == 0
 
 
 def test_freshness_at_warn_exits_0(shop: Shop) -> None:
@@ -559,10 +570,11 @@ def test_metrics_are_prometheus_text_written_atomically(tmp_path: Path) -> None:
     assert lines[:3] == [
         "# HELP seamline_drift_rows Rows that differ between the source and the target, by kind.",
         "# TYPE seamline_drift_rows gauge",
-        'seamline_drift_rows{seam="we\\"ird",kind="missing"} 3',
+        'seamline_drift_rows{kind="missing",seam="we\\"ird"} 3.0',
     ]
     assert 'seamline_freshness_lag_seconds{seam="s"} 1.5' in lines
-    assert 'seamline_last_run_exit_code{command="check"} 1' in lines
+    assert 'seamline_last_run_exit_code{command="check"} 1.0' in lines
+    assert prometheus(path)[("seamline_drift_rows", 'kind=missing,seam=we"ird')] == 3
     assert [p.name for p in path.parent.iterdir()] == ["seamline.prom"]  # no temporary file left
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
@@ -593,3 +605,328 @@ def test_progress_lines_and_rates() -> None:
     assert stream.getvalue() == (
         "s: source 1,000 rows (2.0k rows/s), target 999 rows (4.0k rows/s); 1 difference; 0.80s\n"
     )
+
+
+# -- hardening (issue 10): what a new user ran into ---------------------------------------------------
+
+
+def _down_env(shop: Shop) -> dict[str, str]:
+    """The shop's environment with Postgres pointing at a closed port."""
+    return shop.env | {"CLI_PG_DSN": f"postgresql://seamline:{SECRET}@127.0.0.1:{_free_port()}/seamline"}
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path: Path) -> None:
+    """SIGINT while pyarrow and polars import ends the same way as later: one line and exit code 130,
+    never a KeyboardInterrupt traceback. Python reports each import as it finishes
+    (PYTHONPROFILEIMPORTTIME), so the signal is sent exactly while the heavy imports run."""
+    import signal
+
+    env = dict(os.environ) | {"PYTHONPROFILEIMPORTTIME": "1"}
+    args = [SEAMLINE, "merge", "--output-uri", str(tmp_path), "--run-id", "r", "--shards", "2"]
+    args += ["--wait", "1h"]  # waits for shards that never come: the process lives until the signal
+    for during in ("pyarrow.lib", "pyarrow", "polars", "seamline.shard"):
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.split("|")[-1].strip() == during:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        said = [x for x in (err.splitlines()) if not x.startswith("import time:")]
+        assert proc.returncode == 130, (during, said)
+        assert said == ["seamline: interrupted"], (during, said)
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (("repair", "--seam", "products_ok", "--max-fraction", "-1"), "--max-fraction: -1 is not a fraction"),
+        (("repair", "--seam", "products_ok", "--max-fraction", "2"), "--max-fraction: 2 is not a fraction"),
+        (("repair", "--seam", "products_ok", "--max-fraction", "x"), "--max-fraction: 'x' is not a number"),
+        (("check", "--seam", "products_ok", "--shard", "4/4", "--output-uri", "o"), "--shard: '4/4'"),
+        (("check", "--seam", "products_ok", "--shards", "0", "--output-uri", "o"), "--shards: 0 is not"),
+        (("check", "--json", "contract.yaml/r.json"), "--json contract.yaml/r.json: cannot write there"),
+        (("freshness", "--metrics", "contract.yaml/m.prom"), "--metrics contract.yaml/m.prom: cannot write"),
+    ],
+)
+def test_arguments_are_checked_before_any_store_is_read(
+    shop: Shop, args: tuple[str, ...], expected: str
+) -> None:
+    # the store is down: an argument checked only after reading it would exit 3
+    command, *rest = args
+    out = run(shop, command, str(shop.contract), *rest, env=_down_env(shop))
+    assert out.returncode == 2, out.stderr
+    assert expected in one_line_error(out.stderr)
+    assert "postgres" not in out.stderr
+
+
+def _bad_sql_contract(shop: Shop) -> Path:
+    text = shop.contract.read_text()
+    products = text.split("  - name: products_ok\n", 1)[1].split("  - name: products_drift", 1)[0]
+    bad = products.replace("table: public.", "where: 'no_such_column > 1', table: public.", 1)
+    path = shop.dir / "bad_sql.yaml"
+    path.write_text(text.replace("seams:\n", f"seams:\n  - name: bad_sql\n{bad}", 1))
+    return path
+
+
+def test_bad_sql_is_one_line_naming_the_seam_and_the_servers_message(shop: Shop) -> None:
+    contract = _bad_sql_contract(shop)
+    out = run(shop, "check", str(contract), "--seam", "bad_sql", "--seam", "products_ok")
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("seamline: error")]
+    assert len(errors) == 1, out.stderr
+    assert errors[0].startswith("seamline: error: seam 'bad_sql': postgres")
+    assert errors[0].endswith(': column "no_such_column" does not exist'), errors[0]
+    for raw in ("ProgrammingError", "NOT_FOUND", "Query was", "Traceback", "SQLSTATE"):
+        assert raw not in out.stderr + out.stdout
+    out = run(shop, "repair", str(contract), "--seam", "bad_sql")
+    assert out.returncode == 2
+    line = one_line_error(out.stderr)
+    assert line.startswith("seamline: error: seam 'bad_sql': postgres")
+    assert line.endswith(': column "no_such_column" does not exist'), line
+
+
+def test_a_contract_that_fails_validation_still_writes_json_and_metrics(shop: Shop) -> None:
+    bad = shop.dir / "invalid.yaml"
+    bad.write_text(shop.contract.read_text().replace("    key: order_id\n", "", 1))
+    for command in ("check", "freshness", "repair"):
+        extra = ["--seam", "orders_bronze"] if command == "repair" else []
+        report, prom = shop.dir / f"invalid-{command}.json", shop.dir / f"invalid-{command}.prom"
+        out = run(shop, command, str(bad), *extra, "--json", str(report), "--metrics", str(prom))
+        assert out.returncode == 2
+        assert "field 'key': missing" in one_line_error(out.stderr)
+        written = json.loads(report.read_text())
+        assert written["command"] == command and written["exit_code"] == 2
+        assert "field 'key': missing" in written["error"]
+        assert prometheus(prom)[("seamline_last_run_exit_code", f"command={command}")] == 2
+    no_secret(*shop.dir.glob("invalid-*"))
+
+
+def test_repair_prints_its_plan_one_line_per_operation(shop: Shop) -> None:
+    out = run(shop, "repair", str(shop.contract), "--seam", "products_drift", "--max-fraction", "0.5")
+    assert out.returncode == 1, out.stderr  # a dry run with something to repair
+    assert "shape:" not in out.stdout and "┌" not in out.stdout
+    lines = out.stdout.splitlines()
+    assert "repair plan for seam 'products_drift': upsert 3, delete 0, dedupe 0" in lines
+    upserts = [line.split() for line in lines if line.strip().startswith("upsert ")]
+    assert [u[1] for u in upserts] == ["id=3", "id=5", "id=7"]
+    changed = next(line for line in lines if "id=3" in line)
+    assert "price: 1.0 -> 10.30" in changed  # the target's value -> the value written
+    assert "new: sku='SKU-005', price=10.50" in next(line for line in lines if "id=5" in line)
+
+
+def test_repair_refusals_say_the_numbers_and_the_contract_fix(shop: Shop) -> None:
+    from seamline.commands.common import percent, refusal_text
+    from seamline.exceptions import RepairRefusedError
+
+    assert percent(3 / 39) == "7.7%" and percent(1 / 2_000_000) == "0.000050%" and percent(1) == "100%"
+    raised = RepairRefusedError(
+        "repair of a -> b refused: no version column, ...; pass version= to reconcile"
+    )
+    assert refusal_text(raised) == "no version column, ...; add `version:` to the seam in the contract"
+    out = run(shop, "repair", str(shop.contract), "--seam", "products_drift", "--max-fraction", "0.01")
+    assert out.returncode == 1
+    line = next(x for x in out.stderr.splitlines() if "refused" in x)
+    assert line.count("refused") == 1 and "repair of" not in line
+    assert "would touch 3 of 39 target rows (7.7%), above max_fraction 1.0%" in line
+    assert line.endswith("drift not repaired")
+
+    text = shop.contract.read_text()
+    seam = text.split("  - name: products_drift\n", 1)[1].split("  - name: products_warn", 1)[0]
+    unversioned = seam.replace("    version: updated_at\n", "")
+    path = shop.dir / "unversioned.yaml"
+    path.write_text(text.replace("seams:\n", f"seams:\n  - name: unversioned\n{unversioned}", 1))
+    out = run(shop, "repair", str(path), "--seam", "unversioned", "--max-fraction", "0.5")
+    assert out.returncode == 1
+    line = next(x for x in out.stderr.splitlines() if "refused" in x)
+    assert "add `version:`" in line and "pass version=" not in line and line.count("refused") == 1
+
+
+def test_differences_only_unicode_explains_show_escapes_and_the_option() -> None:
+    import seamline as sl
+    from seamline.report import differences
+
+    source = pa.table({"id": [1, 2, 3], "name": ["caf\u00e9", "a\u00a0b", "x "]})
+    target = pa.table({"id": [1, 2, 3], "name": ["cafe\u0301", "a b", "x"]})
+    text = differences(sl.reconcile(sl.arrow(source), sl.arrow(target), key="id"))
+    lines = text.splitlines()
+    assert "name: 'café' -> 'cafe\\u0301' (equal under unicode: nfc)" in lines[0]
+    assert "name: 'a\\u00a0b' -> 'a b'" in lines[1]
+    assert "name: 'x\\u0020' -> 'x' (equal under trim: true)" in lines[2]
+    ordinary = sl.reconcile(
+        sl.arrow(pa.table({"id": [1], "name": ["a"]})),
+        sl.arrow(pa.table({"id": [1], "name": ["b"]})),
+        key="id",
+    )
+    assert "name: 'a' -> 'b'" in differences(ordinary)
+
+
+def test_the_summary_has_a_row_for_every_seam(shop: Shop) -> None:
+    text = shop.contract.read_text().replace(
+        "stores:\n", f'stores:\n  down: {{type: opensearch, hosts: ["http://127.0.0.1:{_free_port()}"]}}\n'
+    )
+    text = text.replace("target: {store: search, index: cli", "target: {store: down, index: cli", 1)
+    mixed = shop.dir / "summary.yaml"
+    mixed.write_text(text)
+    out = run(shop, "check", str(mixed), "--seam", "products_ok", "--seam", "products_drift")
+    assert out.returncode == 3
+    header, _, *rows = out.stdout.split("\n\n")[0].splitlines()
+    assert header.split()[-1] == "seconds" and header.split()[1] == "status"
+    status = {row.split()[0]: row.split()[1] for row in rows}
+    assert status == {"products_ok": "UNAVAILABLE", "products_drift": "DRIFT"}
+    # the table's seconds are the ones the progress line showed
+    finished = next(x for x in out.stderr.splitlines() if x.startswith("products_drift: source"))
+    drift_row = next(row for row in rows if row.startswith("products_drift"))
+    assert finished.rsplit("; ", 1)[1] == drift_row.split()[-1] + "s"
+
+
+def test_summary_counts_have_thousands_separators() -> None:
+    from seamline.report import summary
+
+    class Big:
+        counts = {"source_rows": 2_000_000, "target_rows": 1_999_000, "missing": 1000}
+        counts |= {"extra": 0, "changed": 12_345, "duplicate": 0}
+        clean = False
+        seconds = 3.25
+
+    table = summary({"big": Big(), "down": None}, failed={"down": "UNAVAILABLE"})
+    assert "2,000,000" in table and "1,999,000" in table and "12,345" in table and "1,000" in table
+    assert table.splitlines()[3].split()[:2] == ["down", "UNAVAILABLE"]
+
+
+SLOW_SIDE = """
+import time, pyarrow as pa, seamline as sl
+
+class Slow:
+    # a stream that trickles (40 batches of 50 rows, 20 ms apart) and is read whole by every pass
+    def __init__(self, shift): self.shift = shift
+    def describe(self): return "slow"
+    def schema(self): return pa.schema([("id", pa.int64()), ("v", pa.int64())])
+    def pin(self): return sl.stores.protocols.AsOf("slow")
+    def sample_keys(self, key, n): return None
+    def estimated_rows(self): return 2000
+    def close(self): pass
+    def open(self, request):
+        def batches():
+            for b in range(40):
+                time.sleep(0.02)
+                ids = list(range(b * 50, b * 50 + 50))
+                yield pa.record_batch([pa.array(ids), pa.array([i + (i == 7) * self.shift for i in ids])],
+                                      schema=self.schema())
+        return [pa.RecordBatchReader.from_batches(self.schema(), batches())]
+"""
+
+
+def test_the_live_counter_never_passes_the_total() -> None:
+    import seamline as sl
+
+    namespace: dict[str, Any] = {}
+    exec(SLOW_SIDE, namespace)  # noqa: S102 - the test's own source, as text to share with a subprocess
+    seen: list[dict[str, int]] = []
+    slow = namespace["Slow"]
+    result = sl.reconcile(slow(0), slow(1), key="id", options=sl.Options(on_progress=seen.append))
+    assert result.counts["changed"] == 1 and len(result.passes) > 2  # a diff pass read the sides again
+    assert seen, "no progress was reported"
+    assert max(max(s.values()) for s in seen) <= 2000
+
+
+def test_the_finished_line_shows_the_time_the_spinner_showed() -> None:
+    import io
+
+    from seamline.commands.common import run_seams
+    from seamline.commands.session import Session
+
+    class Result:
+        passes: list[dict[str, Any]] = []
+        counts = {"missing": 0, "extra": 0, "changed": 0, "duplicate": 0}
+        clean = True
+        seconds = 0.01  # the reconcile's own time, without connecting and pinning
+
+    class Seam:
+        name = "s"
+
+    err = io.StringIO()
+    session = Session(io.StringIO(), err)
+    session.progress.live = True
+
+    def slow(_: Any) -> Result:
+        time.sleep(0.35)
+        return Result()
+
+    (done,) = run_seams([Seam()], slow, session, doing="reconciling")  # type: ignore[list-item]
+    session.progress.seam_done("s", done.value, done.seconds)
+    frames = [f for f in err.getvalue().split("\r") if f.startswith(("|", "/", "-", "\\"))]
+    last_spinner = float(frames[-1].split("\x1b")[0].split()[-1].rstrip("s"))
+    finished = float(err.getvalue().rsplit("; ", 1)[1].strip().rstrip("s"))
+    assert 0.3 <= finished and last_spinner <= finished < last_spinner + 0.2
+
+
+def test_help_describes_every_command_and_option() -> None:
+    import argparse
+
+    from seamline.cli import parser
+
+    def walk(p: argparse.ArgumentParser, name: str) -> None:
+        assert p.description, f"{name}: no description"
+        assert "130" in (p.epilog or ""), f"{name}: the exit codes omit 130"
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    walk(subparser, f"{name} {sub}")
+            elif not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
+
+    walk(parser(), "seamline")
+    out = run(None, "--help")
+    assert out.returncode == 0 and "130  interrupted" in out.stdout
+
+
+def test_help_imports_neither_arrow_nor_polars_nor_a_store_client() -> None:
+    probe = (
+        "import sys\n"
+        "from seamline.cli import main\n"
+        "try:\n    main(['check', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('pyarrow', 'polars', 'adbc_driver_manager', 'opensearchpy', 'pyiceberg', 'lancedb')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _two_shards(shop: Shop, out: Path, run_id: str) -> None:
+    """products_drift checked as two shards of one pinned layout, written under `out`."""
+    layout = out / f"{run_id}.layout"
+    pinned = run(shop, "layout", str(shop.contract), "--seam", "products_drift", "--output", str(layout))
+    assert pinned.returncode == 0, pinned.stderr
+    for i in range(2):
+        shard = run(
+            shop, "check", str(shop.contract), "--seam", "products_drift", "--shard", f"{i}/2",
+            "--output-uri", str(out), "--run-id", run_id, "--layout", str(layout),
+        )  # fmt: skip
+        assert shard.returncode == 0, shard.stderr
+
+
+def test_merged_shards_print_the_changed_values_like_check(shop: Shop, tmp_path: Path) -> None:
+    _two_shards(shop, tmp_path, "values")
+    merged = run(shop, "merge", "--output-uri", str(tmp_path), "--run-id", "values", "--shards", "2")
+    assert merged.returncode == 1, merged.stderr
+    check = run(shop, "check", str(shop.contract), "--seam", "products_drift")
+    changed = sorted(x.strip() for x in check.stdout.splitlines() if x.strip().startswith("changed "))
+    assert changed and "price: 10.30 -> 1.0" in changed[0]
+    assert (
+        sorted(x.strip() for x in merged.stdout.splitlines() if x.strip().startswith("changed ")) == changed
+    )
+
+
+def test_merge_writes_json_and_metrics_through_the_renderer(shop: Shop, tmp_path: Path) -> None:
+    _two_shards(shop, tmp_path, "outputs")
+    merged = run(
+        shop, "merge", "--output-uri", str(tmp_path), "--run-id", "outputs", "--shards", "2",
+        "--json", str(tmp_path / "m.json"), "--metrics", str(tmp_path / "m.prom"),
+    )  # fmt: skip
+    assert merged.returncode == 1, merged.stderr
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["command"] == "merge" and report["exit_code"] == 1 and report["counts"]["changed"] == 2
+    metrics = prometheus(tmp_path / "m.prom")
+    assert metrics[("seamline_drift_rows", "kind=changed,seam=products_drift")] == 2
+    assert metrics[("seamline_last_run_exit_code", "command=merge")] == 1

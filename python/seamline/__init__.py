@@ -7,41 +7,84 @@ don't, and repair them safely.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from seamline._core import __version__
-from seamline.compare import (
-    Binary,
-    Boolean,
-    Compare,
-    Date,
-    Decimal,
-    Float,
-    Integer,
-    Json,
-    LogicalType,
-    String,
-    Timestamp,
-    Uuid,
-    Vector,
-)
-from seamline.engine import Options
-from seamline.exceptions import (
-    ContractError,
-    InvalidInputError,
-    NotFoundError,
-    RepairRefusedError,
-    SchemaError,
-    SeamlineError,
-    StoreUnavailableError,
-    ValueParseError,
-)
-from seamline.reconcile import reconcile
-from seamline.repair.plan import RepairOutcome, RepairPlan
-from seamline.result import ReconcileResult
-from seamline.stores import registry
-from seamline.stores.arrow.read import ArrowSource, ParquetSource
-from seamline.stores.protocols import KeyRange, Source
+if TYPE_CHECKING:
+    from seamline._core import __version__
+    from seamline.compare import (
+        Binary,
+        Boolean,
+        Compare,
+        Date,
+        Decimal,
+        Float,
+        Integer,
+        Json,
+        LogicalType,
+        String,
+        Timestamp,
+        Uuid,
+        Vector,
+    )
+    from seamline.engine import Options
+    from seamline.exceptions import (
+        ContractError,
+        InvalidInputError,
+        NotFoundError,
+        RepairRefusedError,
+        SchemaError,
+        SeamlineError,
+        StoreUnavailableError,
+        ValueParseError,
+    )
+    from seamline.reconcile import reconcile
+    from seamline.repair.plan import RepairOutcome, RepairPlan
+    from seamline.result import ReconcileResult
+    from seamline.stores.arrow.read import ArrowSource, ParquetSource
+    from seamline.stores.protocols import KeyRange, Source
+
+# Imported on first use (PEP 562), so that `import seamline` (and `seamline --help`) does not pay for
+# pyarrow, polars and the native core until something needs them.
+_LAZY = {
+    "__version__": "seamline._core",
+    **dict.fromkeys(
+        (
+            "Binary Boolean Compare Date Decimal Float Integer Json LogicalType String Timestamp Uuid Vector"
+        ).split(),
+        "seamline.compare",
+    ),
+    "Options": "seamline.engine",
+    **dict.fromkeys(
+        (
+            "ContractError InvalidInputError NotFoundError RepairRefusedError SchemaError SeamlineError "
+            "StoreUnavailableError ValueParseError"
+        ).split(),
+        "seamline.exceptions",
+    ),
+    "reconcile": "seamline.reconcile",
+    "RepairOutcome": "seamline.repair.plan",
+    "RepairPlan": "seamline.repair.plan",
+    "ReconcileResult": "seamline.result",
+    "ArrowSource": "seamline.stores.arrow.read",
+    "ParquetSource": "seamline.stores.arrow.read",
+    "KeyRange": "seamline.stores.protocols",
+    "Source": "seamline.stores.protocols",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seamline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Binary",
@@ -78,16 +121,27 @@ __all__ = [
 ]
 
 
+def _open(name: str, *args: Any, **kwargs: Any) -> Source:
+    """`sl.<store>(...)` through the store registry (which imports the store's package on use)."""
+    from seamline.stores import registry
+
+    return registry.open_store(name, *args, **kwargs)
+
+
 def arrow(obj: Any, name: str = "arrow") -> ArrowSource:
     """Any object exporting ``__arrow_c_stream__``: pyarrow Table/RecordBatchReader, polars, DuckDB."""
-    source = registry.open_store("arrow", obj, name)
+    from seamline.stores.arrow.read import ArrowSource
+
+    source = _open("arrow", obj, name)
     assert isinstance(source, ArrowSource)
     return source
 
 
 def parquet(path: str) -> ParquetSource:
     """A Parquet file, directory or glob."""
-    source = registry.open_store("parquet", path)
+    from seamline.stores.arrow.read import ParquetSource
+
+    source = _open("parquet", path)
     assert isinstance(source, ParquetSource)
     return source
 
@@ -102,7 +156,7 @@ def postgres(
 ) -> Source:
     """A Postgres table (optionally filtered) or any SELECT, read from one snapshot by the `reader`
     "rust" (binary COPY decoded in Rust) or "adbc" (the ADBC driver); None: "rust", or SEAMLINE_PG_READER."""
-    return registry.open_store("postgres", dsn, table, where=where, query=query, reader=reader)
+    return _open("postgres", dsn, table, where=where, query=query, reader=reader)
 
 
 def iceberg(
@@ -113,16 +167,16 @@ def iceberg(
     as_of: Any = None,
 ) -> Source:
     """An Iceberg table through pyiceberg, at the current snapshot, `snapshot_id`, or `as_of` a time."""
-    return registry.open_store("iceberg", table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of)
+    return _open("iceberg", table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of)
 
 
 def opensearch(
     url: str, index: str, *, query: dict[str, Any] | None = None, key_field: str | None = None, **client: Any
 ) -> Source:
     """An OpenSearch index, read with point-in-time + search_after, sliced for parallelism."""
-    return registry.open_store("opensearch", url, index, query=query, key_field=key_field, **client)
+    return _open("opensearch", url, index, query=query, key_field=key_field, **client)
 
 
 def lancedb(uri: str, table: str, *, where: str | None = None) -> Source:
     """A LanceDB table (embedded), pinned to the version current when the reconcile starts."""
-    return registry.open_store("lancedb", uri, table, where=where)
+    return _open("lancedb", uri, table, where=where)

@@ -1,6 +1,33 @@
-"""Type stubs for the native module seamline._core (rust/seamline-python)."""
+"""Type stubs for the native module seamline._core (rust/seamline-python).
 
-from typing import Any
+Checked against the built module by `python -m mypy.stubtest seamline._core` (`make lint`). The
+native classes cannot be subclassed (`@final`)."""
+
+from typing import Any, Self, final
+
+__all__ = [
+    "SeamlineError",
+    "SchemaError",
+    "ValueParseError",
+    "InvalidInputError",
+    "StoreUnavailableError",
+    "NotFoundError",
+    "ContractError",
+    "RepairRefusedError",
+    "SideSpec",
+    "CancelToken",
+    "RowCounter",
+    "Partitioner",
+    "LeafSet",
+    "Collected",
+    "RowLeaves",
+    "hash_pass",
+    "collect_pass",
+    "classify",
+    "sorted_unique_rows",
+    "coalesce_ranges",
+    "__version__",
+]
 
 __version__: str
 
@@ -13,29 +40,34 @@ class StoreUnavailableError(SeamlineError): ...
 class NotFoundError(SeamlineError): ...
 class RepairRefusedError(SeamlineError): ...
 
+@final
 class CancelToken:
     def __init__(self) -> None: ...
     def cancel(self) -> None: ...
     @property
     def cancelled(self) -> bool: ...
 
+@final
 class RowCounter:
     def __init__(self) -> None: ...
     @property
     def value(self) -> int: ...
 
+@final
 class RowLeaves:
     def __init__(self) -> None: ...
     @property
     def num_rows(self) -> int: ...
 
+@final
 class SideSpec:
-    def __init__(self, side: str, key: list[dict[str, Any]], values: list[dict[str, Any]]) -> None: ...
+    def __new__(cls, side: str, key: list[dict[str, Any]], values: list[dict[str, Any]]) -> Self: ...
     @property
     def n_values(self) -> int: ...
 
+@final
 class Partitioner:
-    def __init__(self, spec: SideSpec, bounds: Any | None, fanout_bits: int) -> None: ...
+    def __new__(cls, spec: SideSpec, bounds: Any | None, fanout_bits: int) -> Self: ...
     @property
     def num_ranges(self) -> int: ...
     @property
@@ -44,6 +76,7 @@ class Partitioner:
     def num_leaves(self) -> int: ...
     def refined(self, extra_bits: int) -> Partitioner: ...
 
+@final
 class LeafSet:
     @property
     def num_ranges(self) -> int: ...
@@ -61,6 +94,7 @@ class LeafSet:
     @staticmethod
     def from_bytes(data: bytes) -> LeafSet: ...
 
+@final
 class Collected:
     @property
     def num_rows(self) -> int: ...

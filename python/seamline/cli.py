@@ -10,463 +10,271 @@ Exit codes a scheduler can use: 0 clean, 1 drift found (or a freshness SLA at er
 refused or not verified), 2 bad input (contract, arguments, schema), 3 a store unavailable, 130
 interrupted. When seams of one run end differently, the most severe wins: 2, then 3, then 1.
 Errors are one line on stderr; `--debug` shows the traceback too. No secret from the contract is
-ever printed or written: every output goes through the contract's redaction.
+ever printed or written: every output goes through the session's redaction.
+
+This module only parses arguments (checking every one before a store is touched) into the typed
+requests of `seamline.commands`, and hands the reports they return to the renderer. It imports
+nothing heavy at start-up: `seamline --help` needs neither pyarrow nor polars nor a store client.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import io
-import json
+import contextlib
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from seamline.engine import Options
-from seamline.exceptions import (
-    RepairRefusedError,
-    SeamlineError,
-    StoreUnavailableError,
+from seamline.commands.common import (
+    EXIT_BAD_INPUT,
+    EXIT_CLEAN,
+    EXIT_DRIFT,
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    FailedReport,
+    describe,
+    exit_code_for,
+    is_unexpected,
+    refusal_text,
+    worst,
 )
+from seamline.commands.session import Session
 
-EXIT_CLEAN, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130
-# Which exit code wins when the seams of one run end differently.
-_SEVERITY = {EXIT_CLEAN: 0, EXIT_DRIFT: 1, EXIT_UNAVAILABLE: 2, EXIT_BAD_INPUT: 3, EXIT_INTERRUPTED: 4}
+__all__ = ["EXIT_CLEAN", "EXIT_DRIFT", "EXIT_UNAVAILABLE", "exit_code_for", "main", "parser", "worst"]
+
+EXIT_CODES = """\
+exit codes:
+  0    clean (every seam agrees, every SLA passes, the repair verified)
+  1    drift found, a freshness SLA at error, a repair refused or not verified
+  2    bad input: the contract, an argument, a schema
+  3    a store unavailable
+  130  interrupted (Ctrl-C)
+when seams end differently the most severe wins: 2, then 3, then 1"""
 
 
-def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, StoreUnavailableError) or _is_connection_error(error):
-        return EXIT_UNAVAILABLE
-    if isinstance(error, RepairRefusedError):
-        return EXIT_DRIFT
-    return EXIT_BAD_INPUT
+# -- argument types: every argument is checked before a store is touched ------------------------------
 
 
-def _is_connection_error(error: BaseException) -> bool:
-    """Driver errors that mean the store went away mid-run (not wrapped by an adapter)."""
-    if isinstance(error, ConnectionError | TimeoutError):
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1], e.g. 0.05 for 5%")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _shard(text: str) -> str:
+    """I/N, kept as text (the scale-out code reads it), checked here."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N, e.g. 3/16") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: N must be at least 1")
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: the index must be between 0 and {n - 1}")
+    return text
+
+
+def _duration(text: str) -> str:
+    from seamline.durations import parse_duration
+    from seamline.exceptions import InvalidInputError
+
+    try:
+        parse_duration(text)
+    except InvalidInputError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 10m, 1h)") from None
+    return text
+
+
+def _time(text: str) -> Any:
+    from seamline.durations import parse_time
+    from seamline.exceptions import InvalidInputError
+
+    try:
+        return parse_time(text)
+    except InvalidInputError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time (ISO 8601, e.g. 2026-11-20T06:00:00Z, or 2h: 2 hours ago)"
+        ) from None
+
+
+def _writable(value: str) -> bool:
+    """The file can be written: its nearest existing folder is a writable folder (URIs: assumed)."""
+    import os
+    from pathlib import Path
+
+    if "://" in value:
         return True
-    names = {f"{c.__module__}.{c.__name__}" for c in type(error).__mro__}
-    return bool(
-        names
-        & {
-            "adbc_driver_manager.OperationalError",
-            "opensearchpy.exceptions.ConnectionError",
-            "opensearchpy.exceptions.ConnectionTimeout",
-        }
+    folder = Path(value).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output file can be written: a run must not read the stores and then fail to say what it
+    found."""
+    from seamline.exceptions import InvalidInputError
+
+    for option in ("json", "metrics", "diffs", "output"):
+        value = getattr(args, option, None)
+        if value and not _writable(value):
+            raise InvalidInputError(f"--{option} {value}: cannot write there (not a writable folder)")
+
+
+# -- commands -----------------------------------------------------------------------------------------
+
+
+def _outputs(args: argparse.Namespace) -> Any:
+    from seamline.commands.render import Outputs
+
+    return Outputs(
+        json=getattr(args, "json", None),
+        metrics=getattr(args, "metrics", None),
+        diffs=getattr(args, "diffs", None),
     )
 
 
-def worst(codes: Sequence[int]) -> int:
-    return max(codes, key=lambda c: _SEVERITY.get(c, 3), default=EXIT_CLEAN)
+def _check(args: argparse.Namespace, session: Session) -> int:
+    from seamline.commands.check import CheckRequest, check
+    from seamline.commands.render import emit
 
-
-def _message(error: BaseException) -> str:
-    if isinstance(error, SeamlineError):
-        text = str(error)
-    else:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        text = f"{type(error).__name__}: {first}" if first else type(error).__name__
-    return " ".join(text.split())
-
-
-# -- output: everything through the contract's redaction ---------------------------------------------
-
-
-class _Redacting(io.TextIOBase):
-    """A text stream that scrubs secrets from everything written through it."""
-
-    def __init__(self, inner: TextIO, redact: Callable[[str], str]) -> None:
-        self.inner = inner
-        self.redact = redact
-
-    def write(self, text: str) -> int:
-        self.inner.write(self.redact(text))
-        return len(text)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def isatty(self) -> bool:
-        return self.inner.isatty()
-
-
-_redact: Callable[[str], str] = lambda text: text  # noqa: E731 - replaced once a contract is loaded
-
-
-@contextmanager
-def _redacted(redact: Callable[[str], str]) -> Iterator[None]:
-    saved = sys.stdout, sys.stderr
-    sys.stdout = _Redacting(saved[0], redact)
-    sys.stderr = _Redacting(saved[1], redact)
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
-
-
-def _load(path: str) -> Any:
-    """Load the contract; from then on its secrets are scrubbed from every error too."""
-    global _redact
-    from seamline.contract import load
-
-    contract = load(path)
-    _redact = contract.redact
-    return contract
-
-
-def _write_json(path: str, report: dict[str, Any]) -> None:
-    from seamline.jsonsafe import json_safe
-    from seamline.metrics import write_atomic
-
-    write_atomic(path, _redact(json.dumps(json_safe(report), indent=2)) + "\n")
-
-
-def _report(command: str, contract: Any, started: float, code: int, **body: Any) -> dict[str, Any]:
-    from seamline import __version__
-
-    return {
-        "seamline": __version__,
-        "command": command,
-        "contract": str(contract.path),
-        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
-        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
-        "exit_code": code,
-        **body,
-    }
-
-
-def _select(contract: Any, names: list[str] | None) -> list[Any]:
-    if not names:
-        return list(contract.seams.values())
-    return [contract.seam(n) for n in dict.fromkeys(names)]
-
-
-def _seam_error(progress: Any, seam: str, error: BaseException) -> int:
-    code = exit_code_for(error)
-    progress.line(f"seamline: error: seam {seam!r}: {_message(error)}")
-    return code
-
-
-def _diffs_path(pattern: str, seam: str, many: bool) -> Path:
-    if "{seam}" in pattern:
-        return Path(pattern.replace("{seam}", seam))
-    p = Path(pattern)
-    return p.with_name(f"{p.stem}.{seam}{p.suffix or '.parquet'}") if many else p
-
-
-# -- commands ------------------------------------------------------------------------------------
-
-
-def _check(args: argparse.Namespace) -> int:
-    from seamline.metrics import Metrics
-    from seamline.progress import Progress
-    from seamline.report import differences, summary
-
-    started = time.time()
-    contract = _load(args.contract)
     if args.shard or args.shards or args.output_uri:
         from seamline.scaleout import shard_check
 
-        with _redacted(contract.redact):
+        contract = session.load(args.contract)
+        with contextlib.redirect_stdout(session.out):  # the scale-out code prints its own line
             return shard_check(args, contract)
-    with _redacted(contract.redact):
-        seams = _select(contract, args.seam)
-        progress = Progress()
-        metrics = Metrics("check")
-        results: dict[str, Any] = {}
-        errors: dict[str, tuple[int, str]] = {}
-        for seam in seams:
-            t0 = time.perf_counter()
-            try:
-                with progress.step(f"{seam.name}: reconciling"):
-                    result = contract.reconcile(seam, options=Options(on_progress=progress.rows))
-            except (SeamlineError, Exception) as e:  # noqa: B014 - SeamlineError first, for readers
-                if args.debug:
-                    traceback.print_exc()
-                errors[seam.name] = (_seam_error(progress, seam.name, e), _message(e))
-                metrics.error(seam.name)
-                metrics.add("seamline_duration_seconds", time.perf_counter() - t0, seam=seam.name)
-                continue
-            results[seam.name] = result
-            progress.seam_done(seam.name, result)
-            metrics.reconcile(seam.name, result)
-        if results:
-            print(summary(results))
-        for name, result in results.items():
-            if not result.clean:
-                print(f"\n{name}:")
-                print(differences(result))
-        if errors:
-            print()
-            for name, (code, text) in errors.items():
-                what = "store unavailable" if code == EXIT_UNAVAILABLE else "error"
-                print(f"{name}: {what}: {text}")
-        codes = [EXIT_CLEAN if r.clean else EXIT_DRIFT for r in results.values()]
-        code = worst(codes + [c for c, _ in errors.values()])
-        if args.diffs:
-            for name, result in results.items():
-                path = _diffs_path(args.diffs, name, len(seams) > 1)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                result.write_diffs(str(path))
-        if args.json:
-            seams_out: dict[str, Any] = {}
-            for seam in seams:
-                if seam.name in results:
-                    r = results[seam.name]
-                    seams_out[seam.name] = {
-                        "status": "clean" if r.clean else "drift",
-                        "exit_code": EXIT_CLEAN if r.clean else EXIT_DRIFT,
-                        "error": None,
-                        **r.to_dict(),
-                    }
-                else:
-                    c, text = errors[seam.name]
-                    seams_out[seam.name] = {"status": "error", "exit_code": c, "error": text}
-            _write_json(
-                args.json,
-                _report(
-                    "check",
-                    contract,
-                    started,
-                    code,
-                    clean=code == EXIT_CLEAN,
-                    summary={
-                        "seams": len(seams),
-                        "clean": sum(1 for r in results.values() if r.clean),
-                        "drift": sum(1 for r in results.values() if not r.clean),
-                        "error": len(errors),
-                    },
-                    seams=seams_out,
-                ),
-            )
-        if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
-        return code
+    report = check(CheckRequest(args.contract, tuple(args.seam or ())), session)
+    return emit(report, _outputs(args), session)
 
 
-def _freshness(args: argparse.Namespace) -> int:
-    from seamline.freshness import measure, table
-    from seamline.metrics import Metrics
-    from seamline.progress import Progress
+def _freshness(args: argparse.Namespace, session: Session) -> int:
+    from seamline.commands.freshness import FreshnessRequest, freshness
+    from seamline.commands.render import emit
 
-    started = time.time()
-    contract = _load(args.contract)
-    with _redacted(contract.redact):
-        progress = Progress()
-        metrics = Metrics("freshness")
-        rows = []
-        errors: dict[str, tuple[int, str]] = {}
-        for seam in _select(contract, args.seam):
-            try:
-                with progress.step(f"{seam.name}: reading the newest versions"):
-                    f = measure(contract, seam)
-            except (SeamlineError, Exception) as e:  # noqa: B014
-                if args.debug:
-                    traceback.print_exc()
-                errors[seam.name] = (_seam_error(progress, seam.name, e), _message(e))
-                metrics.error(seam.name)
-                continue
-            rows.append(f)
-            metrics.freshness(seam.name, f)
-        if rows:
-            print(table(rows))
-        for f in rows:
-            if f.note:
-                print(f"  {f.seam}: {f.note}")
-        for name, (_, text) in errors.items():
-            print(f"{name}: error: {text}")
-        code = worst(
-            [EXIT_DRIFT if f.status == "error" else EXIT_CLEAN for f in rows]
-            + [c for c, _ in errors.values()]
-        )
-        if args.json:
-            body = {f.seam: f.to_dict() for f in rows} | {
-                name: {
-                    "seam": name,
-                    "status": "unavailable" if c == EXIT_UNAVAILABLE else "failed",
-                    "error": t,
-                }
-                for name, (c, t) in errors.items()
-            }
-            _write_json(args.json, _report("freshness", contract, started, code, seams=body))
-        if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
-        return code
+    report = freshness(FreshnessRequest(args.contract, tuple(args.seam or ())), session)
+    return emit(report, _outputs(args), session)
 
 
-def _lineage(args: argparse.Namespace) -> int:
-    from seamline.contract import parse_time
-    from seamline.lineage import Layer, walk
-    from seamline.metrics import Metrics
-    from seamline.progress import Progress
+def _lineage(args: argparse.Namespace, session: Session) -> int:
+    from seamline.commands.lineage import LineageRequest, lineage
+    from seamline.commands.render import emit
 
-    started = time.time()
-    as_of = parse_time(args.as_of) if args.as_of else None
-    contract = _load(args.contract)
-    with _redacted(contract.redact):
-        contract.chain(args.chain)  # a bad chain name is bad input before anything is read
-        progress = Progress()
-        metrics = Metrics("lineage")
-
-        def reconcile(seam: Any) -> Any:
-            with progress.step(f"{seam.name}: reconciling"):
-                return contract.reconcile(seam, as_of=as_of)
-
-        def on_layer(layer: Layer) -> None:
-            assert layer.freshness is not None and layer.result is not None
-            progress.seam_done(layer.seam, layer.result)
-            metrics.freshness(layer.seam, layer.freshness)
-            metrics.reconcile(layer.seam, layer.result)
-
-        result = walk(contract, args.chain, as_of=as_of, reconcile=reconcile, on_layer=on_layer)
-        print(result.render())
-        code = EXIT_DRIFT if result.diverged is not None else EXIT_CLEAN
-        if args.json:
-            _write_json(args.json, _report("lineage", contract, started, code, **result.to_dict()))
-        if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
-        return code
+    report = lineage(LineageRequest(args.contract, args.chain, args.as_of), session)
+    return emit(report, _outputs(args), session)
 
 
-def _repair(args: argparse.Namespace) -> int:
-    from seamline.metrics import Metrics
-    from seamline.progress import Progress
-    from seamline.result import ReconcileResult
+def _repair(args: argparse.Namespace, session: Session) -> int:
+    from seamline.commands.render import emit
+    from seamline.commands.repair import RepairRequest, repair
 
-    started = time.time()
-    contract = _load(args.contract)
-    with _redacted(contract.redact):
-        seam = contract.seam(args.seam)
-        if not hasattr(ReconcileResult, "plan_repair"):
-            raise SeamlineError("repair is not available in this version of seamline (no plan_repair)")
-        progress = Progress()
-        metrics = Metrics("repair")
-        with progress.step(f"{seam.name}: reconciling"):
-            result = contract.reconcile(seam, options=Options(on_progress=progress.rows))
-        progress.seam_done(seam.name, result)
-        metrics.reconcile(seam.name, result)
-        fraction = args.max_fraction if args.max_fraction is not None else seam.repair.max_fraction
-        kwargs = {"max_fraction": fraction} if fraction is not None else {}
-        report: dict[str, Any] = {"seam": seam.name, "apply": bool(args.apply), "counts": result.counts}
-        code = EXIT_CLEAN
-        try:
-            plan = result.plan_repair(**kwargs)
-            counts = dict(plan.counts)
-            report["plan"] = counts
-            for action, n in counts.items():
-                metrics.add("seamline_repair_rows", n, seam=seam.name, action=action, stage="planned")
-            total = sum(counts.values())
-            print(f"repair plan for seam {seam.name!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-            if total:
-                frame = plan.to_polars()
-                print(frame.head(20))
-                if frame.height > 20:
-                    print(f"... and {frame.height - 20} more")
-            if not args.apply:
-                guard = getattr(plan, "check_guard", None)
-                if total and guard is not None:
-                    guard()  # a plan that --apply would refuse is refused now
-                print("dry run: nothing written (run with --apply to write and verify)")
-                code = EXIT_DRIFT if total else EXIT_CLEAN
-            elif total == 0:
-                print("nothing to repair")
-            else:
-                with progress.step(f"{seam.name}: applying the repair"):
-                    outcome = plan.apply()
-                applied = dict(outcome.counts)
-                report["outcome"] = applied | {"verified": bool(outcome.verified)}
-                for action, n in applied.items():
-                    metrics.add("seamline_repair_rows", n, seam=seam.name, action=action, stage="applied")
-                print("applied: " + ", ".join(f"{k} {v}" for k, v in applied.items()))
-                if outcome.verified:
-                    print(f"verified: seam {seam.name!r} is clean after the repair")
-                else:
-                    print(f"NOT verified: seam {seam.name!r} still differs after the repair")
-                    code = EXIT_DRIFT
-        except RepairRefusedError as e:
-            print(f"seamline: repair refused: {_message(e)}; drift not repaired", file=sys.stderr)
-            report["refused"] = _message(e)
-            code = EXIT_DRIFT
-        if args.json:
-            _write_json(args.json, _report("repair", contract, started, code, **report))
-        if args.metrics:
-            metrics.write(args.metrics, code, contract.redact)
-        return code
+    request = RepairRequest(args.contract, args.seam, apply=args.apply, max_fraction=args.max_fraction)
+    return emit(repair(request, session), _outputs(args), session)
 
 
-def _merge(args: argparse.Namespace) -> int:
-    from seamline.report import summary
+def _merge(args: argparse.Namespace, session: Session) -> int:
+    from seamline.commands.merge import MergeReport, merge_report
+    from seamline.commands.render import Outputs, emit, write_files
     from seamline.scaleout import merge_cmd
 
+    started = time.time()
+    shown: list[MergeReport] = []
+
     def show(merged: Any) -> None:
-        print(summary({f"{merged.seam} (run {merged.run_id}, {merged.shards} shards)": merged}))
-        key = merged.manifests[0]["key"]
-        for row in merged.diffs.head(10).to_dicts():
-            where = ", ".join(f"{k}={row[k]}" for k in key)
-            cols = f"  {', '.join(row['columns'])}" if row["kind"] == "changed" else ""
-            print(f"  {row['kind']:<9} {where}{cols}")
-        if merged.diffs.height > 10:
-            print(f"  ... and {merged.diffs.height - 10} more")
-        if args.json:
-            _write_json(args.json, {"command": "merge", **merged.to_dict()})
+        # the merged run through the one renderer; the repair that may follow prints its own lines
+        shown.append(merge_report(merged, args.contract, started))
+        emit(shown[-1], Outputs(json=args.json), session)
 
-    return merge_cmd(args, _load, show)
+    with contextlib.redirect_stdout(session.out):  # the scale-out code prints the repair it runs
+        code: int = merge_cmd(args, session.load, show)
+    if shown and args.metrics:
+        shown[-1].exit_code = code  # the metrics carry the run's exit code, repair included
+        write_files(shown[-1], Outputs(metrics=args.metrics), session)
+    return code
 
 
-def _layout(args: argparse.Namespace) -> int:
+def _layout(args: argparse.Namespace, session: Session) -> int:
     from seamline.scaleout import layout_cmd
 
-    contract = _load(args.contract)
-    with _redacted(contract.redact):
+    contract = session.load(args.contract)
+    with contextlib.redirect_stdout(session.out):
         return layout_cmd(args, contract)
 
 
-def _k8s_render(args: argparse.Namespace) -> int:
+def _k8s_render(args: argparse.Namespace, session: Session) -> int:
     from seamline.scaleout import k8s_render_cmd
 
-    return k8s_render_cmd(args, _load(args.contract))
+    return k8s_render_cmd(args, session.load(args.contract))
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, session: Session) -> int:
     from seamline import demo
 
     return demo.run(workdir=args.workdir, stores=not args.arrow_only)
 
 
-# -- parser ---------------------------------------------------------------------------------------
+# -- parser -------------------------------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line, exit code 2."""
+    """Usage errors as one line, exit code 2, starting like every other error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_BAD_INPUT, f"seamline: error: {message} (see {self.prog} --help)\n")
+
+
+def _command(sub: Any, name: str, summary: str, description: str, parents: list[Any]) -> Any:
+    return sub.add_parser(
+        name,
+        parents=parents,
+        help=summary,
+        description=description,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     outputs = _Parser(add_help=False)
-    outputs.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    outputs.add_argument("--metrics", metavar="FILE", help="write Prometheus metrics (text format)")
+    outputs.add_argument("--json", metavar="FILE", help="write the report as JSON (also when the run fails)")
+    outputs.add_argument(
+        "--metrics", metavar="FILE", help="write Prometheus metrics, text format (also when the run fails)"
+    )
 
     p = _Parser(
         prog="seamline",
         description="Reconcile the copies of one fact across stores, as declared in a contract file.",
-        epilog="exit codes: 0 clean, 1 drift or SLA at error, 2 bad input, 3 store unavailable",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = sub.add_parser(
-        "check", parents=[common, outputs], help="reconcile the seams of a contract", description=""
+    check = _command(
+        sub,
+        "check",
+        "reconcile the seams of a contract",
+        "Reconcile every seam of the contract (or those named with --seam): a summary row per seam, "
+        "then each seam's first differences. Exit 1 when any seam drifted.",
+        [common, outputs],
     )
     check.add_argument("contract", help="the contract file (YAML)")
     check.add_argument("--seam", action="append", metavar="NAME", help="only this seam (repeatable)")
@@ -476,84 +284,147 @@ def parser() -> argparse.ArgumentParser:
         help="write the differences as Parquet (several seams: FILE.<seam>.parquet, or use {seam})",
     )
     scale = check.add_argument_group("scale-out (one shard of a run; see `seamline merge`)")
-    scale.add_argument("--shard", metavar="I/N", help="reconcile slice I of N of the key ranges")
+    scale.add_argument("--shard", type=_shard, metavar="I/N", help="reconcile slice I of N of the key ranges")
     scale.add_argument(
-        "--shards", type=int, metavar="N", help="N slices; this pod's index from JOB_COMPLETION_INDEX"
+        "--shards", type=_positive, metavar="N", help="N slices; this pod's index from JOB_COMPLETION_INDEX"
     )
     scale.add_argument("--output-uri", metavar="URI", help="where shards write (a path, s3://, gs://)")
     scale.add_argument("--run-id", metavar="ID", help="the run the shard belongs to (default: from the job)")
     scale.add_argument("--layout", metavar="FILE", help="range layout pinned by `seamline layout`")
     check.set_defaults(run=_check)
 
-    merge = sub.add_parser(
-        "merge", parents=[common, outputs], help="merge the shards of a run into one report (and repair)"
+    merge = _command(
+        sub,
+        "merge",
+        "merge the shards of a run into one report (and repair)",
+        "Merge the shards a scaled-out run wrote under --output-uri into one report, printed like "
+        "`check`; with --repair, plan (and with --apply, write and verify) the repair of the drift.",
+        [common, outputs],
     )
     merge.add_argument("--output-uri", required=True, metavar="URI", help="where the shards wrote")
     merge.add_argument("--run-id", metavar="ID", help="the run (default: the only one, or from the job)")
-    merge.add_argument("--shards", type=int, metavar="N", help="how many shards the run has")
-    merge.add_argument("--wait", metavar="DURATION", help="wait up to this long for missing shards")
+    merge.add_argument("--shards", type=_positive, metavar="N", help="how many shards the run has")
+    merge.add_argument(
+        "--wait",
+        type=_duration,
+        metavar="DURATION",
+        help="wait up to this long for missing shards (e.g. 10m)",
+    )
     merge.add_argument("--contract", metavar="FILE", help="the contract (needed for --repair)")
-    merge.add_argument("--seam", metavar="NAME", help="accepted for symmetry with check (the run names it)")
+    merge.add_argument(
+        "--seam", metavar="NAME", help="the seam the run checked (refused if it checked another)"
+    )
     merge.add_argument("--repair", action="store_true", help="plan the repair of the merged drift")
     merge.add_argument("--apply", action="store_true", help="with --repair: write and verify it")
     merge.set_defaults(run=_merge)
 
-    layout = sub.add_parser("layout", parents=[common], help="pin a seam's key-range layout for shards")
+    layout = _command(
+        sub,
+        "layout",
+        "pin a seam's key-range layout for shards",
+        "Compute a seam's key ranges once and write them to a file, so that every shard of a run "
+        "slices the key space the same way.",
+        [common],
+    )
     layout.add_argument("contract", help="the contract file (YAML)")
-    layout.add_argument("--seam", required=True, metavar="NAME")
+    layout.add_argument("--seam", required=True, metavar="NAME", help="the seam to lay out")
     layout.add_argument("--output", required=True, metavar="FILE", help="the layout file to write")
     layout.set_defaults(run=_layout)
 
-    k8s = sub.add_parser("k8s", help="Kubernetes manifests for a scaled-out run")
-    k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True, metavar="COMMAND")
-    render = k8s_sub.add_parser("render", parents=[common], help="print the manifests (YAML)")
-    render.add_argument("contract", help="the contract file (YAML)")
-    render.add_argument("--seam", required=True, metavar="NAME")
-    render.add_argument(
-        "--shards", type=int, required=True, metavar="N", help="pods (slices of the key space)"
+    k8s = _command(
+        sub,
+        "k8s",
+        "Kubernetes manifests for a scaled-out run",
+        "Kubernetes manifests: an Indexed Job (or a CronJob) whose pods each check one shard, and the merge.",
+        [],
     )
-    render.add_argument("--parallelism", type=int, metavar="P", help="pods running at once (default N)")
+    k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True, metavar="COMMAND")
+    render = _command(
+        k8s_sub,
+        "render",
+        "print the manifests (YAML)",
+        "Print the manifests of a scaled-out check of one seam: the contract as a ConfigMap, the shard "
+        "Job (or CronJob with --schedule) and the merge.",
+        [common],
+    )
+    render.add_argument("contract", help="the contract file (YAML)")
+    render.add_argument("--seam", required=True, metavar="NAME", help="the seam to check")
+    render.add_argument(
+        "--shards", type=_positive, required=True, metavar="N", help="pods (slices of the key space)"
+    )
+    render.add_argument("--parallelism", type=_positive, metavar="P", help="pods running at once (default N)")
     render.add_argument("--schedule", metavar="CRON", help="a CronJob on this schedule instead of a Job")
-    render.add_argument("--image", default="ghcr.io/seamline/seamline:0.1.0", metavar="IMAGE")
-    render.add_argument("--output-uri", default="s3://seamline-runs", metavar="URI")
-    render.add_argument("--rows", type=int, default=10_000_000, help="expected rows, to size the pods")
+    render.add_argument(
+        "--image", default="ghcr.io/seamline/seamline:0.1.0", metavar="IMAGE", help="the container image"
+    )
+    render.add_argument(
+        "--output-uri", default="s3://seamline-runs", metavar="URI", help="where the shards write"
+    )
+    render.add_argument(
+        "--rows", type=_positive, default=10_000_000, metavar="N", help="expected rows, to size the pods"
+    )
     render.add_argument("--secret", metavar="NAME", help="the Secret with the contract's ${VARS}")
-    render.add_argument("--namespace", metavar="NS")
+    render.add_argument("--namespace", metavar="NS", help="the Kubernetes namespace (default: none set)")
     render.set_defaults(run=_k8s_render)
 
-    repair = sub.add_parser(
-        "repair", parents=[common, outputs], help="plan (dry run) or apply the repair of one seam"
+    repair = _command(
+        sub,
+        "repair",
+        "plan (dry run) or apply the repair of one seam",
+        "Reconcile one seam and print the repair plan, one line per operation. A dry run writes "
+        "nothing; --apply writes the plan under the version guard and verifies the target agrees. A "
+        "plan touching more than max_fraction of the target is refused.",
+        [common, outputs],
     )
     repair.add_argument("contract", help="the contract file (YAML)")
     repair.add_argument("--seam", required=True, metavar="NAME", help="the seam to repair")
     repair.add_argument("--apply", action="store_true", help="write the repair and verify it")
     repair.add_argument(
         "--max-fraction",
-        type=float,
+        type=_fraction,
         metavar="F",
-        help="refuse a repair touching more than this fraction of the target (default: the contract's)",
+        help="refuse a repair touching more than this fraction of the target, in (0, 1] "
+        "(default: the contract's repair.max_fraction, else 0.05)",
     )
     repair.set_defaults(run=_repair)
 
-    fresh = sub.add_parser("freshness", parents=[common, outputs], help="lag and backlog of each seam")
+    fresh = _command(
+        sub,
+        "freshness",
+        "lag and backlog of each seam",
+        "For each seam: how far the target's newest version lags the source's, how many source rows "
+        "are newer, and the verdict against the seam's freshness SLA. Exit 1 when one is at error.",
+        [common, outputs],
+    )
     fresh.add_argument("contract", help="the contract file (YAML)")
     fresh.add_argument("--seam", action="append", metavar="NAME", help="only this seam (repeatable)")
     fresh.set_defaults(run=_freshness)
 
-    lineage = sub.add_parser(
-        "lineage", parents=[common, outputs], help="walk a chain to the first seam that diverges"
+    lineage = _command(
+        sub,
+        "lineage",
+        "walk a chain to the first seam that diverges",
+        "Walk a chain of seams (bronze -> silver -> gold) in order, checking freshness and drift of "
+        "each, and name the first layer that diverges.",
+        [common, outputs],
     )
     lineage.add_argument("contract", help="the contract file (YAML)")
     lineage.add_argument("--chain", required=True, metavar="NAME", help="the chain to walk")
     lineage.add_argument(
         "--as-of",
+        type=_time,
         metavar="TIME",
         help="read the Iceberg snapshots current at TIME (ISO 8601, or e.g. 2h for two hours ago)",
     )
     lineage.set_defaults(run=_lineage)
 
-    demo = sub.add_parser(
-        "demo", parents=[common], help="build a small shop with drift injected, and reconcile it"
+    demo = _command(
+        sub,
+        "demo",
+        "build a small shop with drift injected, and reconcile it",
+        "Build a small shop (Arrow and Parquet; with the services up also Postgres, OpenSearch, "
+        "Iceberg and LanceDB), inject drift, and reconcile it through a contract.",
+        [common],
     )
     demo.add_argument(
         "--workdir", default="demo-out", help="where the demo writes its files (default: demo-out)"
@@ -563,24 +434,63 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
+# -- main ---------------------------------------------------------------------------------------------
+
+
+def _failed(args: argparse.Namespace, session: Session, started: float, code: int, text: str) -> None:
+    """A run that failed still writes its --json and --metrics (with its exit code)."""
+    outputs = _outputs(args)
+    json_file = outputs.json if outputs.json and _writable(outputs.json) else None
+    metrics_file = outputs.metrics if outputs.metrics and _writable(outputs.metrics) else None
+    if not (json_file or metrics_file):
+        return
+    from seamline.commands.render import Outputs, write_files
+
+    contract = getattr(args, "contract", None)
+    report = FailedReport(args.command, contract, started, code, None, session.redact(text))
     try:
-        return run(args)
+        write_files(report, Outputs(json=json_file, metrics=metrics_file), session)
+    except Exception as e:  # the failure being reported matters more than the report
+        session.error(f"error: cannot write the report: {describe(e)}")
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = parser().parse_args(argv)
+    session = Session(debug=args.debug)
+    started = time.time()
+    try:
+        _check_outputs(args)
+        code: int = args.run(args, session)
+        return code
+    except KeyboardInterrupt:
+        session.error("interrupted")
+        _failed(args, session, started, EXIT_INTERRUPTED, "interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as e:  # every error is one line
+        if args.debug:
+            traceback.print_exc(file=session.err)
+        from seamline.exceptions import RepairRefusedError
+
+        if isinstance(e, RepairRefusedError):
+            text = refusal_text(e)
+            session.error(f"repair refused: {text}; drift not repaired")
+            _failed(args, session, started, EXIT_DRIFT, f"repair refused: {text}")
+            return EXIT_DRIFT
+        text, code = describe(e), exit_code_for(e)
+        if is_unexpected(e) and not args.debug:
+            text += " (run with --debug for the traceback)"
+        session.error(f"error: {text}")
+        _failed(args, session, started, code, text)
+        return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C at any moment, start-up imports included, is this one line and 130
+    try:
+        return _run(argv)
     except KeyboardInterrupt:
         print("seamline: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (SeamlineError, Exception) as e:  # noqa: B014 - every error is one line
-        if args.debug:
-            traceback.print_exc()
-        from seamline.contract import redact
-
-        text = _redact(redact(_message(e)))
-        if not isinstance(e, SeamlineError) and not _is_connection_error(e) and not args.debug:
-            text += " (run with --debug for the traceback)"
-        print(f"seamline: error: {text}", file=sys.stderr)
-        return exit_code_for(e)
 
 
 if __name__ == "__main__":

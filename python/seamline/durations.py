@@ -41,3 +41,17 @@ def format_duration(seconds: float | None) -> str:
         if len(out) == 2:
             break
     return "".join(out)
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An ISO-8601 time (naive = UTC), or a duration meaning that long ago ("2h")."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=parse_duration(text.strip()))
+        except InvalidInputError:
+            raise InvalidInputError(
+                f"--as-of: {text!r} is not a time (ISO 8601, e.g. 2026-11-20T06:00:00Z, or 2h: 2 hours ago)"
+            ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

@@ -61,7 +61,7 @@ class Options:
     #: (i, n): reconcile only slice i of n of the ranges (a shard of a scaled-out run)
     shard: tuple[int, int] | None = None
     #: called about every 0.1 s while passes run with {"source": rows read, "target": rows read}
-    #: (all passes so far): live progress for a terminal
+    #: by the running pass (never more than the side holds): live progress for a terminal
     on_progress: Callable[[dict[str, int]], None] | None = None
 
 
@@ -268,6 +268,8 @@ class Engine:
     def _both(self, work: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
         """Run `work` for both sides at once: the native passes release the GIL, and a store's
         latency on one side overlaps with hashing on the other."""
+        # each pass counts from zero: a live counter summing passes would pass the side's total
+        self.rows_read = {side: _core.RowCounter() for side in self.sides}
         with ThreadPoolExecutor(max_workers=2) as pool:
             a, b = pool.submit(work, "source", *args), pool.submit(work, "target", *args)
             try:

@@ -1,4 +1,4 @@
-"""Metrics for schedulers, in the Prometheus text exposition format (version 0.0.4).
+"""Metrics for schedulers, in the Prometheus text exposition format, built with prometheus_client.
 
 Written atomically (a temporary file in the same directory, then a rename) so that a node exporter's
 textfile collector (`--collector.textfile.directory`, files named `*.prom`) never reads half a file;
@@ -8,13 +8,14 @@ http://pushgateway:9091/metrics/job/seamline`).
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
 
 KINDS = ("missing", "extra", "changed", "duplicate")
 _FRESHNESS_LEVEL = {"pass": 0, "warn": 1, "error": 2}
@@ -40,23 +41,14 @@ FAMILIES: dict[str, tuple[str, str]] = {
 
 
 def escape_label(value: str) -> str:
+    """A label value as the text format escapes it (what prometheus_client writes)."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
 
 
 @dataclass
 class Metrics:
+    """The samples of one run, by family; `registry` turns them into prometheus_client gauges."""
+
     command: str
     samples: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
 
@@ -89,29 +81,36 @@ class Metrics:
     def error(self, seam: str) -> None:
         self.add("seamline_seam_error", 1, seam=seam)
 
-    def render(self, exit_code: int, now: float | None = None) -> str:
+    def registry(self, exit_code: int, now: float | None = None) -> CollectorRegistry:
+        """A registry holding every family that has samples, plus when and how this run ended."""
         now = time.time() if now is None else now
         self.samples.pop("seamline_last_run_timestamp_seconds", None)
         self.samples.pop("seamline_last_run_exit_code", None)
         self.add("seamline_last_run_timestamp_seconds", round(now, 3), command=self.command)
         self.add("seamline_last_run_exit_code", exit_code, command=self.command)
-        lines: list[str] = []
-        for name, (kind, text) in FAMILIES.items():
+        registry = CollectorRegistry(auto_describe=False)
+        for name, (_, text) in FAMILIES.items():
             samples = self.samples.get(name)
             if not samples:
                 continue
-            lines.append(f"# HELP {name} {text}")
-            lines.append(f"# TYPE {name} {kind}")
+            labelnames = list(dict.fromkeys(k for labels, _ in samples for k in labels))
+            gauge = Gauge(name, text, labelnames, registry=registry)
             for labels, value in samples:
-                inner = ",".join(f'{k}="{escape_label(str(v))}"' for k, v in labels.items())
-                lines.append(f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}")
-        return "\n".join(lines) + "\n"
+                child = (
+                    gauge.labels(**{k: str(labels.get(k, "")) for k in labelnames}) if labelnames else gauge
+                )
+                child.set(value)
+        return registry
 
-    def write(self, path: str | Path, exit_code: int, redact: Any = None) -> None:
-        text = self.render(exit_code)
-        if redact is not None:
-            text = redact(text)
-        write_atomic(path, text)
+    def render(self, exit_code: int, now: float | None = None) -> str:
+        return generate_latest(self.registry(exit_code, now)).decode("utf-8")
+
+    def write(self, path: str | Path, exit_code: int) -> None:
+        """Atomically (prometheus_client writes a temporary file and renames it). Labels are seam
+        names, commands and fixed words, never a value from a store, so nothing here needs redaction."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(target), self.registry(exit_code))
 
 
 def write_atomic(path: str | Path, text: str) -> None:

@@ -48,6 +48,8 @@ class Progress:
         self._status: str | None = None
         self._detail = ""
         self._started = 0.0
+        #: wall seconds of the last step, as the spinner counted them (the finished line shows them)
+        self.last_seconds = 0.0
 
     def line(self, text: str) -> None:
         if self.quiet:
@@ -59,10 +61,14 @@ class Progress:
     @contextmanager
     def step(self, text: str) -> Iterator[None]:
         """A spinner with `text` and the elapsed time while the block runs (terminals only)."""
+        started = time.monotonic()
         if not self.live or self.quiet:
-            yield
+            try:
+                yield
+            finally:
+                self.last_seconds = time.monotonic() - started
             return
-        self._status, self._started = text, time.monotonic()
+        self._status, self._started = text, started
         stop = threading.Event()
         thread = threading.Thread(target=self._spin, args=(stop,), daemon=True)
         thread.start()
@@ -71,29 +77,32 @@ class Progress:
         finally:
             stop.set()
             thread.join()
+            self.last_seconds = time.monotonic() - started
             with self._lock:
                 self._clear()
                 self._status = None
                 self._detail = ""
 
     def rows(self, read: dict[str, int]) -> None:
-        """Live counts while a seam runs (`Options.on_progress`): rows read and rows/s per side,
-        shown next to the spinner."""
+        """Live counts while a seam runs (`Options.on_progress`): rows read by the running pass and
+        rows/s per side, shown next to the spinner."""
         if not self.live or self._status is None:
             return
         elapsed = max(time.monotonic() - self._started, 1e-9)
         with self._lock:
             self._detail = ", ".join(f"{side} {n:,} rows ({rate(n, elapsed)}/s)" for side, n in read.items())
 
-    def seam_done(self, name: str, result: Any) -> None:
-        """One line: rows and rows/s per side, differences, seconds."""
+    def seam_done(self, name: str, result: Any, seconds: float | None = None) -> None:
+        """One line: rows and rows/s per side, differences, and the wall seconds of the step (the
+        time the spinner showed last; the result's own time when there was no step)."""
         parts = []
         for side in ("source", "target"):
-            rows, read, seconds = side_stats(result.passes, side)
-            parts.append(f"{side} {rows:,} rows ({rate(rows, seconds)} rows/s)")
+            rows, _, pass_seconds = side_stats(result.passes, side)
+            parts.append(f"{side} {rows:,} rows ({rate(rows, pass_seconds)} rows/s)")
         found = sum(v for k, v in result.counts.items() if k in ("missing", "extra", "changed", "duplicate"))
         verdict = "clean" if result.clean else f"{found:,} difference{'s' if found != 1 else ''}"
-        self.line(f"{name}: {', '.join(parts)}; {verdict}; {result.seconds:.2f}s")
+        took = result.seconds if seconds is None else seconds
+        self.line(f"{name}: {', '.join(parts)}; {verdict}; {took:.2f}s")
 
     def _spin(self, stop: threading.Event) -> None:
         i = 0

@@ -1,12 +1,19 @@
-"""Terminal rendering of reconcile results: one summary table for any number of seams."""
+"""Terminal rendering of reconcile results: one summary table for any number of seams, and the
+differences one line each (`check`, `repair` plans and merged shards print them alike)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from seamline.result import ReconcileResult
+if TYPE_CHECKING:
+    import polars as pl
+
+    from seamline.result import ReconcileResult
+
+KINDS = ("missing", "extra", "changed", "duplicate")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -14,39 +21,50 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*header), line.format(*("-" * w for w in widths))]
     out += [line.format(*map(str, r)) for r in rows]
-    return "\n".join(out)
+    return "\n".join(text.rstrip() for text in out)
 
 
-def summary(results: dict[str, ReconcileResult]) -> str:
-    """A table: seam, verdict, rows read per side, each kind of difference, seconds."""
-    header = [
-        "seam",
-        "verdict",
-        "source rows",
-        "target rows",
-        "missing",
-        "extra",
-        "changed",
-        "duplicate",
-        "s",
-    ]
+def count(n: int | None) -> str:
+    """A row count with thousands separators; "-" when there is none."""
+    return "-" if n is None else f"{n:,}"
+
+
+def summary(
+    results: Mapping[str, Any],
+    *,
+    failed: Mapping[str, str] | None = None,
+    seconds: Mapping[str, float] | None = None,
+) -> str:
+    """A table: seam, status, rows read per side, each kind of difference, seconds. `results` maps a
+    seam to its result (None when it failed: `failed` gives the status to show, e.g. "ERROR");
+    `seconds` overrides a result's own time with the wall time the progress line showed."""
+    failed = failed or {}
+    seconds = seconds or {}
+    header = ["seam", "status", "source rows", "target rows", *KINDS, "seconds"]
     rows = []
     for name, r in results.items():
+        took = seconds.get(name, r.seconds if r is not None else None)
+        shown = "-" if took is None else f"{took:.2f}"
+        if r is None:
+            rows.append([name, failed.get(name, "ERROR"), "-", "-", "-", "-", "-", "-", shown])
+            continue
         c = r.counts
         rows.append(
             [
                 name,
                 "clean" if r.clean else "DRIFT",
-                c["source_rows"],
-                c["target_rows"],
-                c["missing"],
-                c["extra"],
-                c["changed"],
-                c["duplicate"],
-                f"{r.seconds:.2f}",
+                count(c["source_rows"]),
+                count(c["target_rows"]),
+                *(count(c[k]) for k in KINDS),
+                shown,
             ]
         )
     return _table(header, rows)
+
+
+# -- one difference --------------------------------------------------------------------------------
+
+_INVISIBLE = {"Mn", "Me", "Cf", "Cc", "Zs", "Zl", "Zp"}
 
 
 def _show(v: Any) -> str:
@@ -55,22 +73,71 @@ def _show(v: Any) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
+def escaped(text: str) -> str:
+    """`text` quoted, with what a terminal cannot show spelled out: combining marks, format and
+    control characters, non-breaking and other unusual spaces, and trailing spaces."""
+    body = text.rstrip(" ")
+    out = []
+    for ch in body:
+        if ch != " " and (unicodedata.category(ch) in _INVISIBLE or ch in "\\'"):
+            out.append(f"\\u{ord(ch):04x}" if ch not in "\\'" else f"\\{ch}")
+        else:
+            out.append(ch)
+    out.append("\\u0020" * (len(text) - len(body)))
+    return "'" + "".join(out) + "'"
+
+
+def _looks_alike(a: str, b: str) -> bool:
+    """Two different strings a reader would see as the same."""
+    visible = [
+        "".join(
+            ch
+            for ch in unicodedata.normalize("NFC", s).rstrip()
+            if unicodedata.category(ch) not in _INVISIBLE
+        )
+        for s in (a, b)
+    ]
+    return visible[0] == visible[1]
+
+
+def change(column: str, source: Any, target: Any) -> str:
+    """`column: source -> target`, with escapes (and the `compare:` option that would make them
+    equal) when the two look alike."""
+    if isinstance(source, str) and isinstance(target, str) and _looks_alike(source, target):
+        hint = ""
+        if unicodedata.normalize("NFC", source) == unicodedata.normalize("NFC", target):
+            hint = " (equal under unicode: nfc)"
+        elif source.strip() == target.strip():
+            hint = " (equal under trim: true)"
+        return f"{column}: {escaped(source)} -> {escaped(target)}{hint}"
+    return f"{column}: {_show(source)} -> {_show(target)}"
+
+
+def detail(row: Mapping[str, Any]) -> str:
+    """What one difference row says beyond its kind and key."""
+    if row["kind"] == "changed":
+        source, target = row.get("source") or {}, row.get("target") or {}
+        return "  " + "; ".join(change(c, source.get(c), target.get(c)) for c in row["columns"])
+    if row["kind"] == "duplicate":
+        return f"  {row['occurrences']}x in the {row['side']}"
+    return ""
+
+
+def key_text(row: Mapping[str, Any], key: Sequence[str]) -> str:
+    return ", ".join(f"{n}={_show(row[n])}" for n in key)
+
+
+def difference_lines(diffs: pl.DataFrame, key: Sequence[str], limit: int = 10) -> str:
+    """The first differences of a differences frame, one line each."""
+    lines = []
+    for row in diffs.head(limit).to_dicts():
+        lines.append(f"  {row['kind']:<9} {key_text(row, key)}{detail(row)}")
+    more = diffs.height - limit
+    if more > 0:
+        lines.append(f"  ... and {more:,} more")
+    return "\n".join(lines)
+
+
 def differences(result: ReconcileResult, limit: int = 10) -> str:
     """The first differences of one seam, one line each."""
-    key = [s for s, _ in result.seam.key]
-    lines = []
-    for row in result.diffs.head(limit).to_dicts():
-        k = ", ".join(f"{n}={_show(row[n])}" for n in key)
-        detail = ""
-        if row["kind"] == "changed":
-            parts = []
-            for col in row["columns"]:
-                parts.append(f"{col}: {_show(row['source'][col])} -> {_show(row['target'][col])}")
-            detail = "  " + "; ".join(parts)
-        elif row["kind"] == "duplicate":
-            detail = f"  {row['occurrences']}x in the {row['side']}"
-        lines.append(f"  {row['kind']:<9} {k}{detail}")
-    more = result.diffs.height - limit
-    if more > 0:
-        lines.append(f"  ... and {more} more")
-    return "\n".join(lines)
+    return difference_lines(result.diffs, [s for s, _ in result.seam.key], limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seamline.compare import Compare
+from seamline.compare import Binary, Compare, LogicalType, Uuid
 from seamline.engine import EngineOutput, Options
 from seamline.exceptions import InvalidInputError
 from seamline.jsonsafe import json_safe
@@ -32,6 +33,8 @@ def _take(table: pa.Table | None, column: str, rows: pa.Array, like: pa.DataType
     values = table.column(column).combine_chunks()
     if isinstance(values.type, pa.BaseExtensionType):
         values = values.storage  # e.g. Postgres numeric streamed as an opaque extension over text
+    if pa.types.is_run_end_encoded(values.type):
+        values = pc.run_end_decode(values)  # take has no kernel for run-end encoded arrays
     if pa.types.is_string_view(values.type) or pa.types.is_binary_view(values.type):
         # pyarrow's take has no kernel for the view layouts polars exports
         values = values.cast(pa.large_string() if pa.types.is_string_view(values.type) else pa.large_binary())
@@ -42,6 +45,88 @@ def _take(table: pa.Table | None, column: str, rows: pa.Array, like: pa.DataType
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return values.cast(pa.string()) if like == pa.string() else values
     return values
+
+
+def _uuid_text(value: Any) -> str | None:
+    """A uuid, given as 16 bytes or as text in any case and layout, in its canonical text form."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return str(uuid.UUID(bytes=bytes(value)))
+        return str(uuid.UUID(str(value).strip()))
+    except ValueError:
+        return str(value)  # not a uuid: the core has already refused it; never crash the report
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    """Any array as text: a cast where Arrow has one, else each value's repr (bytes that are not
+    UTF-8 must not fail the report)."""
+    try:
+        return values.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
+
+
+def _canonical_key(values: pa.Array, logical: LogicalType) -> pa.Array:
+    """Key values in the form the core compares them in, when the sides hold them in different
+    Arrow types (a uuid as 16 bytes on one side and as text on the other)."""
+    if isinstance(logical, Uuid):
+        return pa.array([_uuid_text(v) for v in values.to_pylist()], pa.string())
+    if isinstance(logical, Binary):
+        return values.cast(pa.large_binary())  # text keys compare as their UTF-8 bytes
+    return _as_text(values)
+
+
+def _key_column(
+    from_src: pa.Array | None,
+    from_dst: pa.Array,
+    logical: LogicalType,
+    types: tuple[pa.DataType, pa.DataType],
+) -> pa.Array:
+    """One key column of the differences: the source's value, else the target's, in the source's
+    type. When the two sides declare the key in different Arrow types, a value the source's type
+    cannot hold exactly (a uuid as 16 bytes against text) comes out in its canonical form, from
+    either side, so the column has one form in every group of differences."""
+    if pa.types.is_null(from_dst.type):  # the target kept no row in this group
+        from_dst = pa.nulls(len(from_dst), from_src.type if from_src is not None else types[0])
+    if types[0] != types[1] and isinstance(logical, Uuid | Binary):
+        parts = [_canonical_key(a, logical) for a in (from_src, from_dst) if a is not None]
+        return pc.coalesce(*parts) if len(parts) > 1 else parts[0]
+    if from_dst.type != types[0]:
+        try:
+            cast = from_dst.cast(types[0])
+            if pc.all(pc.equal(cast.cast(from_dst.type), from_dst)).as_py() is not False:
+                from_dst = cast  # lossless: int32 as int64, text that is the number
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    if from_src is None:
+        return from_dst if from_dst.type == types[0] else _as_text(from_dst)
+    if from_src.type == from_dst.type:
+        return pc.coalesce(from_src, from_dst)
+    return pc.coalesce(_as_text(from_src), _as_text(from_dst))
+
+
+def _polars_type(t: pa.DataType) -> pa.DataType:
+    """`t`, or the nearest type polars can hold: a fixed-offset zone ("+05:30", which polars cannot
+    parse) as UTC (the same instants), a decimal256 as a decimal128 when its precision fits, else
+    as text (polars has no 256-bit integers)."""
+    if pa.types.is_timestamp(t) and t.tz and t.tz[:1] in "+-" and t.tz not in ("+00:00", "-00:00"):
+        return pa.timestamp(t.unit, tz="UTC")
+    if pa.types.is_decimal256(t):
+        return pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_polars_type(f.type)) for f in t])
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _polars_type(t.value_type)
+        return pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner)
+    return t
+
+
+def _for_polars(table: pa.Table) -> pa.Table:
+    """The differences with every column in a type polars can hold (see `_polars_type`)."""
+    wanted = pa.schema([f.with_type(_polars_type(f.type)) for f in table.schema])
+    return table if wanted == table.schema else table.cast(wanted)
 
 
 def _struct(
@@ -67,14 +152,9 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
         cols: dict[str, pa.Array] = {}
         for s, t in seam.key:
             from_src = _take(src, s, src_rows, None) if src is not None else None
-            like = from_src.type if from_src is not None else None
-            from_dst = _take(dst, t, dst_rows, like)
-            if from_src is None:
-                cols[s] = from_dst
-            elif from_dst.type == from_src.type:
-                cols[s] = pc.coalesce(from_src, from_dst)
-            else:
-                cols[s] = pc.coalesce(from_src.cast(pa.string()), from_dst.cast(pa.string()))
+            from_dst = _take(dst, t, dst_rows, None)
+            types = (schemas["source"].field(s).type, schemas["target"].field(t).type)
+            cols[s] = _key_column(from_src, from_dst, seam.logical[s], types)
         cols["kind"] = found.column("kind").combine_chunks()
         indexes = found.column("columns").combine_chunks()
         offsets = pc.subtract(indexes.offsets, indexes.offsets[0])  # from the first list on
@@ -96,7 +176,7 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
                 "occurrences": pa.array([], pa.int64()),
             }
         )
-    return pa.concat_tables(parts, promote_options="permissive")
+    return _for_polars(pa.concat_tables(parts, promote_options="permissive"))
 
 
 @dataclass

@@ -58,7 +58,8 @@ def _time_unit(t: pa.DataType) -> str | None:
 
 
 def _value_type(t: pa.DataType) -> pa.DataType:
-    return t.value_type if pa.types.is_dictionary(t) else t
+    """The type of the values of a dictionary or run-end encoded column (what the core reads)."""
+    return t.value_type if pa.types.is_dictionary(t) or pa.types.is_run_end_encoded(t) else t
 
 
 def infer_logical(src: pa.Field, dst: pa.Field | None, compare: Compare) -> LogicalType:
@@ -66,8 +67,12 @@ def infer_logical(src: pa.Field, dst: pa.Field | None, compare: Compare) -> Logi
     precision a timestamp can be compared at)."""
     if src.name in compare.columns:
         return compare.columns[src.name]
-    if pa.types.is_null(src.type) and dst is not None and not pa.types.is_null(dst.type):
-        return infer_logical(dst.with_name(src.name), None, compare)  # all-NULL source column
+    if pa.types.is_null(_value_type(src.type)):
+        # An all-NULL column (Arrow `null`: an all-None column, a frame built from no rows) holds
+        # NULLs of the other side's type; NULL against NULL is equal in any type.
+        if dst is not None and not pa.types.is_null(_value_type(dst.type)):
+            return infer_logical(dst.with_name(src.name), None, compare)
+        return compare.string()
     t = _value_type(src.type)
     hint = (src.metadata or {}).get(LOGICAL_METADATA, b"").decode()
     if hint == "json":
@@ -100,7 +105,12 @@ def infer_logical(src: pa.Field, dst: pa.Field | None, compare: Compare) -> Logi
         return Date()
     if pa.types.is_fixed_size_binary(t) and t.byte_width == 16 or str(t) in ("extension<arrow.uuid>", "uuid"):
         return Uuid()
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+    if (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_binary_view(t)
+        or pa.types.is_fixed_size_binary(t)
+    ):
         return Binary()
     if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
         pa.types.is_floating(t.value_type)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::builder::{ListBuilder, UInt32Builder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::fasthash::FastMap;
 use crate::passes::Collected;
 
@@ -86,8 +86,23 @@ impl Occurrence {
 const PARALLEL_ROWS: usize = 65_536;
 
 /// Classify every key whose rows differ between the two sides, on up to `threads` threads.
-pub fn classify(source: &Collected, target: &Collected, n_values: usize, threads: usize) -> Vec<Difference> {
-    assert!(source.len() < NONE as usize && target.len() < NONE as usize, "diff groups hold < 2^32 rows");
+///
+/// A key agrees when both sides hold it the same number of times with the same values (the same
+/// multiset of row digests): the test a leaf applies to all its rows at once, so what is reported
+/// for a key never depends on the other rows that happen to share its leaf. A key that disagrees
+/// and is held more than once on a side is a `duplicate` on that side; it is also `missing`,
+/// `extra`, or `changed` when the other side lacks it or holds none of its versions.
+pub fn classify(
+    source: &Collected,
+    target: &Collected,
+    n_values: usize,
+    threads: usize,
+) -> Result<Vec<Difference>> {
+    if source.len() >= NONE as usize || target.len() >= NONE as usize {
+        return Err(CoreError::Invalid(
+            "a diff group holds 2^32 rows or more: lower diff_budget_rows".to_string(),
+        ));
+    }
     let parts = if source.len() + target.len() < PARALLEL_ROWS { 1 } else { threads.max(1) };
     let mut out = if parts == 1 {
         classify_part(source, target, n_values, 0, 1)
@@ -97,11 +112,14 @@ pub fn classify(source: &Collected, target: &Collected, n_values: usize, threads
             let handles: Vec<_> = (0..parts)
                 .map(|part| scope.spawn(move || classify_part(source, target, n_values, part, parts)))
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("classify thread panicked")).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         })
     };
     out.sort_by_key(|d| (d.source_row.or(d.target_row), d.kind));
-    out
+    Ok(out)
 }
 
 /// `classify` of the keys whose digest is `part` modulo `parts`.
@@ -121,44 +139,107 @@ fn classify_part(
     for (i, kd) in target.key_digest.iter().enumerate().filter(|(_, kd)| mine(kd)) {
         by_key.entry(*kd).or_default()[1].add(i);
     }
-    let mut out = Vec::new();
-    for [s, t] in by_key.values() {
-        let (s0, t0) = (s.first(), t.first());
-        for (occ, side) in [(s, Side::Source), (t, Side::Target)] {
-            if occ.count > 1 {
-                out.push(Difference {
-                    kind: DiffKind::Duplicate,
-                    source_row: s0,
-                    target_row: t0,
-                    columns: vec![],
-                    duplicate_side: Some(side),
-                    occurrences: occ.count as usize,
-                });
+    // Keys held more than once on a side are rare: gather all their rows in a second look.
+    let mut repeated: FastMap<u128, [Vec<usize>; 2]> = by_key
+        .iter()
+        .filter(|(_, [s, t])| s.count > 1 || t.count > 1)
+        .map(|(kd, _)| (*kd, Default::default()))
+        .collect();
+    if !repeated.is_empty() {
+        for (side, collected) in [source, target].into_iter().enumerate() {
+            for (i, kd) in collected.key_digest.iter().enumerate() {
+                if let Some(rows) = repeated.get_mut(kd) {
+                    rows[side].push(i);
+                }
             }
-        }
-        let base = Difference {
-            kind: DiffKind::Missing,
-            source_row: s0,
-            target_row: t0,
-            columns: vec![],
-            duplicate_side: None,
-            occurrences: 1,
-        };
-        match (s0, t0) {
-            (Some(_), None) => out.push(base),
-            (None, Some(_)) => out.push(Difference { kind: DiffKind::Extra, ..base }),
-            (Some(a), Some(b)) if source.row_digest[a] != target.row_digest[b] => {
-                let (va, vb) = (
-                    &source.value_hashes[a * n_values..(a + 1) * n_values],
-                    &target.value_hashes[b * n_values..(b + 1) * n_values],
-                );
-                let columns = (0..n_values).filter(|&j| va[j] != vb[j]).collect();
-                out.push(Difference { kind: DiffKind::Changed, columns, ..base });
-            }
-            _ => {}
         }
     }
+    let mut out = Vec::new();
+    for (kd, [s, t]) in by_key.iter() {
+        if let Some([src_rows, dst_rows]) = repeated.get(kd) {
+            classify_repeated(source, target, n_values, src_rows, dst_rows, &mut out);
+            continue;
+        }
+        let (s0, t0) = (s.first(), t.first());
+        pair_difference(source, target, n_values, s0, t0, true, &mut out);
+    }
     out
+}
+
+/// The difference between one row (or none) of each side for a key: missing, extra, or (when
+/// `compare` and the rows differ) changed, with the columns that differ.
+fn pair_difference(
+    source: &Collected,
+    target: &Collected,
+    n_values: usize,
+    s0: Option<usize>,
+    t0: Option<usize>,
+    compare: bool,
+    out: &mut Vec<Difference>,
+) {
+    let base = Difference {
+        kind: DiffKind::Missing,
+        source_row: s0,
+        target_row: t0,
+        columns: vec![],
+        duplicate_side: None,
+        occurrences: 1,
+    };
+    match (s0, t0) {
+        (Some(_), None) => out.push(base),
+        (None, Some(_)) => out.push(Difference { kind: DiffKind::Extra, ..base }),
+        (Some(a), Some(b)) if compare && source.row_digest[a] != target.row_digest[b] => {
+            let (va, vb) = (
+                &source.value_hashes[a * n_values..(a + 1) * n_values],
+                &target.value_hashes[b * n_values..(b + 1) * n_values],
+            );
+            let columns = (0..n_values).filter(|&j| va[j] != vb[j]).collect();
+            out.push(Difference { kind: DiffKind::Changed, columns, ..base });
+        }
+        _ => {}
+    }
+}
+
+/// A key held more than once on at least one side (`src_rows`, `dst_rows`: all its rows).
+fn classify_repeated(
+    source: &Collected,
+    target: &Collected,
+    n_values: usize,
+    src_rows: &[usize],
+    dst_rows: &[usize],
+    out: &mut Vec<Difference>,
+) {
+    // (row digest, row), sorted: the digests are the key's multiset of versions on a side
+    let versions = |c: &Collected, rows: &[usize]| {
+        let mut v: Vec<(u128, usize)> = rows.iter().map(|&r| (c.row_digest[r], r)).collect();
+        v.sort_unstable();
+        v
+    };
+    let (a, b) = (versions(source, src_rows), versions(target, dst_rows));
+    if a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0) {
+        return; // the same rows, as many times: the key agrees
+    }
+    // The rows shown for the key, chosen whatever order the rows arrived in: a version both sides
+    // hold (the smallest), else each side's smallest.
+    let shared = a.iter().find(|(d, _)| b.binary_search_by(|(e, _)| e.cmp(d)).is_ok()).map(|x| x.0);
+    let (s0, t0) = match shared {
+        Some(d) => (a.iter().find(|x| x.0 == d).map(|x| x.1), b.iter().find(|x| x.0 == d).map(|x| x.1)),
+        None => (a.first().map(|x| x.1), b.first().map(|x| x.1)),
+    };
+    for (versions, side) in [(&a, Side::Source), (&b, Side::Target)] {
+        if versions.len() > 1 {
+            out.push(Difference {
+                kind: DiffKind::Duplicate,
+                source_row: s0,
+                target_row: t0,
+                columns: vec![],
+                duplicate_side: Some(side),
+                occurrences: versions.len(),
+            });
+        }
+    }
+    // changed only when the sides share no version of the row at all
+    pair_difference(source, target, n_values, s0, t0, shared.is_none(), out);
 }
 
 /// Only the rows the differences point at, from each side, and the differences re-pointed into

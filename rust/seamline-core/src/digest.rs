@@ -111,6 +111,24 @@ pub fn column<'a>(batch: &'a RecordBatch, name: &str, side: &str) -> Result<&'a 
     })
 }
 
+/// The canonical key columns of a batch. A NULL in any key column is an error naming the side, the
+/// column and the row: a NULL key has no canonical bytes (and no place in the key order).
+fn key_columns(batch: &RecordBatch, spec: &SideSpec) -> Result<Vec<CanonColumn>> {
+    spec.key
+        .iter()
+        .map(|c| {
+            let canon = CanonColumn::encode(column(batch, &c.name, &spec.side)?, c)?;
+            if let Some(row) = canon.first_null {
+                return Err(CoreError::Value(format!(
+                    "{}: key column '{}' is NULL at row {row} of a batch (keys must not be NULL)",
+                    spec.side, c.name
+                )));
+            }
+            Ok(canon)
+        })
+        .collect()
+}
+
 /// Keys of a batch: digest, ordering key (optional) and leaf of every row.
 pub struct KeyDigests {
     pub key_digest: Vec<u128>,
@@ -173,20 +191,7 @@ pub fn key_digests(batch: &RecordBatch, spec: &SideSpec, partitioner: &Partition
     }
     let n = batch.num_rows();
     let composite = spec.key.len() > 1;
-    let cols = spec
-        .key
-        .iter()
-        .map(|c| {
-            let canon = CanonColumn::encode(column(batch, &c.name, &spec.side)?, c)?;
-            if let Some(row) = canon.first_null {
-                return Err(CoreError::Value(format!(
-                    "{}: key column '{}' is NULL at row {row} of a batch (keys must not be NULL)",
-                    spec.side, c.name
-                )));
-            }
-            Ok(canon)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let cols = key_columns(batch, spec)?;
     let mut out = KeyDigests { key_digest: Vec::with_capacity(n), leaf: Vec::with_capacity(n) };
     let mut framed = Vec::with_capacity(64);
     let mut ordering = Vec::with_capacity(64);
@@ -213,11 +218,7 @@ pub fn key_digests(batch: &RecordBatch, spec: &SideSpec, partitioner: &Partition
 /// Ordering keys of every row (used to turn sampled key values into range boundaries).
 pub fn ordering_keys(batch: &RecordBatch, spec: &SideSpec) -> Result<Vec<Vec<u8>>> {
     let composite = spec.key.len() > 1;
-    let cols = spec
-        .key
-        .iter()
-        .map(|c| CanonColumn::encode(column(batch, &c.name, &spec.side)?, c))
-        .collect::<Result<Vec<_>>>()?;
+    let cols = key_columns(batch, spec)?;
     Ok((0..batch.num_rows())
         .map(|row| {
             let mut ordering = Vec::new();

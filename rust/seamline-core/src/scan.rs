@@ -64,7 +64,7 @@ where
                                 seq += 1;
                             }
                         }
-                        Err(e) => return fail(CoreError::Arrow(e)),
+                        Err(e) => return fail(CoreError::Stream(e)),
                     }
                 }
             });
@@ -88,7 +88,11 @@ where
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("worker panicked")).collect::<Vec<S>>()
+        // a worker's panic goes on with its own message (the bindings turn it into an error)
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Vec<S>>()
     });
     if let Some(e) = first_error.into_inner().unwrap() {
         return Err(e);

@@ -689,3 +689,17 @@ fn binary_layouts_agree() {
     );
     assert_eq!(want, raw.to_vec());
 }
+
+/// A decimal256 is accepted wherever a decimal128 is: as an integer (when integral) and a float.
+#[test]
+fn decimal256_reads_as_integer_and_float_like_decimal128() {
+    let d256 = |v: i64, scale: i8| {
+        arr(Decimal256Array::from(vec![i256::from_i128(v as i128)])
+            .with_precision_and_scale(40, scale)
+            .unwrap())
+    };
+    assert_eq!(one(d256(4200, 2), INT), one(arr(Int64Array::from(vec![42])), INT));
+    assert_value_error(&enc_err(d256(4250, 2), "c", INT), "c", "42.50");
+    let float = LogicalType::Float { digits: 6 };
+    assert_eq!(one(d256(1999, 2), float), one(dec(vec![1999], 12, 2), float));
+}

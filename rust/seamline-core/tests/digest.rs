@@ -388,3 +388,52 @@ fn ascii_and_non_ascii_batches_encode_text_alike() {
         batch(vec![("id", arr(Int64Array::from(vec![2]))), ("v", strs(vec![Some("cafe\u{301}")]))]);
     assert_eq!(rows_of(&mixed, &spec)[1], rows_of(&decomposed, &spec)[0]);
 }
+
+// ------------------------------------------------------------------------------------ NULL keys
+
+/// A NULL key of any logical type, alone or in a composite key, is one `Value` error naming the
+/// side and the column, from key digests and from ordering keys (range boundaries) alike: never a
+/// panic (ordering keys used to index the empty bytes of the NULL).
+#[test]
+fn a_null_key_is_a_value_error_never_a_panic() {
+    let dec = arr(Decimal128Array::from(vec![Some(1), None]).with_precision_and_scale(10, 2).unwrap());
+    let ts = arr(TimestampMicrosecondArray::from(vec![Some(1), None]).with_timezone("UTC"));
+    let cases: Vec<(ArrayRef, LogicalType)> = vec![
+        (arr(Int64Array::from(vec![Some(1), None])), INT),
+        (arr(Int32Array::from(vec![Some(1), None])), INT),
+        (strs(vec![Some("1"), None]), INT),
+        (strs(vec![Some("a"), None]), PLAIN),
+        (dec, LogicalType::Decimal { scale: 2 }),
+        (ts, LogicalType::Timestamp { precision: seamline_core::TimePrecision::Micros }),
+        (arr(Date32Array::from(vec![Some(1), None])), LogicalType::Date),
+        (arr(NullArray::new(2)), INT),
+        (arr(BinaryArray::from(vec![Some(&b"x"[..]), None])), LogicalType::Binary),
+        (arr(Float64Array::from(vec![Some(1.0), None])), LogicalType::Float { digits: 6 }),
+    ];
+    for (values, logical) in cases {
+        let dt = values.data_type().clone();
+        for composite in [false, true] {
+            let (cols, key) = if composite {
+                let other = arr(Int64Array::from(vec![1, 2]));
+                (vec![("a", other), ("k", values.clone())], vec![col("a", INT), col("k", logical)])
+            } else {
+                (vec![("k", values.clone())], vec![col("k", logical)])
+            };
+            let spec = side("source", key, vec![]);
+            let b = batch(cols);
+            for e in [
+                ordering_keys(&b, &spec).expect_err("ordering keys"),
+                key_digests(&b, &spec, &flat()).map(|_| ()).expect_err("key digests"),
+            ] {
+                match e {
+                    CoreError::Value(m) => {
+                        let row = if dt == arrow_schema::DataType::Null { 0 } else { 1 };
+                        let want = format!("source: key column 'k' is NULL at row {row} of a batch");
+                        assert_eq!(m, format!("{want} (keys must not be NULL)"))
+                    }
+                    other => panic!("{dt} as {logical} (composite {composite}): {other:?}"),
+                }
+            }
+        }
+    }
+}

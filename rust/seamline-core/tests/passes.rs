@@ -181,7 +181,7 @@ fn hash_collect_classify_finds_every_kind_and_nothing_else() {
     assert_eq!(b.len() as u64, mismatched.iter().map(|&l| dst.get(l).count).sum::<u64>());
     assert!(a.leaf.iter().all(|l| mismatched.contains(l)));
     assert_eq!(a.value_hashes.len(), a.len() * 2);
-    let diffs = classify(&a, &b, 2, 2);
+    let diffs = classify(&a, &b, 2, 2).unwrap();
     assert_eq!(summarise(&diffs, &a, &b), expected());
     assert_eq!(diffs.len(), expected().len());
     // sorted by row, then kind
@@ -210,7 +210,7 @@ fn refinement_narrows_to_the_same_differences() {
     let a = collect(source_streams(), &ss, &finer, &filter);
     let b = collect(target_streams(), &ts, &finer, &filter);
     assert!(a.len() <= src2.total_rows() as usize);
-    assert_eq!(summarise(&classify(&a, &b, 2, 2), &a, &b), expected());
+    assert_eq!(summarise(&classify(&a, &b, 2, 2).unwrap(), &a, &b), expected());
 }
 
 #[test]
@@ -226,11 +226,9 @@ fn equal_sides_have_no_mismatched_leaves() {
     let x = collect(source_streams(), &ss, &p, &all);
     let y = collect(vec![stream(vec![source_table()])], &ss, &p, &all);
     assert_eq!(x.len(), 61);
-    let diffs = classify(&x, &y, 2, 1);
-    // only the source's own duplicate (id 15), seen on both sides
-    assert_eq!(diffs.len(), 2, "{diffs:?}");
-    assert!(diffs.iter().all(|d| d.kind == DiffKind::Duplicate && d.occurrences == 2));
-    assert_eq!(key_at(&x, diffs[0].source_row.unwrap()), "15");
+    let diffs = classify(&x, &y, 2, 1).unwrap();
+    // the source's own duplicate (id 15) is held the same on both sides: it agrees
+    assert!(diffs.is_empty(), "{diffs:?}");
 }
 
 #[test]
@@ -375,12 +373,12 @@ fn a_bad_value_is_a_value_error_naming_column_and_value() {
 }
 
 #[test]
-fn a_failing_stream_is_an_arrow_error() {
+fn a_failing_stream_is_a_stream_error() {
     let bad: BatchStream =
         Box::new(vec![Ok(source_table()), Err(ArrowError::ComputeError("boom".into()))].into_iter());
     match run_hash(vec![source_streams().remove(0), bad], &spec("source"), false) {
-        Err(CoreError::Arrow(e)) => assert!(e.to_string().contains("boom")),
-        other => panic!("expected an Arrow error, got {other:?}"),
+        Err(CoreError::Stream(e)) => assert!(e.to_string().contains("boom")),
+        other => panic!("expected a stream error, got {other:?}"),
     }
 }
 
@@ -423,7 +421,7 @@ fn classify_by_hand() {
     // key 5 twice in the source and twice in the target with different first rows
     let src = collected(&[1, 2, 3, 5, 5], &[10, 20, 30, 50, 51], &[1, 1, 2, 2, 3, 3, 5, 5, 5, 6]);
     let dst = collected(&[4, 5, 2, 1, 5], &[40, 52, 21, 10, 53], &[4, 4, 5, 7, 2, 9, 1, 1, 5, 8]);
-    let diffs = classify(&src, &dst, 2, 2);
+    let diffs = classify(&src, &dst, 2, 2).unwrap();
     type Row = (DiffKind, Option<usize>, Option<usize>, Vec<usize>, Option<Side>, usize);
     let mut got: Vec<Row> = diffs
         .iter()
@@ -441,8 +439,43 @@ fn classify_by_hand() {
             (DiffKind::Duplicate, Some(3), Some(1), vec![], Some(Side::Target), 2),
         ]
     );
-    assert!(classify(&Collected::default(), &Collected::default(), 3, 2).is_empty());
-    assert!(classify(&src, &src, 2, 2).iter().all(|d| d.kind == DiffKind::Duplicate));
+    assert!(classify(&Collected::default(), &Collected::default(), 3, 2).unwrap().is_empty());
+    // a key held twice, the same on both sides, agrees
+    assert!(classify(&src, &src, 2, 2).unwrap().is_empty());
+}
+
+/// (kind, side, occurrences, changed columns) of every difference, sorted.
+fn kinds(diffs: &[Difference]) -> Vec<(DiffKind, Option<Side>, usize, Vec<usize>)> {
+    let mut out: Vec<_> =
+        diffs.iter().map(|d| (d.kind, d.duplicate_side, d.occurrences, d.columns.clone())).collect();
+    out.sort_by_key(|d| (d.0, d.1.map(|s| s == Side::Target)));
+    out
+}
+
+#[test]
+fn duplicates_are_reported_only_when_occurrences_or_values_differ() {
+    use DiffKind::*;
+    // key 7 with versions A (row digest 70, hashes [1, 1]) and B (71, [1, 2])
+    let rows = |versions: &[u128]| {
+        let hashes: Vec<u64> = versions.iter().flat_map(|&v| [1, if v == 70 { 1 } else { 2 }]).collect();
+        collected(&vec![7; versions.len()], versions, &hashes)
+    };
+    let case = |s: &[u128], t: &[u128]| kinds(&classify(&rows(s), &rows(t), 2, 1).unwrap());
+    let dup = |side, n| (Duplicate, Some(side), n, vec![]);
+    // the same number of times with the same values, in any order: agrees
+    assert_eq!(case(&[70, 70], &[70, 70]), vec![]);
+    assert_eq!(case(&[70, 71], &[71, 70]), vec![]);
+    // a replayed row: a duplicate on the side holding it more often, nothing else
+    assert_eq!(case(&[70], &[70, 70]), vec![dup(Side::Target, 2)]);
+    assert_eq!(case(&[70, 70], &[70]), vec![dup(Side::Source, 2)]);
+    assert_eq!(case(&[70, 70], &[70, 70, 70]), vec![dup(Side::Source, 2), dup(Side::Target, 3)]);
+    // as many times, different values: duplicates on both sides (they share version A)
+    assert_eq!(case(&[70, 70], &[70, 71]), vec![dup(Side::Source, 2), dup(Side::Target, 2)]);
+    // no version in common: also changed, between the smallest versions of each side
+    assert_eq!(case(&[70], &[71, 71]), vec![(Changed, None, 1, vec![1]), dup(Side::Target, 2)]);
+    // a key only one side holds, twice
+    assert_eq!(case(&[70, 70], &[]), vec![(Missing, None, 1, vec![]), dup(Side::Source, 2)]);
+    assert_eq!(case(&[], &[71, 71]), vec![(Extra, None, 1, vec![]), dup(Side::Target, 2)]);
 }
 
 // ------------------------------------------------------------------ remembered leaves (in memory)
@@ -560,9 +593,28 @@ fn classifying_on_threads_finds_what_one_thread_finds() {
     let cfg = config(&s, &p, Some(&every), &cancel);
     let a = collect_pass(streams_of(&source, 70_000, 2), &cfg).unwrap();
     let b = collect_pass(streams_of(&target, 70_000, 2), &cfg).unwrap();
-    let one = classify(&a, &b, 2, 1);
+    let one = classify(&a, &b, 2, 1).unwrap();
     assert!(one.len() > 300, "{} differences", one.len());
     for threads in [2, 3] {
-        assert_eq!(classify(&a, &b, 2, threads), one, "{threads} threads");
+        assert_eq!(classify(&a, &b, 2, threads).unwrap(), one, "{threads} threads");
     }
+}
+
+/// Only a stream failing while it is read is the store's fault (exit 3); an Arrow error on the
+/// data in hand (a local cast, a malformed array) is bad input (exit 2).
+#[test]
+fn errors_map_to_their_cause() {
+    use seamline_core::error::Cause;
+    let io = || ArrowError::IoError("connection reset".into(), std::io::Error::other("reset"));
+    assert_eq!(CoreError::Stream(io()).cause(), Cause::StoreUnavailable);
+    assert_eq!(
+        CoreError::Stream(ArrowError::CDataInterface("libpq".into())).cause(),
+        Cause::StoreUnavailable
+    );
+    assert_eq!(CoreError::Arrow(ArrowError::CastError("bad".into())).cause(), Cause::Value);
+    assert_eq!(CoreError::Arrow(ArrowError::ComputeError("bad".into())).cause(), Cause::Value);
+    assert_eq!(CoreError::Arrow(ArrowError::SchemaError("bad".into())).cause(), Cause::Schema);
+    assert_eq!(CoreError::Arrow(io()).cause(), Cause::Invalid);
+    assert_eq!(CoreError::Value("v".into()).cause(), Cause::Value);
+    assert_eq!(CoreError::Cancelled.cause(), Cause::Cancelled);
 }

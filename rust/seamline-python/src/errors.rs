@@ -4,6 +4,10 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
+use seamline_core::error::Cause;
 use seamline_core::CoreError;
 
 create_exception!(seamline._core, SeamlineError, PyException, "Base of every Seamline error.");
@@ -77,13 +81,12 @@ impl From<BoundaryError> for PyErr {
             BoundaryError::Py(e) => e,
             BoundaryError::Core(e) => {
                 let msg = e.to_string();
-                match e {
-                    CoreError::Schema(_) => SchemaError::new_err(msg),
-                    CoreError::Value(_) => ValueParseError::new_err(msg),
-                    CoreError::Invalid(_) => InvalidInputError::new_err(msg),
-                    CoreError::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
-                    // An Arrow error while reading a stream is usually the store failing mid-scan.
-                    CoreError::Arrow(_) => StoreUnavailableError::new_err(msg),
+                match e.cause() {
+                    Cause::Schema => SchemaError::new_err(msg),
+                    Cause::Value => ValueParseError::new_err(msg),
+                    Cause::Invalid => InvalidInputError::new_err(msg),
+                    Cause::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
+                    Cause::StoreUnavailable => StoreUnavailableError::new_err(msg),
                 }
             }
         }
@@ -91,3 +94,23 @@ impl From<BoundaryError> for PyErr {
 }
 
 pub type BResult<T> = Result<T, BoundaryError>;
+
+/// A panic in native code as a `SeamlineError`: a bug to report, never a `PanicException` (which is
+/// not an `Exception`) or a traceback. Causes are fixed where they are found; this is the last resort.
+pub fn panic_error(payload: Box<dyn Any + Send>) -> BoundaryError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    let first_line = what.lines().next().unwrap_or_default().to_string();
+    BoundaryError::Py(SeamlineError::new_err(format!(
+        "internal error in the Seamline core (a bug, please report it): {first_line}"
+    )))
+}
+
+/// Run `f`, turning a panic anywhere under it (worker threads included: their panics surface
+/// when they are joined) into a `SeamlineError`.
+pub fn guarded<T>(f: impl FnOnce() -> BResult<T>) -> BResult<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload)))
+}

@@ -14,7 +14,7 @@ use pyo3_arrow::{PyRecordBatchReader, PyTable};
 use seamline_core as core;
 use seamline_core::{BatchStream, LeafFilter, SideSpec};
 
-use crate::errors::{BResult, BoundaryError, InvalidInputError};
+use crate::errors::{guarded, panic_error, BResult, BoundaryError, InvalidInputError};
 use crate::spec::side_spec;
 
 /// A flag Python sets to stop native passes running on other threads (signals reach only the
@@ -87,13 +87,13 @@ fn detached<T: Send>(
                     cancel.store(true, Ordering::SeqCst);
                 }
             }
-            handle.join().expect("seamline worker panicked")
+            handle.join()
         })
     });
     if let Some(e) = interrupted {
         return Err(BoundaryError::Py(e));
     }
-    Ok(result?)
+    Ok(result.map_err(panic_error)??)
 }
 
 fn workers() -> usize {
@@ -147,13 +147,15 @@ impl PyPartitioner {
     #[new]
     #[pyo3(signature = (spec, bounds, fanout_bits))]
     fn new(spec: &PySideSpec, bounds: Option<&Bound<'_, PyAny>>, fanout_bits: u32) -> BResult<Self> {
-        let mut keys = Vec::new();
-        if let Some(bounds) = bounds {
-            for batch in read_all(bounds)? {
-                keys.extend(core::digest::ordering_keys(&batch, &spec.0)?);
+        guarded(|| {
+            let mut keys = Vec::new();
+            if let Some(bounds) = bounds {
+                for batch in read_all(bounds)? {
+                    keys.extend(core::digest::ordering_keys(&batch, &spec.0)?);
+                }
             }
-        }
-        Ok(Self(Arc::new(core::Partitioner::new(keys, fanout_bits)?)))
+            Ok(Self(Arc::new(core::Partitioner::new(keys, fanout_bits)?)))
+        })
     }
 
     #[getter]
@@ -172,7 +174,7 @@ impl PyPartitioner {
     }
 
     fn refined(&self, extra_bits: u32) -> BResult<Self> {
-        Ok(Self(Arc::new(self.0.refined(extra_bits)?)))
+        guarded(|| Ok(Self(Arc::new(self.0.refined(extra_bits)?))))
     }
 }
 
@@ -212,20 +214,22 @@ impl PyLeafSet {
     /// building them: a tree pays off where only roots travel).
     fn mismatched(&self, py: Python<'_>, other: &PyLeafSet) -> BResult<Vec<u64>> {
         let (a, b) = (&self.0, &other.0);
-        py.detach(|| a.mismatched(b)).map_err(BoundaryError::from)
+        guarded(|| py.detach(|| a.mismatched(b)).map_err(BoundaryError::from))
     }
 
     /// `mismatched` and, for each of those leaves, the larger of its two row counts.
     fn mismatched_sizes(&self, py: Python<'_>, other: &PyLeafSet) -> BResult<(Vec<u64>, Vec<u64>)> {
         let (a, b) = (&self.0, &other.0);
-        Ok(py.detach(|| a.mismatched_sizes(b))?.into_iter().unzip())
+        guarded(|| Ok(py.detach(|| a.mismatched_sizes(b))?.into_iter().unzip()))
     }
 
     /// Add a partial set of the same leaf space (another shard); returns the sum.
     fn merged(&self, other: &PyLeafSet) -> BResult<Self> {
-        let mut out = self.0.clone();
-        out.merge(&other.0)?;
-        Ok(Self(out))
+        guarded(|| {
+            let mut out = self.0.clone();
+            out.merge(&other.0)?;
+            Ok(Self(out))
+        })
     }
 
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -234,7 +238,7 @@ impl PyLeafSet {
 
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> BResult<Self> {
-        Ok(Self(core::LeafSet::from_bytes(data)?))
+        guarded(|| Ok(Self(core::LeafSet::from_bytes(data)?)))
     }
 }
 
@@ -265,7 +269,7 @@ impl PyRowLeaves {
     /// Rows whose leaf is remembered (0 before the hash pass).
     #[getter]
     fn num_rows(&self) -> usize {
-        self.0.lock().unwrap().num_rows()
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).num_rows()
     }
 }
 
@@ -326,12 +330,14 @@ pub fn hash_pass(
     workers: Option<usize>,
 ) -> BResult<PyLeafSet> {
     let args = PassArgs { spec, partitioner, filter: make_filter(parents, shift), cancel, counter, workers };
-    let Some(remember) = remember else {
-        return Ok(PyLeafSet(run_pass(py, streams, args, core::hash_pass)?));
-    };
-    let (leaves, rows) = run_pass(py, streams, args, core::hash_pass_remembering)?;
-    *remember.0.lock().unwrap() = Arc::new(rows);
-    Ok(PyLeafSet(leaves))
+    guarded(|| {
+        let Some(remember) = remember else {
+            return Ok(PyLeafSet(run_pass(py, streams, args, core::hash_pass)?));
+        };
+        let (leaves, rows) = run_pass(py, streams, args, core::hash_pass_remembering)?;
+        *remember.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(rows);
+        Ok(PyLeafSet(leaves))
+    })
 }
 
 /// Keep the rows of `streams` whose `leaf >> shift` is in `parents`, with their digests. With
@@ -353,9 +359,12 @@ pub fn collect_pass(
 ) -> BResult<PyCollected> {
     let filter = make_filter(Some(parents), shift);
     let args = PassArgs { spec, partitioner, filter, cancel, counter, workers };
-    let known = known.map_or_else(|| Arc::new(core::RowLeaves::default()), |k| k.0.lock().unwrap().clone());
+    let known = known.map_or_else(
+        || Arc::new(core::RowLeaves::default()),
+        |k| k.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+    );
     let pass = move |streams, cfg: &core::PassConfig| core::collect_pass_known(streams, cfg, &known);
-    Ok(PyCollected(run_pass(py, streams, args, pass)?))
+    guarded(|| Ok(PyCollected(run_pass(py, streams, args, pass)?)))
 }
 
 /// Classify the differing keys of two collected sides. Returns (source rows, target rows,
@@ -370,10 +379,12 @@ pub fn classify<'py>(
     target: &PyCollected,
     n_values: usize,
 ) -> BResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, Bound<'py, PyAny>)> {
-    let (diffs, src_rows, dst_rows) = py.detach(|| {
-        let mut diffs = core::classify(&source.0, &target.0, n_values, workers());
-        let (s, t) = core::compact(&source.0, &target.0, &mut diffs)?;
-        Ok::<_, core::CoreError>((core::differences_batch(&diffs)?, s, t))
+    let (diffs, src_rows, dst_rows) = guarded(|| {
+        Ok(py.detach(|| {
+            let mut diffs = core::classify(&source.0, &target.0, n_values, workers())?;
+            let (s, t) = core::compact(&source.0, &target.0, &mut diffs)?;
+            Ok::<_, core::CoreError>((core::differences_batch(&diffs)?, s, t))
+        })?)
     })?;
     let table = |batch: RecordBatch| PyTable::try_new(vec![batch.clone()], batch.schema())?.into_pyarrow(py);
     Ok((src_rows.map(table).transpose()?, dst_rows.map(table).transpose()?, table(diffs)?))
@@ -383,14 +394,16 @@ pub fn classify<'py>(
 /// distinct key: the candidates for range boundaries.
 #[pyfunction]
 pub fn sorted_unique_rows(sample: &Bound<'_, PyAny>, spec: &PySideSpec) -> BResult<Vec<usize>> {
-    let mut keys = Vec::new();
-    for batch in read_all(sample)? {
-        keys.extend(core::digest::ordering_keys(&batch, &spec.0)?);
-    }
-    let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
-    order.dedup_by(|a, b| keys[*a] == keys[*b]);
-    Ok(order)
+    guarded(|| {
+        let mut keys = Vec::new();
+        for batch in read_all(sample)? {
+            keys.extend(core::digest::ordering_keys(&batch, &spec.0)?);
+        }
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+        order.dedup_by(|a, b| keys[*a] == keys[*b]);
+        Ok(order)
+    })
 }
 
 /// Runs of consecutive ranges covering the given sorted leaves: [(first_range, last_range)].

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from seamline.exceptions import InvalidInputError, NotFoundError
@@ -28,6 +29,22 @@ class ArrowStreamExportable(Protocol):
     """Anything exporting an Arrow C stream through the PyCapsule interface."""
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
+
+
+def _takeable(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with its view columns (string_view, binary_view: what polars exports) as the large
+    layouts and run-end encoded columns decoded, which pyarrow's take has kernels for. The values
+    are the same."""
+    views = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+
+    def takeable(column: pa.Array) -> pa.Array:
+        if pa.types.is_run_end_encoded(column.type):
+            column = pc.run_end_decode(column)
+        return column.cast(views[column.type]) if column.type in views else column
+
+    if not any(t in views or pa.types.is_run_end_encoded(t) for t in batch.schema.types):
+        return batch
+    return pa.RecordBatch.from_arrays([takeable(c) for c in batch.columns], names=batch.schema.names)
 
 
 def _sample_rows(num_rows: int, n: int) -> pa.Array:
@@ -73,9 +90,12 @@ class ArrowSource:
             end = start + batch.num_rows
             lo, hi = bisect.bisect_left(rows, start), bisect.bisect_left(rows, end)
             if hi > lo:
-                parts.append(batch.take(pa.array([r - start for r in rows[lo:hi]], pa.int64())))
+                taken = _takeable(batch).take(pa.array([r - start for r in rows[lo:hi]], pa.int64()))
+                parts.append(taken)
             start = end
-        return pa.Table.from_batches(parts, schema=table.schema)
+        if not parts:
+            return None
+        return pa.Table.from_batches(parts)
 
     def estimated_rows(self) -> int | None:
         return self._table.num_rows
