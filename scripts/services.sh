@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# scripts/services.sh — local test services for Seamline: a throwaway PostgreSQL cluster and a real
-# single-node OpenSearch 2.19 server, both bound to 127.0.0.1 only, all state under one directory.
+# scripts/services.sh — local test services for Seamline: a throwaway PostgreSQL cluster, a real
+# single-node OpenSearch 2.19 server and a real single-node Kafka 4.4 broker (KRaft), all bound to
+# 127.0.0.1 only, all state under one directory.
 #
-#   scripts/services.sh up      start both (idempotent; builds/installs what is missing), wait until
-#                               healthy, then print the export lines:  eval "$(scripts/services.sh up)"
+#   scripts/services.sh up [SERVICE...]      start them (idempotent; builds/installs what is missing),
+#                               wait until healthy, then print the export lines:  eval "$(scripts/services.sh up)"
 #   scripts/services.sh env     print the export lines without starting anything
-#   scripts/services.sh status  one line per service
-#   scripts/services.sh down    stop both (idempotent)
+#   scripts/services.sh status [SERVICE...]  one line per service
+#   scripts/services.sh down [SERVICE...]    stop them (idempotent)
+#   SERVICE: postgres, opensearch, kafka, debezium (default: all)
 #
 # Prints (stdout; all progress goes to stderr):
 #   export SEAMLINE_PG_DSN='postgresql://seamline@127.0.0.1:55432/seamline'
 #   export SEAMLINE_OPENSEARCH_URL='http://127.0.0.1:59200'
+#   export SEAMLINE_KAFKA_BOOTSTRAP='127.0.0.1:59092'
+#   export SEAMLINE_CDC_TOPIC_PREFIX='seamline.cdc'     (tables of schema cdc stream to seamline.cdc.<table>)
 #
 # Inputs (environment):
 #   SEAMLINE_SERVICES_DIR  state dir (default <repo>/.services): pg/ (cluster, log), opensearch/ (data, logs, pid)
@@ -18,13 +22,22 @@
 #   SEAMLINE_OS_PORT       OpenSearch HTTP port (default 59200); transport port is SEAMLINE_OS_PORT+100
 #   SEAMLINE_PG_LOCALE     cluster locale (default en_US.UTF-8; generated with locale-gen if missing —
 #                          tests need a non-C collation, C.UTF-8 is only a last-resort fallback)
-#   SEAMLINE_JAVA          java binary for OpenSearch (default: java, must be 17+)
+#   SEAMLINE_KAFKA_PORT    Kafka broker port (default 59092); the KRaft controller listens on SEAMLINE_KAFKA_PORT+1
+#   SEAMLINE_CDC_SCHEMA    the Postgres schema Debezium captures (default cdc)
+#   SEAMLINE_JAVA          java binary for OpenSearch, Kafka and Debezium (default: java, must be 17+)
 #
 # Postgres: Debian's postgresql package (apt-get installed if no initdb), run as the postgres user,
 # trust auth, superuser role "seamline" owning database "seamline", fsync/full_page_writes off (throwaway),
 # wal_level=logical (CDC: Debezium and replication-slot freshness need it).
 # OpenSearch: services/opensearch (Maven: org.opensearch:opensearch + netty4, analysis-common, mapper-extras, reindex
 # modules, run in-process by SeamlineOpenSearch.java), no security plugin, heap -Xms512m -Xmx1g.
+# Kafka: services/kafka (Maven: org.apache.kafka:kafka_2.13 + kafka-tools 4.4.0 + log4j-slf4j-impl, jars
+# copied to target/lib), one KRaft node acting as broker and controller, PLAINTEXT, replication factor 1
+# for the internal topics, no topic auto-creation, heap -Xms256m -Xmx768m.
+# Debezium: services/debezium (Maven: io.debezium:debezium-embedded + debezium-connector-postgres 3.6.1,
+# run by SeamlineDebezium.java): every table of schema SEAMLINE_CDC_SCHEMA (default cdc) streams through
+# slot and publication seamline_cdc (pgoutput, decimal.handling.mode=string, JSON without schemas) to
+# topics seamline.<schema>.<table>, created on first use; offsets in .services/debezium/offsets.dat.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +51,18 @@ PG_WAIT=60     # seconds
 OS_WAIT=180    # seconds
 OS_SRC="$REPO/services/opensearch"
 OS_MAIN="dev.seamline.services.SeamlineOpenSearch"
+KAFKA_PORT="${SEAMLINE_KAFKA_PORT:-59092}"
+KAFKA_CPORT="$((KAFKA_PORT + 1))"
+KAFKA_WAIT=90  # seconds
+KAFKA_SRC="$REPO/services/kafka"
+KAFKA_MAIN="kafka.Kafka"
+KAFKA_BOOTSTRAP="127.0.0.1:${KAFKA_PORT}"
+DBZ_SRC="$REPO/services/debezium"
+DBZ_MAIN="dev.seamline.services.SeamlineDebezium"
+DBZ_WAIT=120  # seconds
+CDC_SCHEMA="${SEAMLINE_CDC_SCHEMA:-cdc}"
+CDC_SLOT="seamline_cdc"     # the replication slot and the publication
+CDC_PREFIX="seamline"       # topics: seamline.<schema>.<table>
 
 PG_DSN="postgresql://seamline@127.0.0.1:${PG_PORT}/seamline"
 OS_URL="http://127.0.0.1:${OS_PORT}"
@@ -55,6 +80,8 @@ tail_log() { # file
 print_env() {
     printf "export SEAMLINE_PG_DSN='%s'\n" "$PG_DSN"
     printf "export SEAMLINE_OPENSEARCH_URL='%s'\n" "$OS_URL"
+    printf "export SEAMLINE_KAFKA_BOOTSTRAP='%s'\n" "$KAFKA_BOOTSTRAP"
+    printf "export SEAMLINE_CDC_TOPIC_PREFIX='%s.%s'\n" "$CDC_PREFIX" "$CDC_SCHEMA"
 }
 
 port_open() { # port -> 0 if something accepts TCP connections on 127.0.0.1:port
@@ -429,6 +456,345 @@ os_status() {
     fi
 }
 
+# -------------------------------------------------------------------------------------------- kafka
+
+KAFKA_DIR="$STATE/kafka"
+KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
+KAFKA_STDOUT="$KAFKA_DIR/stdout.log"
+KAFKA_LOG="$KAFKA_DIR/server.log"
+
+kafka_pid() {
+    local pid
+    [[ -f "$KAFKA_PIDFILE" ]] || return 1
+    pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$KAFKA_MAIN $KAFKA_DIR/server.properties" || return 1
+    printf '%s' "$pid"
+}
+
+kafka_cp() { printf '%s' "$KAFKA_SRC/target/lib/*"; }
+
+kafka_java() { # runs a Kafka class (StorageTool, ConsumerPerformance, ...) with our logging config
+    "$JAVA" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$(kafka_cp)" "$@"
+}
+
+kafka_healthy() { # the listener accepts connections and this run's log says the server started
+    port_open "$KAFKA_PORT" || return 1
+    grep -q "Kafka Server started" "$KAFKA_LOG" 2>/dev/null
+}
+
+kafka_build() {
+    local stamp="$KAFKA_SRC/target/lib/.complete"
+    if [[ -f "$stamp" && ! "$KAFKA_SRC/pom.xml" -nt "$stamp" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || apt_install maven
+    log "kafka: fetching the broker's jars (mvn dependency:copy-dependencies; first time downloads ~55 MB to ~/.m2)"
+    local t0=$SECONDS
+    rm -rf "$KAFKA_SRC/target/lib"
+    if ! (cd "$KAFKA_SRC" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory=target/lib >"$STATE/kafka-build.log" 2>&1); then
+        tail_log "$STATE/kafka-build.log"
+        die "kafka: maven failed (log: $STATE/kafka-build.log)"
+    fi
+    touch "$stamp"
+    log "kafka: jars ready in $((SECONDS - t0))s"
+}
+
+kafka_write_config() {
+    mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/tmp"
+    cat >"$KAFKA_DIR/log4j2.properties" <<EOF
+# written by scripts/services.sh
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $KAFKA_LOG
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d{ISO8601}] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.state.name = state.change.logger
+logger.state.level = warn
+EOF
+    cat >"$KAFKA_DIR/server.properties" <<EOF
+# written by scripts/services.sh: one KRaft node, broker and controller, loopback only
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CPORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+delete.topic.enable=true
+EOF
+}
+
+kafka_format() { # once per state dir: a cluster id, then StorageTool format
+    [[ -f "$KAFKA_DIR/data/meta.properties" ]] && return 0
+    local id
+    id="$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_STDOUT")" || die "kafka: StorageTool random-uuid failed"
+    log "kafka: formatting $KAFKA_DIR/data (cluster id $id)"
+    kafka_java kafka.tools.StorageTool format -t "$id" -c "$KAFKA_DIR/server.properties" >>"$KAFKA_STDOUT" 2>&1 \
+        || { tail_log "$KAFKA_STDOUT"; die "kafka: StorageTool format failed"; }
+}
+
+kafka_up() {
+    local pid
+    if pid="$(kafka_pid)"; then
+        if kafka_healthy; then
+            log "kafka: already up (pid $pid, $KAFKA_BOOTSTRAP)"
+            return 0
+        fi
+        log "kafka: running (pid $pid) but not answering on $KAFKA_BOOTSTRAP yet; waiting"
+        if kafka_wait "$pid" 60 quiet; then return 0; fi
+        log "kafka: restarting pid $pid"
+        kafka_down
+    fi
+    if port_open "$KAFKA_PORT"; then
+        die "kafka: port 127.0.0.1:$KAFKA_PORT is already taken by another process (set SEAMLINE_KAFKA_PORT to use another port)"
+    fi
+    if port_open "$KAFKA_CPORT"; then
+        die "kafka: controller port 127.0.0.1:$KAFKA_CPORT (SEAMLINE_KAFKA_PORT+1) is already taken by another process"
+    fi
+    os_check_java
+    kafka_build
+    kafka_write_config
+    : >"$KAFKA_STDOUT"
+    kafka_format
+    : >"$KAFKA_LOG"
+    log "kafka: starting on $KAFKA_BOOTSTRAP (controller 127.0.0.1:$KAFKA_CPORT)"
+    setsid nohup "$JAVA" -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Djava.io.tmpdir="$KAFKA_DIR/tmp" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+        -cp "$(kafka_cp)" "$KAFKA_MAIN" "$KAFKA_DIR/server.properties" </dev/null >>"$KAFKA_STDOUT" 2>&1 9>&- &
+    echo $! >"$KAFKA_PIDFILE"
+    kafka_wait "$!" "$KAFKA_WAIT" || {
+        tail_log "$KAFKA_STDOUT"
+        tail_log "$KAFKA_LOG"
+        die "kafka: not up within ${KAFKA_WAIT}s on $KAFKA_BOOTSTRAP (logs: $KAFKA_LOG, $KAFKA_STDOUT)"
+    }
+}
+
+kafka_wait() { # pid seconds [quiet]
+    local pid="$1" secs="$2" t0=$SECONDS
+    while ((SECONDS - t0 < secs)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            [[ "${3:-}" == quiet ]] && return 1
+            tail_log "$KAFKA_STDOUT"
+            tail_log "$KAFKA_LOG"
+            die "kafka: process $pid exited during startup (logs: $KAFKA_LOG, $KAFKA_STDOUT)"
+        fi
+        if kafka_healthy; then
+            log "kafka: up (pid $pid, $KAFKA_BOOTSTRAP, $((SECONDS - t0))s)"
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+kafka_down() {
+    local pid
+    if ! pid="$(kafka_pid)"; then
+        log "kafka: not running"
+        rm -f "$KAFKA_PIDFILE"
+        return 0
+    fi
+    log "kafka: stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 120; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$KAFKA_PIDFILE"
+            log "kafka: stopped"
+            return 0
+        fi
+        sleep 0.5
+    done
+    log "kafka: pid $pid ignored SIGTERM for 60s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 1
+    rm -f "$KAFKA_PIDFILE"
+}
+
+kafka_status() {
+    local pid ver
+    if pid="$(kafka_pid)"; then
+        if kafka_healthy; then
+            ver="$(sed -nE 's/.*Kafka version: ([^ ]+).*/\1/p' "$KAFKA_LOG" | tail -n1)" || true
+            printf 'kafka       up    pid %s  %s  version %s  data %s\n' "$pid" "$KAFKA_BOOTSTRAP" "${ver:-?}" "$KAFKA_DIR/data"
+        else
+            printf 'kafka       unhealthy  pid %s running but %s does not answer\n' "$pid" "$KAFKA_BOOTSTRAP"
+        fi
+    else
+        printf 'kafka       down  (%s)\n' "$KAFKA_BOOTSTRAP"
+    fi
+}
+
+# ----------------------------------------------------------------------------------------- debezium
+
+DBZ_DIR="$STATE/debezium"
+DBZ_PIDFILE="$DBZ_DIR/debezium.pid"
+DBZ_STDOUT="$DBZ_DIR/stdout.log"
+DBZ_LOG="$DBZ_DIR/debezium.log"
+
+dbz_pid() {
+    local pid
+    [[ -f "$DBZ_PIDFILE" ]] || return 1
+    pid="$(cat "$DBZ_PIDFILE" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$DBZ_MAIN $DBZ_DIR/engine.properties" || return 1
+    printf '%s' "$pid"
+}
+
+dbz_healthy() { # the engine holds its replication slot
+    [[ "$(psql "$PG_DSN" -XtAqc "select active from pg_replication_slots where slot_name = '$CDC_SLOT'" 2>/dev/null)" == t ]]
+}
+
+dbz_build() {
+    local jar="$DBZ_SRC/target/seamline-debezium-0.1.0.jar"
+    if [[ -f "$jar" && -d "$DBZ_SRC/target/lib" ]] \
+        && [[ -z "$(find "$DBZ_SRC/pom.xml" "$DBZ_SRC/src" -newer "$jar" -type f 2>/dev/null | head -n1)" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || apt_install maven
+    log "debezium: building services/debezium (mvn -q -B package; first time downloads ~40 MB to ~/.m2)"
+    local t0=$SECONDS
+    rm -rf "$DBZ_SRC/target/lib"
+    if ! (cd "$DBZ_SRC" && mvn -q -B package >"$STATE/debezium-build.log" 2>&1); then
+        tail_log "$STATE/debezium-build.log"
+        die "debezium: maven build failed (log: $STATE/debezium-build.log)"
+    fi
+    log "debezium: built in $((SECONDS - t0))s"
+}
+
+dbz_prepare_pg() { # the captured schema and its publication (new tables in the schema are captured too)
+    psql "$PG_DSN" -XqAc "create schema if not exists $CDC_SCHEMA" >&2
+    if [[ "$(psql "$PG_DSN" -XtAqc "select 1 from pg_publication where pubname = '$CDC_SLOT'")" != 1 ]]; then
+        psql "$PG_DSN" -XqAc "create publication $CDC_SLOT for tables in schema $CDC_SCHEMA" >&2
+    fi
+}
+
+dbz_write_config() {
+    mkdir -p "$DBZ_DIR"
+    cat >"$DBZ_DIR/log4j2.properties" <<EOF
+# written by scripts/services.sh
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $DBZ_LOG
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d{ISO8601}] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+EOF
+    cat >"$DBZ_DIR/engine.properties" <<EOF
+# written by scripts/services.sh: Debezium's Postgres connector (pgoutput) -> Kafka
+seamline.kafka.bootstrap=$KAFKA_BOOTSTRAP
+seamline.topic.partitions=1
+name=seamline-cdc
+connector.class=io.debezium.connector.postgresql.PostgresConnector
+offset.storage=org.apache.kafka.connect.storage.FileOffsetBackingStore
+offset.storage.file.filename=$DBZ_DIR/offsets.dat
+offset.flush.interval.ms=1000
+database.hostname=127.0.0.1
+database.port=$PG_PORT
+database.user=seamline
+database.dbname=seamline
+topic.prefix=$CDC_PREFIX
+plugin.name=pgoutput
+slot.name=$CDC_SLOT
+publication.name=$CDC_SLOT
+publication.autocreate.mode=disabled
+schema.include.list=$CDC_SCHEMA
+decimal.handling.mode=string
+key.converter.schemas.enable=false
+value.converter.schemas.enable=false
+EOF
+}
+
+dbz_up() {
+    local pid
+    if pid="$(dbz_pid)"; then
+        log "debezium: already up (pid $pid, slot $CDC_SLOT)"
+        return 0
+    fi
+    pg_alive || die "debezium: postgres is not up on 127.0.0.1:$PG_PORT (scripts/services.sh up postgres)"
+    kafka_healthy || die "debezium: kafka is not up on $KAFKA_BOOTSTRAP (scripts/services.sh up kafka)"
+    [[ "$(psql "$PG_DSN" -XtAqc 'show wal_level')" == logical ]] || die "debezium: postgres runs with wal_level=$(psql "$PG_DSN" -XtAqc 'show wal_level'), CDC needs logical (restart it: scripts/services.sh down postgres; up postgres)"
+    os_check_java
+    dbz_build
+    dbz_prepare_pg
+    dbz_write_config
+    : >"$DBZ_STDOUT"
+    log "debezium: starting (schema $CDC_SCHEMA -> topics $CDC_PREFIX.$CDC_SCHEMA.<table> on $KAFKA_BOOTSTRAP)"
+    setsid nohup "$JAVA" -Xms64m -Xmx384m -XX:+UseSerialGC -Dlog4j2.configurationFile="$DBZ_DIR/log4j2.properties" \
+        -cp "$DBZ_SRC/target/seamline-debezium-0.1.0.jar:$DBZ_SRC/target/lib/*" \
+        "$DBZ_MAIN" "$DBZ_DIR/engine.properties" </dev/null >>"$DBZ_STDOUT" 2>&1 9>&- &
+    echo $! >"$DBZ_PIDFILE"
+    local t0=$SECONDS
+    while ((SECONDS - t0 < DBZ_WAIT)); do
+        if ! kill -0 "$!" 2>/dev/null; then
+            tail_log "$DBZ_STDOUT"
+            tail_log "$DBZ_LOG"
+            die "debezium: process exited during startup (logs: $DBZ_LOG, $DBZ_STDOUT)"
+        fi
+        if dbz_healthy; then
+            log "debezium: up (pid $!, slot $CDC_SLOT active, $((SECONDS - t0))s)"
+            return 0
+        fi
+        sleep 1
+    done
+    tail_log "$DBZ_LOG"
+    die "debezium: slot $CDC_SLOT not active within ${DBZ_WAIT}s (logs: $DBZ_LOG, $DBZ_STDOUT)"
+}
+
+dbz_down() {
+    local pid
+    if ! pid="$(dbz_pid)"; then
+        log "debezium: not running"
+        rm -f "$DBZ_PIDFILE"
+        return 0
+    fi
+    log "debezium: stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$DBZ_PIDFILE"
+            log "debezium: stopped"
+            return 0
+        fi
+        sleep 0.5
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$DBZ_PIDFILE"
+}
+
+dbz_status() {
+    local pid
+    if pid="$(dbz_pid)"; then
+        if dbz_healthy; then
+            printf 'debezium    up    pid %s  slot %s active  schema %s -> topics %s.%s.<table>\n' "$pid" "$CDC_SLOT" \
+                "$CDC_SCHEMA" "$CDC_PREFIX" "$CDC_SCHEMA"
+        else
+            printf 'debezium    unhealthy  pid %s running but slot %s is not active\n' "$pid" "$CDC_SLOT"
+        fi
+    else
+        printf 'debezium    down  (slot %s)\n' "$CDC_SLOT"
+    fi
+}
+
 # ------------------------------------------------------------------------------------------- main
 
 with_lock() { # fd 9; every long-running child is started with 9>&- so it does not inherit the lock
@@ -438,13 +804,24 @@ with_lock() { # fd 9; every long-running child is started with 9>&- so it does n
 }
 
 cmd="${1:-}"
+shift || true
+ALL_SERVICES=(postgres opensearch kafka debezium)
+SELECTED=("$@")
+((${#SELECTED[@]})) || SELECTED=("${ALL_SERVICES[@]}")
+for s in "${SELECTED[@]}"; do
+    [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] || { echo "services: unknown service '$s' (known: ${ALL_SERVICES[*]})" >&2; exit 2; }
+done
+selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
+
 case "$cmd" in
     up)
         with_lock
         t0=$SECONDS
-        pg_up
-        os_up
-        log "all services up ($((SECONDS - t0))s)"
+        if selected postgres; then pg_up; fi
+        if selected opensearch; then os_up; fi
+        if selected kafka; then kafka_up; fi
+        if selected debezium; then dbz_up; fi
+        log "services up: ${SELECTED[*]} ($((SECONDS - t0))s)"
         print_env
         ;;
     env)
@@ -452,15 +829,19 @@ case "$cmd" in
         ;;
     down)
         with_lock
-        os_down
-        pg_down
+        if selected debezium; then dbz_down; fi
+        if selected kafka; then kafka_down; fi
+        if selected opensearch; then os_down; fi
+        if selected postgres; then pg_down; fi
         ;;
     status)
-        pg_status
-        os_status
+        if selected postgres; then pg_status; fi
+        if selected opensearch; then os_status; fi
+        if selected kafka; then kafka_status; fi
+        if selected debezium; then dbz_status; fi
         ;;
     *)
-        echo "usage: $0 {up|down|env|status}" >&2
+        echo "usage: $0 {up|down|env|status} [postgres|opensearch|kafka|debezium ...]" >&2
         exit 2
         ;;
 esac

@@ -1,4 +1,4 @@
-"""Service fixtures: the real Postgres and OpenSearch started by ``scripts/services.sh``.
+"""Service fixtures: the real Postgres, OpenSearch and Kafka started by ``scripts/services.sh``.
 
 Start them and export their addresses with ``eval "$(scripts/services.sh env)"``. Without the variables
 the tests that need a service are skipped locally and fail under CI (``CI`` set), so a CI run can never
@@ -30,3 +30,8 @@ def pg_dsn() -> str:
 @pytest.fixture(scope="session")
 def opensearch_url() -> str:
     return _service("SEAMLINE_OPENSEARCH_URL")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return _service("SEAMLINE_KAFKA_BOOTSTRAP")

@@ -190,7 +190,7 @@ BAD = [
     (
         ("oltp:    {type: postgres, ", "oltp:    {type: postgress, "),
         "contract.yaml: store 'oltp': field 'type': 'postgress' is not a store type (one of: postgres, "
-        "opensearch, iceberg, lancedb)",
+        "opensearch, iceberg, lancedb, kafka)",
     ),
     (
         ('{type: postgres, dsn: "${SHOP_PG_DSN}"}', "{type: postgres}"),
@@ -323,3 +323,13 @@ def test_a_postgres_store_names_its_reader() -> None:
     assert parse(EXAMPLE, "c.yaml", ENV).stores["oltp"].reader is None
     message = _bad((line, line.replace("type: postgres,", "type: postgres, reader: odbc,")))
     assert message == "contract.yaml: store 'oltp': field 'reader': Input should be 'rust' or 'adbc'"
+
+
+def test_the_contracts_store_types_are_the_registrys() -> None:
+    """A store type registered for contracts is a `type:` the contract accepts, with its own model."""
+    from seamline.contract import schema
+    from seamline.stores import registry
+
+    assert list(schema.STORE_TYPES) == registry.names(contract_only=True)
+    assert set(schema._MODELS) == set(registry.names(contract_only=True))
+    assert "arrow" not in schema.STORE_TYPES  # in-memory sources are not declared in a contract

@@ -125,3 +125,80 @@ def test_the_validation_itself_catches_mistakes() -> None:
     del job["spec"]["template"]["spec"]["containers"][0]["name"]  # required field
     with pytest.raises(ValueError, match="name"):
         _strict(job)
+
+
+LITERAL = {
+    "a password typed into a DSN": (
+        'oltp: {type: postgres, dsn: "postgresql://shop:hunter2@db:5432/shop"}',
+        "store 'oltp': field 'dsn'",
+    ),
+    "a password in a DSN's query string": (
+        'oltp: {type: postgres, dsn: "postgresql://db/shop?user=shop&password=hunter2"}',
+        "store 'oltp': field 'dsn'",
+    ),
+    "a password field": (
+        'oltp: {type: postgres, dsn: "${SHOP_PG_DSN}"}\n'
+        '  search: {type: opensearch, hosts: ["${SHOP_OS_URL}"], username: admin, password: hunter2}',
+        "store 'search': field 'password'",
+    ),
+    "a password as a ${VAR:-default}": (
+        'oltp: {type: postgres, dsn: "${PG_DSN:-postgresql://shop:hunter2@db/shop}"}',
+        "store 'oltp': field 'dsn'",
+    ),
+}
+
+
+def _contract_with(store: str, tmp_path: Any) -> Any:
+    path = tmp_path / "contract.yaml"
+    search = "" if "search:" in store else '\n  search: {type: opensearch, hosts: ["${SHOP_OS_URL}"]}'
+    path.write_text(
+        "version: 1\nstores:\n  " + store + search + "\n"
+        "seams:\n  - name: products_search\n    source: {store: oltp, table: public.products}\n"
+        "    target: {store: search, index: products}\n    key: {id: _id}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(LITERAL))
+def test_render_refuses_literal_secrets(case: str, tmp_path: Any) -> None:
+    """Issue 10 item 5: a literal secret in the contract would be printed into the ConfigMap."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store, field = LITERAL[case]
+    path = _contract_with(store, tmp_path)
+    seamline = str(Path(sys.executable).parent / "seamline")
+    env = dict(os.environ, SHOP_OS_URL="http://127.0.0.1:9", SHOP_PG_DSN="postgresql://127.0.0.1:9/x")
+    env.pop("PG_DSN", None)
+    done = subprocess.run(
+        [seamline, "k8s", "render", str(path), "--seam", "products_search", "--shards", "2"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout
+    assert "hunter2" not in done.stdout + done.stderr and done.stdout == ""
+    assert field in done.stderr and "${VAR}" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_secrets_by_reference_are_fine(tmp_path: Any) -> None:
+    from seamline.k8s import literal_secrets
+
+    ok = 'oltp: {type: postgres, dsn: "postgresql://shop:${PG_PASSWORD}@db/shop"}'
+    assert literal_secrets(_contract_with(ok, tmp_path).read_text()) == []
+    ok = "oltp: {type: postgres, dsn: x}\n  search: {type: opensearch, password: '${OS_PASSWORD}'}"
+    assert literal_secrets(_contract_with(ok, tmp_path).read_text()) == []
+
+
+def test_long_seam_names_stay_within_the_api_limits() -> None:
+    """A CronJob's name has at most 52 characters; two long seam names must not collapse to one."""
+    a = "orders_" + "x" * 60 + "_a"
+    b = "orders_" + "x" * 60 + "_b"
+    names = []
+    for seam in (a, b):
+        docs = render(options(seam=seam, schedule="0 2 * * *"))
+        names.append(docs[1]["metadata"]["name"])
+        assert all(len(d["metadata"]["name"]) <= 52 for d in docs if d["kind"] == "CronJob")
+        assert all(len(d["metadata"]["name"]) <= 63 for d in docs)
+        assert len(docs[1]["metadata"]["labels"]["seamline.dev/seam"]) <= 63
+    assert names[0] != names[1]

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,7 +97,14 @@ def seam(pg_dsn: str, opensearch_url: str, tmp_path_factory: pytest.TempPathFact
                         "key": "id",
                         "columns": ["sku", "price", "updated_at"],
                         "compare": {"timestamp_precision": "ms"},
-                    }
+                    },
+                    {
+                        "name": "skus",
+                        "source": {"store": "oltp", "table": f"public.{name}"},
+                        "target": {"store": "search", "index": name},
+                        "key": "id",
+                        "columns": ["sku"],
+                    },
                 ],
             }
         )
@@ -126,6 +134,12 @@ def _shards(seam: Seam, out: Path, run_id: str, extra: list[str] | None = None) 
         assert p.returncode == 0, err
 
 
+def _run_dir(out: Path, run_id: str, seam: str = "products") -> Path:
+    """URI/<seam>/<contract id>/<run id>: the layout carries the seam and the contract's identity."""
+    (found,) = (out / seam).glob(f"*/{run_id}")
+    return found
+
+
 def _found(report: dict) -> set[tuple[int, str]]:
     return {(int(d["id"]), d["kind"]) for d in report["differences"]}
 
@@ -138,7 +152,7 @@ def test_merged_shards_equal_the_single_process_result(seam: Seam, tmp_path: Pat
 
     out = tmp_path / "runs"
     _shards(seam, out, "run-1")
-    assert sorted(p.name for p in (out / "run-1").iterdir()) == [
+    assert sorted(p.name for p in _run_dir(out, "run-1").iterdir()) == [
         f"shard-{i:05d}-of-{SHARDS:05d}" for i in range(SHARDS)
     ]
     merged = _run(["merge", "--output-uri", str(out), "--json", str(tmp_path / "merged.json")], seam.env)
@@ -150,8 +164,9 @@ def test_merged_shards_equal_the_single_process_result(seam: Seam, tmp_path: Pat
     assert report["merkle_roots"] == whole["merkle_roots"]  # the same tree a single process builds
     # each pod read only its slice
     rows = [
-        json.loads((out / "run-1" / d / "manifest.json").read_text())["counts"]["source_rows"]
-        for d in sorted(os.listdir(out / "run-1"))
+        json.loads((_run_dir(out, "run-1") / d / "manifest.json").read_text())["counts"]["source_rows"]
+        for d in sorted(os.listdir(_run_dir(out, "run-1")))
+        if d.startswith("shard-")
     ]
     assert sum(rows) == N_ROWS and max(rows) < N_ROWS
 
@@ -183,14 +198,15 @@ def test_rerunning_a_shard_is_harmless(seam: Seam, tmp_path: Path) -> None:
 def test_missing_and_foreign_shards_are_named(seam: Seam, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     _shards(seam, out, "run-3")
-    shutil.rmtree(out / "run-3" / f"shard-00001-of-{SHARDS:05d}")
-    missing = _run(["merge", "--output-uri", str(out)], seam.env)
+    shutil.rmtree(_run_dir(out, "run-3") / f"shard-00001-of-{SHARDS:05d}")
+    missing = _run(["merge", "--output-uri", str(out), "--run-id", "run-3"], seam.env)
     assert missing.returncode == 2
     assert "shard(s) 1 of 3 missing" in missing.stderr and missing.stderr.count("\n") == 1
 
     _shards(seam, out, "run-4")
     shutil.copytree(
-        out / "run-4" / f"shard-00001-of-{SHARDS:05d}", out / "run-3" / f"shard-00001-of-{SHARDS:05d}"
+        _run_dir(out, "run-4") / f"shard-00001-of-{SHARDS:05d}",
+        _run_dir(out, "run-3") / f"shard-00001-of-{SHARDS:05d}",
     )
     foreign = _run(["merge", "--output-uri", str(out), "--run-id", "run-3"], seam.env)
     assert foreign.returncode == 2
@@ -229,3 +245,80 @@ def test_k8s_render_through_the_cli(seam: Seam) -> None:
     job = docs[1]["spec"]["jobTemplate"]["spec"]
     assert (job["completions"], job["parallelism"], job["completionMode"]) == (8, 4, "Indexed")
     assert seam.env["SEAMLINE_PG_DSN"] not in rendered.stdout
+
+
+def _cron_shards(seam: Seam, out: Path, name: str, job: str) -> None:
+    """The pods of one CronJob-made Job: the run id comes from the job's name, as in Kubernetes."""
+    cmd = [SEAMLINE, "check", str(seam.contract), "--seam", name, "--shards", str(SHARDS)]
+    cmd += ["--output-uri", str(out)]
+    for i in range(SHARDS):
+        env = seam.env | {"JOB_COMPLETION_INDEX": str(i), "SEAMLINE_JOB_NAME": job}
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+
+
+def test_two_seams_on_one_schedule_do_not_collide(seam: Seam, tmp_path: Path) -> None:
+    """Issue 10 item 2: both CronJobs of one schedule get the same scheduled-time suffix, and the
+    default --output-uri is shared; each merge must see only its own seam's shards."""
+    out = tmp_path / "runs"
+    _cron_shards(seam, out, "products", "seamline-products-shards-29399160")
+    _cron_shards(seam, out, "skus", "seamline-skus-shards-29399160")
+    reports = {}
+    for name in ("products", "skus"):
+        merged = _run(
+            ["merge", "--output-uri", str(out), "--seam", name, "--contract", str(seam.contract),
+             "--shards", str(SHARDS), "--json", str(tmp_path / f"{name}.json")],
+            seam.env, SEAMLINE_JOB_NAME=f"seamline-{name}-merge-29399160",
+        )  # fmt: skip
+        assert merged.returncode == 1, merged.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        assert reports[name]["seam"] == name and reports[name]["run_id"] == "29399160"
+    assert _found(reports["products"]) == seam.expected
+    # the sku-only seam sees the missing and extra rows, not the price changes
+    assert _found(reports["skus"]) == {(i, k) for i, k in seam.expected if k != "changed"}
+
+
+def test_merge_refuses_shards_of_another_seam(seam: Seam, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    _cron_shards(seam, out, "products", "seamline-products-shards-1")
+    _cron_shards(seam, out, "skus", "seamline-skus-shards-1")
+    a = next(p for p in out.rglob(f"shard-00001-of-{SHARDS:05d}") if "products" in str(p))
+    b = next(p for p in out.rglob(f"shard-00001-of-{SHARDS:05d}") if "skus" in str(p))
+    shutil.rmtree(a)
+    shutil.copytree(b, a)  # a shard of seam skus lands in seam products' run
+    merged = _run(["merge", "--output-uri", str(out), "--seam", "products", "--run-id", "1"], seam.env)
+    assert merged.returncode == 2, merged.stdout
+    assert "is of seam 'skus', not 'products'" in merged.stderr and merged.stderr.count("\n") == 1
+
+
+def test_merge_gives_up_on_a_shard_that_failed_for_good_and_waits_for_a_late_one(
+    seam: Seam, tmp_path: Path
+) -> None:
+    """A failing shard leaves a marker; `merge --wait --shard-attempts K` names a shard that failed K
+    times and exits 3 (like check for an unavailable store) instead of waiting out --wait."""
+    out = tmp_path / "runs"
+    cmd = ["check", str(seam.contract), "--seam", "products", "--shards", str(SHARDS)]
+    cmd += ["--output-uri", str(out), "--run-id", "run-6"]
+    down = {"SEAMLINE_PG_DSN": "postgresql://seamline@127.0.0.1:9/seamline"}
+    for i in range(SHARDS):
+        tries = 2 if i == 1 else 1
+        for _ in range(tries):
+            done = _run(cmd, seam.env | (down if i == 1 else {}), JOB_COMPLETION_INDEX=str(i))
+            assert done.returncode == (3 if i == 1 else 0), done.stderr
+    merge = ["merge", "--output-uri", str(out), "--seam", "products", "--run-id", "run-6"]
+    merge += ["--shards", str(SHARDS), "--wait", "10m", "--shard-attempts", "2"]
+    gave_up = _run(merge, seam.env)
+    assert gave_up.returncode == 3, gave_up.stderr
+    assert "shard 1 failed 2 time(s) (last: exit 3, postgres at 127.0.0.1:9" in gave_up.stderr
+    # one more attempt is allowed: the merge waits, and the shard arriving late completes the run
+    waiting = subprocess.Popen(
+        [SEAMLINE, *merge[:-1], "3", "--json", str(tmp_path / "late.json")],
+        env=seam.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    assert waiting.poll() is None  # still waiting for shard 1
+    late = _run(cmd, seam.env, JOB_COMPLETION_INDEX="1")
+    assert late.returncode == 0, late.stderr
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 1, err
+    assert _found(json.loads((tmp_path / "late.json").read_text())) == seam.expected

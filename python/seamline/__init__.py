@@ -116,6 +116,7 @@ __all__ = [
     "Vector",
     "__version__",
     "arrow",
+    "kafka",
     "parquet",
     "reconcile",
 ]
@@ -180,3 +181,36 @@ def opensearch(
 def lancedb(uri: str, table: str, *, where: str | None = None) -> Source:
     """A LanceDB table (embedded), pinned to the version current when the reconcile starts."""
     return _open("lancedb", uri, table, where=where)
+
+
+def kafka(
+    bootstrap: str,
+    topic: str,
+    *,
+    value: str = "json",
+    key_field: str | None = None,
+    fold: str | None = None,
+    version: str | None = None,
+    dedupe: str | None = None,
+    order_by: str | None = None,
+    sql: str | None = None,
+    group: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> Source:
+    """A Kafka topic read up to the end offsets pinned at the start: one row per message, or with
+    ``fold="latest"`` per key the message with the highest ``version`` (deletes and tombstones remove
+    the key); ``dedupe=``/``order_by=`` then ``sql=`` (DuckDB over the table ``events``)."""
+    return _open(
+        "kafka",
+        bootstrap,
+        topic,
+        value=value,
+        key_field=key_field,
+        fold=fold,
+        version=version,
+        dedupe=dedupe,
+        order_by=order_by,
+        sql=sql,
+        group=group,
+        config=config,
+    )

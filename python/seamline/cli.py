@@ -131,7 +131,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     found."""
     from seamline.exceptions import InvalidInputError
 
-    for option in ("json", "metrics", "diffs", "output"):
+    for option in ("json", "metrics", "diffs", "output", "html"):
         value = getattr(args, option, None)
         if value and not _writable(value):
             raise InvalidInputError(f"--{option} {value}: cannot write there (not a writable folder)")
@@ -147,6 +147,7 @@ def _outputs(args: argparse.Namespace) -> Any:
         json=getattr(args, "json", None),
         metrics=getattr(args, "metrics", None),
         diffs=getattr(args, "diffs", None),
+        html=getattr(args, "html", None),
     )
 
 
@@ -159,7 +160,11 @@ def _check(args: argparse.Namespace, session: Session) -> int:
 
         contract = session.load(args.contract)
         with contextlib.redirect_stdout(session.out):  # the scale-out code prints its own line
-            return shard_check(args, contract)
+            return shard_check(
+                contract, seams=args.seam, shard_spec=args.shard, shards=args.shards,
+                output_uri=args.output_uri, run=args.run_id, layout=args.layout,
+                classify=lambda e: (exit_code_for(e), describe(e)),
+            )  # fmt: skip
     report = check(CheckRequest(args.contract, tuple(args.seam or ())), session)
     return emit(report, _outputs(args), session)
 
@@ -191,7 +196,7 @@ def _repair(args: argparse.Namespace, session: Session) -> int:
 def _merge(args: argparse.Namespace, session: Session) -> int:
     from seamline.commands.merge import MergeReport, merge_report
     from seamline.commands.render import Outputs, emit, write_files
-    from seamline.scaleout import merge_cmd
+    from seamline.scaleout import MergeRequest, merge_cmd
 
     started = time.time()
     shown: list[MergeReport] = []
@@ -199,10 +204,15 @@ def _merge(args: argparse.Namespace, session: Session) -> int:
     def show(merged: Any) -> None:
         # the merged run through the one renderer; the repair that may follow prints its own lines
         shown.append(merge_report(merged, args.contract, started))
-        emit(shown[-1], Outputs(json=args.json), session)
+        emit(shown[-1], Outputs(json=args.json, html=args.html), session)
 
     with contextlib.redirect_stdout(session.out):  # the scale-out code prints the repair it runs
-        code: int = merge_cmd(args, session.load, show)
+        request = MergeRequest(
+            output_uri=args.output_uri, run_id=args.run_id, seam=args.seam, contract=args.contract,
+            shards=args.shards, wait=args.wait, shard_attempts=args.shard_attempts,
+            repair=args.repair, apply=args.apply,
+        )  # fmt: skip
+        code: int = merge_cmd(request, session.load, show)
     if shown and args.metrics:
         shown[-1].exit_code = code  # the metrics carry the run's exit code, repair included
         write_files(shown[-1], Outputs(metrics=args.metrics), session)
@@ -214,13 +224,60 @@ def _layout(args: argparse.Namespace, session: Session) -> int:
 
     contract = session.load(args.contract)
     with contextlib.redirect_stdout(session.out):
-        return layout_cmd(args, contract)
+        return layout_cmd(contract, seam_name=args.seam, output=args.output)
 
 
 def _k8s_render(args: argparse.Namespace, session: Session) -> int:
+    from pathlib import Path
+
+    from seamline.k8s import RenderOptions
     from seamline.scaleout import k8s_render_cmd
 
-    return k8s_render_cmd(args, session.load(args.contract))
+    contract = session.load(args.contract)
+    opts = RenderOptions(
+        contract_path=args.contract, contract_text=Path(args.contract).read_text(), seam=args.seam,
+        shards=args.shards, parallelism=args.parallelism, schedule=args.schedule, image=args.image,
+        output_uri=args.output_uri, expected_rows=args.rows, secret=args.secret, namespace=args.namespace,
+    )  # fmt: skip
+    return k8s_render_cmd(contract, opts)
+
+
+def _k8s_status(args: argparse.Namespace, session: Session) -> int:
+    import json
+
+    from seamline.jsonsafe import json_safe
+    from seamline.k8s import status
+    from seamline.metrics import write_atomic
+
+    run = status(args.job, namespace=args.namespace, kubeconfig=args.kubeconfig)
+    session.print(run.render())
+    if args.json:
+        write_atomic(
+            args.json, json.dumps(json_safe({"command": "k8s status", **run.to_dict()}), indent=2) + "\n"
+        )
+    return EXIT_CLEAN
+
+
+def _report(args: argparse.Namespace, session: Session) -> int:
+    """Render a saved JSON report as HTML."""
+    import json
+    from pathlib import Path
+
+    from seamline.exceptions import InvalidInputError, NotFoundError
+    from seamline.html_report import write
+
+    path = Path(args.report)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInputError(f"{path}: not a JSON report ({describe(e)})") from None
+    try:
+        session.print(str(write(args.page, report, session.redact)))
+    except InvalidInputError as e:
+        raise InvalidInputError(f"{path}: {e}") from None
+    return EXIT_CLEAN
 
 
 def _demo(args: argparse.Namespace, session: Session) -> int:
@@ -258,6 +315,7 @@ def parser() -> argparse.ArgumentParser:
     outputs.add_argument(
         "--metrics", metavar="FILE", help="write Prometheus metrics, text format (also when the run fails)"
     )
+    outputs.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page")
 
     p = _Parser(
         prog="seamline",
@@ -309,6 +367,12 @@ def parser() -> argparse.ArgumentParser:
         type=_duration,
         metavar="DURATION",
         help="wait up to this long for missing shards (e.g. 10m)",
+    )
+    merge.add_argument(
+        "--shard-attempts",
+        type=_positive,
+        metavar="K",
+        help="with --wait: give up on a shard that failed K times (the Job's backoffLimitPerIndex + 1)",
     )
     merge.add_argument("--contract", metavar="FILE", help="the contract (needed for --repair)")
     merge.add_argument(
@@ -366,6 +430,20 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--secret", metavar="NAME", help="the Secret with the contract's ${VARS}")
     render.add_argument("--namespace", metavar="NS", help="the Kubernetes namespace (default: none set)")
     render.set_defaults(run=_k8s_render)
+    k8s_status = _command(
+        k8s_sub,
+        "status",
+        "which shards of a run are done, running or failed, and the drift so far",
+        "Read a run's shard Job and its pods from the API server and what the shards wrote under the "
+        "output URI: one line per shard (state, attempts, rows, rows/s, drift), the drift so far, and "
+        "whether the merge wrote its report.",
+        [common],
+    )
+    k8s_status.add_argument("job", metavar="JOB", help="the shard Job of the run (kubectl get jobs)")
+    k8s_status.add_argument("--namespace", metavar="NS", help="default: the kubeconfig context's")
+    k8s_status.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
+    k8s_status.add_argument("--json", metavar="FILE", help="write the status as JSON")
+    k8s_status.set_defaults(run=_k8s_status)
 
     repair = _command(
         sub,
@@ -418,6 +496,19 @@ def parser() -> argparse.ArgumentParser:
     )
     lineage.set_defaults(run=_lineage)
 
+    report = _command(
+        sub,
+        "report",
+        "render a saved JSON report as HTML",
+        "Render a report written by --json (check, freshness, lineage, repair or merge) as one "
+        "self-contained HTML page, and print its path.",
+        [common],
+    )
+    report.add_argument("report", metavar="REPORT.json", help="a report written by --json")
+    # not `--html` as an output: a `report` that fails must not write a report of itself
+    report.add_argument("--html", dest="page", required=True, metavar="FILE", help="the page to write")
+    report.set_defaults(run=_report)
+
     demo = _command(
         sub,
         "demo",
@@ -442,14 +533,15 @@ def _failed(args: argparse.Namespace, session: Session, started: float, code: in
     outputs = _outputs(args)
     json_file = outputs.json if outputs.json and _writable(outputs.json) else None
     metrics_file = outputs.metrics if outputs.metrics and _writable(outputs.metrics) else None
-    if not (json_file or metrics_file):
+    html_file = outputs.html if outputs.html and _writable(outputs.html) else None
+    if not (json_file or metrics_file or html_file):
         return
     from seamline.commands.render import Outputs, write_files
 
     contract = getattr(args, "contract", None)
     report = FailedReport(args.command, contract, started, code, None, session.redact(text))
     try:
-        write_files(report, Outputs(json=json_file, metrics=metrics_file), session)
+        write_files(report, Outputs(json=json_file, metrics=metrics_file, html=html_file), session)
     except Exception as e:  # the failure being reported matters more than the report
         session.error(f"error: cannot write the report: {describe(e)}")
 

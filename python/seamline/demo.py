@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
+import time
 from pathlib import Path
 
 import polars as pl
@@ -125,8 +126,32 @@ def contract_demo(workdir: Path) -> tuple[dict[str, sl.ReconcileResult], Expecte
     return results, expected
 
 
+def html_report(results: dict[str, sl.ReconcileResult], started: float, path: Path) -> Path:
+    """The demo's reconciles as one `check` report, written as HTML (the page `--html` writes)."""
+    from seamline import __version__, html_report
+
+    seams = {
+        name: {"status": "clean" if r.clean else "drift", "exit_code": 0 if r.clean else 1, "error": None}
+        | r.to_dict()
+        for name, r in results.items()
+    }
+    clean = all(r.clean for r in results.values())
+    report = {
+        "seamline": __version__,
+        "command": "check",
+        "contract": "seamline demo",
+        "started_at": dt.datetime.fromtimestamp(started, UTC).isoformat(),
+        "finished_at": dt.datetime.now(UTC).isoformat(),
+        "exit_code": 0 if clean else 1,
+        "clean": clean,
+        "seams": seams,
+    }
+    return html_report.write(path, report)
+
+
 def run(workdir: str = "demo-out", stores: bool = True) -> int:
     """Run the demo; exit 0 when every seam found exactly the drift that was injected."""
+    started = time.time()
     results, expected = arrow_demo(Path(workdir))
     if stores and os.environ.get("SEAMLINE_PG_DSN"):
         store_results, store_expected = contract_demo(Path(workdir))
@@ -142,6 +167,8 @@ def run(workdir: str = "demo-out", stores: bool = True) -> int:
             ok = False
             print(f"  !! expected {sorted(expected[name], key=str)}, found {sorted(found(result), key=str)}")
     print("\ndemo: every injected drift was found, and nothing else" if ok else "\ndemo: UNEXPECTED RESULT")
+    page = html_report(results, started, Path(workdir) / "report.html")
+    print(f"\nHTML report: {page.resolve()}")
     if stores and os.environ.get("SEAMLINE_PG_DSN"):
         contract = Path(workdir) / "contract.yaml"
         print(f"\nThe stores were reconciled through {contract}; try also:")

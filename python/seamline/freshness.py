@@ -67,6 +67,11 @@ class SeamFreshness:
                 "as_of": {"source": self.source_as_of, "target": self.target_as_of},
                 "note": self.note,
                 "seconds": round(self.seconds, 3),
+                **(
+                    {"replication_slots": self.extra["replication_slots"]}
+                    if "replication_slots" in self.extra
+                    else {}
+                ),
             }
         )
 
@@ -84,6 +89,8 @@ def as_of_label(as_of: dict[str, Any]) -> str:
         return f"pit @ {_short(d.get('pit_created_at'))}"
     if store == "postgres":
         return f"snapshot @ {_short(d.get('snapshot_time'))}"
+    if store == "kafka":
+        return f"offsets {d.get('messages')} msgs, newest @ {_short(d.get('newest_message_time'))}"
     return str(store or "-")
 
 
@@ -100,7 +107,7 @@ def _short(iso: Any) -> str:
 def commit_time(as_of: dict[str, Any]) -> dt.datetime | None:
     """When what a side read was written (Iceberg snapshot, LanceDB version), or read (live stores)."""
     d = as_of.get("detail") or {}
-    for k in ("snapshot_time", "version_time", "pit_created_at", "pinned_at"):
+    for k in ("snapshot_time", "version_time", "pit_created_at", "pinned_at", "newest_message_time"):
         if d.get(k):
             try:
                 t = dt.datetime.fromisoformat(str(d[k]))
@@ -171,11 +178,30 @@ def measure(contract: Contract, seam: Seam, *, as_of: Any = None) -> SeamFreshne
             out.status = "error" if sla.error_after is not None else "warn" if sla.warn_after else "none"
         else:
             out.status = status_for(out.lag_seconds, sla.warn_after, sla.error_after)
+        if sla.slot_lag_bytes is not None:
+            _check_slots(contract, seam, out, sla.slot_lag_bytes)
     finally:
         src.close()
         dst.close()
     out.seconds = time.perf_counter() - started
     return out
+
+
+def _check_slots(contract: Contract, seam: Seam, out: SeamFreshness, limit: int) -> None:
+    """The CDC hop: every logical replication slot of the seam's Postgres cluster(s); a slot whose
+    WAL is lost or that lags past `limit` bytes makes the seam's freshness an error."""
+    from seamline.contract.schema import PostgresStore
+    from seamline.stores.kafka.cdc import replication_slots
+
+    stores = [contract.store_of(seam, side) for side in ("source", "target")]
+    dsns = {store.dsn for store in stores if isinstance(store, PostgresStore)}
+    slots = [s for dsn in sorted(d for d in dsns if d) for s in replication_slots(dsn, limit)]
+    out.extra["replication_slots"] = [s.to_dict() for s in slots]
+    bad = [s for s in slots if s.status == "error"]
+    if bad:
+        out.status = "error"
+        reasons = "; ".join(f"slot {s.slot_name}: {s.reason}" for s in bad)
+        out.note = f"{out.note}; {reasons}" if out.note else reasons
 
 
 def _plain_as_of(a: Any) -> dict[str, Any]:

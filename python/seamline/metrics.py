@@ -33,6 +33,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     ),
     "seamline_freshness_backlog_rows": ("gauge", "Source rows newer than the target's newest version."),
     "seamline_freshness_status": ("gauge", "Freshness against the SLA: 0 pass, 1 warn, 2 error."),
+    "seamline_freshness_warn_after_seconds": ("gauge", "The seam's freshness SLA: warn past this lag."),
+    "seamline_freshness_error_after_seconds": ("gauge", "The seam's freshness SLA: error past this lag."),
     "seamline_repair_rows": ("gauge", "Rows in the repair plan (planned) or written (applied), by action."),
     "seamline_seam_error": ("gauge", "1 when the seam could not be checked (store unavailable, bad input)."),
     "seamline_last_run_timestamp_seconds": ("gauge", "When this run finished (Unix time)."),
@@ -75,6 +77,10 @@ class Metrics:
             self.add("seamline_freshness_lag_seconds", f.lag_seconds, seam=seam)
         if f.backlog is not None:
             self.add("seamline_freshness_backlog_rows", f.backlog, seam=seam)
+        if f.warn_after is not None:
+            self.add("seamline_freshness_warn_after_seconds", f.warn_after, seam=seam)
+        if f.error_after is not None:
+            self.add("seamline_freshness_error_after_seconds", f.error_after, seam=seam)
         if f.status in _FRESHNESS_LEVEL:
             self.add("seamline_freshness_status", _FRESHNESS_LEVEL[f.status], seam=seam)
 

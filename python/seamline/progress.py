@@ -36,6 +36,22 @@ def side_stats(passes: list[dict[str, Any]], side: str) -> tuple[int, int, float
     return rows, read, seconds
 
 
+def throughput(passes: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per side, for reports: rows of the full pass, rows read over all passes, seconds of the full
+    pass and its rows per second."""
+    out: dict[str, dict[str, float | None]] = {}
+    for side in ("source", "target"):
+        rows, read, seconds = side_stats(passes, side)
+        per_second = round(rows / seconds, 1) if seconds > 0 else None
+        out[side] = {
+            "rows": rows,
+            "rows_read": read,
+            "seconds": round(seconds, 3),
+            "rows_per_second": per_second,
+        }
+    return out
+
+
 class Progress:
     def __init__(
         self, stream: TextIO | None = None, *, live: bool | None = None, quiet: bool = False

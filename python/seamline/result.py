@@ -18,6 +18,8 @@ from seamline.compare import Binary, Compare, LogicalType, Uuid
 from seamline.engine import EngineOutput, Options
 from seamline.exceptions import InvalidInputError
 from seamline.jsonsafe import json_safe
+from seamline.keyspace import key_space
+from seamline.progress import throughput
 from seamline.seam import SeamColumns
 from seamline.stores.protocols import AsOf, KeyRange, Source
 
@@ -320,6 +322,15 @@ class ReconcileResult:
                     "mismatched": len(self.output.mismatched_leaves),
                 },
                 "passes": self.passes,
+                "throughput": throughput(self.passes),
+                "key_space": key_space(
+                    bounds=self.output.bounds,
+                    fanout_bits=self.output.partitioner.fanout_bits,
+                    mismatched_leaves=self.output.mismatched_leaves,
+                    diffs=self.diffs,
+                    key_names=key_names,
+                    source_rows=self.counts["source_rows"],
+                ),
                 "rechecked_in_flight": self.rechecked,
                 "seconds": round(self.seconds, 3),
                 "differences": self.diffs.to_dicts(),

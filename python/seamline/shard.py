@@ -1,14 +1,19 @@
 """Scaled-out runs: one shard's results written to shared storage, and the merge of all of them.
 
 A shard (`seamline check --shard I/N --output-uri URI`) reconciles slice I of the key ranges and
-writes, under URI/<run id>/shard-I-of-N/: both sides' leaf sets (bytes), its differences (Parquet)
-and a manifest (run id, seam, layout digest, counts, as-of of each side). Slices are disjoint and
+writes, under URI/<seam>/<contract id>/<run id>/shard-I-of-N/: both sides' leaf sets (bytes), its
+differences (Parquet) and a manifest (run id, seam, contract id, layout digest, counts, as-of of each
+side). The seam and the contract's identity (a digest of its text) are part of the path, so two seams
+on one schedule (one run id: the CronJobs' scheduled time) never share a folder. A shard that fails
+leaves a marker under <run>/failures/ (its exit code and one line), so the merge can give up on a
+shard the Job gave up on instead of waiting for it. Slices are disjoint and
 together cover the key space because every shard cuts the ranges from the same layout (the range
 boundaries and leaf fan-out, recorded in the manifest and checked at the merge).
 
 The merge checks that all N shards of the run are there, from the same run and the same layout,
 sums the leaf sets (sums merge exactly: the merged tree is the one a single process would build),
-concatenates the differences, and reports like `check`. Re-running a shard overwrites its own
+concatenates the differences, and reports like `check` (and writes the report to <run>/report.json).
+Re-running a shard overwrites its own
 folder only, so merging again is harmless.
 
 URIs are local paths or anything pyarrow's filesystems open (s3://, gs://).
@@ -29,12 +34,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from seamline import _core
-from seamline.exceptions import InvalidInputError, NotFoundError
+from seamline.exceptions import InvalidInputError, NotFoundError, StoreUnavailableError
 from seamline.jsonsafe import json_safe
+from seamline.keyspace import key_space
 from seamline.result import KINDS, ReconcileResult
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+REPORT = "report.json"
+FAILURES = "failures"
+FORMAT = 2
+EXIT_BAD_INPUT = 2
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -63,16 +72,39 @@ def layout_digest(bounds: pa.Table | None, fanout_bits: int) -> str:
     return h.hexdigest()[:16]
 
 
-def shard_dir(uri: str, run_id: str, index: int, count: int) -> str:
-    return f"{uri.rstrip('/')}/{run_id}/shard-{index:05d}-of-{count:05d}"
+def contract_id(text: str) -> str:
+    """The identity of a contract: a digest of its text as written (`${VAR}`s, not their values), the
+    same for every pod of a run since they all mount one ConfigMap."""
+    return "c" + hashlib.sha256(text.encode()).hexdigest()[:11]
 
 
-def write_shard(result: ReconcileResult, uri: str, *, run_id: str, seam: str, index: int, count: int) -> str:
+@dataclass(frozen=True)
+class RunRef:
+    """Where one run of one seam of one contract lives under an output URI."""
+
+    uri: str
+    seam: str
+    contract: str
+    run_id: str
+
+    @property
+    def folder(self) -> str:
+        return f"{self.uri.rstrip('/')}/{self.seam}/{self.contract}/{self.run_id}"
+
+    def shard_dir(self, index: int, count: int) -> str:
+        return f"{self.folder}/{shard_name(index, count)}"
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"shard-{index:05d}-of-{count:05d}"
+
+
+def write_shard(result: ReconcileResult, run: RunRef, *, index: int, count: int) -> str:
     """Write one shard's partial tree, differences and as-of; returns the folder written."""
     out = result.output
     if out.leafsets is None:
         raise InvalidInputError("this result carries no leaf sets to ship")
-    folder = shard_dir(uri, run_id, index, count)
+    folder = run.shard_dir(index, count)
     fs, path = _fs(folder)
     fs.create_dir(path, recursive=True)
     _write(fs, f"{path}/source.leaves", out.leafsets[0].to_bytes())
@@ -86,8 +118,9 @@ def write_shard(result: ReconcileResult, uri: str, *, run_id: str, seam: str, in
     _write(fs, f"{path}/bounds.parquet", bounds_sink.getvalue())
     manifest = {
         "format": FORMAT,
-        "run_id": run_id,
-        "seam": seam,
+        "run_id": run.run_id,
+        "seam": run.seam,
+        "contract": run.contract,
         "shard": index,
         "shards": count,
         "layout": layout_digest(out.bounds, out.partitioner.fanout_bits),
@@ -104,12 +137,64 @@ def write_shard(result: ReconcileResult, uri: str, *, run_id: str, seam: str, in
     return folder
 
 
+def write_failure(run: RunRef, *, index: int, count: int, exit_code: int, message: str) -> None:
+    """Record that this attempt of a shard failed (best effort: the store may be what failed)."""
+    fs, path = _fs(f"{run.folder}/{FAILURES}")
+    fs.create_dir(path, recursive=True)
+    body = {"shard": index, "shards": count, "exit_code": exit_code, "error": message, "at": time.time()}
+    _write(fs, f"{path}/{shard_name(index, count)}.{time.time_ns()}.json", json.dumps(body).encode())
+
+
+def failures(run: RunRef, count: int) -> dict[int, list[dict[str, Any]]]:
+    """The failed attempts of each shard of a run, oldest first."""
+    fs, path = _fs(f"{run.folder}/{FAILURES}")
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    out: dict[int, list[dict[str, Any]]] = {}
+    for info in sorted(infos, key=lambda i: i.base_name):
+        if info.type != pafs.FileType.File or not info.base_name.endswith(".json"):
+            continue
+        with fs.open_input_stream(info.path) as f:
+            body = json.loads(f.read())
+        if body.get("shards") == count:
+            out.setdefault(int(body["shard"]), []).append(body)
+    return out
+
+
+def given_up(run: RunRef, count: int, missing: list[int], attempts: int | None) -> dict[int, dict[str, Any]]:
+    """The missing shards that will not arrive: failed as bad input (the Job fails that index at
+    once), or failed `attempts` times (the Job's backoffLimitPerIndex + 1). Their last failure each."""
+    out = {}
+    for i, tries in failures(run, count).items():
+        if i in missing and (
+            any(t["exit_code"] == EXIT_BAD_INPUT for t in tries) or (attempts and len(tries) >= attempts)
+        ):
+            out[i] = tries[-1]
+    return out
+
+
+def write_report(run: RunRef, report: dict[str, Any]) -> None:
+    fs, path = _fs(run.folder)
+    _write(fs, f"{path}/{REPORT}", json.dumps(json_safe(report), indent=2).encode())
+
+
+def read_json(uri: str) -> dict[str, Any] | None:
+    """A JSON file under an output URI, or None when it is not there (yet)."""
+    fs, path = _fs(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            out: dict[str, Any] = json.loads(f.read())
+            return out
+    except FileNotFoundError:
+        return None
+
+
 @dataclass
 class MergedRun:
     """All shards of one run, merged: counts, differences and roots as one process would report."""
 
     run_id: str
     seam: str
+    contract: str
     shards: int
     manifests: list[dict[str, Any]]
     counts: dict[str, int]
@@ -134,57 +219,100 @@ class MergedRun:
                 "clean": self.clean,
                 "run_id": self.run_id,
                 "seam": self.seam,
+                "contract": self.contract,
                 "shards": self.shards,
                 "counts": self.counts,
                 "merkle_roots": {"source": self.merkle_roots[0], "target": self.merkle_roots[1]},
                 "as_of": {m["shard"]: m["as_of"] for m in self.manifests},
+                "seconds": round(self.seconds, 3),
+                "key_space": key_space(
+                    bounds=self.bounds,
+                    fanout_bits=self.fanout_bits,
+                    mismatched_leaves=self.mismatched_leaves,
+                    diffs=self.diffs,
+                    key_names=self.manifests[0]["key"],
+                    source_rows=self.counts["source_rows"],
+                ),
                 "differences": self.diffs.to_dicts(),
             }
         )
 
 
-def _runs(fs: pafs.FileSystem, root: str) -> list[str]:
+def _dirs(fs: pafs.FileSystem, root: str) -> list[str]:
     infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
     return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
 
-def missing_shards(uri: str, run_id: str, count: int) -> list[int]:
+def find_run(uri: str, *, seam: str | None, contract: str | None, run_id: str | None) -> RunRef:
+    """The one run under `uri` that matches what is known (seam, contract id, run id)."""
     fs, root = _fs(uri)
-    present = []
+    found = [
+        RunRef(uri, s, c, r)
+        for s in ([seam] if seam else _dirs(fs, root))
+        for c in ([contract] if contract else _dirs(fs, f"{root}/{s}"))
+        for r in ([run_id] if run_id else _dirs(fs, f"{root}/{s}/{c}"))
+        if fs.get_file_info(f"{root}/{s}/{c}/{r}").type == pafs.FileType.Directory
+    ]
+    if len(found) == 1:
+        return found[0]
+    what = ", ".join(f"{k} {v!r}" for k, v in (("seam", seam), ("run", run_id)) if v) or "any seam"
+    if not found:
+        raise NotFoundError(f"{uri}: no run of {what}")
+    listed = ", ".join(f"seam {r.seam} run {r.run_id} (contract {r.contract})" for r in found[:5])
+    raise InvalidInputError(f"{uri}: several runs of {what}: {listed}; pass --seam, --run-id or --contract")
+
+
+def missing_shards(run: RunRef, count: int) -> list[int]:
+    fs, folder = _fs(run.folder)
+    present = set()
     for i in range(count):
-        info = fs.get_file_info(f"{shard_dir(root, run_id, i, count)}/{MANIFEST}")
+        info = fs.get_file_info(f"{folder}/{shard_name(i, count)}/{MANIFEST}")
         if info.type == pafs.FileType.File:
-            present.append(i)
+            present.add(i)
     return [i for i in range(count) if i not in present]
 
 
-def merge(uri: str, *, run_id: str | None = None, shards: int | None = None) -> MergedRun:
-    """Merge every shard of a run. The run is `run_id`, or the only run under `uri`."""
-    fs, root = _fs(uri)
-    if run_id is None:
-        runs = _runs(fs, root)
-        if len(runs) != 1:
-            found = ", ".join(runs) or "none"
-            raise InvalidInputError(f"{uri}: pass --run-id; runs found: {found}")
-        run_id = runs[0]
-    folders = _runs(fs, f"{root}/{run_id}")
+def check_given_up(run: RunRef, count: int, attempts: int | None) -> None:
+    """Raise, naming them, when shards of the run failed for good (see `given_up`)."""
+    missing = missing_shards(run, count)
+    lost = given_up(run, count, missing, attempts) if missing else {}
+    if not lost:
+        return
+    parts = [
+        f"shard {i} failed {len(failures(run, count)[i])} time(s) (last: exit {f['exit_code']}, {f['error']})"
+        for i, f in sorted(lost.items())
+    ]
+    message = f"run {run.run_id} of seam {run.seam!r}: {'; '.join(parts)}; not merged"
+    if all(f["exit_code"] == EXIT_BAD_INPUT for f in lost.values()):
+        raise InvalidInputError(message)
+    raise StoreUnavailableError(message)
+
+
+def merge(run: RunRef, *, shards: int | None = None) -> MergedRun:
+    """Merge every shard of a run."""
+    fs, root = _fs(run.folder)
+    folders = [d for d in _dirs(fs, root) if d.startswith("shard-")]
     if not folders:
-        raise NotFoundError(f"{uri}: no shard of run {run_id!r}")
+        raise NotFoundError(f"{run.uri}: no shard of run {run.run_id!r} of seam {run.seam!r}")
     manifests = []
     for name in folders:
         try:
-            with fs.open_input_stream(f"{root}/{run_id}/{name}/{MANIFEST}") as f:
+            with fs.open_input_stream(f"{root}/{name}/{MANIFEST}") as f:
                 manifests.append(json.loads(f.read()))
         except (FileNotFoundError, OSError, ValueError) as e:
-            raise InvalidInputError(f"shard {name} of run {run_id}: no readable manifest ({e})") from e
+            raise InvalidInputError(f"shard {name} of run {run.run_id}: no readable manifest ({e})") from e
     first = manifests[0]
     count = shards or first["shards"]
     for m, name in zip(manifests, folders, strict=True):
-        where = f"shard {name} of run {run_id}"
-        if m.get("format") != FORMAT or m["run_id"] != run_id:
+        where = f"shard {name} of run {run.run_id}"
+        if m.get("format") != FORMAT or m["run_id"] != run.run_id:
             raise InvalidInputError(f"{where} belongs to another run ({m.get('run_id')!r})")
-        if m["shards"] != count or m["seam"] != first["seam"]:
-            raise InvalidInputError(f"{where} is from another run: seam {m['seam']!r}, {m['shards']} shards")
+        if m["seam"] != run.seam:
+            raise InvalidInputError(f"{where} is of seam {m['seam']!r}, not {run.seam!r}")
+        if m["contract"] != run.contract:
+            raise InvalidInputError(f"{where} is of another contract ({m['contract']}, not {run.contract})")
+        if m["shards"] != count:
+            raise InvalidInputError(f"{where} is from another run: {m['shards']} shards, not {count}")
         if m["layout"] != first["layout"]:
             raise InvalidInputError(
                 f"{where} cut the key space differently (layout {m['layout']} vs {first['layout']}); "
@@ -192,12 +320,14 @@ def merge(uri: str, *, run_id: str | None = None, shards: int | None = None) -> 
             )
     missing = sorted(set(range(count)) - {m["shard"] for m in manifests})
     if missing:
-        raise InvalidInputError(f"run {run_id}: shard(s) {', '.join(map(str, missing))} of {count} missing")
+        raise InvalidInputError(
+            f"run {run.run_id}: shard(s) {', '.join(map(str, missing))} of {count} missing"
+        )
     manifests.sort(key=lambda m: m["shard"])
     leafsets: dict[str, _core.LeafSet] = {}
     frames = []
     for m in manifests:
-        folder = shard_dir(root, run_id, m["shard"], count)
+        folder = f"{root}/{shard_name(m['shard'], count)}"
         for side in ("source", "target"):
             with fs.open_input_stream(f"{folder}/{side}.leaves") as f:
                 part = _core.LeafSet.from_bytes(f.read())
@@ -207,7 +337,7 @@ def merge(uri: str, *, run_id: str | None = None, shards: int | None = None) -> 
         assert isinstance(df, pl.DataFrame)
         if df.height:
             frames.append(df)
-    with fs.open_input_file(f"{shard_dir(root, run_id, 0, count)}/bounds.parquet") as f:
+    with fs.open_input_file(f"{root}/{shard_name(0, count)}/bounds.parquet") as f:
         raw = f.read()
     bounds = pq.read_table(pa.BufferReader(raw)) if raw else None
     diffs = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
@@ -221,8 +351,9 @@ def merge(uri: str, *, run_id: str | None = None, shards: int | None = None) -> 
         | {"in_flight": diffs.height - len(settled)}
     )
     return MergedRun(
-        run_id=run_id,
-        seam=first["seam"],
+        run_id=run.run_id,
+        seam=run.seam,
+        contract=run.contract,
         shards=count,
         manifests=manifests,
         counts=counts,

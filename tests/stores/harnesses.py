@@ -47,6 +47,9 @@ class Harness(ABC):
     #: can write while it runs (`repair_helpers.py writer`)
     batched = True
     live_pipeline = True
+    #: the store takes upserts and deletes (an immutable log repairs by re-publishing only: its own
+    #: tests cover that, tests/test_kafka.py)
+    rewritable = True
 
     def __init__(self, pg: Pg, tmp: Path) -> None:
         self.pg = pg
@@ -314,6 +317,66 @@ class LanceDBHarness(Harness):
         }
 
 
+class KafkaHarness(Harness):
+    """A topic of the rows as JSON events keyed by id, read folded to the latest version per id."""
+
+    kind = "kafka"
+    types = ("i", "f", "s", "b", "d", "ts", "dec")  # JSON has no bytes
+    rewritable = False
+    batched = False
+    live_pipeline = False
+
+    def __init__(self, pg: Pg, tmp: Path) -> None:
+        super().__init__(pg, tmp)
+        import os
+
+        from confluent_kafka import Producer
+        from confluent_kafka.admin import AdminClient
+
+        self.bootstrap = os.environ["SEAMLINE_KAFKA_BOOTSTRAP"]
+        self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        self.producer = Producer({"bootstrap.servers": self.bootstrap})
+        self.topics: list[str] = []
+
+    def create(self, name: str, rows: pa.Table) -> None:
+        from confluent_kafka.admin import NewTopic
+
+        self.admin.create_topics([NewTopic(name, 3, 1)])[name].result(timeout=30)
+        self.topics.append(name)
+        self.write(name, rows.to_pylist())
+
+    def spec(self, name: str) -> dict[str, Any]:
+        kwargs = {"key_field": "id", "fold": "latest", "version": "updated_at"}
+        return {"kind": "kafka", "args": [self.bootstrap, name], "kwargs": kwargs}
+
+    def write(self, name: str, rows: list[dict[str, Any]]) -> None:
+        import json
+
+        from seamline.jsonsafe import json_safe
+
+        for r in rows:
+            value = json_safe({**r, "updated_at": r.get("updated_at") or EPOCH})
+            self.producer.produce(name, key=str(r["id"]).encode(), value=json.dumps(value).encode())
+        assert self.producer.flush(30) == 0
+
+    def target(self, name: str) -> sl.Source:
+        spec = self.spec(name)
+        if "updated_at" not in self._fields(name):
+            spec["kwargs"] = {"key_field": "id", "fold": "latest"}  # a typed() table: no version
+        return registry.open_store(spec["kind"], *spec["args"], **spec["kwargs"])
+
+    def _fields(self, name: str) -> list[str]:
+        return list(registry.open_store("kafka", self.bootstrap, name).schema().names)
+
+    def current(self, name: str, ids: list[int]) -> dict[int, dict[str, Any]]:
+        raise NotImplementedError("a topic is not rewritten by repairs")
+
+    def close(self) -> None:
+        if self.topics:
+            for f in self.admin.delete_topics(self.topics).values():
+                f.result(timeout=30)
+
+
 def products(rows: list[dict[str, Any]]) -> pa.Table:
     """Rows as a PRODUCTS table (a price read from Postgres arrives as text)."""
     return pa.Table.from_pylist(
@@ -327,4 +390,5 @@ HARNESSES: dict[str, type[Harness]] = {
     "opensearch": OpenSearchHarness,
     "iceberg": IcebergHarness,
     "lancedb": LanceDBHarness,
+    "kafka": KafkaHarness,
 }

@@ -48,7 +48,7 @@ def test_a_missing_driver_names_the_extra_to_install(store: str, module: str, ca
 
 
 def test_the_registry_knows_every_store() -> None:
-    assert registry.names(contract_only=True) == ["postgres", "opensearch", "iceberg", "lancedb"]
+    assert registry.names(contract_only=True) == ["postgres", "opensearch", "iceberg", "lancedb", "kafka"]
     with pytest.raises(sl.InvalidInputError, match="'nosuch' is not a store type"):
         registry.adapter("nosuch")
 

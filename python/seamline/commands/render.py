@@ -19,6 +19,7 @@ class Outputs:
     json: str | None = None
     metrics: str | None = None
     diffs: str | None = None  # FILE.parquet; with several seams FILE.<seam>.parquet, or {seam}
+    html: str | None = None  # one self-contained page (seamline.html_report)
 
 
 def write_json(report: Report, path: str, session: Session) -> None:
@@ -26,6 +27,12 @@ def write_json(report: Report, path: str, session: Session) -> None:
     from seamline.metrics import write_atomic
 
     write_atomic(path, session.redact(json.dumps(json_safe(report.to_dict()), indent=2)) + "\n")
+
+
+def write_html(report: Report, path: str, session: Session) -> None:
+    from seamline.html_report import write
+
+    write(path, report.to_dict(), session.redact)
 
 
 def write_metrics(report: Report, path: str, session: Session) -> None:
@@ -53,6 +60,7 @@ def write_diffs(report: Report, pattern: str, session: Session) -> None:
 
 WRITERS: dict[str, Callable[[Report, str, Session], None]] = {
     "json": write_json,
+    "html": write_html,
     "diffs": write_diffs,
     "metrics": write_metrics,
 }

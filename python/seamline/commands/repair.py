@@ -122,6 +122,7 @@ def repair(request: RepairRequest, session: Session) -> RepairReport:
     result = run.value
     metrics.reconcile(seam.name, result)
     report.data["counts"] = result.counts
+    report.data["drift"] = {"status": "clean" if result.clean else "drift", **result.to_dict()}  # --html
     fraction = request.max_fraction if request.max_fraction is not None else seam.repair.max_fraction
     plan = result.plan_repair(**({"max_fraction": fraction} if fraction is not None else {}))
     counts = dict(plan.counts)
@@ -135,6 +136,7 @@ def repair(request: RepairRequest, session: Session) -> RepairReport:
     if total:
         lines.append("  (a changed row shows: target value -> value written)")
         lines += plan_lines(plan, result)
+        report.data["plan_rows"] = plan.to_polars().head(SHOWN).to_dicts()  # --html: the first operations
     why = refusal(plan, seam.name) if total else None
     try:
         if why is None and total:

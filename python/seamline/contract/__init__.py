@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         CompareSpec,
         Freshness,
         IcebergStore,
+        KafkaStore,
         LanceDBStore,
         OpenSearchStore,
         PostgresStore,
@@ -62,8 +63,8 @@ _LAZY = {
     "parse_time": "seamline.durations",
     **dict.fromkeys(
         (
-            "STORE_TYPES CompareSpec Freshness IcebergStore LanceDBStore OpenSearchStore PostgresStore "
-            "RepairPolicy Seam Side StoreBase"
+            "STORE_TYPES CompareSpec Freshness IcebergStore KafkaStore LanceDBStore OpenSearchStore "
+            "PostgresStore RepairPolicy Seam Side StoreBase"
         ).split(),
         "seamline.contract.schema",
     ),
@@ -87,6 +88,7 @@ __all__ = [
     "Contract",
     "Freshness",
     "IcebergStore",
+    "KafkaStore",
     "LanceDBStore",
     "OpenSearchStore",
     "PostgresStore",

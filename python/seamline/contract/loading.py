@@ -22,6 +22,7 @@ _OBJECTS = {
     "opensearch": ("index",),
     "iceberg": ("table",),
     "lancedb": ("table",),
+    "kafka": ("topic",),
 }
 
 
@@ -110,7 +111,11 @@ def _check_side(
         raise line(path, where, f"{which}.store", f"no store {side.store!r} (stores: {', '.join(stores)})")
     kind = stores[side.store].type
     allowed = _OBJECTS[kind]
-    given = [k for k in ("table", "index", "query") if getattr(side, k) is not None]
+    if kind != "kafka":
+        for k in ("topic", *side.stream):
+            if getattr(side, k) is not None:
+                raise line(path, where, f"{which}.{k}", f"only for a kafka store, not a {kind} one")
+    given = [k for k in ("table", "index", "query", "topic") if getattr(side, k) is not None]
     objects = [k for k in given if k != "query" or kind != "opensearch"]
     for k in objects:
         if k not in allowed:
@@ -124,6 +129,8 @@ def _check_side(
     if kind != "opensearch" and isinstance(side.query, dict):
         raise line(path, where, f"{which}.query", "expected a string, got a mapping")
     if side.where is not None:
+        if kind == "kafka":
+            raise line(path, where, f"{which}.where", "not for a kafka store (use sql)")
         if kind == "iceberg":
             raise line(path, where, f"{which}.where", "not supported for an iceberg store")
         if kind == "postgres" and side.query is not None:

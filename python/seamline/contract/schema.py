@@ -48,8 +48,13 @@ from seamline.compare import (
 from seamline.contract.secrets import SECRET_PROPERTY, redact
 from seamline.durations import parse_duration
 from seamline.exceptions import InvalidInputError
+from seamline.stores import registry
 
-STORE_TYPES = ("postgres", "opensearch", "iceberg", "lancedb")
+# The contract's store types are the registry's; each has its model in `StoreSpec` below (checked there).
+STORE_TYPES = tuple(registry.names(contract_only=True))
+# the reading options of a kafka seam side besides `topic` (those of sl.kafka)
+STREAM_FIELDS = ("value", "key_field", "fold", "version", "dedupe", "order_by", "sql", "group")
+_STREAM_CHOICES = {"value": ("json", "debezium", "raw"), "fold": ("latest",)}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _LOGICAL_HINT = (
     "integer, decimal(2), float(6), boolean, string, timestamp(ms), date, json, binary, uuid, vector"
@@ -305,6 +310,27 @@ class LanceDBStore(StoreBase):
         return resolve_uri(value, _directory(info))
 
 
+class KafkaStore(StoreBase):
+    type: Literal["kafka"]
+    bootstrap: Text
+    config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _settings(cls, value: Any, info: ValidationInfo) -> dict[str, Any]:
+        """librdkafka client settings, scalars only; secret-looking ones are remembered."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise invalid(f"expected a mapping, got {kind(value)}")
+        for k, v in value.items():
+            if isinstance(v, dict | list):
+                raise invalid("expected a scalar setting", f"config.{k}")
+            if SECRET_PROPERTY.search(str(k)) and v:
+                _secrets(info).add(str(v))
+        return {str(k): v for k, v in value.items()}
+
+
 def _store_type(value: Any) -> str | None:
     found = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return found if isinstance(found, str) else None
@@ -314,9 +340,21 @@ StoreSpec = Annotated[
     Annotated[PostgresStore, Tag("postgres")]
     | Annotated[OpenSearchStore, Tag("opensearch")]
     | Annotated[IcebergStore, Tag("iceberg")]
-    | Annotated[LanceDBStore, Tag("lancedb")],
+    | Annotated[LanceDBStore, Tag("lancedb")]
+    | Annotated[KafkaStore, Tag("kafka")],
     Discriminator(_store_type),
 ]
+_MODELS = {
+    "postgres": PostgresStore,
+    "opensearch": OpenSearchStore,
+    "iceberg": IcebergStore,
+    "lancedb": LanceDBStore,
+    "kafka": KafkaStore,
+}
+if set(_MODELS) != set(STORE_TYPES):  # a store registered for contracts needs its model here
+    raise ImportError(
+        f"contract store models {sorted(_MODELS)} != registered store types {sorted(STORE_TYPES)}"
+    )
 
 
 # -- seams --------------------------------------------------------------------------------------------
@@ -336,10 +374,42 @@ class Side(Model):
     index: Text | None = None
     query: Annotated[str | dict[str, Any] | None, BeforeValidator(_query)] = None
     where: Text | None = None
+    topic: Text | None = None  # kafka
+    value: Text | None = None
+    key_field: Text | None = None
+    fold: Text | None = None
+    version: Text | None = None
+    dedupe: Text | None = None
+    order_by: Text | None = None
+    sql: Text | None = None
+    group: Text | None = None
+
+    @field_validator("value", "fold")
+    @classmethod
+    def _choice(cls, value: str | None, info: ValidationInfo) -> str | None:
+        allowed = _STREAM_CHOICES[str(info.field_name)]
+        if value is not None and value not in allowed:
+            raise invalid(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    @property
+    def stream(self) -> dict[str, str]:
+        """The kafka reading options given (the keyword arguments of sl.kafka besides the topic)."""
+        return {k: getattr(self, k) for k in STREAM_FIELDS if getattr(self, k) is not None}
 
     @property
     def object(self) -> str:
-        return self.table or self.index or "query"
+        return self.table or self.index or self.topic or "query"
+
+
+def _size(value: Any) -> int | None:
+    """A size in bytes: 1048576, 512KB, 64MB, 2GB (powers of 1024)."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)B?\s*", str(value), re.IGNORECASE)
+    if isinstance(value, bool) or not m:
+        raise invalid(f"{value!r} is not a size (e.g. 512MB, 2GB)")
+    return int(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_")
 
 
 class Freshness(Model):
@@ -347,6 +417,8 @@ class Freshness(Model):
 
     warn_after: Duration | None = None
     error_after: Duration | None = None
+    # postgres sides: every logical replication slot is reported; an error past this lag (or WAL lost)
+    slot_lag_bytes: Annotated[int | None, BeforeValidator(_size)] = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Freshness:

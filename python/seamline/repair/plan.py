@@ -43,6 +43,20 @@ def _rows(
     return flat.to_arrow()
 
 
+def _same_type(diffs: pl.DataFrame, column: str) -> bool:
+    """Whether both sides' compared values of `column` can be ordered against each other (both
+    times, both numbers, or one type)."""
+    types = []
+    for side in ("source", "target"):
+        dtype = diffs.schema.get(side)
+        fields = {f.name: f.dtype for f in dtype.fields} if isinstance(dtype, pl.Struct) else {}
+        types.append(fields.get(column))
+    a, b = types
+    if a is None or b is None:
+        return False
+    return a == b or (a.is_temporal() and b.is_temporal()) or (a.is_numeric() and b.is_numeric())
+
+
 def _frame(table: pa.Table) -> pl.DataFrame:
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
@@ -233,8 +247,9 @@ class RepairPlan:
         if not left.height or not planned.height:
             return left.clear() if left.height else left
         left = left.join(planned.unique(), on=keys, how="semi")
-        if self.version and result.seam.version:
+        if self.version and result.seam.version and _same_type(left, result.seam.version[0]):
             # a target row whose version is newer than the source's won against the repair: fine
+            # (sides whose versions differ in type, e.g. text in a JSON topic, are not compared)
             name = result.seam.version[0]
             newer = pl.col("target").struct.field(name) > pl.col("source").struct.field(name)
             left = left.filter(~(newer.fill_null(False)))

@@ -1,0 +1,287 @@
+"""Reading a Kafka topic with Seamline against the broker's own raw read.
+
+What it measures
+    A topic of N JSON events (default 5,000,000) in 6 partitions, keyed by product id (K keys,
+    default 100,000), each value {"event_id", "id", "version", "name", "price", "in_stock"} (~110
+    bytes), produced once by this script with confluent-kafka (lz4 batches) and reused while its
+    end offsets still sum to N (--reload recreates it). Methods, each run a fresh process:
+
+    java_consumer_perf  the broker's own tool, org.apache.kafka.tools.ConsumerPerformance from
+                        services/kafka/target/lib (--messages N, to nowhere): wall time of the process
+                        (JVM start included) and the tool's own fetch time (reported apart)
+    python_raw          confluent-kafka, the client Seamline reads with: assign every partition,
+                        consume() batches of 20,000 until the end offsets, touching nothing
+                        (no value, key or offset is looked at): the client's floor
+    seamline_events     sl.kafka(bootstrap, topic).pin(): every message as a row (message
+                        columns + the value's fields), values decoded by pyarrow.json in batches
+    seamline_fold       sl.kafka(bootstrap, topic, key_field="id", fold="latest",
+                        version="version").pin(): the state per key (K rows), with the stream
+                        health (out-of-order versions, replays, gaps)
+
+    Seconds are wall time of the measured work inside the child (imports excluded) except for
+    java_consumer_perf (whole process); peak MB is the child's VmHWM (the whole process). The fold's
+    memory is also measured on a topic of N/5 events with the same keys: flat in events means the
+    two peaks are close. Every method runs --repeat times (default 3), interleaved; medians are
+    reported with the 1-minute load average (2 cores, shared).
+
+Run (from the repository root, Kafka up: scripts/services.sh up kafka):
+
+    eval "$(scripts/services.sh env)"
+    .venv/bin/python benches/bench_kafka.py --events 200000        # quick check
+    .venv/bin/python benches/bench_kafka.py                        # 5M events
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "benches" / "out"
+PARTITIONS = 6
+
+
+def topic_name(events: int, keys: int) -> str:
+    return f"bench-kafka-{events}-{keys}"
+
+
+def end_offsets(bootstrap: str, topic: str) -> int | None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets"})
+    try:
+        meta = c.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return None
+        return sum(
+            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+            for p in meta.partitions
+        )
+    finally:
+        c.close()
+
+
+def produce(bootstrap: str, topic: str, events: int, keys: int, reload: bool) -> None:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    have = end_offsets(bootstrap, topic)
+    if have == events and not reload:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if have is not None:
+        admin.delete_topics([topic])[topic].result(timeout=60)
+        time.sleep(2)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(timeout=60)
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.size": 1 << 20,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    rng = random.Random(1)
+    version = [0] * keys
+    t0 = time.perf_counter()
+    for i in range(events):
+        k = rng.randrange(keys)
+        version[k] += 1
+        value = (
+            f'{{"event_id":"e{i}","id":{k},"version":{version[k]},"name":"product {k}",'
+            f'"price":{(k % 997) + 0.99},"in_stock":{"true" if i % 3 else "false"}}}'
+        )
+        while True:
+            try:
+                p.produce(topic, key=str(k).encode(), value=value.encode())
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 10_000 == 0:
+            p.poll(0)
+    p.flush(600)
+    print(f"produced {events} events to {topic} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+
+
+def peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child(method: str, bootstrap: str, topic: str, events: int) -> dict[str, Any]:
+    """One measured run, in this (fresh) process."""
+    if method == "python_raw":
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "bench-raw",
+                "enable.auto.commit": False,
+                "fetch.max.bytes": 64 << 20,
+                "max.partition.fetch.bytes": 16 << 20,
+            }
+        )
+        t0 = time.perf_counter()
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        highs = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
+        todo, n = set(parts), 0
+        while todo:
+            msgs = c.consume(num_messages=20_000, timeout=0.5)
+            n += len(msgs)
+            for tp in c.position([TopicPartition(topic, p) for p in todo]):
+                if tp.offset >= highs[tp.partition]:
+                    todo.discard(tp.partition)
+        seconds = time.perf_counter() - t0
+        c.close()
+        return {"seconds": seconds, "rows": n, "peak_mb": peak_mb()}
+    import seamline as sl
+
+    kwargs: dict[str, Any] = {}
+    if method == "seamline_fold":
+        kwargs = {"key_field": "id", "fold": "latest", "version": "version"}
+    t0 = time.perf_counter()
+    src = sl.kafka(bootstrap, topic, **kwargs)
+    as_of = src.pin()
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "rows": as_of.detail["rows"],
+        "messages": as_of.detail["messages"],
+        "health": as_of.detail["health"],
+        "peak_mb": peak_mb(),
+    }
+
+
+def run_java(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
+    cmd = [
+        "java",
+        "-Xmx1g",
+        "-cp",
+        f"{REPO / 'services' / 'kafka' / 'target' / 'lib'}/*",
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        str(events),
+        "--group",
+        f"bench-perf-{time.time_ns()}",
+        "--timeout",
+        "60000",
+    ]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    seconds = time.perf_counter() - t0
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    header, values = lines[-2].split(", "), lines[-1].split(", ")
+    stats = dict(zip(header, values, strict=False))
+    fetch = float(stats.get("fetch.time.ms", "nan")) / 1000
+    return {
+        "seconds": seconds,
+        "fetch_seconds": fetch,
+        "rows": int(stats.get("data.consumed.in.nMsg", 0)),
+        "tool": stats,
+    }
+
+
+def measure(method: str, bootstrap: str, topic: str, events: int) -> dict[str, Any]:
+    load = os.getloadavg()[0]
+    if method == "java_consumer_perf":
+        out = run_java(bootstrap, topic, events)
+    else:
+        cmd = [sys.executable, __file__, "--child", method, "--topic", topic, "--events", str(events)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise SystemExit(f"{method} failed:\n{res.stderr[-3000:]}")
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["load_avg_1m"] = load
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=5_000_000)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--reload", action="store_true")
+    ap.add_argument("--child")
+    ap.add_argument("--topic")
+    args = ap.parse_args()
+    bootstrap = os.environ.get("SEAMLINE_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        raise SystemExit('SEAMLINE_KAFKA_BOOTSTRAP is not set: eval "$(scripts/services.sh env)"')
+    if args.child:
+        print(json.dumps(child(args.child, bootstrap, args.topic, args.events)))
+        return
+
+    topic = topic_name(args.events, args.keys)
+    small_events = args.events // 5
+    small = topic_name(small_events, args.keys)
+    produce(bootstrap, topic, args.events, args.keys, args.reload)
+    produce(bootstrap, small, small_events, args.keys, args.reload)
+
+    methods = ["java_consumer_perf", "python_raw", "seamline_events", "seamline_fold"]
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    runs["seamline_fold_small"] = []
+    for r in range(args.repeat):
+        for m in methods:
+            res = measure(m, bootstrap, topic, args.events)
+            runs[m].append(res)
+            print(
+                f"run {r + 1} {m}: {res['seconds']:.2f}s rows {res['rows']} (load {res['load_avg_1m']:.1f})",
+                file=sys.stderr,
+            )
+        res = measure("seamline_fold", bootstrap, small, small_events)
+        runs["seamline_fold_small"].append(res)
+
+    def med(m: str, k: str = "seconds") -> float:
+        return statistics.median(x[k] for x in runs[m])
+
+    floor = med("java_consumer_perf")
+    print(
+        f"\n{args.events:,} JSON events, {PARTITIONS} partitions, {args.keys:,} keys; "
+        f"median of {args.repeat}\n"
+    )
+    print("| method | median s | events/s | x ConsumerPerformance | x python_raw | peak MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for m in methods:
+        s = med(m)
+        peak = "-" if m == "java_consumer_perf" else f"{med(m, 'peak_mb'):.0f}"
+        print(
+            f"| {m} | {s:.2f} | {args.events / s:,.0f} | {s / floor:.2f} | "
+            f"{s / med('python_raw'):.2f} | {peak} |"
+        )
+    print(
+        "\nConsumerPerformance's own fetch time (JVM start excluded): "
+        f"{med('java_consumer_perf', 'fetch_seconds'):.2f} s"
+    )
+    print(
+        f"seamline_fold peak: {med('seamline_fold', 'peak_mb'):.0f} MB at {args.events:,} events, "
+        f"{med('seamline_fold_small', 'peak_mb'):.0f} MB at {small_events:,} (same {args.keys:,} keys)"
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"bench_kafka_{args.events}.json"
+    path.write_text(
+        json.dumps(
+            {"events": args.events, "keys": args.keys, "partitions": PARTITIONS, "runs": runs}, indent=1
+        )
+    )
+    print(f"\nruns: {path}")
+
+
+if __name__ == "__main__":
+    main()
