@@ -19,14 +19,19 @@ What it measures
     adbc_read          adbc_driver_postgresql: cursor.execute("SELECT * FROM t");
                        cursor.fetch_arrow_table(), bench_src then bench_dst (what Seamline reads with).
     adbc_read_concurrent     the same two reads at the same time, one thread each, for reference.
-    seamline           sl.reconcile(sl.postgres(dsn, "public.bench_src"), sl.postgres(dsn,
-                       "public.bench_dst"), key="id") in the project venv; asserts that the counts
-                       and the (key, kind) set of result.diffs equal the injected drift; records
-                       result.passes (time per pass and side).
+    rust_read_concurrent     the Rust reader alone (seamline._core.pg_copy_stream, the SQL
+                       Seamline's Postgres reader builds), both tables at once, batches discarded.
+    seamline / seamline_adbc  sl.reconcile(sl.postgres(dsn, "public.bench_src", reader=...),
+                       sl.postgres(dsn, "public.bench_dst", reader=...), key="id") in the project
+                       venv, with the Rust reader ("seamline") and with ADBC ("seamline_adbc");
+                       asserts that the counts and the (key, kind) set of result.diffs equal the
+                       injected drift; records result.passes (time per pass and side).
     reladiff, data_diff  hashdiff through their Python API (benches/peer_hashdiff.py) in their own
                        venvs, same tables, key and six columns, their default settings; their
                        differing keys are checked against the injected drift ('-' rows = missing +
                        changed, '+' rows = extra + changed, distinct keys = all three).
+    CPU s/M is the child's own CPU (user+sys, os.wait4) per million rows per side (psql: the
+    client's, the server's is not counted).
     Peak MB is the child's VmHWM (/proc/self/status as it ends), i.e. the whole process with its
     imports; none for psql (the server's memory is not counted for anyone).
 
@@ -241,6 +246,7 @@ def measured(
         "peak_mb": None,
         "ru_maxrss_mb": round(rusage.ru_maxrss / 1024, 1),
         "load_1m_before": round(load, 2),
+        "cpu_seconds": round(rusage.ru_utime + rusage.ru_stime, 3),
     }
     if proc.returncode != 0:
         lines = err.strip().splitlines() or [f"exit {proc.returncode}"]
@@ -342,18 +348,52 @@ def child_adbc_concurrent(dsn: str, tables: list[str]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
+def child_rust_concurrent(dsn: str, tables: list[str]) -> dict[str, Any]:
+    """The Rust reader alone: every table's stream read at once (one thread each, GIL released in
+    the native reads), the batches dropped. The SQL is what Seamline's Postgres reader runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    import seamline as sl
+    from seamline.stores.protocols import ScanRequest
+
+    sources = [sl.postgres(dsn, t, reader="rust") for t in tables]
+    request = ScanRequest(columns=list(ALL_COLUMNS), key=["id"], parallelism=1)
+
+    def read(source: Any) -> int:
+        rows = 0
+        for stream in source.open(request):
+            for batch in pa.RecordBatchReader.from_stream(stream):
+                rows += batch.num_rows
+        return rows
+
+    for source in sources:
+        source.pin()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(sources)) as pool:
+        rows = sum(pool.map(read, sources))
+    seconds = time.perf_counter() - started
+    for source in sources:
+        source.close()
+    return {"seconds": seconds, "rows": rows}
+
+
 def child_main(args: argparse.Namespace) -> None:
     dsn = os.environ["SEAMLINE_PG_DSN"]
     p = args.prefix
-    if args.child == "seamline":
+    if args.child in ("seamline", "seamline_adbc"):
         import seamline as sl
 
+        reader = "adbc" if args.child == "seamline_adbc" else "rust"
         out = child_seamline(
             dsn,
-            sl.postgres(dsn, f"public.{p}_src"),
-            sl.postgres(dsn, f"public.{p}_dst"),
+            sl.postgres(dsn, f"public.{p}_src", reader=reader),
+            sl.postgres(dsn, f"public.{p}_dst", reader=reader),
             f"public.{p}_drift_keys",
         )
+    elif args.child == "rust_read_concurrent":
+        out = child_rust_concurrent(dsn, [f"public.{p}_src", f"public.{p}_dst"])
     elif args.child == "adbc_read":
         out = child_adbc(dsn, [f"public.{p}_src", f"public.{p}_dst"])
     elif args.child == "adbc_read_concurrent":
@@ -367,7 +407,7 @@ def child_main(args: argparse.Namespace) -> None:
 # -- parent -------------------------------------------------------------------------------------
 
 
-def summarise(name: str, runs: list[dict[str, Any]], floor: float | None) -> dict[str, Any]:
+def summarise(name: str, runs: list[dict[str, Any]], floor: float | None, rows: int) -> dict[str, Any]:
     ok = [r for r in runs if "error" not in r]
     if not ok:
         return {
@@ -375,6 +415,7 @@ def summarise(name: str, runs: list[dict[str, Any]], floor: float | None) -> dic
             "seconds": None,
             "ratio": None,
             "peak_mb": None,
+            "cpu_per_m": None,
             "runs": len(runs),
             "error": runs[0].get("error") if runs else "not run",
         }
@@ -386,6 +427,10 @@ def summarise(name: str, runs: list[dict[str, Any]], floor: float | None) -> dic
         "min_max": (round(min(secs), 2), round(max(secs), 2)),
         "ratio": round(med / floor, 2) if floor else None,
         "peak_mb": max((r["peak_mb"] for r in ok if r.get("peak_mb") is not None), default=None),
+        # CPU seconds of the process per million rows per side (two sides of `rows` rows each)
+        "cpu_per_m": round(statistics.median(r["cpu_seconds"] for r in ok) / (2 * rows / 1e6), 3)
+        if all("cpu_seconds" in r for r in ok)
+        else None,
         "runs": len(ok),
         "load": (min(r["load_1m_before"] for r in ok), max(r["load_1m_before"] for r in ok)),
     }
@@ -393,16 +438,18 @@ def summarise(name: str, runs: list[dict[str, Any]], floor: float | None) -> dic
 
 def markdown(rows: list[dict[str, Any]], floor_name: str) -> str:
     lines = [
-        f"| method | seconds (median) | ratio to {floor_name} | peak MB | runs | min-max s | load 1m |",
-        "|---|---:|---:|---:|---:|---|---|",
+        f"| method | seconds (median) | ratio to {floor_name} | peak MB | CPU s/M rows/side | runs"
+        " | min-max s | load 1m |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         if r["seconds"] is None:
-            lines.append(f"| {r['method']} | failed: {r.get('error')} | | | {r['runs']} | | |")
+            lines.append(f"| {r['method']} | failed: {r.get('error')} | | | | {r['runs']} | | |")
             continue
         lines.append(
             f"| {r['method']} | {r['seconds']:.2f} | {r['ratio']:.2f}x |"
-            f" {'-' if r['peak_mb'] is None else format(r['peak_mb'], '.0f')} | {r['runs']} |"
+            f" {'-' if r['peak_mb'] is None else format(r['peak_mb'], '.0f')} |"
+            f" {'-' if r['cpu_per_m'] is None else format(r['cpu_per_m'], '.3f')} | {r['runs']} |"
             f" {r['min_max'][0]:.2f}-{r['min_max'][1]:.2f} | {r['load'][0]:.2f}-{r['load'][1]:.2f} |"
         )
     return "\n".join(lines)
@@ -426,6 +473,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the floor and Seamline (median)")
     ap.add_argument("--peer-repeat", type=int, default=1, help="runs of each peer")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
     ap.add_argument("--reload", action="store_true", help="regenerate the tables even if present")
     ap.add_argument("--prefix", default="bench", help=argparse.SUPPRESS)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -447,8 +495,13 @@ def main() -> None:
         "copy_binary_concurrent": f"{copy_cmd(dsn, src)} & {copy_cmd(dsn, dst)} & wait",
         "adbc_read": shlex.join([*me, "--child", "adbc_read"]),
         "adbc_read_concurrent": shlex.join([*me, "--child", "adbc_read_concurrent"]),
+        "rust_read_concurrent": shlex.join([*me, "--child", "rust_read_concurrent"]),
         "seamline": shlex.join([*me, "--child", "seamline"]),
+        "seamline_adbc": shlex.join([*me, "--child", "seamline_adbc"]),
     }
+    if args.methods:
+        wanted = {m.strip() for m in args.methods.split(",")} | {"copy_binary", "seamline"}
+        commands = {m: c for m, c in commands.items() if m in wanted}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in commands}
     for i in range(args.repeat):
         for method, cmd in commands.items():
@@ -456,7 +509,7 @@ def main() -> None:
                 r = measured(["bash", "-c", cmd])
                 r["seconds"] = r["wall_seconds"]
             else:
-                state = code_state() if method == "seamline" else None
+                state = code_state() if method.startswith("seamline") else None
                 r = measured(shlex.split(cmd))
                 if state:
                     r["code"] = state
@@ -466,7 +519,7 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            if method == "seamline" and "error" not in r and not r.get("matches_drift"):
+            if method.startswith("seamline") and "error" not in r and not r.get("matches_drift"):
                 print("  !! seamline's differences do not match the injected drift", file=sys.stderr)
 
     cols = ",".join(VALUE_COLUMNS)
@@ -494,7 +547,7 @@ def main() -> None:
                 print(f"run {i + 1} {peer}: {json.dumps(r)}", file=sys.stderr, flush=True)
 
     floor = statistics.median(r["seconds"] for r in runs["copy_binary"] if "error" not in r)
-    rows = [summarise(m, rs, floor) for m, rs in runs.items()]
+    rows = [summarise(m, rs, floor, args.rows) for m, rs in runs.items()]
     best = median_run(runs["seamline"])
     by = {r["method"]: r for r in rows}
     goals: dict[str, Any] = {}
@@ -503,6 +556,16 @@ def main() -> None:
         goals["seamline_within_1.5x_of_copy_binary"] = s["ratio"] <= 1.5
         goals["seamline_peak_under_1GB"] = s["peak_mb"] < 1024
         goals["seamline_matches_drift_every_run"] = all(r.get("matches_drift") for r in runs["seamline"])
+        # issue 13: against the two COPYs at once, CPU per million rows per side, flat memory
+        if by.get("copy_binary_concurrent", {}).get("seconds"):
+            conc = round(s["seconds"] / by["copy_binary_concurrent"]["seconds"], 2)
+            goals["seamline_over_copy_binary_concurrent"] = conc
+            goals["seamline_within_1.25x_of_copy_binary_concurrent"] = conc <= 1.25
+        if s.get("cpu_per_m") is not None:
+            goals["seamline_cpu_at_most_0.25s_per_M_rows_per_side"] = s["cpu_per_m"] <= 0.25
+        goals["seamline_peak_under_300MB"] = s["peak_mb"] < 300
+        if by.get("seamline_adbc", {}).get("seconds"):
+            goals["seamline_adbc_over_seamline"] = round(by["seamline_adbc"]["seconds"] / s["seconds"], 2)
         if by.get("reladiff", {}).get("seconds"):
             goals["reladiff_over_seamline"] = round(by["reladiff"]["seconds"] / s["seconds"], 2)
             goals["seamline_5x_faster_than_reladiff"] = goals["reladiff_over_seamline"] >= 5

@@ -198,7 +198,7 @@ BAD = [
     ),
     (
         ('{type: postgres, dsn: "${SHOP_PG_DSN}"}', '{type: postgres, dsn: "${SHOP_PG_DSN}", port: 1}'),
-        "contract.yaml: store 'oltp': field 'port': unknown key (expected one of: type, dsn)",
+        "contract.yaml: store 'oltp': field 'port': unknown key (expected one of: type, dsn, reader)",
     ),
     (
         ('dsn: "${SHOP_PG_DSN}"', 'dsn: "${SHOP_PG_URL}"'),
@@ -314,6 +314,15 @@ def test_the_demo_contract_ships_and_is_valid(tmp_path: Path) -> None:
     }
     assert c.chains == {"revenue": ["orders_bronze", "revenue_gold"]}
     assert textwrap.dedent(CONTRACT.read_text()).startswith("#")
+
+
+def test_a_postgres_store_names_its_reader() -> None:
+    line = next(x for x in EXAMPLE.splitlines() if "type: postgres" in x)
+    rust = line.replace("type: postgres,", "type: postgres, reader: rust,")
+    assert parse(EXAMPLE.replace(line, rust), "c.yaml", ENV).stores["oltp"].reader == "rust"
+    assert parse(EXAMPLE, "c.yaml", ENV).stores["oltp"].reader is None
+    message = _bad((line, line.replace("type: postgres,", "type: postgres, reader: odbc,")))
+    assert message == "contract.yaml: store 'oltp': field 'reader': Input should be 'rust' or 'adbc'"
 
 
 def test_the_contracts_store_types_are_the_registrys() -> None:

@@ -148,10 +148,16 @@ def parquet(path: str) -> ParquetSource:
 
 
 def postgres(
-    dsn: str, table: str | None = None, *, where: str | None = None, query: str | None = None
+    dsn: str,
+    table: str | None = None,
+    *,
+    where: str | None = None,
+    query: str | None = None,
+    reader: str | None = None,
 ) -> Source:
-    """A Postgres table (optionally filtered) or any SELECT, read through ADBC from one snapshot."""
-    return _open("postgres", dsn, table, where=where, query=query)
+    """A Postgres table (optionally filtered) or any SELECT, read from one snapshot by the `reader`
+    "rust" (binary COPY decoded in Rust) or "adbc" (the ADBC driver); None: "rust", or SEAMLINE_PG_READER."""
+    return _open("postgres", dsn, table, where=where, query=query, reader=reader)
 
 
 def iceberg(

@@ -124,3 +124,13 @@ def collect_pass(
 def classify(source: Collected, target: Collected, n_values: int) -> tuple[Any | None, Any | None, Any]: ...
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...
 def coalesce_ranges(leaves: list[int], fanout_bits: int) -> list[tuple[int, int]]: ...
+def pg_copy_stream(
+    dsn: str,
+    query: str,
+    *,
+    snapshot: str | None,
+    settings: list[str],
+    address: str,
+    what: str,
+    batch_rows: int = 65536,
+) -> Any: ...

@@ -401,6 +401,7 @@ def _replays(source: Source) -> bool:
 
 # The last line of a Python traceback carried in an Arrow C stream error: the adapter's own error.
 _RAISED = re.compile(r"^(?:seamline\._core\.|seamline\.exceptions\.)?([A-Za-z]+Error): (.+)$")
+_NATIVE_RAISED = re.compile(r"seamline\.exceptions\.([A-Za-z]+Error): (.+)$")
 _ADAPTER_ERRORS: dict[str, type[SeamlineError]] = {
     cls.__name__: cls
     for cls in (
@@ -422,6 +423,10 @@ def _adapter_errors() -> Iterator[None]:
         yield
     except SeamlineError as exc:
         text = str(exc)
+        # A Rust reader's error (seamline._core.pg_copy_stream) names its exception the same way.
+        native = _NATIVE_RAISED.search(text)
+        if native and native.group(1) in _ADAPTER_ERRORS:
+            raise _ADAPTER_ERRORS[native.group(1)](native.group(2)) from None
         if "Python exception:" not in text:
             raise
         for line in reversed(text.splitlines()):

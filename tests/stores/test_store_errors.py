@@ -88,7 +88,8 @@ def test_a_missing_column_is_a_schema_error(pg_dsn: str) -> None:
 
 
 @pytest.mark.services
-def test_a_connection_killed_mid_scan_is_one_line(pg_dsn: str) -> None:
+@pytest.mark.parametrize("reader", ["rust", "adbc"])
+def test_a_connection_killed_mid_scan_is_one_line(pg_dsn: str, reader: str) -> None:
     db = Pg(pg_dsn)
     try:
         table = db.table("big")
@@ -101,7 +102,7 @@ def test_a_connection_killed_mid_scan_is_one_line(pg_dsn: str) -> None:
 
         def run() -> None:
             try:
-                sl.reconcile(sl.postgres(pg_dsn, table), sl.arrow(other), key="id")
+                sl.reconcile(sl.postgres(pg_dsn, table, reader=reader), sl.arrow(other), key="id")
             except BaseException as exc:  # noqa: BLE001 - the test inspects it
                 failure.append(exc)
 

@@ -238,6 +238,7 @@ class StoreBase(Model):
 class PostgresStore(StoreBase):
     type: Literal["postgres"]
     dsn: Text
+    reader: Literal["rust", "adbc"] | None = None  # None: the default reader (rust)
 
 
 class OpenSearchStore(StoreBase):

@@ -22,7 +22,7 @@ class PostgresSource(PostgresReader):
 
 def from_contract(store: Any, side: Any, *, key_field: str | None, as_of: Any) -> PostgresSource:
     sql = side.query if isinstance(side.query, str) else None
-    return PostgresSource(store.dsn, side.table, where=side.where, query=sql)
+    return PostgresSource(store.dsn, side.table, where=side.where, query=sql, reader=store.reader)
 
 
 def _conforms(

@@ -1,0 +1,378 @@
+//! Postgres binary wire values -> Arrow builders, one `Decoder` per result column.
+//!
+//! The Arrow types are the ones the ADBC driver streams for the same columns (so the core decodes
+//! both readers' batches alike), except: numeric is the exact decimal text `numeric_out` would print
+//! (decoded here from the binary base-10000 digits; the core parses it to its logical decimal), json
+//! and jsonb are plain UTF-8, uuid is its 16 raw bytes, and oid is int64.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
+    Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::types::IntervalMonthDayNano;
+use arrow_array::{ArrayRef, ListArray};
+use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
+use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
+use postgres::types::{Kind, Type};
+
+/// Microseconds from 1970-01-01 to Postgres' epoch 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from 1970-01-01 to 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+pub enum Decoder {
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Oid(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Bool(BooleanBuilder),
+    Text(StringBuilder),
+    Jsonb(StringBuilder),
+    Numeric(StringBuilder, String),
+    Bytes(BinaryBuilder),
+    Uuid(FixedSizeBinaryBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder, DataType),
+    Time(Time64MicrosecondBuilder),
+    Interval(IntervalMonthDayNanoBuilder),
+    /// A one-dimensional array (vectors): offsets, validity and the element decoder.
+    List {
+        item: Box<Decoder>,
+        field: FieldRef,
+        offsets: Vec<i32>,
+        nulls: NullBufferBuilder,
+    },
+}
+
+impl Decoder {
+    /// The decoder for a column of type `ty`, or None when this reader does not read it.
+    pub fn for_type(ty: &Type) -> Option<Decoder> {
+        if let Kind::Domain(base) = ty.kind() {
+            return Decoder::for_type(base);
+        }
+        if let Kind::Array(elem) = ty.kind() {
+            let item = Decoder::for_type(elem)?;
+            if matches!(item, Decoder::List { .. }) {
+                return None;
+            }
+            let field = Arc::new(Field::new("item", item.data_type(), true));
+            return Some(Decoder::List {
+                item: Box::new(item),
+                field,
+                offsets: vec![0],
+                nulls: NullBufferBuilder::new(0),
+            });
+        }
+        Some(match *ty {
+            Type::INT2 => Decoder::Int16(Int16Builder::new()),
+            Type::INT4 => Decoder::Int32(Int32Builder::new()),
+            Type::INT8 => Decoder::Int64(Int64Builder::new()),
+            Type::OID => Decoder::Oid(Int64Builder::new()),
+            Type::FLOAT4 => Decoder::Float32(Float32Builder::new()),
+            Type::FLOAT8 => Decoder::Float64(Float64Builder::new()),
+            Type::BOOL => Decoder::Bool(BooleanBuilder::new()),
+            Type::TEXT
+            | Type::VARCHAR
+            | Type::BPCHAR
+            | Type::NAME
+            | Type::CHAR
+            | Type::JSON
+            | Type::UNKNOWN => Decoder::Text(StringBuilder::new()),
+            Type::JSONB => Decoder::Jsonb(StringBuilder::new()),
+            Type::NUMERIC => Decoder::Numeric(StringBuilder::new(), String::new()),
+            Type::BYTEA => Decoder::Bytes(BinaryBuilder::new()),
+            Type::UUID => Decoder::Uuid(FixedSizeBinaryBuilder::new(16)),
+            Type::DATE => Decoder::Date(Date32Builder::new()),
+            Type::TIMESTAMP => Decoder::Timestamp(
+                TimestampMicrosecondBuilder::new(),
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+            ),
+            Type::TIMESTAMPTZ => Decoder::Timestamp(
+                TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ),
+            Type::TIME => Decoder::Time(Time64MicrosecondBuilder::new()),
+            Type::INTERVAL => Decoder::Interval(IntervalMonthDayNanoBuilder::new()),
+            // Extension types whose binary form is their text (citext).
+            _ if ty.name() == "citext" => Decoder::Text(StringBuilder::new()),
+            _ => return None,
+        })
+    }
+
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Decoder::Int16(_) => DataType::Int16,
+            Decoder::Int32(_) => DataType::Int32,
+            Decoder::Int64(_) | Decoder::Oid(_) => DataType::Int64,
+            Decoder::Float32(_) => DataType::Float32,
+            Decoder::Float64(_) => DataType::Float64,
+            Decoder::Bool(_) => DataType::Boolean,
+            Decoder::Text(_) | Decoder::Jsonb(_) | Decoder::Numeric(..) => DataType::Utf8,
+            Decoder::Bytes(_) => DataType::Binary,
+            Decoder::Uuid(_) => DataType::FixedSizeBinary(16),
+            Decoder::Date(_) => DataType::Date32,
+            Decoder::Timestamp(_, t) => t.clone(),
+            Decoder::Time(_) => DataType::Time64(TimeUnit::Microsecond),
+            Decoder::Interval(_) => DataType::Interval(arrow_schema::IntervalUnit::MonthDayNano),
+            Decoder::List { field, .. } => DataType::List(field.clone()),
+        }
+    }
+
+    /// Append one value in Postgres' binary send format (None: NULL).
+    pub fn append(&mut self, value: Option<&[u8]>) -> Result<(), String> {
+        let Some(v) = value else {
+            self.append_null();
+            return Ok(());
+        };
+        match self {
+            Decoder::Int16(b) => b.append_value(i16::from_be_bytes(fixed(v)?)),
+            Decoder::Int32(b) => b.append_value(i32::from_be_bytes(fixed(v)?)),
+            Decoder::Int64(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
+            Decoder::Oid(b) => b.append_value(u32::from_be_bytes(fixed(v)?) as i64),
+            Decoder::Float32(b) => b.append_value(f32::from_be_bytes(fixed(v)?)),
+            Decoder::Float64(b) => b.append_value(f64::from_be_bytes(fixed(v)?)),
+            Decoder::Bool(b) => b.append_value(u8::from_be_bytes(fixed(v)?) != 0),
+            Decoder::Text(b) => b.append_value(utf8(v)?),
+            Decoder::Jsonb(b) => match v.split_first() {
+                Some((1, text)) => b.append_value(utf8(text)?),
+                _ => return Err("unknown jsonb binary version".into()),
+            },
+            Decoder::Numeric(b, scratch) => {
+                scratch.clear();
+                numeric_text(v, scratch)?;
+                b.append_value(scratch.as_str());
+            }
+            Decoder::Bytes(b) => b.append_value(v),
+            Decoder::Uuid(b) => b.append_value(v).map_err(|e| e.to_string())?,
+            Decoder::Date(b) => {
+                let days = i32::from_be_bytes(fixed(v)?);
+                // +-infinity (i32::MAX/MIN) stay the sentinels they are.
+                b.append_value(if days == i32::MAX || days == i32::MIN {
+                    days
+                } else {
+                    days + PG_EPOCH_DAYS
+                });
+            }
+            Decoder::Timestamp(b, _) => {
+                let micros = i64::from_be_bytes(fixed(v)?);
+                b.append_value(micros.checked_add(PG_EPOCH_MICROS).unwrap_or(micros));
+            }
+            Decoder::Time(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
+            Decoder::Interval(b) => {
+                let raw: [u8; 16] = fixed(v)?;
+                let micros = i64::from_be_bytes(raw[0..8].try_into().unwrap());
+                let days = i32::from_be_bytes(raw[8..12].try_into().unwrap());
+                let months = i32::from_be_bytes(raw[12..16].try_into().unwrap());
+                b.append_value(IntervalMonthDayNano::new(months, days, micros.saturating_mul(1000)));
+            }
+            Decoder::List { item, offsets, nulls, .. } => {
+                let count = array_elements(v, item)?;
+                let last = *offsets.last().unwrap();
+                offsets.push(last + count);
+                nulls.append_non_null();
+            }
+        }
+        Ok(())
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Decoder::Int16(b) => b.append_null(),
+            Decoder::Int32(b) => b.append_null(),
+            Decoder::Int64(b) | Decoder::Oid(b) => b.append_null(),
+            Decoder::Float32(b) => b.append_null(),
+            Decoder::Float64(b) => b.append_null(),
+            Decoder::Bool(b) => b.append_null(),
+            Decoder::Text(b) | Decoder::Jsonb(b) | Decoder::Numeric(b, _) => b.append_null(),
+            Decoder::Bytes(b) => b.append_null(),
+            Decoder::Uuid(b) => b.append_null(),
+            Decoder::Date(b) => b.append_null(),
+            Decoder::Timestamp(b, _) => b.append_null(),
+            Decoder::Time(b) => b.append_null(),
+            Decoder::Interval(b) => b.append_null(),
+            Decoder::List { offsets, nulls, .. } => {
+                offsets.push(*offsets.last().unwrap());
+                nulls.append_null();
+            }
+        }
+    }
+
+    /// The values appended since the last call, as one array; the decoder starts empty again.
+    pub fn finish(&mut self) -> ArrayRef {
+        match self {
+            Decoder::Int16(b) => Arc::new(b.finish()),
+            Decoder::Int32(b) => Arc::new(b.finish()),
+            Decoder::Int64(b) | Decoder::Oid(b) => Arc::new(b.finish()),
+            Decoder::Float32(b) => Arc::new(b.finish()),
+            Decoder::Float64(b) => Arc::new(b.finish()),
+            Decoder::Bool(b) => Arc::new(b.finish()),
+            Decoder::Text(b) | Decoder::Jsonb(b) | Decoder::Numeric(b, _) => Arc::new(b.finish()),
+            Decoder::Bytes(b) => Arc::new(b.finish()),
+            Decoder::Uuid(b) => Arc::new(b.finish()),
+            Decoder::Date(b) => Arc::new(b.finish()),
+            Decoder::Timestamp(b, _) => Arc::new(b.finish()),
+            Decoder::Time(b) => Arc::new(b.finish()),
+            Decoder::Interval(b) => Arc::new(b.finish()),
+            Decoder::List { item, field, offsets, nulls } => {
+                let values = item.finish();
+                let offsets = OffsetBuffer::new(std::mem::replace(offsets, vec![0]).into());
+                Arc::new(ListArray::new(field.clone(), offsets, values, nulls.finish()))
+            }
+        }
+    }
+}
+
+fn fixed<const N: usize>(v: &[u8]) -> Result<[u8; N], String> {
+    v.try_into().map_err(|_| format!("expected a {N}-byte value, got {} bytes", v.len()))
+}
+
+fn utf8(v: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(v).map_err(|_| "text value is not valid UTF-8".to_string())
+}
+
+fn be_i32(v: &[u8], at: usize) -> Result<i32, String> {
+    v.get(at..at + 4)
+        .map(|b| i32::from_be_bytes(b.try_into().unwrap()))
+        .ok_or_else(|| "truncated array value".to_string())
+}
+
+/// Append the elements of a one-dimensional binary array to `item`; returns how many there were.
+fn array_elements(v: &[u8], item: &mut Decoder) -> Result<i32, String> {
+    let ndim = be_i32(v, 0)?;
+    if ndim == 0 {
+        return Ok(0);
+    }
+    if ndim != 1 {
+        return Err(format!("{ndim}-dimensional arrays are not read (only one dimension)"));
+    }
+    let count = be_i32(v, 12)?;
+    let mut at = 20; // ndim, has-nulls flag, element oid, then (size, lower bound) of the dimension
+    for _ in 0..count {
+        let len = be_i32(v, at)?;
+        at += 4;
+        if len < 0 {
+            item.append(None)?;
+        } else {
+            let end = at + len as usize;
+            let value = v.get(at..end).ok_or_else(|| "truncated array value".to_string())?;
+            item.append(Some(value))?;
+            at = end;
+        }
+    }
+    Ok(count)
+}
+
+/// The text `numeric_out` prints for a binary numeric (PostgreSQL's get_str_from_var): sign, the
+/// integer part without leading zeros, then exactly `dscale` fraction digits.
+pub fn numeric_text(v: &[u8], out: &mut String) -> Result<(), String> {
+    if v.len() < 8 {
+        return Err("truncated numeric value".into());
+    }
+    let ndigits = i16::from_be_bytes([v[0], v[1]]) as i32;
+    let weight = i16::from_be_bytes([v[2], v[3]]) as i32;
+    let sign = u16::from_be_bytes([v[4], v[5]]);
+    let dscale = i16::from_be_bytes([v[6], v[7]]) as i32;
+    match sign {
+        0xC000 => {
+            out.push_str("NaN");
+            return Ok(());
+        }
+        0xD000 => {
+            out.push_str("Infinity");
+            return Ok(());
+        }
+        0xF000 => {
+            out.push_str("-Infinity");
+            return Ok(());
+        }
+        0x0000 => {}
+        0x4000 => out.push('-'),
+        _ => return Err(format!("invalid numeric sign 0x{sign:04x}")),
+    }
+    if ndigits < 0 || v.len() < 8 + 2 * ndigits as usize {
+        return Err("truncated numeric value".into());
+    }
+    let digit = |d: i32| -> i32 {
+        if d >= 0 && d < ndigits {
+            let at = 8 + 2 * d as usize;
+            i16::from_be_bytes([v[at], v[at + 1]]) as i32
+        } else {
+            0
+        }
+    };
+    let mut d;
+    if weight < 0 {
+        d = weight + 1;
+        out.push('0');
+    } else {
+        d = 0;
+        while d <= weight {
+            let dig = digit(d);
+            if d == 0 {
+                out.push_str(&dig.to_string());
+            } else {
+                push4(out, dig);
+            }
+            d += 1;
+        }
+    }
+    if dscale > 0 {
+        out.push('.');
+        let end = out.len() + dscale as usize;
+        let mut i = 0;
+        while i < dscale {
+            push4(out, digit(d));
+            d += 1;
+            i += 4;
+        }
+        out.truncate(end);
+    }
+    Ok(())
+}
+
+fn push4(out: &mut String, dig: i32) {
+    let dig = dig.clamp(0, 9999) as u32;
+    for div in [1000, 100, 10, 1] {
+        out.push(char::from(b'0' + ((dig / div) % 10) as u8));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numeric_text;
+
+    fn numeric(ndigits: &[i16], weight: i16, sign: u16, dscale: i16) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend((ndigits.len() as i16).to_be_bytes());
+        v.extend(weight.to_be_bytes());
+        v.extend(sign.to_be_bytes());
+        v.extend(dscale.to_be_bytes());
+        for d in ndigits {
+            v.extend(d.to_be_bytes());
+        }
+        v
+    }
+
+    fn text(v: &[u8]) -> String {
+        let mut s = String::new();
+        numeric_text(v, &mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn numeric_text_matches_numeric_out() {
+        assert_eq!(text(&numeric(&[], 0, 0, 0)), "0");
+        assert_eq!(text(&numeric(&[], 0, 0, 2)), "0.00");
+        assert_eq!(text(&numeric(&[12, 3400], 0, 0x4000, 2)), "-12.34");
+        assert_eq!(text(&numeric(&[1, 0, 5], 2, 0, 0)), "100000005");
+        assert_eq!(text(&numeric(&[5], -2, 0, 8)), "0.00000005");
+        assert_eq!(text(&numeric(&[1], 3, 0, 1)), "1000000000000.0");
+        assert_eq!(text(&numeric(&[], 0, 0xC000, 0)), "NaN");
+        assert_eq!(text(&numeric(&[], 0, 0xF000, 0)), "-Infinity");
+    }
+}

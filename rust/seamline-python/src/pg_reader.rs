@@ -1,0 +1,95 @@
+//! `pg_copy_stream`: the Rust Postgres reader (seamline-pg) as an Arrow C stream for the core.
+//!
+//! Opening (connect, snapshot import, COPY start) runs with the GIL released and raises the
+//! adapter's exceptions directly. An error mid-stream crosses the Arrow C stream interface as text;
+//! it carries the exception's qualified name (`seamline.exceptions.StoreUnavailableError: postgres
+//! at HOST:PORT: reason`) so that the engine raises that one line again.
+
+use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_schema::{ArrowError, SchemaRef};
+use pyo3::prelude::*;
+use pyo3_arrow::PyRecordBatchReader;
+use seamline_pg::{CopyRequest, CopyStream, PgError};
+
+use crate::errors::{InvalidInputError, NotFoundError, SchemaError, StoreUnavailableError};
+
+/// The exception class name and its one-line message for `e`.
+fn classify(e: &PgError, address: &str, what: &str) -> (&'static str, String) {
+    match e {
+        PgError::Unavailable(m) => ("StoreUnavailableError", format!("postgres at {address}: {m}")),
+        PgError::Server { sqlstate, message } => match sqlstate.as_str() {
+            "42P01" => ("NotFoundError", format!("{what}: {message}")),
+            "42703" => ("SchemaError", format!("{what}: {message}")),
+            _ => ("InvalidInputError", format!("{what}: {message}")),
+        },
+        PgError::Unsupported(m) => ("SchemaError", format!("{what}: {m}")),
+        PgError::Decode(m) => ("InvalidInputError", format!("{what}: {m}")),
+    }
+}
+
+fn to_pyerr(e: &PgError, address: &str, what: &str) -> PyErr {
+    let (class, message) = classify(e, address, what);
+    match class {
+        "StoreUnavailableError" => StoreUnavailableError::new_err(message),
+        "NotFoundError" => NotFoundError::new_err(message),
+        "SchemaError" => SchemaError::new_err(message),
+        _ => InvalidInputError::new_err(message),
+    }
+}
+
+struct Batches {
+    stream: CopyStream,
+    address: String,
+    what: String,
+    done: bool,
+}
+
+impl Iterator for Batches {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.stream.next() {
+            Some(Ok(batch)) => Some(Ok(batch)),
+            Some(Err(e)) => {
+                self.done = true;
+                let (class, message) = classify(&e, &self.address, &self.what);
+                let text = format!("seamline.exceptions.{class}: {message}");
+                Some(Err(ArrowError::ExternalError(Box::new(std::io::Error::other(text)))))
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+impl RecordBatchReader for Batches {
+    fn schema(&self) -> SchemaRef {
+        self.stream.schema()
+    }
+}
+
+/// Stream `query` with binary COPY on a new connection in the exported `snapshot`, after setting
+/// `seamline.p1..n` to `settings`. `address` (HOST:PORT) and `what` name the store in errors.
+#[pyfunction]
+#[pyo3(signature = (dsn, query, *, snapshot, settings, address, what, batch_rows = 65536))]
+#[allow(clippy::too_many_arguments)]
+pub fn pg_copy_stream(
+    py: Python<'_>,
+    dsn: String,
+    query: String,
+    snapshot: Option<String>,
+    settings: Vec<String>,
+    address: String,
+    what: String,
+    batch_rows: usize,
+) -> PyResult<PyRecordBatchReader> {
+    let request = CopyRequest { dsn, snapshot, settings, query, batch_rows };
+    let stream = py.detach(|| CopyStream::open(request)).map_err(|e| to_pyerr(&e, &address, &what))?;
+    let batches = Batches { stream, address, what, done: false };
+    Ok(PyRecordBatchReader::new(Box::new(batches)))
+}
