@@ -26,6 +26,7 @@ __all__ = [
     "classify",
     "sorted_unique_rows",
     "coalesce_ranges",
+    "pg_copy_stream",
     "__version__",
 ]
 
