@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -54,8 +55,14 @@ def drain(bootstrap: str, topic: str, group: str, handle: Callable[[list[Message
         messages: list[Message] = []
         if todo:
             consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(todo)])
+            deadline = time.monotonic() + 120
             while todo:
-                for msg in consumer.consume(500, timeout=5):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{group}: {topic} partitions {sorted(todo)} not read to their end in 120 s"
+                    )
+                # consume() waits for all 500 or the timeout: a short one, so a small backlog is quick
+                for msg in consumer.consume(500, timeout=0.2):
                     partition, offset = msg.partition(), msg.offset()
                     if msg.error() is not None or partition is None or offset is None:
                         continue
@@ -227,10 +234,14 @@ class OrderLander:
         catalog.load_table("shop.orders_bronze").append(pa.Table.from_pylist(rows, BRONZE))
         gold = catalog.load_table("shop.revenue_gold")
         totals = {r["day"]: r["revenue"] for r in gold.scan().to_arrow().to_pylist()}
+        first = not totals
         for day, amount in revenue.items():
             totals[day] = totals.get(day, decimal.Decimal(0)) + amount
         table = pa.Table.from_pylist([{"day": d, "revenue": v} for d, v in sorted(totals.items())], GOLD)
-        gold.overwrite(table)
+        if first:
+            gold.append(table)  # nothing to replace yet (an overwrite would warn it deleted nothing)
+        else:
+            gold.overwrite(table)
 
     def drain(self) -> int:
         return drain(self.bootstrap, self.topic, self.group, self._apply)
