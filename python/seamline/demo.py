@@ -196,8 +196,8 @@ def fault_lines(pipe: Any, faults: Any, results: dict[str, sl.ReconcileResult]) 
         f"     outbox_topic: {_keys(results['outbox_topic'], {faults.lost_event})}"
         f"   (orders_outbox clean: the order and its outbox row are one transaction)",
         "  3. CDC connector stopped, products changed, its slot dropped and recreated, no snapshot",
-        f"     freshness: slot {slot['slot_name']} active={slot['active']}, {slot['lag_bytes']:,} bytes"
-        f" behind: {slot['status']} ({slot['reason']})",
+        f"     freshness (products_cdc, while it was down): slot {slot['slot_name']}"
+        f" {'active' if slot['active'] else 'inactive'}: {slot['status']}, {slot['reason']}",
         f"     products_cdc: {_keys(results['products_cdc'])}",
         f"     products_index: {_keys(results['products_index'], cdc_keys)}   (cdc_index: none of them)",
         f"  4. the indexer skipped a poison message (product {faults.poison_product}:"
@@ -207,7 +207,7 @@ def fault_lines(pipe: Any, faults: Any, results: dict[str, sl.ReconcileResult]) 
         f"     topic_gold: {_keys(results['topic_gold'])}   (counted twice: {twice})",
         f"     topic_bronze: {_keys(results['topic_bronze'])}",
         f"     stream health of the topic: {replays['count']} replayed event(s) by {replays['by']}:"
-        f" {', '.join(replays['sample'])}",
+        f" {', '.join(sorted(replays['sample']))}",
     ]
     return out
 
