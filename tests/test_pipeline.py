@@ -215,3 +215,29 @@ def test_the_pipeline_says_why_it_cannot_run() -> None:
     assert unavailable(env) == "SEAMLINE_KAFKA_BOOTSTRAP is not set"
     down = unavailable({**env, "SEAMLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     assert down == (launcher_missing() or "kafka at 127.0.0.1:1 does not answer")
+
+
+def test_the_pipeline_contract_ships_and_is_valid() -> None:
+    from seamline.contract import load
+    from seamline.demo_pipeline import CONTRACT
+
+    env = {
+        "SEAMLINE_PG_DSN": "postgresql://x@h/db",
+        "SEAMLINE_OPENSEARCH_URL": "http://h:9200",
+        "SEAMLINE_KAFKA_BOOTSTRAP": "h:9092",
+    }
+    c = load(CONTRACT, env=env)
+    assert list(c.seams) == [
+        "orders_outbox",
+        "outbox_topic",
+        "topic_bronze",
+        "topic_gold",
+        "products_cdc",
+        "cdc_index",
+        "products_index",
+    ]
+    assert c.chains == {
+        "orders": ["orders_outbox", "outbox_topic", "topic_bronze", "topic_gold"],
+        "products": ["products_cdc", "cdc_index"],
+    }
+    assert c.seams["outbox_topic"].target.topic == "shop-demo.orders"  # ${SEAMLINE_SHOP:-demo}

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from seamline.demo_pipeline.pg import sql
+from seamline.exceptions import StoreUnavailableError
 
 LAUNCHER_MAIN = "dev.seamline.services.SeamlineDebezium"
 LAUNCHER_JAR = "seamline-debezium-0.1.0.jar"
@@ -150,13 +151,20 @@ class Connector:
                 return
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"Debezium: slot {self.slot} not active within {timeout:.0f} s")
+        raise StoreUnavailableError(f"Debezium: slot {self.slot} not active within {timeout:.0f} s")
 
     def check_alive(self) -> None:
         """Raise with the launcher's last output when its process has exited."""
         if self.process is not None and self.process.poll() is not None:
-            tail = (self.workdir / "stdout.log").read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"the Debezium launcher exited ({self.process.returncode}): {tail}")
+            said = [
+                ln
+                for ln in (self.workdir / "stdout.log").read_text(errors="replace").splitlines()
+                if ln.strip()
+            ]
+            last = said[-1] if said else "no output"
+            raise StoreUnavailableError(
+                f"the Debezium launcher exited ({self.process.returncode}): {last} (logs in {self.workdir})"
+            )
 
     def stop(self) -> None:
         """Stop the launcher (its shutdown hook stores the offsets) and wait for its slot to be free."""

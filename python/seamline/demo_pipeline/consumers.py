@@ -24,6 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from seamline.exceptions import StoreUnavailableError
+
 Message = Any  # confluent_kafka.Message
 
 
@@ -58,7 +60,7 @@ def drain(bootstrap: str, topic: str, group: str, handle: Callable[[list[Message
             deadline = time.monotonic() + 120
             while todo:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
+                    raise StoreUnavailableError(
                         f"{group}: {topic} partitions {sorted(todo)} not read to their end in 120 s"
                     )
                 # consume() waits for all 500 or the timeout: a short one, so a small backlog is quick
@@ -155,7 +157,7 @@ class ProductIndexer:
             for item in errors:  # 409: an older event than the document holds (idempotence at work)
                 status = next(iter(item.values())).get("status")
                 if status not in (404, 409):
-                    raise RuntimeError(f"indexer: {item}")
+                    raise StoreUnavailableError(f"indexer: {item}")
 
     def drain(self) -> int:
         return drain(self.bootstrap, self.topic, self.group, self._apply)

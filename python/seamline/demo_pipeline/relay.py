@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 from seamline.demo_pipeline.pg import connect
+from seamline.exceptions import StoreUnavailableError
 
 
 class Relay:
@@ -59,7 +60,7 @@ class Relay:
                         headers=[("event_id", event_id.encode())],
                     )
                 if producer.flush(30):
-                    raise RuntimeError(f"relay: the broker did not acknowledge {len(rows)} event(s)")
+                    raise StoreUnavailableError(f"relay: the broker did not acknowledge {len(rows)} event(s)")
                 if kill_after_publish:  # the fault: published, acknowledged, never marked
                     os.kill(os.getpid(), signal.SIGKILL)
                 cur.executemany(
@@ -85,8 +86,9 @@ class Relay:
         ]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != -signal.SIGKILL:
-            raise RuntimeError(
-                f"relay: expected to be killed, exited {done.returncode}: {done.stderr[-500:]}"
+            said = [ln for ln in done.stderr.splitlines() if ln.strip()]
+            raise StoreUnavailableError(
+                f"relay: expected to be killed, exited {done.returncode}: {said[-1] if said else 'no output'}"
             )
         return done.returncode
 

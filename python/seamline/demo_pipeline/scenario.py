@@ -32,6 +32,7 @@ from seamline.demo_pipeline.cdc import Connector, launcher_missing
 from seamline.demo_pipeline.consumers import OrderLander, ProductIndexer
 from seamline.demo_pipeline.relay import Relay
 from seamline.demo_pipeline.shop import Shop
+from seamline.exceptions import StoreUnavailableError
 
 CONTRACT = Path(__file__).with_name("contract.yaml")
 PLACEHOLDER = "${SEAMLINE_SHOP:-demo}"
@@ -159,7 +160,7 @@ class Pipeline:
         while (got := self._messages(self.cdc_topic)) < self.cdc_events:
             self.connector.check_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError(
+                raise StoreUnavailableError(
                     f"{self.cdc_topic}: {got} of {self.cdc_events} change events after {seconds:.0f} s"
                 )
             time.sleep(0.3)
@@ -286,7 +287,7 @@ class Pipeline:
                 day, decimal.Decimal(0)
             ) + decimal.Decimal(order["amount"])
         if producer.flush(30):
-            raise RuntimeError("replay: the broker did not acknowledge the copies")
+            raise StoreUnavailableError("replay: the broker did not acknowledge the copies")
         self.lander.drain()
 
     # -- what the contract must find -------------------------------------------------------------------------
