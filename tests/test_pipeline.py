@@ -14,6 +14,7 @@ import decimal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,6 +130,9 @@ def test_a_replayed_offset_range_double_counts_gold_and_is_named_in_the_stream_h
     replayed = run.faults.replayed
     assert len(replayed) == 3 and not set(replayed) & set(run.faults.relay_duplicates)
     assert kinds(run, "topic_bronze") == {(e, "duplicate") for e in replayed}
+    # the lander consumed everything, the copies included: its group has no lag
+    group = run.results["topic_bronze"].to_dict()["as_of"]["source"]["detail"]["group"]
+    assert group["lag"] == 0 and sum(p["end"] for p in group["partitions"].values()) == 164
     assert kinds(run, "topic_gold") == {(day, "changed") for day in run.faults.replayed_revenue}
     # the stream health of the events read for gold names every copied event id (the relay's too)
     replays = health(run.results["topic_gold"], "source")["replayed"]
@@ -241,3 +245,19 @@ def test_the_pipeline_contract_ships_and_is_valid() -> None:
         "products": ["products_cdc", "cdc_index"],
     }
     assert c.seams["outbox_topic"].target.topic == "shop-demo.orders"  # ${SEAMLINE_SHOP:-demo}
+
+
+def test_the_demo_says_in_one_line_when_the_stream_part_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seamline import demo
+
+    monkeypatch.delenv("SEAMLINE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("SEAMLINE_PG_DSN", "postgresql://u@h/db")
+    monkeypatch.setenv("SEAMLINE_OPENSEARCH_URL", "http://h:9200")
+    assert demo.pipeline_demo(tmp_path) is None
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "stream pipeline: skipped (SEAMLINE_KAFKA_BOOTSTRAP is not set; "
+        "scripts/services.sh up kafka debezium starts it)"
+    ]
