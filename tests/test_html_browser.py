@@ -103,7 +103,12 @@ def strips_per_seam(page: Any) -> dict[str, int]:
 
 
 @pytest.mark.services
-def test_the_demo_report_in_chromium(browser: Any, tmp_path: Path, pg_dsn: str, opensearch_url: str) -> None:
+def test_the_demo_report_in_chromium(
+    browser: Any, tmp_path: Path, pg_dsn: str, opensearch_url: str, request: pytest.FixtureRequest
+) -> None:
+    from seamline.demo import drop_pipeline
+
+    request.addfinalizer(lambda: drop_pipeline(tmp_path / "demo"))  # the stream pipeline's stores
     out = subprocess.run(
         [SEAMLINE, "demo", "--workdir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,

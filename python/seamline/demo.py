@@ -134,8 +134,6 @@ def pipeline_demo(workdir: Path) -> tuple[dict[str, sl.ReconcileResult], Expecte
     """The stream pipeline built, broken and reconciled through its contract (written into
     `workdir` as pipeline.yaml); None (after one line saying why) when Kafka or Debezium is not
     there. Also the lines that tell, per fault, the seam and what it found, and the repair."""
-    import hashlib
-
     from seamline import demo_pipeline
     from seamline.progress import Progress
 
@@ -143,15 +141,7 @@ def pipeline_demo(workdir: Path) -> tuple[dict[str, sl.ReconcileResult], Expecte
     if reason:
         print(f"stream pipeline: skipped ({reason}; scripts/services.sh up kafka debezium starts it)")
         return None
-    workdir = workdir.resolve()
-    tag = hashlib.sha256(str(workdir).encode()).hexdigest()[:8]  # one pipeline per working directory
-    pipe = demo_pipeline.Pipeline(
-        os.environ["SEAMLINE_PG_DSN"],
-        os.environ["SEAMLINE_KAFKA_BOOTSTRAP"],
-        os.environ["SEAMLINE_OPENSEARCH_URL"],
-        workdir,
-        tag,
-    )
+    pipe = _pipeline(workdir)
     progress = Progress()
     try:
         with progress.step("stream pipeline: building (relay, Debezium, indexer, lake lander)"):
@@ -171,6 +161,32 @@ def pipeline_demo(workdir: Path) -> tuple[dict[str, sl.ReconcileResult], Expecte
     finally:
         pipe.stop()  # the connector's process and its replication slot: never left behind
     return results, pipe.expected(faults), lines
+
+
+def _pipeline(workdir: Path) -> Any:
+    """The demo's pipeline in `workdir`: its names derive from the directory, so a second run in
+    the same directory replaces the first, and runs in two directories never meet."""
+    import hashlib
+
+    from seamline import demo_pipeline
+
+    workdir = workdir.resolve()
+    return demo_pipeline.Pipeline(
+        os.environ["SEAMLINE_PG_DSN"],
+        os.environ["SEAMLINE_KAFKA_BOOTSTRAP"],
+        os.environ["SEAMLINE_OPENSEARCH_URL"],
+        workdir,
+        hashlib.sha256(str(workdir).encode()).hexdigest()[:8],
+    )
+
+
+def drop_pipeline(workdir: Path) -> None:
+    """Remove what the demo's stream pipeline left in the services (tables, topics, index) for
+    `workdir`; nothing when the pipeline cannot run here."""
+    from seamline import demo_pipeline
+
+    if demo_pipeline.unavailable() is None:
+        _pipeline(workdir).drop()
 
 
 def _keys(result: sl.ReconcileResult, among: set[object] | None = None) -> str:
