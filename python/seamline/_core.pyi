@@ -126,7 +126,7 @@ def classify(source: Collected, target: Collected, n_values: int) -> tuple[Any |
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...
 def coalesce_ranges(leaves: list[int], fanout_bits: int) -> list[tuple[int, int]]: ...
 def pg_copy_stream(
-    dsn: str,
+    params: list[tuple[str, str]],
     query: str,
     *,
     snapshot: str | None,
