@@ -27,6 +27,7 @@ __all__ = [
     "sorted_unique_rows",
     "coalesce_ranges",
     "pg_copy_stream",
+    "os_search_stream",
     "__version__",
 ]
 
@@ -134,4 +135,25 @@ def pg_copy_stream(
     address: str,
     what: str,
     batch_rows: int = 65536,
+) -> Any: ...
+def os_search_stream(
+    url: str,
+    *,
+    username: str | None,
+    password: str | None,
+    verify_certs: bool,
+    ca_certs: str | None,
+    timeout: float,
+    attempts: int,
+    backoff: float,
+    pit_id: str,
+    keep_alive: str,
+    page_size: int,
+    bodies: list[str],
+    schema: Any,
+    columns: list[tuple[str, str, bool]],
+    filter_path: str,
+    address: str,
+    what: str,
+    index: str,
 ) -> Any: ...
