@@ -27,6 +27,7 @@ __all__ = [
     "sorted_unique_rows",
     "coalesce_ranges",
     "pg_copy_stream",
+    "kafka_fetch_stream",
     "__version__",
 ]
 
@@ -134,4 +135,16 @@ def pg_copy_stream(
     address: str,
     what: str,
     batch_rows: int = 65536,
+) -> Any: ...
+def kafka_fetch_stream(
+    bootstrap: str,
+    topic: str,
+    partitions: list[tuple[int, int, int]],
+    *,
+    config: list[tuple[str, str]],
+    what: str,
+    idle_timeout: float = 10.0,
+    batch_rows: int = 65536,
+    batch_bytes: int = 67108864,
+    heartbeat: float = 0.2,
 ) -> Any: ...
