@@ -145,6 +145,6 @@ def kafka_fetch_stream(
     what: str,
     idle_timeout: float = 10.0,
     batch_rows: int = 65536,
-    batch_bytes: int = 67108864,
+    batch_bytes: int = ...,
     heartbeat: float = 0.2,
 ) -> Any: ...
