@@ -10,6 +10,14 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (rustup) first" >&2
   exit 2
 fi
+# the Kafka reader builds librdkafka (and zlib, zstd) from source: a C compiler and make
+missing=""
+for tool in cc make; do command -v "$tool" >/dev/null || missing=1; done
+if [ -n "$missing" ]; then
+  echo "setup: apt-get install build-essential (a C compiler and make, for librdkafka)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential >&2
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   "$PYTHON" -m venv .venv
