@@ -15,15 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Client, Config, NoTls, Socket};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{one_line, PgError};
@@ -239,8 +239,9 @@ fn load_roots(path: &Path) -> Result<RootCertStore, PgError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| PgError::Unavailable(format!("cannot read root certificate file \"{shown}\": {e}")))?;
     for cert in certs {
-        let cert = cert
-            .map_err(|e| PgError::Unavailable(format!("cannot read root certificate file \"{shown}\": {e}")))?;
+        let cert = cert.map_err(|e| {
+            PgError::Unavailable(format!("cannot read root certificate file \"{shown}\": {e}"))
+        })?;
         roots.add(cert).map_err(|e| {
             PgError::Unavailable(format!("invalid certificate in root certificate file \"{shown}\": {e}"))
         })?;

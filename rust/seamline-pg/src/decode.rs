@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, FixedSizeBinaryBuilder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::IntervalMonthDayNano;
@@ -247,7 +247,8 @@ fn fixed<const N: usize>(v: &[u8]) -> Result<[u8; N], String> {
 }
 
 fn utf8(v: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(v).map_err(|_| "text value is not valid UTF-8".to_string())
+    // SIMD validation: checking every text value was 5% of a read's CPU with std's from_utf8
+    simdutf8::basic::from_utf8(v).map_err(|_| "text value is not valid UTF-8".to_string())
 }
 
 fn be_i32(v: &[u8], at: usize) -> Result<i32, String> {
@@ -311,6 +312,12 @@ pub fn numeric_unscaled(v: &[u8], scale: i32) -> Result<i128, String> {
     if ndigits < 0 || v.len() < 8 + 2 * ndigits as usize {
         return Err("truncated numeric value".into());
     }
+    if ndigits == 0 {
+        return Ok(0);
+    }
+    if let Some(small) = numeric_unscaled_u64(v, ndigits, weight, scale) {
+        return Ok(if negative { -(small as i128) } else { small as i128 });
+    }
     let overflow = || format!("numeric value does not fit a decimal of scale {scale}");
     let mut acc: i128 = 0;
     for i in 0..ndigits {
@@ -321,24 +328,47 @@ pub fn numeric_unscaled(v: &[u8], scale: i32) -> Result<i128, String> {
         if i + 1 < ndigits || exp >= 0 {
             acc = acc.checked_mul(10_000).and_then(|a| a.checked_add(digit)).ok_or_else(overflow)?;
             if i + 1 == ndigits {
-                acc = acc.checked_mul(10i128.checked_pow(exp as u32).ok_or_else(overflow)?).ok_or_else(overflow)?;
+                acc = acc
+                    .checked_mul(10i128.checked_pow(exp as u32).ok_or_else(overflow)?)
+                    .ok_or_else(overflow)?;
             }
         } else {
-            // the last group reaches past the scale: its low digits must be zeros
+            // the last group reaches past the scale: its low digits must be zeros (i32 arithmetic:
+            // 128-bit division is a library call)
             let cut = -exp;
-            if cut >= 4 || digit % 10i128.pow(cut as u32) != 0 {
+            let digit = digit as i32;
+            if cut >= 4 || digit % 10i32.pow(cut as u32) != 0 {
                 return Err(format!("numeric value has more than {scale} fraction digits"));
             }
             acc = acc
                 .checked_mul(10i128.pow((4 - cut) as u32))
-                .and_then(|a| a.checked_add(digit / 10i128.pow(cut as u32)))
+                .and_then(|a| a.checked_add((digit / 10i32.pow(cut as u32)) as i128))
                 .ok_or_else(overflow)?;
         }
     }
-    if ndigits == 0 {
-        return Ok(0);
-    }
     Ok(if negative { -acc } else { acc })
+}
+
+/// The common case in 64-bit arithmetic (at most 4 base-10000 digits, at most 3 cut off, the
+/// result below 2^64): None to take the 128-bit path.
+#[inline]
+fn numeric_unscaled_u64(v: &[u8], ndigits: i32, weight: i32, scale: i32) -> Option<u64> {
+    if ndigits > 4 {
+        return None;
+    }
+    let mut acc: u64 = 0;
+    for i in 0..ndigits as usize {
+        acc = acc * 10_000 + u16::from_be_bytes([v[8 + 2 * i], v[9 + 2 * i]]) as u64;
+    }
+    let exp = 4 * (weight - (ndigits - 1)) + scale;
+    if exp >= 0 {
+        acc.checked_mul(10u64.checked_pow(exp as u32)?)
+    } else if exp > -4 {
+        let div = 10u64.pow((-exp) as u32);
+        (acc % div == 0).then_some(acc / div)
+    } else {
+        None
+    }
 }
 
 /// The text `numeric_out` prints for a binary numeric (PostgreSQL's get_str_from_var): sign, the

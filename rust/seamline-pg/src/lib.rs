@@ -147,7 +147,8 @@ impl CopyStream {
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(PgError::Unavailable(format!("cannot start a runtime: {e}"))));
+                        let _ =
+                            ready_tx.send(Err(PgError::Unavailable(format!("cannot start a runtime: {e}"))));
                         return;
                     }
                 };
