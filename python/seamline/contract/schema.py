@@ -249,6 +249,7 @@ class OpenSearchStore(StoreBase):
     verify_certs: Flag | None = None
     ca_certs: Text | None = None
     timeout: Number | None = None
+    reader: Literal["rust", "python"] | None = None  # None: the default reader (rust)
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -313,6 +314,7 @@ class LanceDBStore(StoreBase):
 class KafkaStore(StoreBase):
     type: Literal["kafka"]
     bootstrap: Text
+    reader: Literal["rust", "confluent"] | None = None  # None: rust where it can serve `config`
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("config", mode="before")
