@@ -57,6 +57,49 @@ def unlogged_load_sql(prefix: str, rows: int) -> str:
     return sql.replace(f"CREATE TABLE public.{prefix}_", f"CREATE UNLOGGED TABLE public.{prefix}_")
 
 
+def view_target_load_sql(prefix: str, rows: int) -> str:
+    """As `unlogged_load_sql`, but the target is a view applying the drift to the source (same rows,
+    same types, ranges pushed into it): half the disk, for sizes whose table pair does not fit."""
+    sql = unlogged_load_sql(prefix, rows)
+    src, dst, drift = f"public.{prefix}_src", f"public.{prefix}_dst", f"public.{prefix}_drift_keys"
+    head, _, _ = sql.partition(f"CREATE UNLOGGED TABLE {dst}")
+    extra = bench_postgres.ROW_SQL.format(
+        id="2 * i + 1", frm=f"(SELECT i FROM {drift} WHERE kind = 'extra') AS g"
+    )
+
+    def changed(col: str, new: str) -> str:
+        return f"CASE WHEN d.col = '{col}' THEN {new} ELSE t.{col} END AS {col}"
+
+    view = f"""
+DROP VIEW IF EXISTS {dst};
+CREATE VIEW {dst} AS
+SELECT t.id,
+       {changed("sku", "t.sku || '-b'")},
+       {changed("name", "t.name || ' (v2)'")},
+       {changed("price", "(t.price + 0.01)::numeric(12,2)")},
+       {changed("in_stock", "NOT t.in_stock")},
+       {changed("updated_at", "t.updated_at + interval '1 second'")},
+       {changed("deleted_at", "CASE WHEN t.deleted_at IS NULL THEN t.updated_at + interval '1 day' END")}
+FROM {src} t LEFT JOIN {drift} d ON d.id = t.id AND d.kind <> 'extra'
+WHERE d.kind IS DISTINCT FROM 'missing'
+UNION ALL
+{extra};
+CREATE INDEX ON {drift} (id);
+VACUUM (ANALYZE) {src};
+ANALYZE {drift};
+CREATE TABLE IF NOT EXISTS public.bench_meta (name text PRIMARY KEY, rows bigint, version int);
+INSERT INTO public.bench_meta VALUES ('{prefix}', {rows}, {bench_postgres.DATA_VERSION})
+    ON CONFLICT (name) DO UPDATE SET rows = excluded.rows, version = excluded.version;
+"""
+    return (
+        head.replace(
+            f"DROP TABLE IF EXISTS {src}, {dst}, {drift};",
+            f"DROP VIEW IF EXISTS {dst};\nDROP TABLE IF EXISTS {src}, {drift};",
+        )
+        + view
+    )
+
+
 _logged_load_sql = bench_postgres.load_sql
 
 
@@ -122,6 +165,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--options", default="{}", help="engine Options as JSON (e.g. diff_budget_rows)")
     ap.add_argument("--load-only", action="store_true", help="create the tables and stop")
+    ap.add_argument(
+        "--target-view", action="store_true", help="load the target as a view over the source (half the disk)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     dsn = os.environ.get("SEAMLINE_PG_DSN")
@@ -135,7 +181,8 @@ def main() -> None:
         return
 
     OUT.mkdir(exist_ok=True)
-    bench_postgres.load_sql = unlogged_load_sql  # ensure_loaded builds its SQL with it
+    # ensure_loaded builds its SQL with bench_postgres.load_sql
+    bench_postgres.load_sql = view_target_load_sql if args.target_view else unlogged_load_sql
     data = {n: ensure_loaded(dsn, prefix_for(n), n, False) for n in sizes}
     print(f"data: {json.dumps(data)}", file=sys.stderr, flush=True)
     if args.load_only:

@@ -64,7 +64,7 @@ class Options:
     diff_budget_rows: int = 1_000_000
     #: rows per side one diff group holds in memory at once (about 300 bytes each with their
     #: digests): larger diffs are read in several groups of consecutive leaves
-    diff_group_rows: int = 200_000
+    diff_group_rows: int = 100_000
     max_ranges: int = 256
     parallelism: int = field(default_factory=lambda: os.cpu_count() or 2)
     sample_size: int = 20_000
