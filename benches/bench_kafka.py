@@ -9,14 +9,19 @@ What it measures
     java_consumer_perf  the broker's own tool, org.apache.kafka.tools.ConsumerPerformance from
                         services/kafka/target/lib (--messages N, to nowhere): wall time of the process
                         (JVM start included) and the tool's own fetch time (reported apart)
-    python_raw          confluent-kafka, the client Seamline reads with: assign every partition,
-                        consume() batches of 20,000 until the end offsets, touching nothing
-                        (no value, key or offset is looked at): the client's floor
-    seamline_events     sl.kafka(bootstrap, topic).pin(): every message as a row (message
-                        columns + the value's fields), values decoded by pyarrow.json in batches
+    python_raw          confluent-kafka's Python client: assign every partition, consume()
+                        batches of 20,000 until the end offsets, touching nothing (no value, key or
+                        offset is looked at): that client's floor (a Python object per message)
+    rust_raw            seamline._core.kafka_fetch_stream (the Rust reader: librdkafka driven from
+                        Rust) up to the end offsets, the Arrow batches counted, nothing decoded
+    seamline_events     sl.kafka(bootstrap, topic).pin() with the default (Rust) reader: every
+                        message as a row (message columns + the value's fields), values decoded
+                        by pyarrow.json in batches
     seamline_fold       sl.kafka(bootstrap, topic, key_field="id", fold="latest",
                         version="version").pin(): the state per key (K rows), with the stream
                         health (out-of-order versions, replays, gaps)
+    *_confluent         the same two with reader="confluent" (the confluent-kafka path; run in the
+                        first repeat only, they are slow)
 
     Seconds are wall time of the measured work inside the child (imports excluded) except for
     java_consumer_perf (whole process); peak MB is the child's VmHWM (the whole process). The fold's
@@ -147,11 +152,30 @@ def child(method: str, bootstrap: str, topic: str, events: int) -> dict[str, Any
         seconds = time.perf_counter() - t0
         c.close()
         return {"seconds": seconds, "rows": n, "peak_mb": peak_mb()}
+    if method == "rust_raw":
+        import pyarrow as pa
+
+        from seamline._core import kafka_fetch_stream
+        from seamline.stores.kafka.store import KafkaStore
+
+        t0 = time.perf_counter()
+        store = KafkaStore(bootstrap)
+        c = store.consumer()
+        offsets = store.end_offsets(c, topic)
+        c.close()
+        stream = kafka_fetch_stream(
+            bootstrap, topic, [(o.partition, o.low, o.high) for o in offsets], config=[], what="bench"
+        )
+        n = sum(b.num_rows for b in pa.RecordBatchReader.from_stream(stream))
+        seconds = time.perf_counter() - t0
+        return {"seconds": seconds, "rows": n, "peak_mb": peak_mb()}
     import seamline as sl
 
     kwargs: dict[str, Any] = {}
-    if method == "seamline_fold":
+    if method.startswith("seamline_fold"):
         kwargs = {"key_field": "id", "fold": "latest", "version": "version"}
+    if method.endswith("_confluent"):
+        kwargs["reader"] = "confluent"
     t0 = time.perf_counter()
     src = sl.kafka(bootstrap, topic, **kwargs)
     as_of = src.pin()
@@ -234,11 +258,21 @@ def main() -> None:
     produce(bootstrap, topic, args.events, args.keys, args.reload)
     produce(bootstrap, small, small_events, args.keys, args.reload)
 
-    methods = ["java_consumer_perf", "python_raw", "seamline_events", "seamline_fold"]
+    methods = [
+        "java_consumer_perf",
+        "python_raw",
+        "rust_raw",
+        "seamline_events",
+        "seamline_fold",
+        "seamline_events_confluent",
+        "seamline_fold_confluent",
+    ]
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     runs["seamline_fold_small"] = []
     for r in range(args.repeat):
         for m in methods:
+            if m.endswith("_confluent") and r > 0:
+                continue
             res = measure(m, bootstrap, topic, args.events)
             runs[m].append(res)
             print(

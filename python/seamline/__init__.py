@@ -196,10 +196,12 @@ def kafka(
     sql: str | None = None,
     group: str | None = None,
     config: dict[str, Any] | None = None,
+    reader: str | None = None,
 ) -> Source:
     """A Kafka topic read up to the end offsets pinned at the start: one row per message, or with
     ``fold="latest"`` per key the message with the highest ``version`` (deletes and tombstones remove
-    the key); ``dedupe=``/``order_by=`` then ``sql=`` (DuckDB over the table ``events``)."""
+    the key); ``dedupe=``/``order_by=`` then ``sql=`` (DuckDB over the table ``events``). ``reader``:
+    "rust" (the default where it can serve ``config``) or "confluent" (confluent-kafka)."""
     return _open(
         "kafka",
         bootstrap,
@@ -213,4 +215,5 @@ def kafka(
         sql=sql,
         group=group,
         config=config,
+        reader=reader,
     )

@@ -28,6 +28,7 @@ __all__ = [
     "coalesce_ranges",
     "pg_copy_stream",
     "os_search_stream",
+    "kafka_fetch_stream",
     "__version__",
 ]
 
@@ -127,7 +128,7 @@ def classify(source: Collected, target: Collected, n_values: int) -> tuple[Any |
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...
 def coalesce_ranges(leaves: list[int], fanout_bits: int) -> list[tuple[int, int]]: ...
 def pg_copy_stream(
-    dsn: str,
+    params: list[tuple[str, str]],
     query: str,
     *,
     snapshot: str | None,
@@ -156,4 +157,16 @@ def os_search_stream(
     address: str,
     what: str,
     index: str,
+) -> Any: ...
+def kafka_fetch_stream(
+    bootstrap: str,
+    topic: str,
+    partitions: list[tuple[int, int, int]],
+    *,
+    config: list[tuple[str, str]],
+    what: str,
+    idle_timeout: float = 10.0,
+    batch_rows: int = 65536,
+    batch_bytes: int = ...,
+    heartbeat: float = 0.2,
 ) -> Any: ...

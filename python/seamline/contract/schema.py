@@ -314,6 +314,7 @@ class LanceDBStore(StoreBase):
 class KafkaStore(StoreBase):
     type: Literal["kafka"]
     bootstrap: Text
+    reader: Literal["rust", "confluent"] | None = None  # None: rust where it can serve `config`
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("config", mode="before")

@@ -100,14 +100,15 @@ impl<S: NativeStream> RecordBatchReader for Batches<S> {
     }
 }
 
-/// Stream `query` with binary COPY on a new connection in the exported `snapshot`, after setting
+/// Stream `query` with binary COPY on a new connection (`params`: libpq keywords, resolved by
+/// `seamline.stores.postgres.dsn`) in the exported `snapshot`, after setting
 /// `seamline.p1..n` to `settings`. `address` (HOST:PORT) and `what` name the store in errors.
 #[pyfunction]
-#[pyo3(signature = (dsn, query, *, snapshot, settings, address, what, batch_rows = 65536))]
+#[pyo3(signature = (params, query, *, snapshot, settings, address, what, batch_rows = 65536))]
 #[allow(clippy::too_many_arguments)]
 pub fn pg_copy_stream(
     py: Python<'_>,
-    dsn: String,
+    params: Vec<(String, String)>,
     query: String,
     snapshot: Option<String>,
     settings: Vec<String>,
@@ -115,7 +116,7 @@ pub fn pg_copy_stream(
     what: String,
     batch_rows: usize,
 ) -> PyResult<PyRecordBatchReader> {
-    let request = CopyRequest { dsn, snapshot, settings, query, batch_rows };
+    let request = CopyRequest { params, snapshot, settings, query, batch_rows };
     let stream = py.detach(|| CopyStream::open(request)).map_err(|e| to_pyerr(&e, &address, &what))?;
     let batches = Batches { stream, address, what, done: false };
     Ok(PyRecordBatchReader::new(Box::new(batches)))

@@ -40,14 +40,25 @@ class KafkaSource(KafkaReader):
 
         def read_events() -> Any:
             return KafkaReader(
-                self.store.bootstrap, self.topic, value=self.value, key_field=self.key_field, store=self.store
+                self.store.bootstrap,
+                self.topic,
+                value=self.value,
+                key_field=self.key_field,
+                store=self.store,
+                reader=self.reader,
             )._load()
 
         return KafkaOutboxWriter(self.store, self.topic, self.key_field, read_events)
 
 
 def from_contract(store: Any, side: Any, *, key_field: str | None, as_of: Any) -> KafkaSource:
-    return KafkaSource(store.bootstrap, side.topic, config=dict(store.config), **dict(side.stream))
+    return KafkaSource(
+        store.bootstrap,
+        side.topic,
+        config=dict(store.config),
+        reader=getattr(store, "reader", None),
+        **dict(side.stream),
+    )
 
 
 def _conforms(

@@ -3,6 +3,10 @@
 
 Reading: one assign-only consumer over every partition (no group membership, no commits, see
 ``store.py``); messages beyond the pinned end offsets are dropped, so writes after ``pin`` never show.
+Two readers: ``rust`` (the default: ``seamline._core.kafka_fetch_stream``, librdkafka driven from
+Rust, the messages arriving as Arrow batches with no Python object per message) and ``confluent``
+(confluent-kafka's Python client), used for client settings the Rust build cannot serve (SSL, SASL,
+Python callbacks).
 Values are decoded in batches in native code: the values of a batch are joined into one buffer and
 parsed by ``pyarrow.json`` (``json``, ``debezium``), never one message at a time in Python. Each row
 carries the message's ``_key``, ``_partition``, ``_offset``, ``_timestamp`` and ``_headers`` (the
@@ -22,7 +26,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
 import random
+import re
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from seamline import exceptions
 from seamline.exceptions import InvalidInputError, SchemaError, StoreUnavailableError
 from seamline.stores.kafka.store import KafkaStore, PartitionOffsets
 from seamline.stores.protocols import AsOf, ScanRequest
@@ -46,6 +54,15 @@ _CONSUME_BATCH = 20_000  # messages per consume() call
 _MARKER_WAIT = 3.0  # seconds without a message before a position one short of the end counts as done
 _CHUNK_ROWS = 250_000  # decoded events handed to DuckDB at once (bounds the fold's working set)
 _SAMPLES = 5
+#: the readers: "rust" (seamline._core.kafka_fetch_stream) and "confluent" (confluent-kafka's client)
+READERS = ("rust", "confluent")
+DEFAULT_READER = "rust"
+#: overrides DEFAULT_READER for sources that name no reader (e.g. to run a test suite on each)
+READER_ENV = "SEAMLINE_KAFKA_READER"
+_RUST_BATCH_ROWS = 65_536
+# an error that crossed the Arrow C stream: "seamline.exceptions.StoreUnavailableError: text"
+_STREAM_ERROR = re.compile(r"seamline\.exceptions\.(\w+): (.*)")
+_LOG = logging.getLogger("seamline.kafka")
 
 
 @dataclass
@@ -98,6 +115,7 @@ class KafkaReader:
         group: str | None = None,
         config: dict[str, Any] | None = None,
         store: KafkaStore | None = None,
+        reader: str | None = None,
     ) -> None:
         if not isinstance(topic, str) or not topic:
             raise InvalidInputError("kafka: topic must be a non-empty string")
@@ -108,6 +126,7 @@ class KafkaReader:
         if value == "raw" and (key_field or version or dedupe or order_by) and fold is None:
             pass  # raw values have no fields: these may only name the message columns
         self.store = store or KafkaStore(bootstrap, config)
+        self.reader = _choose_reader(reader, self.store.config)
         self.topic = topic
         self.value = value
         self.key_field = key_field
@@ -265,6 +284,49 @@ class KafkaReader:
         return self._table
 
     def _read(self) -> pa.Table:
+        if self.reader == "rust":
+            return self._read_rust()
+        return self._read_confluent()
+
+    def _read_rust(self) -> pa.Table:
+        """The Rust reader: raw message batches from seamline._core, decoded here batch by batch."""
+        from seamline._core import kafka_fetch_stream
+
+        if self.offsets is None:
+            consumer = self.store.consumer()
+            try:
+                self.offsets = self.store.end_offsets(consumer, self.topic)
+            finally:
+                consumer.close()
+        pipeline = _Pipeline(self)
+        try:
+            stream = kafka_fetch_stream(
+                self.store.bootstrap,
+                self.topic,
+                [(o.partition, o.low, o.high) for o in self.offsets],
+                config=_rust_config(self.store.config),
+                what=f"kafka {self.store.bootstrap}",
+                idle_timeout=self.store.timeout,
+                batch_rows=_RUST_BATCH_ROWS,
+            )
+            batches = pa.RecordBatchReader.from_stream(stream)
+            try:
+                for batch in batches:  # the GIL is free while a batch is fetched
+                    if batch.num_rows:
+                        pipeline.add(pa.Table.from_batches([batch]))
+            except (pa.ArrowException, OSError) as exc:
+                raise _stream_error(exc, f"kafka {self.store.bootstrap}") from None
+            finally:
+                batches.close()
+            table = pipeline.finish()
+        except BaseException:
+            pipeline.abort()
+            raise
+        self._newest = pipeline.newest
+        self.health = pipeline.health
+        return table
+
+    def _read_confluent(self) -> pa.Table:
         from confluent_kafka import KafkaException, TopicPartition
 
         # a bounded prefetch queue: librdkafka's defaults queue 100k messages per partition
@@ -326,6 +388,51 @@ class KafkaReader:
         return table
 
 
+def _choose_reader(reader: str | None, config: dict[str, Any]) -> str:
+    """The reader asked for, else the default one if it can serve ``config``, else confluent."""
+    why = _rust_cannot(config)
+    if reader is None:
+        reader = os.environ.get(READER_ENV) or DEFAULT_READER
+        if reader == "rust" and why:
+            _LOG.info("kafka: reading with confluent-kafka: the Rust reader cannot serve %s", why)
+            return "confluent"
+    if reader not in READERS:
+        raise InvalidInputError(f"kafka reader {reader!r}: expected one of {', '.join(READERS)}")
+    if reader == "rust" and why:
+        raise InvalidInputError(f"kafka reader 'rust' cannot serve {why}: use reader='confluent'")
+    return reader
+
+
+def _rust_cannot(config: dict[str, Any]) -> str | None:
+    """Why the Rust reader (librdkafka built without SSL and SASL) cannot serve these client
+    settings, or None when it can."""
+    protocol = str(config.get("security.protocol", "plaintext")).lower()
+    if protocol != "plaintext":
+        return f"security.protocol={protocol} (built without SSL and SASL)"
+    for name, value in config.items():
+        if name.startswith(("ssl.", "sasl.")):
+            return f"the setting {name!r} (built without SSL and SASL)"
+        if callable(value):
+            return f"the setting {name!r} (a Python callback)"
+    return None
+
+
+def _rust_config(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """librdkafka settings as text, as confluent-kafka would pass them."""
+    return [(k, ("true" if v else "false") if isinstance(v, bool) else str(v)) for k, v in config.items()]
+
+
+def _stream_error(exc: BaseException, where: str) -> Exception:
+    """The Seamline exception an error of the Rust stream names (one line), else StoreUnavailable."""
+    text = str(exc)
+    found = _STREAM_ERROR.search(text)
+    if found:
+        cls = getattr(exceptions, found.group(1), None)
+        if isinstance(cls, type) and issubclass(cls, exceptions.SeamlineError):
+            return cls(found.group(2).splitlines()[0])
+    return StoreUnavailableError(f"{where}: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
 def _raw_batch(msgs: list[Any], highs: dict[int, int], store: KafkaStore) -> pa.Table:
     """The messages of one consume() as Arrow columns, the value still bytes; messages past the
     pinned end offsets dropped. One list comprehension per field: no per-message decoding."""
@@ -385,7 +492,9 @@ def _decode_json(values: pa.Array) -> tuple[pa.Table, pa.Array]:
 
 def _parse_json(values: pa.Array) -> pa.Table:
     joined = _join_lines(values)
-    multiline = bool(pc.any(pc.match_substring(values, "\n")).as_py())
+    # one block holding every value: no block boundary is searched for, so a value spanning lines
+    # parses as it is (newlines_in_values would only slow the chunker down); the row count checks it
+    multiline = False
     read = pajson.ReadOptions(block_size=max(joined.size + 1, 1 << 20), use_threads=False)
     table = pajson.read_json(
         pa.BufferReader(joined),
@@ -495,7 +604,9 @@ def _unwrap_debezium(table: pa.Table) -> tuple[pa.Table, pa.Array]:
 
 class _Pipeline:
     """Decodes raw batches (in a worker thread: Arrow releases the GIL while the next batch is
-    fetched), then hands chunks of events to DuckDB for dedupe, health and the fold."""
+    fetched), then hands chunks of events to DuckDB for dedupe, health and the fold (in a second
+    worker thread, so that decoding the next chunk overlaps folding this one; one chunk at a time,
+    in order)."""
 
     def __init__(self, source: KafkaReader) -> None:
         self.source = source
@@ -505,6 +616,8 @@ class _Pipeline:
         self.newest: dt.datetime | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="seamline-kafka-decode")
         self._futures: list[Future[None]] = []
+        self._fold_pool = ThreadPoolExecutor(1, thread_name_prefix="seamline-kafka-fold")
+        self._folding: Future[None] | None = None
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._parts: list[pa.Table] = []
@@ -522,6 +635,11 @@ class _Pipeline:
         if len(self._futures) > 4:  # backpressure: at most a few raw batches waiting
             self._futures.pop(0).result()
 
+    def abort(self) -> None:
+        """Stop decoding (the read failed or was interrupted): queued batches are dropped."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._fold_pool.shutdown(wait=True, cancel_futures=True)
+
     def finish(self) -> pa.Table:
         try:
             for f in self._futures:
@@ -529,6 +647,7 @@ class _Pipeline:
             self._flush()
         finally:
             self._pool.shutdown(wait=True)
+            self._fold_pool.shutdown(wait=True)
         return self._result()
 
     # -- per batch ---------------------------------------------------------------------------------
@@ -543,7 +662,7 @@ class _Pipeline:
         self._pending.append(events)
         self._pending_rows += events.num_rows
         if self._pending_rows >= _CHUNK_ROWS:
-            self._flush()
+            self._flush(background=True)
 
     def _decode(self, raw: pa.Table) -> pa.Table:
         source = self.source
@@ -585,11 +704,21 @@ class _Pipeline:
 
     # -- per chunk (DuckDB) ----------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        chunk = pa.concat_tables(self._pending, promote_options="permissive")
+    def _flush(self, background: bool = False) -> None:
+        """Hand the pending events to DuckDB as one chunk, after the chunk before it is done."""
+        chunk = pa.concat_tables(self._pending, promote_options="permissive") if self._pending else None
         self._pending, self._pending_rows = [], 0
+        if self._folding is not None:
+            self._folding.result()
+            self._folding = None
+        if chunk is None:
+            return
+        if background:
+            self._folding = self._fold_pool.submit(self._fold_chunk, chunk)
+        else:
+            self._fold_chunk(chunk)
+
+    def _fold_chunk(self, chunk: pa.Table) -> None:
         source = self.source
         if not (source.dedupe or source.version or source.fold):
             self._parts.append(chunk)

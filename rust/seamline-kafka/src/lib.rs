@@ -1,0 +1,375 @@
+//! The Kafka reader: every partition of one topic, from given start offsets up to pinned end offsets
+//! (exclusive), as Arrow record batches of the raw messages (key, partition, offset, timestamp,
+//! headers, value). Values stay bytes: decoding them is the caller's (in batches, never per message).
+//!
+//! The client is librdkafka (the `rdkafka` crate, built from its bundled source), so a topic is read
+//! exactly as confluent-kafka reads it: every partition fetched in parallel by librdkafka's broker
+//! threads, `read_committed` (aborted transactions and control records never delivered), an
+//! assign-only consumer with a throwaway group id that never joins a group and never commits.
+//!
+//! A partition is done once a message at or past `end - 1` arrives, or once librdkafka reports the
+//! partition's end (`enable.partition.eof`): that covers a last offset held by a transaction's commit
+//! marker, which is never delivered. Messages at or past `end` (written after the pin) are dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow_array::builder::{
+    BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Why a read failed. `Unavailable`: the broker (down, unreachable, an error while fetching);
+/// `Config`: a client setting librdkafka refuses (bad input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaError {
+    Unavailable(String),
+    Config(String),
+}
+
+impl std::fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KafkaError::Unavailable(m) | KafkaError::Config(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for KafkaError {}
+
+/// One partition's range to read: offsets `start .. end - 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// What to read and how.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub bootstrap: String,
+    pub topic: String,
+    /// librdkafka client settings (security and the like), applied after Seamline's own.
+    pub config: Vec<(String, String)>,
+    pub partitions: Vec<PartitionRange>,
+    /// A batch is handed over at this many messages or `batch_bytes` of values, whichever is first.
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+    /// No message for this long while partitions are still short of their end: the broker is gone.
+    pub idle_timeout: Duration,
+    /// At least this often a batch (possibly empty) is handed over, so that the caller can react to
+    /// Ctrl-C between batches even while nothing arrives.
+    pub heartbeat: Duration,
+}
+
+/// The schema of every batch: the message columns as Seamline's Kafka source names them.
+pub fn message_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("_key", DataType::Binary, true),
+        Field::new("_partition", DataType::Int32, true),
+        Field::new("_offset", DataType::Int64, true),
+        Field::new("_timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+        Field::new("_headers", DataType::List(Arc::new(header_item())), true),
+        Field::new("_value", DataType::Binary, true),
+    ]))
+}
+
+fn header_fields() -> Fields {
+    Fields::from(vec![Field::new("key", DataType::Utf8, true), Field::new("value", DataType::Binary, true)])
+}
+
+fn header_item() -> Field {
+    Field::new("item", DataType::Struct(header_fields()), true)
+}
+
+struct Builders {
+    key: BinaryBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    timestamp: TimestampMillisecondBuilder,
+    headers: ListBuilder<StructBuilder>,
+    value: BinaryBuilder,
+    rows: usize,
+    bytes: usize,
+}
+
+impl Builders {
+    fn new(rows: usize) -> Self {
+        let header = StructBuilder::new(
+            header_fields(),
+            vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
+        );
+        Self {
+            key: BinaryBuilder::with_capacity(rows, rows * 8),
+            partition: Int32Builder::with_capacity(rows),
+            offset: Int64Builder::with_capacity(rows),
+            timestamp: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            headers: ListBuilder::new(header).with_field(Arc::new(header_item())),
+            value: BinaryBuilder::with_capacity(rows, rows * 128),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    fn append<M: Message>(&mut self, msg: &M) {
+        self.key.append_option(msg.key());
+        self.partition.append_value(msg.partition());
+        self.offset.append_value(msg.offset());
+        self.timestamp.append_option(msg.timestamp().to_millis().filter(|t| *t >= 0));
+        match msg.headers() {
+            Some(headers) if headers.count() > 0 => {
+                let items = self.headers.values();
+                for h in headers.iter() {
+                    items.field_builder::<StringBuilder>(0).expect("key builder").append_value(h.key);
+                    items.field_builder::<BinaryBuilder>(1).expect("value builder").append_option(h.value);
+                    items.append(true);
+                }
+                self.headers.append(true);
+            }
+            _ => self.headers.append_null(),
+        }
+        let value = msg.payload();
+        self.bytes += value.map_or(0, <[u8]>::len);
+        self.value.append_option(value);
+        self.rows += 1;
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.key.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.headers.finish()),
+            Arc::new(self.value.finish()),
+        ];
+        self.rows = 0;
+        self.bytes = 0;
+        RecordBatch::try_new(schema.clone(), columns).expect("columns match the message schema")
+    }
+}
+
+/// The messages of a topic up to the pinned end offsets, batch by batch (an `Iterator`).
+pub struct FetchStream {
+    consumer: BaseConsumer,
+    request: FetchRequest,
+    schema: SchemaRef,
+    ends: HashMap<i32, i64>,
+    todo: HashSet<i32>,
+    builders: Builders,
+    last_message: Instant,
+    last_batch: Instant,
+    failed: bool,
+}
+
+impl FetchStream {
+    /// Create the consumer and assign every partition that has messages in its range. Nothing is
+    /// fetched yet; an unreachable broker shows as the first batch's error (after `idle_timeout`).
+    pub fn open(request: FetchRequest) -> Result<Self, KafkaError> {
+        let mut config = ClientConfig::new();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        config
+            .set("bootstrap.servers", &request.bootstrap)
+            // never joined, never committed to: assign() only
+            .set("group.id", format!("seamline-reader-{}-{nanos:x}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            // a deep prefetch: librdkafka fetches while the caller decodes
+            .set("fetch.max.bytes", (64 << 20).to_string())
+            .set("max.partition.fetch.bytes", (8 << 20).to_string())
+            .set("queued.min.messages", "200000")
+            .set("queued.max.messages.kbytes", (128 << 10).to_string());
+        for (k, v) in &request.config {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer = config.create().map_err(|e| KafkaError::Config(config_error(&e)))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        let mut todo = HashSet::new();
+        for p in &request.partitions {
+            if p.end > p.start {
+                assignment
+                    .add_partition_offset(&request.topic, p.partition, Offset::Offset(p.start.max(0)))
+                    .map_err(|e| KafkaError::Config(e.to_string()))?;
+                ends.insert(p.partition, p.end);
+                todo.insert(p.partition);
+            }
+        }
+        if !todo.is_empty() {
+            consumer.assign(&assignment).map_err(|e| KafkaError::Unavailable(broker_error(&e)))?;
+        }
+        let now = Instant::now();
+        let builders = Builders::new(request.batch_rows);
+        Ok(Self {
+            consumer,
+            request,
+            schema: message_schema(),
+            ends,
+            todo,
+            builders,
+            last_message: now,
+            last_batch: now,
+            failed: false,
+        })
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn done(&mut self, partition: i32) {
+        if self.todo.remove(&partition) {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.request.topic, partition);
+            let _ = self.consumer.pause(&tpl); // only saves fetching what would be dropped
+        }
+    }
+
+    fn batch(&mut self) -> RecordBatch {
+        self.last_batch = Instant::now();
+        self.builders.finish(&self.schema)
+    }
+
+    fn step(&mut self) -> Option<Result<RecordBatch, KafkaError>> {
+        loop {
+            if self.todo.is_empty() {
+                return (self.builders.rows > 0).then(|| Ok(self.batch()));
+            }
+            match self.consumer.poll(Duration::from_millis(20)) {
+                Some(Ok(msg)) => {
+                    self.last_message = Instant::now();
+                    let (partition, offset) = (msg.partition(), msg.offset());
+                    let end = self.ends.get(&partition).copied().unwrap_or(i64::MIN);
+                    if offset < end {
+                        self.builders.append(&msg);
+                    }
+                    drop(msg);
+                    if offset >= end - 1 {
+                        self.done(partition);
+                    }
+                    if self.builders.rows >= self.request.batch_rows
+                        || self.builders.bytes >= self.request.batch_bytes
+                    {
+                        return Some(Ok(self.batch()));
+                    }
+                }
+                Some(Err(RdError::PartitionEOF(partition))) => {
+                    // everything up to the partition's current end was delivered (what lies between
+                    // the last message and the pinned end is transaction markers or aborted records)
+                    self.last_message = Instant::now();
+                    self.done(partition);
+                }
+                Some(Err(e)) => return Some(Err(KafkaError::Unavailable(broker_error(&e)))),
+                None => {
+                    if self.last_message.elapsed() > self.request.idle_timeout {
+                        let mut left: Vec<i32> = self.todo.iter().copied().collect();
+                        left.sort_unstable();
+                        let left: Vec<String> = left.iter().map(i32::to_string).collect();
+                        return Some(Err(KafkaError::Unavailable(format!(
+                            "topic {}: no message for {:.0}s before the pinned end offsets (partitions {})",
+                            self.request.topic,
+                            self.request.idle_timeout.as_secs_f64(),
+                            left.join(", ")
+                        ))));
+                    }
+                    if self.last_batch.elapsed() >= self.request.heartbeat {
+                        return Some(Ok(self.batch())); // possibly empty: the caller gets a turn
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for FetchStream {
+    type Item = Result<RecordBatch, KafkaError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let out = self.step();
+        if matches!(out, Some(Err(_))) {
+            self.failed = true;
+        }
+        out
+    }
+}
+
+/// librdkafka's reason, one line, without the wrapper's prefixes.
+fn broker_error(e: &RdError) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => code.to_string(),
+        None => e.to_string(),
+    }
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_string()
+}
+
+/// A refused client setting, without the value (it may be a secret).
+fn config_error(e: &RdError) -> String {
+    let text = match e {
+        RdError::ClientCreation(m) | RdError::ClientConfig(_, m, _, _) => m.clone(),
+        other => other.to_string(),
+    };
+    match text.find(" for configuration property") {
+        Some(at) if text.starts_with("Invalid value") => format!("invalid value{}", &text[at..]),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_setting_is_a_config_error_without_its_value() {
+        let request = FetchRequest {
+            bootstrap: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            config: vec![("fetch.wait.max.ms".into(), "s3cret".into())],
+            partitions: vec![],
+            batch_rows: 10,
+            batch_bytes: 1 << 20,
+            idle_timeout: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(100),
+        };
+        match FetchStream::open(request) {
+            Err(KafkaError::Config(m)) => {
+                assert!(!m.contains("s3cret") && m.contains("fetch.wait.max.ms"), "{m}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a bad setting was accepted"),
+        }
+    }
+
+    #[test]
+    fn nothing_to_read_ends_at_once() {
+        let request = FetchRequest {
+            bootstrap: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            config: vec![],
+            partitions: vec![PartitionRange { partition: 0, start: 5, end: 5 }],
+            batch_rows: 10,
+            batch_bytes: 1 << 20,
+            idle_timeout: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(100),
+        };
+        let mut stream = FetchStream::open(request).expect("opens");
+        assert!(stream.next().is_none());
+    }
+}
