@@ -38,7 +38,7 @@ lint: setup
 	$(PY) -m mypy.stubtest seamline._core
 
 test-rust:
-	cargo test -p seamline-core -p seamline-pg -q
+	cargo test -p seamline-core -p seamline-pg -p seamline-opensearch -q
 
 test-python: setup services test-tools k8s
 	eval "$$($(SERVICES) env)" && eval "$$($(K8S) env)" && $(PY) -m pytest -q tests
