@@ -152,7 +152,7 @@ def os_search_stream(
     page_size: int,
     bodies: list[str],
     schema: Any,
-    columns: list[tuple[str, str, bool]],
+    columns: list[tuple[str, str]],
     filter_path: str,
     address: str,
     what: str,

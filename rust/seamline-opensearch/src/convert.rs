@@ -11,15 +11,16 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, Int8Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
+    BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
+    Int8Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use base64::Engine;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::{Hit, OsError};
+use crate::page::{Row, SourcePlan};
+use crate::OsError;
 
 /// How a column's values convert (its Arrow type follows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,19 +67,23 @@ impl Kind {
 /// One column: where its value is in a hit and how it converts.
 #[derive(Debug, Clone)]
 pub struct Column {
-    /// The path in `_source` (`a.b.c`), or the name under `fields` (doc values).
+    /// The path in `_source` (`a.b.c`); `_id` for the hit's id.
     pub path: String,
     pub kind: Kind,
-    /// Read from the hit's `fields` (docvalue_fields) instead of `_source`.
-    pub doc_values: bool,
 }
 
-pub fn batch(schema: &SchemaRef, columns: &[Column], hits: &[Hit]) -> Result<RecordBatch, OsError> {
+pub fn batch(
+    schema: &SchemaRef,
+    columns: &[Column],
+    plan: &SourcePlan,
+    rows: &[Row],
+) -> Result<RecordBatch, OsError> {
     let arrays = columns
         .iter()
         .zip(schema.fields())
-        .map(|(column, field)| {
-            convert(column, field.data_type(), hits)
+        .enumerate()
+        .map(|(index, (column, field))| {
+            convert(Col { plan, index, kind: column.kind }, field.data_type(), rows)
                 .map_err(|why| OsError::Value(format!("field {:?}: {why}", column.path)))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -86,34 +91,28 @@ pub fn batch(schema: &SchemaRef, columns: &[Column], hits: &[Hit]) -> Result<Rec
         .map_err(|e| OsError::Value(format!("a page does not fit the mapped schema: {e}")))
 }
 
-static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+/// A column of the plan: its value in a row, None when the document does not have it.
+#[derive(Clone, Copy)]
+struct Col<'a> {
+    plan: &'a SourcePlan,
+    index: usize,
+    kind: Kind,
+}
 
-/// The value of `path` in one hit, or None when the document does not have it.
-fn lookup<'a>(hit: &'a Hit, column: &Column) -> Option<&'a Value> {
-    let map = if column.doc_values { hit.fields.as_ref() } else { hit.source.as_ref() };
-    let map = map.unwrap_or_else(|| EMPTY.get_or_init(Map::new));
-    if let Some(v) = map.get(&column.path) {
-        return Some(v);
+impl<'a> Col<'a> {
+    fn get<'r>(&self, row: &'r Row) -> Option<&'r Value> {
+        self.plan.lookup(row, self.index)
     }
-    if column.doc_values || !column.path.contains('.') {
-        return None;
-    }
-    let mut parts = column.path.split('.');
-    let mut value = map.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value)
 }
 
 type Conv<T> = fn(&Value) -> Result<Option<T>, String>;
 
 fn values<'a, T: 'a>(
-    column: &'a Column,
-    hits: &'a [Hit],
+    column: Col<'a>,
+    hits: &'a [Row],
     conv: Conv<T>,
 ) -> impl Iterator<Item = Result<Option<T>, String>> + 'a {
-    hits.iter().map(move |hit| match lookup(hit, column) {
+    hits.iter().map(move |hit| match column.get(hit) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => conv(v),
     })
@@ -129,7 +128,7 @@ macro_rules! build {
     }};
 }
 
-fn convert(column: &Column, data_type: &DataType, hits: &[Hit]) -> Result<ArrayRef, String> {
+fn convert(column: Col<'_>, data_type: &DataType, hits: &[Row]) -> Result<ArrayRef, String> {
     let n = hits.len();
     Ok(match column.kind {
         Kind::Id => {
@@ -150,13 +149,16 @@ fn convert(column: &Column, data_type: &DataType, hits: &[Hit]) -> Result<ArrayR
             let mut b = StringBuilder::with_capacity(n, n * 16);
             let mut text = String::new();
             for hit in hits {
-                match lookup(hit, column) {
+                match column.get(hit) {
                     None | Some(Value::Null) => b.append_null(),
                     Some(Value::String(s)) if column.kind == Kind::Text => b.append_value(s),
                     Some(v) => {
                         text.clear();
-                        let written =
-                            if column.kind == Kind::Text { text_of(v, &mut text) } else { json(v, &mut text) };
+                        let written = if column.kind == Kind::Text {
+                            text_of(v, &mut text)
+                        } else {
+                            json(v, &mut text)
+                        };
                         if written {
                             b.append_value(&text)
                         } else {
@@ -170,7 +172,7 @@ fn convert(column: &Column, data_type: &DataType, hits: &[Hit]) -> Result<ArrayR
         Kind::Date(seconds) => {
             let mut b = TimestampMillisecondBuilder::with_capacity(n);
             for hit in hits {
-                let v = match lookup(hit, column) {
+                let v = match column.get(hit) {
                     None => None,
                     Some(v) => to_ms(v, seconds)?,
                 };
@@ -192,7 +194,7 @@ fn convert(column: &Column, data_type: &DataType, hits: &[Hit]) -> Result<ArrayR
             };
             let mut b = ListBuilder::with_capacity(Float32Builder::new(), n).with_field(item);
             for hit in hits {
-                match lookup(hit, column) {
+                match column.get(hit) {
                     None | Some(Value::Null) => b.append_null(),
                     Some(Value::Array(items)) => {
                         for item in items {
@@ -437,10 +439,10 @@ fn to_ms(v: &Value, seconds: bool) -> Result<Option<i64>, String> {
 fn iso_ms(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let num = |s: &[u8]| -> Option<i64> {
-        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        std::str::from_utf8(s).ok()?.parse().ok()
+        Some(s.iter().fold(0, |n, d| n * 10 + (d - b'0') as i64))
     };
     let (year, month, day, mut i) = if b.len() >= 10 && b[4] == b'-' && b[7] == b'-' {
         (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?, 10)
@@ -465,7 +467,9 @@ fn iso_ms(text: &str) -> Option<i64> {
             i += extended as usize;
             minute = field(i)?;
             i += 2;
-            if (extended && b.get(i) == Some(&b':')) || (!extended && b.get(i).is_some_and(u8::is_ascii_digit)) {
+            if (extended && b.get(i) == Some(&b':'))
+                || (!extended && b.get(i).is_some_and(u8::is_ascii_digit))
+            {
                 i += extended as usize;
                 second = field(i)?;
                 i += 2;
@@ -480,7 +484,8 @@ fn iso_ms(text: &str) -> Option<i64> {
                     }
                     let mut frac = 0;
                     for k in 0..3 {
-                        frac = frac * 10 + b.get(start + k).filter(|_| start + k < i).map_or(0, |d| (d - b'0') as i64);
+                        frac = frac * 10
+                            + b.get(start + k).filter(|_| start + k < i).map_or(0, |d| (d - b'0') as i64);
                     }
                     ms += frac;
                 }

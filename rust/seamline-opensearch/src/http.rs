@@ -55,12 +55,12 @@ impl Client {
             (None, Some(info)) => Some(info),
             (None, None) => None,
         };
-        let authorization = credentials
-            .map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
+        let authorization =
+            credentials.map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
         let mut tls = TlsConfig::builder().disable_verification(!options.verify_certs);
         if let Some(path) = &options.ca_certs {
-            let pem = std::fs::read(path)
-                .map_err(|e| OsError::Config(format!("ca_certs {path}: {}", e.kind())))?;
+            let pem =
+                std::fs::read(path).map_err(|e| OsError::Config(format!("ca_certs {path}: {}", e.kind())))?;
             let certs: Vec<_> = parse_pem(&pem)
                 .filter_map(|item| match item {
                     Ok(PemItem::Certificate(c)) => Some(c),
@@ -109,7 +109,8 @@ impl Client {
                     attempt += 1;
                 }
                 Err(Failure::Retryable(why)) => {
-                    let tries = if attempt > 1 { format!(" (after {attempt} attempts)") } else { String::new() };
+                    let tries =
+                        if attempt > 1 { format!(" (after {attempt} attempts)") } else { String::new() };
                     return Err(OsError::Unavailable(format!(
                         "opensearch at {}: {why}{tries}",
                         self.options.address
@@ -127,12 +128,8 @@ impl Client {
         }
         let mut response = request.send(payload).map_err(|e| self.transport(e))?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()
-            .map_err(|e| self.transport(e))?;
+        let body =
+            response.body_mut().with_config().limit(u64::MAX).read_to_vec().map_err(|e| self.transport(e))?;
         match status {
             200..=299 => Ok(body),
             429 | 502 | 503 | 504 => Err(Failure::Retryable(format!("HTTP {status}{}", reason(&body)))),

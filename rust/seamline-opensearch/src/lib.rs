@@ -11,6 +11,7 @@
 
 mod convert;
 mod http;
+mod page;
 
 use std::sync::Arc;
 use std::thread;
@@ -18,7 +19,6 @@ use std::thread;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use crossbeam_channel::{bounded, Receiver};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use convert::{Column, Kind};
@@ -65,31 +65,6 @@ pub struct ScanRequest {
     pub filter_path: String,
 }
 
-#[derive(Deserialize)]
-struct Page {
-    #[serde(default)]
-    hits: Option<Hits>,
-}
-
-#[derive(Deserialize)]
-struct Hits {
-    #[serde(default)]
-    hits: Vec<Hit>,
-}
-
-/// One hit: `_id`, the filtered `_source` (or `fields` with docvalue_fields) and the sort values.
-#[derive(Deserialize)]
-pub struct Hit {
-    #[serde(rename = "_id", default)]
-    pub id: Option<String>,
-    #[serde(rename = "_source", default)]
-    pub source: Option<Map<String, Value>>,
-    #[serde(default)]
-    pub fields: Option<Map<String, Value>>,
-    #[serde(default)]
-    pub sort: Vec<Value>,
-}
-
 /// Batches of one stream, produced by its worker thread.
 pub struct SearchStream {
     schema: SchemaRef,
@@ -132,6 +107,7 @@ fn run(
     request: &ScanRequest,
     emit: &mut dyn FnMut(Result<RecordBatch, OsError>) -> bool,
 ) -> Result<(), OsError> {
+    let plan = page::SourcePlan::new(request.columns.iter().map(|c| c.path.as_str()));
     for template in &request.bodies {
         let mut body = template.clone();
         body.insert("size".into(), Value::from(request.page_size));
@@ -141,16 +117,15 @@ fn run(
         body.insert("pit".into(), Value::Object(pit));
         loop {
             let bytes = client.search(&body, &request.filter_path)?;
-            let page: Page = serde_json::from_slice(&bytes).map_err(|e| {
-                OsError::Unavailable(format!("an unreadable search response ({e})"))
-            })?;
-            let hits = page.hits.map(|h| h.hits).unwrap_or_default();
+            let mut hits = page::parse(&bytes, &plan)
+                .map_err(|e| OsError::Unavailable(format!("an unreadable search response ({e})")))?;
+            drop(bytes);
             if hits.is_empty() {
                 break;
             }
             let full = hits.len() >= request.page_size;
-            let after = hits.last().map(|h| h.sort.clone()).unwrap_or_default();
-            let batch = convert::batch(&request.schema, &request.columns, &hits)?;
+            let after = hits.last_mut().map(|h| std::mem::take(&mut h.sort)).unwrap_or_default();
+            let batch = convert::batch(&request.schema, &request.columns, &plan, &hits)?;
             drop(hits);
             if !emit(Ok(batch)) {
                 return Ok(());

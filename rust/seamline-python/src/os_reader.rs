@@ -35,7 +35,7 @@ impl NativeStream for SearchStream {
 }
 
 /// Page `bodies` (JSON search requests without `pit`/`size`/`search_after`) one after another in
-/// the point in time `pit_id`, each hit converted by `columns` ((path, kind, from doc values)) into
+/// the point in time `pit_id`, each hit converted by `columns` ((`_source` path, kind)) into
 /// `schema`. `address` (host:port, no credentials), `what` and `index` name the store in errors.
 #[pyfunction]
 #[pyo3(signature = (
@@ -58,7 +58,7 @@ pub fn os_search_stream(
     page_size: usize,
     bodies: Vec<String>,
     schema: PySchema,
-    columns: Vec<(String, String, bool)>,
+    columns: Vec<(String, String)>,
     filter_path: String,
     address: String,
     what: String,
@@ -70,8 +70,8 @@ pub fn os_search_stream(
     };
     let columns = columns
         .into_iter()
-        .map(|(path, kind, doc_values)| match Kind::parse(&kind) {
-            Some(kind) => Ok(Column { path, kind, doc_values }),
+        .map(|(path, kind)| match Kind::parse(&kind) {
+            Some(kind) => Ok(Column { path, kind }),
             None => Err(fail(OsError::Config(format!("unknown column kind {kind:?}")))),
         })
         .collect::<PyResult<Vec<_>>>()?;

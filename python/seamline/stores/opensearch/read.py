@@ -251,7 +251,7 @@ class OpenSearchReader:
             json.dumps(_search_body(query, sort, sources, slice_id, slices)) for query, slice_id in work
         ]
         columns = [
-            (path, "id" if path == "_id" else _kind(field.type, spec), False)
+            (path, "id" if path == "_id" else _kind(field.type, spec))
             for field, (_, path, spec) in zip(schema, plan, strict=True)
         ]
         conn = self.store.connection
