@@ -31,7 +31,8 @@ What it measures
                        differing keys are checked against the injected drift ('-' rows = missing +
                        changed, '+' rows = extra + changed, distinct keys = all three).
     CPU s/M is the child's own CPU (user+sys, os.wait4) per million rows per side (psql: the
-    client's, the server's is not counted).
+    client's, the server's is not counted), the interpreter's start and imports included; for
+    Seamline also the CPU of the reconcile call alone (os.times() around it, every thread).
     Peak MB is the child's VmHWM (/proc/self/status as it ends), i.e. the whole process with its
     imports; none for psql (the server's memory is not counted for anyone).
 
@@ -45,14 +46,16 @@ How
     before every run (the machine has 2 cores; other work may be running).
     Results: a markdown table on stdout and benches/out/bench_postgres_<rows>.json (every run, the commands).
 
-Goals (from the issue): Seamline >= 5x faster than reladiff, within 1.5x of copy_binary (reading
-both tables), peak memory under 1 GB.
+Goals (issue 13): Seamline (reader="rust") within 1.25x of copy_binary_concurrent, at least 15x faster
+than reladiff, peak RSS under 300 MB and flat from 5M to 20M rows, its own CPU at most 0.25 s per
+million rows per side; the ADBC reader reported beside it. (Issue 5's: 5x reladiff, 1.5x copy_binary.)
 
 Run (from the repository root, services up: scripts/services.sh up):
 
     eval "$(scripts/services.sh env)"
     .venv/bin/python benches/bench_postgres.py --rows 200000      # quick check
     .venv/bin/python benches/bench_postgres.py                    # 5M rows
+    .venv/bin/python benches/bench_postgres.py --rows 20000000 --prefix bench20m --peers none
 Peers' venvs (gitignored):
     python3 -m venv benches/.venv-reladiff && benches/.venv-reladiff/bin/pip install reladiff psycopg2-binary
     python3 -m venv benches/.venv-datadiff && benches/.venv-datadiff/bin/pip install \\
@@ -302,9 +305,11 @@ def child_seamline(dsn: str, source: Any, target: Any, drift_table: str, **kw: A
 
     import seamline as sl
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), os.times()
     result = sl.reconcile(source, target, key="id", **kw)
     seconds = time.perf_counter() - started
+    done = os.times()
+    reconcile_cpu = (done.user - cpu.user) + (done.system - cpu.system)
     with pgdbapi.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT id, kind FROM {drift_table}")
         expected = {(r["id"], r["kind"]) for r in cur.fetch_arrow_table().to_pylist()}
@@ -316,7 +321,13 @@ def child_seamline(dsn: str, source: Any, target: Any, drift_table: str, **kw: A
     passes = [
         {k: (round(v, 3) if isinstance(v, float) else v) for k, v in dict(p).items()} for p in result.passes
     ]
-    return {"seconds": seconds, "counts": counts, "matches_drift": ok, "passes": passes}
+    return {
+        "seconds": seconds,
+        "reconcile_cpu_seconds": round(reconcile_cpu, 3),
+        "counts": counts,
+        "matches_drift": ok,
+        "passes": passes,
+    }
 
 
 def child_adbc(dsn: str, tables: list[str]) -> dict[str, Any]:
@@ -431,6 +442,11 @@ def summarise(name: str, runs: list[dict[str, Any]], floor: float | None, rows: 
         "cpu_per_m": round(statistics.median(r["cpu_seconds"] for r in ok) / (2 * rows / 1e6), 3)
         if all("cpu_seconds" in r for r in ok)
         else None,
+        "reconcile_cpu_per_m": round(
+            statistics.median(r["reconcile_cpu_seconds"] for r in ok) / (2 * rows / 1e6), 3
+        )
+        if all("reconcile_cpu_seconds" in r for r in ok)
+        else None,
         "runs": len(ok),
         "load": (min(r["load_1m_before"] for r in ok), max(r["load_1m_before"] for r in ok)),
     }
@@ -438,18 +454,22 @@ def summarise(name: str, runs: list[dict[str, Any]], floor: float | None, rows: 
 
 def markdown(rows: list[dict[str, Any]], floor_name: str) -> str:
     lines = [
-        f"| method | seconds (median) | ratio to {floor_name} | peak MB | CPU s/M rows/side | runs"
-        " | min-max s | load 1m |",
+        f"| method | seconds (median) | ratio to {floor_name} | peak MB | CPU s/M rows/side"
+        " (process; reconcile only) | runs | min-max s | load 1m |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         if r["seconds"] is None:
             lines.append(f"| {r['method']} | failed: {r.get('error')} | | | | {r['runs']} | | |")
             continue
+        rc = r.get("reconcile_cpu_per_m")
+        reconcile_cpu = "" if rc is None else f"; {rc:.3f}"
         lines.append(
             f"| {r['method']} | {r['seconds']:.2f} | {r['ratio']:.2f}x |"
             f" {'-' if r['peak_mb'] is None else format(r['peak_mb'], '.0f')} |"
-            f" {'-' if r['cpu_per_m'] is None else format(r['cpu_per_m'], '.3f')} | {r['runs']} |"
+            f" {'-' if r['cpu_per_m'] is None else format(r['cpu_per_m'], '.3f')}"
+            f"{reconcile_cpu}"
+            f" | {r['runs']} |"
             f" {r['min_max'][0]:.2f}-{r['min_max'][1]:.2f} | {r['load'][0]:.2f}-{r['load'][1]:.2f} |"
         )
     return "\n".join(lines)
@@ -473,6 +493,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the floor and Seamline (median)")
     ap.add_argument("--peer-repeat", type=int, default=1, help="runs of each peer")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--peers", default="reladiff", help="comma-separated peers (reladiff, data_diff) or none")
     ap.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
     ap.add_argument("--reload", action="store_true", help="regenerate the tables even if present")
     ap.add_argument("--prefix", default="bench", help=argparse.SUPPRESS)
@@ -523,8 +544,11 @@ def main() -> None:
                 print("  !! seamline's differences do not match the injected drift", file=sys.stderr)
 
     cols = ",".join(VALUE_COLUMNS)
-    if not args.no_peers:
+    peers = [] if args.no_peers or args.peers == "none" else [p.strip() for p in args.peers.split(",")]
+    if peers:
         for peer, venv in PEERS.items():
+            if peer not in peers:
+                continue
             py = venv / "bin" / "python"
             cmd = [
                 str(py),
@@ -563,12 +587,17 @@ def main() -> None:
             goals["seamline_within_1.25x_of_copy_binary_concurrent"] = conc <= 1.25
         if s.get("cpu_per_m") is not None:
             goals["seamline_cpu_at_most_0.25s_per_M_rows_per_side"] = s["cpu_per_m"] <= 0.25
+        if s.get("reconcile_cpu_per_m") is not None:
+            goals["seamline_reconcile_cpu_at_most_0.25s_per_M_rows_per_side"] = (
+                s["reconcile_cpu_per_m"] <= 0.25
+            )
         goals["seamline_peak_under_300MB"] = s["peak_mb"] < 300
         if by.get("seamline_adbc", {}).get("seconds"):
             goals["seamline_adbc_over_seamline"] = round(by["seamline_adbc"]["seconds"] / s["seconds"], 2)
         if by.get("reladiff", {}).get("seconds"):
             goals["reladiff_over_seamline"] = round(by["reladiff"]["seconds"] / s["seconds"], 2)
             goals["seamline_5x_faster_than_reladiff"] = goals["reladiff_over_seamline"] >= 5
+            goals["seamline_15x_faster_than_reladiff"] = goals["reladiff_over_seamline"] >= 15
         if by.get("data_diff", {}).get("seconds"):
             goals["data_diff_over_seamline"] = round(by["data_diff"]["seconds"] / s["seconds"], 2)
         for peer in PEERS:

@@ -544,7 +544,12 @@ def test_repair_dry_run_then_apply(shop: Shop) -> None:
 
 
 def test_demo_runs_through_its_contract(shop: Shop) -> None:
-    out = run(shop, "demo", "--workdir", str(shop.dir / "demo"))
+    from seamline.demo import drop_pipeline
+
+    try:
+        out = run(shop, "demo", "--workdir", str(shop.dir / "demo"))
+    finally:
+        drop_pipeline(shop.dir / "demo")  # the stream pipeline's topics, tables and index
     assert out.returncode == 0, out.stdout + out.stderr
     assert "every injected drift was found, and nothing else" in out.stdout
     assert (shop.dir / "demo" / "contract.yaml").exists()

@@ -103,10 +103,15 @@ def strips_per_seam(page: Any) -> dict[str, int]:
 
 
 @pytest.mark.services
-def test_the_demo_report_in_chromium(browser: Any, tmp_path: Path, pg_dsn: str, opensearch_url: str) -> None:
+def test_the_demo_report_in_chromium(
+    browser: Any, tmp_path: Path, pg_dsn: str, opensearch_url: str, request: pytest.FixtureRequest
+) -> None:
+    from seamline.demo import drop_pipeline
+
+    request.addfinalizer(lambda: drop_pipeline(tmp_path / "demo"))  # the stream pipeline's stores
     out = subprocess.run(
         [SEAMLINE, "demo", "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     found = re.search(r"^HTML report: (.+)$", out.stdout, re.MULTILINE)
@@ -117,8 +122,11 @@ def test_the_demo_report_in_chromium(browser: Any, tmp_path: Path, pg_dsn: str, 
     page, numbers = open_page(browser, path, "report-demo.png")
     assert numbers["errors"] == [] and numbers["requests"] == []
     strips = strips_per_seam(page)
-    # the Arrow part and the five seams of the contract: every one has drift injected
-    assert len(strips) == 6 and set(strips.values()) == {1}, strips
+    # the Arrow part and the five seams of the contract, and (Kafka and Debezium up) the stream
+    # pipeline's seven: every one has drift injected but orders_outbox (the outbox's own guarantee)
+    stream = "seam-orders_outbox" in strips
+    assert len(strips) == (13 if stream else 6), strips
+    assert strips.pop("seam-orders_outbox", 0) == 0 and set(strips.values()) == {1}, strips
     assert page.locator("main").get_attribute("data-verdict") == "drift"
     box = page.locator("svg.strip").first.bounding_box()
     assert box is not None and box["width"] > 600 and box["height"] > 40  # drawn, not collapsed

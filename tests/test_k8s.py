@@ -75,7 +75,27 @@ def test_pods_are_locked_down_and_sized() -> None:
         int(d[1]["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"][:-2])
         for d in (small, large)
     ]
-    assert mem[1] > mem[0]  # more rows per shard, more memory
+    assert mem[1] >= mem[0]  # more rows per shard never less memory
+
+
+def test_memory_request_is_the_fit_of_the_measured_peaks_plus_margin() -> None:
+    """`render --rows` requests what the measured peaks say (benches/bench_memory.py), with room."""
+    from seamline import k8s
+
+    base, slope = k8s._fit(k8s.MEASURED_PEAK_MB)
+    assert (base, slope) == (k8s.BASE_PEAK_MB, k8s.PEAK_MB_PER_MILLION_ROWS)
+    for rows, peak_mb in k8s.MEASURED_PEAK_MB.items():
+        # at least 20% above what was measured at that size
+        assert k8s.memory_request_mib(rows) * (1 << 20) >= peak_mb * 1e6 * 1.2, rows
+    for total, shards in ((1, 1), (5_000_000, 1), (1_000_000_000, 16), (4_000_000_000, 64)):
+        per_shard = -(-total // shards)
+        want_mb = (base + slope * per_shard / 1e6) * k8s.SIZING_MARGIN
+        docs = render(options(expected_rows=total, shards=shards))
+        resources = docs[1]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        request = int(resources["requests"]["memory"].removesuffix("Mi"))
+        assert request == k8s.memory_request_mib(per_shard)
+        assert want_mb * 1e6 <= request * (1 << 20) < want_mb * 1e6 + 17 * (1 << 20)
+        assert resources["limits"]["memory"] == f"{2 * request}Mi"
 
 
 def test_credentials_come_from_a_secret_never_inline() -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "sorted_unique_rows",
     "coalesce_ranges",
     "pg_copy_stream",
+    "os_search_stream",
     "kafka_fetch_stream",
     "__version__",
 ]
@@ -127,7 +128,7 @@ def classify(source: Collected, target: Collected, n_values: int) -> tuple[Any |
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...
 def coalesce_ranges(leaves: list[int], fanout_bits: int) -> list[tuple[int, int]]: ...
 def pg_copy_stream(
-    dsn: str,
+    params: list[tuple[str, str]],
     query: str,
     *,
     snapshot: str | None,
@@ -135,6 +136,27 @@ def pg_copy_stream(
     address: str,
     what: str,
     batch_rows: int = 65536,
+) -> Any: ...
+def os_search_stream(
+    url: str,
+    *,
+    username: str | None,
+    password: str | None,
+    verify_certs: bool,
+    ca_certs: str | None,
+    timeout: float,
+    attempts: int,
+    backoff: float,
+    pit_id: str,
+    keep_alive: str,
+    page_size: int,
+    bodies: list[str],
+    schema: Any,
+    columns: list[tuple[str, str, bool]],
+    filter_path: str,
+    address: str,
+    what: str,
+    index: str,
 ) -> Any: ...
 def kafka_fetch_stream(
     bootstrap: str,

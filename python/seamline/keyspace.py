@@ -45,7 +45,9 @@ def _key(values: Sequence[Any]) -> tuple[tuple[int, Any], ...]:
     return tuple(_sortable(v) for v in values)
 
 
-def _range_indexes(diffs: pl.DataFrame, key_names: Sequence[str], bounds: list[tuple[Any, ...]]) -> pl.Series:
+def _range_indexes(
+    diffs: pl.DataFrame, key_names: Sequence[str], bounds: Sequence[tuple[Any, ...]]
+) -> pl.Series:
     """The range of each difference's key: i for [bounds[i-1], bounds[i]). A single key column is
     searched in the bounds by polars (the core's order: numbers numerically, text by UTF-8 bytes);
     a composite key, or bounds that do not cast to the key's type, one key at a time in Python."""

@@ -9,16 +9,22 @@ the CLI's handlers turn arguments into them.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seamline import _core, shard
 from seamline.durations import parse_duration
 from seamline.engine import EngineOutput, Options, key_ranges
 from seamline.exceptions import InvalidInputError, StoreUnavailableError
 from seamline.k8s import RenderOptions, check_no_literal_secrets, render_yaml, run_id_from_job_name
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+    Out = SupportsWrite[str]  # where the commands print their lines (the CLI passes its redacting stream)
 
 EXIT_CLEAN, EXIT_DRIFT, EXIT_BAD_INPUT = 0, 1, 2
 WAIT_POLL_SECONDS = 5.0
@@ -75,6 +81,7 @@ def shard_check(
     run: str | None = None,
     layout: str | None = None,
     classify: Callable[[BaseException], tuple[int, str]] | None = None,
+    out: Out | None = None,
 ) -> int:
     """Reconcile one slice of one seam and write it under `output_uri`. A failure is recorded for the
     merge first: `classify` gives its exit code and one line (the CLI's own mapping)."""
@@ -100,7 +107,8 @@ def shard_check(
     print(
         f"shard {index}/{count} of {seam.name!r} (run {ref.run_id}): {c['source_rows']} source rows, "
         f"{c['target_rows']} target rows, {sum(c[k] for k in ('missing', 'extra', 'changed', 'duplicate'))} "
-        f"differences -> {folder}"
+        f"differences -> {folder}",
+        file=out or sys.stdout,
     )
     return EXIT_CLEAN
 
@@ -112,7 +120,7 @@ def _record_failure(ref: shard.RunRef, index: int, count: int, code: int, messag
         pass
 
 
-def layout_cmd(contract: Any, *, seam_name: str, output: str) -> int:
+def layout_cmd(contract: Any, *, seam_name: str, output: str, out: Out | None = None) -> int:
     """Compute the range layout of a seam once and pin it to a file, for every shard to use."""
     from seamline.engine import Engine
     from seamline.reconcile import pushdown
@@ -135,7 +143,8 @@ def layout_cmd(contract: Any, *, seam_name: str, output: str) -> int:
         dst.close()
     shard.save_layout(bounds, bits, output)
     ranges = (bounds.num_rows if bounds is not None else 0) + 1
-    print(f"layout of {seam.name!r}: {ranges} key ranges x 2^{bits} leaves -> {output}")
+    line = f"layout of {seam.name!r}: {ranges} key ranges x 2^{bits} leaves -> {output}"
+    print(line, file=out or sys.stdout)
     return EXIT_CLEAN
 
 
@@ -163,7 +172,10 @@ class MergeRequest:
 
 
 def merge_cmd(
-    req: MergeRequest, load_contract: Callable[[str], Any], summary_out: Callable[[shard.MergedRun], None]
+    req: MergeRequest,
+    load_contract: Callable[[str], Any],
+    summary_out: Callable[[shard.MergedRun], None],
+    out: Out | None = None,
 ) -> int:
     """Merge the shards of a run; print and report like `check`; optionally plan/apply the repair.
     The report is also written next to the shards (<run>/report.json)."""
@@ -199,7 +211,7 @@ def merge_cmd(
     code = EXIT_CLEAN if merged.clean else EXIT_DRIFT
     shard.write_report(ref, {"command": "merge", "exit_code": code, **merged.to_dict()})
     if req.repair:
-        code = _merge_repair(merged, contract, apply=req.apply)
+        code = _merge_repair(merged, contract, apply=req.apply, out=out or sys.stdout)
     return code
 
 
@@ -213,7 +225,7 @@ def _find_quietly(uri: str, seam: str | None, rid: str | None) -> shard.RunRef |
         return None
 
 
-def _merge_repair(merged: shard.MergedRun, contract: Any, *, apply: bool) -> int:
+def _merge_repair(merged: shard.MergedRun, contract: Any, *, apply: bool, out: Out) -> int:
     """Re-read only the leaves the shards found different (fresh snapshots, one process), plan the
     repair from that, and apply it when asked."""
     from seamline.reconcile import run
@@ -250,24 +262,25 @@ def _merge_repair(merged: shard.MergedRun, contract: Any, *, apply: bool) -> int
     result = run(ctx, time.perf_counter(), previous=prior)  # type: ignore[arg-type]
     fraction = seam.repair.max_fraction if seam.repair.max_fraction is not None else 0.05
     plan = result.plan_repair(max_fraction=fraction)
-    print(f"repair plan for seam {seam.name!r}: " + ", ".join(f"{k} {v}" for k, v in plan.counts.items()))
+    planned = ", ".join(f"{k} {v}" for k, v in plan.counts.items())
+    print(f"repair plan for seam {seam.name!r}: {planned}", file=out)
     if not apply:
         if not plan.empty:
             plan.check_guard()
-        print("dry run: nothing written (add --apply to write and verify)")
+        print("dry run: nothing written (add --apply to write and verify)", file=out)
         return EXIT_DRIFT if not plan.empty else EXIT_CLEAN
     if plan.empty:
-        print("nothing to repair")
+        print("nothing to repair", file=out)
         return EXIT_CLEAN
     outcome = plan.apply()
-    print("applied: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
-    print("verified" if outcome.verified else "NOT verified: differences remain after the repair")
+    print("applied: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()), file=out)
+    print("verified" if outcome.verified else "NOT verified: differences remain after the repair", file=out)
     return EXIT_CLEAN if outcome.verified else EXIT_DRIFT
 
 
-def k8s_render_cmd(contract: Any, opts: RenderOptions) -> int:
+def k8s_render_cmd(contract: Any, opts: RenderOptions, out: Out | None = None) -> int:
     """Print the manifests of a scaled-out run of one seam; refuse a contract with literal secrets."""
     contract.seam(opts.seam)  # the seam must exist
     check_no_literal_secrets(opts.contract_text, opts.contract_path)
-    print(render_yaml(opts), end="")
+    print(render_yaml(opts), end="", file=out or sys.stdout)
     return EXIT_CLEAN

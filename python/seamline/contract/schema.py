@@ -249,6 +249,7 @@ class OpenSearchStore(StoreBase):
     verify_certs: Flag | None = None
     ca_certs: Text | None = None
     timeout: Number | None = None
+    reader: Literal["rust", "python"] | None = None  # None: the default reader (rust)
 
     @field_validator("hosts", mode="before")
     @classmethod

@@ -320,8 +320,9 @@ pub struct LeafFilter {
 
 #[derive(Debug, Clone)]
 enum ParentSet {
-    /// One bit per parent id: the per-row lookup is a shift and a mask.
-    Bits(Vec<u64>),
+    /// One bit per parent id: the per-row lookup is a shift and a mask. `ranks[w]`: parents in
+    /// the words before word w (the rank of a parent is then one popcount away).
+    Bits { bits: Vec<u64>, ranks: Vec<u32> },
     /// Sorted ids, for id spaces too large for a bitset (deep refinements).
     Sorted(Vec<u64>),
 }
@@ -338,7 +339,13 @@ impl LeafFilter {
             for p in ids {
                 bits[(p / 64) as usize] |= 1 << (p % 64);
             }
-            ParentSet::Bits(bits)
+            let mut ranks = Vec::with_capacity(bits.len());
+            let mut total = 0u32;
+            for w in &bits {
+                ranks.push(total);
+                total += w.count_ones();
+            }
+            ParentSet::Bits { bits, ranks }
         } else {
             ids.sort_unstable();
             ids.dedup();
@@ -351,8 +358,49 @@ impl LeafFilter {
     pub fn admits(&self, leaf: u64) -> bool {
         let p = leaf >> self.shift;
         match &self.parents {
-            ParentSet::Bits(bits) => bits.get((p / 64) as usize).is_some_and(|w| w & (1 << (p % 64)) != 0),
+            ParentSet::Bits { bits, .. } => {
+                bits.get((p / 64) as usize).is_some_and(|w| w & (1 << (p % 64)) != 0)
+            }
             ParentSet::Sorted(ids) => ids.binary_search(&p).is_ok(),
+        }
+    }
+
+    /// How many distinct parents there are.
+    pub fn num_parents(&self) -> u64 {
+        match &self.parents {
+            ParentSet::Bits { ranks, bits } => {
+                ranks.last().map_or(0, |&r| r as u64 + bits.last().map_or(0, |w| w.count_ones() as u64))
+            }
+            ParentSet::Sorted(ids) => ids.len() as u64,
+        }
+    }
+
+    /// The position of an admitted leaf in the admitted leaf space: its parent's rank among the
+    /// parents, then its low `shift` bits. Dense slots for the children of a few parents.
+    #[inline]
+    pub fn slot(&self, leaf: u64) -> u64 {
+        let p = leaf >> self.shift;
+        let rank = match &self.parents {
+            ParentSet::Bits { bits, ranks } => {
+                let w = (p / 64) as usize;
+                ranks[w] as u64 + (bits[w] & ((1u64 << (p % 64)) - 1)).count_ones() as u64
+            }
+            ParentSet::Sorted(ids) => ids.partition_point(|&x| x < p) as u64,
+        };
+        (rank << self.shift) | (leaf & ((1u64 << self.shift) - 1))
+    }
+
+    /// The parents in increasing order.
+    pub fn parents(&self) -> Vec<u64> {
+        match &self.parents {
+            ParentSet::Bits { bits, .. } => bits
+                .iter()
+                .enumerate()
+                .flat_map(|(w, &word)| {
+                    (0..64u64).filter(move |b| word & (1 << b) != 0).map(move |b| w as u64 * 64 + b)
+                })
+                .collect(),
+            ParentSet::Sorted(ids) => ids.clone(),
         }
     }
 }

@@ -2,10 +2,14 @@
 //! so a duplicated row changes the summary; order-independent, so batches may arrive in any order
 //! and partial sets (parallel workers, shards on other machines) merge by addition.
 
+use crate::digest::LeafFilter;
 use crate::error::{CoreError, Result};
 use crate::fasthash::FastMap;
 
+/// Packed to 8-byte alignment: 40 bytes instead of the 48 a 16-byte-aligned u128 pair rounds up to,
+/// so a (leaf id, leaf) slot of an accumulator or leaf set is 48 bytes, not 64.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, packed(8))]
 pub struct Leaf {
     pub count: u64,
     pub row_sum: u128,
@@ -39,32 +43,42 @@ impl Leaf {
     }
 }
 
-/// Accumulates leaves while scanning: dense for a full pass, sparse for a refinement pass over a
-/// few mismatched leaves (whose children would be too many to allocate densely).
+/// Accumulates leaves while scanning: dense for a full pass, dense over the admitted leaves for a
+/// pass filtered to a few parents (a refinement, a shard's slice), sparse when even those are too
+/// many to allocate densely.
 #[derive(Debug)]
-pub enum LeafAccumulator {
+pub enum LeafAccumulator<'f> {
     /// Slot i is leaf i. Slots are (id, leaf) pairs, ids filled in at the end, so the finished
     /// accumulator compacts in place into the leaf set's sorted pairs (no second copy of it).
     Dense(Vec<(u64, Leaf)>),
+    /// Slot `filter.slot(leaf)` is an admitted leaf: memory O(admitted leaves), however large the
+    /// leaf space they sit in, without a hash map's per-row probe and slack.
+    Ranked(&'f LeafFilter, Vec<(u64, Leaf)>),
     Sparse(FastMap<u64, Leaf>),
 }
 
 /// Above this many leaves, accumulate sparsely.
 const DENSE_LIMIT: u64 = 1 << 22;
 
-impl LeafAccumulator {
-    pub fn new(num_leaves: u64, sparse: bool) -> Self {
-        if sparse || num_leaves > DENSE_LIMIT {
-            LeafAccumulator::Sparse(FastMap::default())
-        } else {
-            LeafAccumulator::Dense(vec![(0, Leaf::default()); num_leaves as usize])
+impl<'f> LeafAccumulator<'f> {
+    pub fn new(num_leaves: u64, filter: Option<&'f LeafFilter>) -> Self {
+        match filter {
+            None if num_leaves <= DENSE_LIMIT => {
+                LeafAccumulator::Dense(vec![(0, Leaf::default()); num_leaves as usize])
+            }
+            Some(f) if f.shift < 32 && f.num_parents() << f.shift <= DENSE_LIMIT => {
+                LeafAccumulator::Ranked(f, vec![(0, Leaf::default()); (f.num_parents() << f.shift) as usize])
+            }
+            _ => LeafAccumulator::Sparse(FastMap::default()),
         }
     }
 
+    /// Add a row of `leaf`, which the accumulator's filter (if any) admits.
     #[inline]
     pub fn add(&mut self, leaf: u64, key_digest: u128, row_digest: u128) {
         match self {
             LeafAccumulator::Dense(v) => v[leaf as usize].1.add(key_digest, row_digest),
+            LeafAccumulator::Ranked(f, v) => v[f.slot(leaf) as usize].1.add(key_digest, row_digest),
             LeafAccumulator::Sparse(m) => m.entry(leaf).or_default().add(key_digest, row_digest),
         }
     }
@@ -74,6 +88,16 @@ impl LeafAccumulator {
             // enumerated in id order: already sorted
             LeafAccumulator::Dense(mut v) => {
                 v.iter_mut().enumerate().for_each(|(i, (id, _))| *id = i as u64);
+                v.retain(|(_, l)| l.count > 0);
+                v
+            }
+            // parents in increasing order, children in order within each: sorted too
+            LeafAccumulator::Ranked(f, mut v) => {
+                let (parents, shift) = (f.parents(), f.shift);
+                let low = (1u64 << shift) - 1;
+                v.iter_mut().enumerate().for_each(|(i, (id, _))| {
+                    *id = (parents[i >> shift] << shift) | (i as u64 & low);
+                });
                 v.retain(|(_, l)| l.count > 0);
                 v
             }
@@ -101,15 +125,16 @@ impl LeafSet {
         Self { num_ranges, fanout_bits, leaves: Vec::new() }
     }
 
-    pub fn from_accumulators(num_ranges: u64, fanout_bits: u32, accs: Vec<LeafAccumulator>) -> Self {
-        // Dense partials (one per worker of a full pass) add up element by element first: one
-        // sequential sweep instead of a sorted pair list per worker and a merge of those.
-        let mut dense: Option<Vec<(u64, Leaf)>> = None;
+    pub fn from_accumulators(num_ranges: u64, fanout_bits: u32, accs: Vec<LeafAccumulator<'_>>) -> Self {
+        // Dense partials (one per worker of a full or filtered pass) add up element by element
+        // first: one sequential sweep instead of a sorted pair list per worker and a merge of those.
+        let mut dense: Option<LeafAccumulator> = None;
         let mut sparse = Vec::new();
         for acc in accs {
             match (acc, dense.as_mut()) {
-                (LeafAccumulator::Dense(v), None) => dense = Some(v),
-                (LeafAccumulator::Dense(v), Some(total)) => {
+                (acc @ (LeafAccumulator::Dense(_) | LeafAccumulator::Ranked(..)), None) => dense = Some(acc),
+                (LeafAccumulator::Dense(v), Some(LeafAccumulator::Dense(total)))
+                | (LeafAccumulator::Ranked(_, v), Some(LeafAccumulator::Ranked(_, total))) => {
                     total.iter_mut().zip(&v).for_each(|(t, l)| t.1.merge(&l.1));
                 }
                 (other, _) => sparse.push(other),
@@ -117,7 +142,7 @@ impl LeafSet {
         }
         let mut set = Self::empty(num_ranges, fanout_bits);
         if let Some(total) = dense {
-            set.merge_pairs(LeafAccumulator::Dense(total).into_pairs());
+            set.merge_pairs(total.into_pairs());
         }
         for acc in sparse {
             set.merge_pairs(acc.into_pairs());

@@ -67,6 +67,36 @@ impl MerkleTree {
         node(self.levels.last().unwrap(), 0)
     }
 
+    /// The root `build(set).root()` gives, computed level by level in one vector reused in place:
+    /// a report asks for both sides' roots, and a full tree of a million leaves is tens of MB.
+    pub fn root_of(set: &LeafSet) -> u128 {
+        let n = set.num_leaves().max(1);
+        let depth = u64::BITS - (n - 1).leading_zeros();
+        let mut level: Vec<(u64, u128)> =
+            set.leaves.iter().map(|(id, leaf)| (*id, leaf.digest())).filter(|(_, d)| *d != 0).collect();
+        level.sort_unstable_by_key(|(id, _)| *id);
+        for _ in 0..depth {
+            // the write position never passes the read position: pairs fold into one node
+            let (mut read, mut write) = (0, 0);
+            while read < level.len() {
+                let (id, d) = level[read];
+                let (left, right) = if id & 1 == 1 {
+                    (0, d)
+                } else if level.get(read + 1).is_some_and(|(next, _)| *next == id | 1) {
+                    read += 1;
+                    (d, level[read].1)
+                } else {
+                    (d, 0)
+                };
+                level[write] = (id >> 1, parent(left, right));
+                write += 1;
+                read += 1;
+            }
+            level.truncate(write);
+        }
+        node(&level, 0)
+    }
+
     /// Leaf ids that differ, walking down only into differing subtrees. Both trees must come from
     /// leaf sets of the same shape (trees of different depths yield no ids).
     pub fn diff(&self, other: &MerkleTree) -> Vec<u64> {

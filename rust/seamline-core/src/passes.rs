@@ -87,7 +87,7 @@ fn hash_pass_inner(
         cfg.workers,
         cfg.cancel,
         || {
-            let acc = LeafAccumulator::new(p.num_leaves(), cfg.filter.is_some());
+            let acc = LeafAccumulator::new(p.num_leaves(), cfg.filter);
             (acc, RowDigests::default(), Vec::<(SliceTag, Vec<u32>)>::new())
         },
         |(acc, rows, seen), tag, batch| {
@@ -169,20 +169,26 @@ impl Collected {
         Ok(Some(arrow_select::interleave::interleave_record_batch(&batches, &at)?))
     }
 
-    /// All parts as one, each vector allocated once at its final size.
+    /// All parts as one, each vector allocated once at its final size, and each part freed as
+    /// soon as it is copied (joining from borrowed parts held every collected digest twice).
     fn concat(parts: Vec<Collected>) -> Collected {
-        fn join<T: Copy>(parts: &[Collected], field: fn(&Collected) -> &Vec<T>) -> Vec<T> {
-            let mut out = Vec::with_capacity(parts.iter().map(|p| field(p).len()).sum());
-            parts.iter().for_each(|p| out.extend_from_slice(field(p)));
-            out
+        let rows: usize = parts.iter().map(Collected::len).sum();
+        let values: usize = parts.iter().map(|p| p.value_hashes.len()).sum();
+        let mut out = Collected {
+            batches: Vec::with_capacity(parts.len()),
+            key_digest: Vec::with_capacity(rows),
+            row_digest: Vec::with_capacity(rows),
+            value_hashes: Vec::with_capacity(values),
+            leaf: Vec::with_capacity(rows),
+        };
+        for part in parts {
+            out.key_digest.extend_from_slice(&part.key_digest);
+            out.row_digest.extend_from_slice(&part.row_digest);
+            out.value_hashes.extend_from_slice(&part.value_hashes);
+            out.leaf.extend_from_slice(&part.leaf);
+            out.batches.extend(part.batches);
         }
-        Collected {
-            key_digest: join(&parts, |p| &p.key_digest),
-            row_digest: join(&parts, |p| &p.row_digest),
-            value_hashes: join(&parts, |p| &p.value_hashes),
-            leaf: join(&parts, |p| &p.leaf),
-            batches: parts.into_iter().flat_map(|p| p.batches).collect(),
-        }
+        out
     }
 }
 

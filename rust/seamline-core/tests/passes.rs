@@ -13,7 +13,7 @@ use seamline_core::digest::ordering_keys;
 use seamline_core::passes::Collected;
 use seamline_core::{
     classify, collect_pass, collect_pass_known, hash_pass, hash_pass_remembering, BatchStream, CoreError,
-    DiffKind, Difference, LeafFilter, LeafSet, LogicalType, Partitioner, PassConfig, Side, SideSpec,
+    DiffKind, Difference, Leaf, LeafFilter, LeafSet, LogicalType, Partitioner, PassConfig, Side, SideSpec,
 };
 
 const INT: LogicalType = LogicalType::Integer;
@@ -617,4 +617,31 @@ fn errors_map_to_their_cause() {
     assert_eq!(CoreError::Arrow(io()).cause(), Cause::Invalid);
     assert_eq!(CoreError::Value("v".into()).cause(), Cause::Value);
     assert_eq!(CoreError::Cancelled.cause(), Cause::Cancelled);
+}
+
+#[test]
+fn filtered_pass_accumulates_densely_by_parent_rank_with_the_same_leaves() {
+    // A refinement (few parents, children by rank) and a shard's slice (a run of ranges, every
+    // leaf of each): the ranked dense accumulator gives the leaves a sparse map would.
+    let p = partitioner(2);
+    let ss = spec("source");
+    let full = hash(source_streams(), &ss, &p, None);
+    let finer = p.refined(3).unwrap();
+    let ids: Vec<u64> = full.leaves.iter().map(|(id, _)| *id).step_by(2).collect();
+    let parents = LeafFilter::new(ids.iter().copied(), 3);
+    assert_eq!(parents.num_parents(), ids.len() as u64);
+    assert_eq!(parents.parents(), ids);
+    let refined = hash(source_streams(), &ss, &finer, Some(&parents));
+    assert!(refined.leaves.windows(2).all(|w| w[0].0 < w[1].0));
+    for &parent in &ids {
+        let children: Vec<&(u64, Leaf)> = refined.leaves.iter().filter(|(id, _)| id >> 3 == parent).collect();
+        let mut sum = Leaf::default();
+        children.iter().for_each(|(_, l)| sum.merge(l));
+        assert_eq!(sum, full.get(parent), "children of {parent} add up to it");
+    }
+    let shard = LeafFilter::new(1..3, p.fanout_bits());
+    let slice = hash(source_streams(), &ss, &p, Some(&shard));
+    let want: Vec<(u64, Leaf)> =
+        full.leaves.iter().filter(|(id, _)| (1..3).contains(&(id >> p.fanout_bits()))).copied().collect();
+    assert_eq!(slice.leaves, want);
 }

@@ -158,8 +158,8 @@ fn a_duplicated_row_changes_its_leaf() {
     assert_eq!(diff.len(), 1);
     let (a, b) = (once.get(diff[0]), thrice.get(diff[0]));
     assert_eq!(b.count, a.count + 2);
-    assert_ne!(a.row_sum, b.row_sum);
-    assert_ne!(a.key_sum, b.key_sum);
+    assert_ne!({ a.row_sum }, { b.row_sum });
+    assert_ne!({ a.key_sum }, { b.key_sum });
     // and the merkle roots differ too
     assert_ne!(MerkleTree::build(&once).root(), MerkleTree::build(&thrice).root());
 }
@@ -392,5 +392,21 @@ fn merkle_root_is_the_dense_tree_root() {
         let ids: Vec<u64> = (0..space).filter(|_| rng.below(3) == 0).collect();
         let set = set_of(ranges, fanout, &ids);
         assert_eq!(MerkleTree::build(&set).root(), dense_root(&set), "{ranges} x 2^{fanout}");
+    }
+}
+
+#[test]
+fn root_of_equals_the_built_trees_root() {
+    // every shape a leaf set takes: empty, one leaf, sparse over a huge refined space, dense
+    let huge: Vec<u64> = vec![0, 1, 5, (1 << 40) - 1, (3 << 40) - 2];
+    let dense: Vec<u64> = (0..4096).filter(|i| i % 7 != 3).collect();
+    for set in [
+        LeafSet::empty(3, 0),
+        set_of(1, 0, &[0]),
+        set_of(5, 2, &[0, 3, 7, 19]),
+        set_of(3, 40, &huge),
+        set_of(1000, 2, &dense),
+    ] {
+        assert_eq!(MerkleTree::root_of(&set), MerkleTree::build(&set).root());
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
     Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
@@ -16,7 +16,7 @@ use arrow_array::types::IntervalMonthDayNano;
 use arrow_array::{ArrayRef, ListArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
-use postgres::types::{Kind, Type};
+use tokio_postgres::types::{Kind, Type};
 
 /// Microseconds from 1970-01-01 to Postgres' epoch 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -34,6 +34,8 @@ pub enum Decoder {
     Text(StringBuilder),
     Jsonb(StringBuilder),
     Numeric(StringBuilder, String),
+    /// numeric(p, s) with p <= 38: the unscaled value, decoded from the base-10000 digits.
+    Decimal(Decimal128Builder, u8, i8),
     Bytes(BinaryBuilder),
     Uuid(FixedSizeBinaryBuilder),
     Date(Date32Builder),
@@ -50,13 +52,14 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    /// The decoder for a column of type `ty`, or None when this reader does not read it.
-    pub fn for_type(ty: &Type) -> Option<Decoder> {
+    /// The decoder for a column of type `ty` with type modifier `typmod` (-1: none), or None when
+    /// this reader does not read it.
+    pub fn for_type(ty: &Type, typmod: i32) -> Option<Decoder> {
         if let Kind::Domain(base) = ty.kind() {
-            return Decoder::for_type(base);
+            return Decoder::for_type(base, typmod);
         }
         if let Kind::Array(elem) = ty.kind() {
-            let item = Decoder::for_type(elem)?;
+            let item = Decoder::for_type(elem, -1)?;
             if matches!(item, Decoder::List { .. }) {
                 return None;
             }
@@ -84,7 +87,15 @@ impl Decoder {
             | Type::JSON
             | Type::UNKNOWN => Decoder::Text(StringBuilder::new()),
             Type::JSONB => Decoder::Jsonb(StringBuilder::new()),
-            Type::NUMERIC => Decoder::Numeric(StringBuilder::new(), String::new()),
+            Type::NUMERIC => match numeric_typmod(typmod) {
+                // the logical type the adapter gives numeric(p, s): no text in between
+                Some((precision, scale)) if precision <= 38 => Decoder::Decimal(
+                    Decimal128Builder::new().with_precision_and_scale(precision, scale).ok()?,
+                    precision,
+                    scale,
+                ),
+                _ => Decoder::Numeric(StringBuilder::new(), String::new()),
+            },
             Type::BYTEA => Decoder::Bytes(BinaryBuilder::new()),
             Type::UUID => Decoder::Uuid(FixedSizeBinaryBuilder::new(16)),
             Type::DATE => Decoder::Date(Date32Builder::new()),
@@ -113,6 +124,7 @@ impl Decoder {
             Decoder::Float64(_) => DataType::Float64,
             Decoder::Bool(_) => DataType::Boolean,
             Decoder::Text(_) | Decoder::Jsonb(_) | Decoder::Numeric(..) => DataType::Utf8,
+            Decoder::Decimal(_, precision, scale) => DataType::Decimal128(*precision, *scale),
             Decoder::Bytes(_) => DataType::Binary,
             Decoder::Uuid(_) => DataType::FixedSizeBinary(16),
             Decoder::Date(_) => DataType::Date32,
@@ -147,6 +159,7 @@ impl Decoder {
                 numeric_text(v, scratch)?;
                 b.append_value(scratch.as_str());
             }
+            Decoder::Decimal(b, _, scale) => b.append_value(numeric_unscaled(v, *scale as i32)?),
             Decoder::Bytes(b) => b.append_value(v),
             Decoder::Uuid(b) => b.append_value(v).map_err(|e| e.to_string())?,
             Decoder::Date(b) => {
@@ -189,6 +202,7 @@ impl Decoder {
             Decoder::Float64(b) => b.append_null(),
             Decoder::Bool(b) => b.append_null(),
             Decoder::Text(b) | Decoder::Jsonb(b) | Decoder::Numeric(b, _) => b.append_null(),
+            Decoder::Decimal(b, ..) => b.append_null(),
             Decoder::Bytes(b) => b.append_null(),
             Decoder::Uuid(b) => b.append_null(),
             Decoder::Date(b) => b.append_null(),
@@ -212,6 +226,7 @@ impl Decoder {
             Decoder::Float64(b) => Arc::new(b.finish()),
             Decoder::Bool(b) => Arc::new(b.finish()),
             Decoder::Text(b) | Decoder::Jsonb(b) | Decoder::Numeric(b, _) => Arc::new(b.finish()),
+            Decoder::Decimal(b, ..) => Arc::new(b.finish()),
             Decoder::Bytes(b) => Arc::new(b.finish()),
             Decoder::Uuid(b) => Arc::new(b.finish()),
             Decoder::Date(b) => Arc::new(b.finish()),
@@ -265,6 +280,65 @@ fn array_elements(v: &[u8], item: &mut Decoder) -> Result<i32, String> {
         }
     }
     Ok(count)
+}
+
+/// (precision, scale) of a numeric type modifier, when it has one with 0 <= scale <= precision.
+fn numeric_typmod(typmod: i32) -> Option<(u8, i8)> {
+    if typmod < 4 {
+        return None;
+    }
+    let precision = ((typmod - 4) >> 16) & 0xFFFF;
+    let scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024;
+    (0 <= scale && scale <= precision && precision <= 76).then_some((precision as u8, scale as i8))
+}
+
+/// A binary numeric as an integer scaled by 10^`scale`: sum(digit_i * 10000^(weight - i)) * 10^scale,
+/// by Horner's rule over the base-10000 digits. NaN, infinities, more fraction digits than `scale`
+/// and values beyond i128 are errors (a numeric(p, s) column holds none but NaN).
+pub fn numeric_unscaled(v: &[u8], scale: i32) -> Result<i128, String> {
+    if v.len() < 8 {
+        return Err("truncated numeric value".into());
+    }
+    let ndigits = i16::from_be_bytes([v[0], v[1]]) as i32;
+    let weight = i16::from_be_bytes([v[2], v[3]]) as i32;
+    let negative = match u16::from_be_bytes([v[4], v[5]]) {
+        0x0000 => false,
+        0x4000 => true,
+        0xC000 => return Err(format!("NaN is not a decimal of scale {scale}")),
+        0xD000 | 0xF000 => return Err(format!("infinity is not a decimal of scale {scale}")),
+        sign => return Err(format!("invalid numeric sign 0x{sign:04x}")),
+    };
+    if ndigits < 0 || v.len() < 8 + 2 * ndigits as usize {
+        return Err("truncated numeric value".into());
+    }
+    let overflow = || format!("numeric value does not fit a decimal of scale {scale}");
+    let mut acc: i128 = 0;
+    for i in 0..ndigits {
+        let at = 8 + 2 * i as usize;
+        let digit = i16::from_be_bytes([v[at], v[at + 1]]) as i128;
+        // the power of ten this group's last decimal digit stands for, in units of 10^-scale
+        let exp = 4 * (weight - i) + scale;
+        if i + 1 < ndigits || exp >= 0 {
+            acc = acc.checked_mul(10_000).and_then(|a| a.checked_add(digit)).ok_or_else(overflow)?;
+            if i + 1 == ndigits {
+                acc = acc.checked_mul(10i128.checked_pow(exp as u32).ok_or_else(overflow)?).ok_or_else(overflow)?;
+            }
+        } else {
+            // the last group reaches past the scale: its low digits must be zeros
+            let cut = -exp;
+            if cut >= 4 || digit % 10i128.pow(cut as u32) != 0 {
+                return Err(format!("numeric value has more than {scale} fraction digits"));
+            }
+            acc = acc
+                .checked_mul(10i128.pow((4 - cut) as u32))
+                .and_then(|a| a.checked_add(digit / 10i128.pow(cut as u32)))
+                .ok_or_else(overflow)?;
+        }
+    }
+    if ndigits == 0 {
+        return Ok(0);
+    }
+    Ok(if negative { -acc } else { acc })
 }
 
 /// The text `numeric_out` prints for a binary numeric (PostgreSQL's get_str_from_var): sign, the
@@ -362,6 +436,21 @@ mod tests {
         let mut s = String::new();
         numeric_text(v, &mut s).unwrap();
         s
+    }
+
+    #[test]
+    fn numeric_unscaled_is_exact() {
+        use super::numeric_unscaled;
+        assert_eq!(numeric_unscaled(&numeric(&[12, 3400], 0, 0x4000, 2), 2), Ok(-1234));
+        assert_eq!(numeric_unscaled(&numeric(&[12, 3400], 0, 0x4000, 2), 6), Ok(-12_340_000));
+        assert_eq!(numeric_unscaled(&numeric(&[1, 0, 5], 2, 0, 0), 2), Ok(10_000_000_500));
+        assert_eq!(numeric_unscaled(&numeric(&[5], -2, 0, 8), 8), Ok(5));
+        assert_eq!(numeric_unscaled(&numeric(&[], 0, 0, 2), 2), Ok(0));
+        let max38 = numeric(&[99, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999], 9, 0, 0);
+        assert_eq!(numeric_unscaled(&max38, 0), Ok(10i128.pow(38) - 1));
+        assert!(numeric_unscaled(&max38, 2).is_err()); // beyond i128 at scale 2
+        assert!(numeric_unscaled(&numeric(&[5], -2, 0, 8), 2).is_err()); // 0.00000005 at scale 2
+        assert!(numeric_unscaled(&numeric(&[], 0, 0xC000, 0), 2).is_err());
     }
 
     #[test]

@@ -2,24 +2,28 @@
 //! `COPY (<query>) TO STDOUT (FORMAT binary)`, decoded here (no driver-side conversion, no text
 //! round trip for numeric).
 //!
-//! Each `CopyStream` owns one connection on its own thread: it begins a REPEATABLE READ, READ ONLY
+//! Each `CopyStream` owns one connection on its own thread (a single-threaded tokio runtime that
+//! polls the connection and the COPY together): it begins a REPEATABLE READ, READ ONLY
 //! transaction, imports the snapshot the caller exported (so every stream of one reconcile reads the
 //! same data), stores the range bounds as transaction-local settings (the query reads them back with
-//! `current_setting`), then streams the COPY, decoding rows into batches that a bounded channel
-//! hands to the consumer. The SQL itself is built by the Python adapter; this crate only runs it.
+//! `current_setting`), then streams the COPY, decoding the rows of each
+//! CopyData chunk in place (a row split across chunks is the only one copied) into batches that a
+//! bounded channel hands to the consumer. The SQL itself is built by the Python adapter; this crate only runs it.
 //! Dropping the stream closes the connection (the server ends the COPY).
 
+mod connect;
 mod decode;
 
-use std::io::{self, BufRead};
-use std::str::FromStr;
+use std::io;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use crossbeam_channel::{bounded, Receiver};
-use postgres::{Client, Config, NoTls};
+use futures_util::StreamExt;
+use tokio_postgres::Client;
 
+pub use connect::connect;
 pub use decode::{numeric_text, Decoder};
 
 /// What went wrong, classified the way the adapter maps errors to its exceptions.
@@ -44,15 +48,15 @@ impl std::fmt::Display for PgError {
     }
 }
 
-impl From<postgres::Error> for PgError {
-    fn from(e: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> Self {
         PgError::from_ref(&e)
     }
 }
 
 impl From<io::Error> for PgError {
     fn from(e: io::Error) -> Self {
-        match e.get_ref().and_then(|inner| inner.downcast_ref::<postgres::Error>()) {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<tokio_postgres::Error>()) {
             Some(pg) => PgError::from_ref(pg),
             None if e.kind() == io::ErrorKind::UnexpectedEof => {
                 PgError::Unavailable("the COPY stream ended before its trailer".into())
@@ -63,7 +67,7 @@ impl From<io::Error> for PgError {
 }
 
 impl PgError {
-    fn from_ref(e: &postgres::Error) -> Self {
+    fn from_ref(e: &tokio_postgres::Error) -> Self {
         if let Some(db) = e.as_db_error() {
             let sqlstate = db.code().code().to_string();
             let message = db.message().to_string();
@@ -85,7 +89,7 @@ impl PgError {
 }
 
 /// Whether an I/O error under `e` says the connection was reset or closed under us.
-fn lost_connection(e: &postgres::Error) -> bool {
+fn lost_connection(e: &tokio_postgres::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<io::Error>() {
@@ -98,7 +102,7 @@ fn lost_connection(e: &postgres::Error) -> bool {
 }
 
 /// A driver error and its causes on one line ("error connecting to server: Connection refused").
-fn one_line(e: &dyn std::error::Error) -> String {
+pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -114,8 +118,8 @@ fn one_line(e: &dyn std::error::Error) -> String {
 /// What one stream reads.
 #[derive(Debug, Clone)]
 pub struct CopyRequest {
-    /// A libpq connection string: URI or key=value.
-    pub dsn: String,
+    /// libpq connection keywords, resolved by the adapter (see `connect`).
+    pub params: Vec<(String, String)>,
     /// The exported snapshot every stream imports (None: the transaction's own).
     pub snapshot: Option<String>,
     /// Values of the transaction-local settings `seamline.p1`, `seamline.p2`, ... the query reads.
@@ -135,48 +139,19 @@ pub struct CopyStream {
 impl CopyStream {
     /// Connect, import the snapshot, start the COPY; errors before the first row are returned here.
     pub fn open(request: CopyRequest) -> Result<CopyStream, PgError> {
-        let config = Config::from_str(&request.dsn)
-            .map_err(|e| PgError::Unavailable(format!("invalid connection string: {}", one_line(&e))))?;
         let (ready_tx, ready_rx) = bounded::<Result<SchemaRef, PgError>>(1);
         let (tx, rx) = bounded::<Result<RecordBatch, PgError>>(2);
         std::thread::Builder::new()
             .name("seamline-pg-copy".into())
             .spawn(move || {
-                let mut client = match config.connect(NoTls) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(PgError::Unavailable(one_line(&e))));
-                        return;
-                    }
-                };
-                let started = start(&mut client, &request);
-                let (schema, decoders) = match started {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let copy = format!("COPY ({}) TO STDOUT (FORMAT binary)", request.query);
-                let reader = match client.copy_out(copy.as_str()) {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
+                        let _ = ready_tx.send(Err(PgError::Unavailable(format!("cannot start a runtime: {e}"))));
                         return;
                     }
                 };
-                if ready_tx.send(Ok(schema.clone())).is_err() {
-                    return;
-                }
-                let mut rows = RowReader {
-                    input: Input::new(reader),
-                    decoders,
-                    schema,
-                    batch_rows: request.batch_rows.max(1),
-                };
-                if let Err(e) = rows.run(&tx) {
-                    let _ = tx.send(Err(e));
-                }
+                runtime.block_on(read(request, ready_tx, tx));
             })
             .map_err(|e| PgError::Unavailable(format!("cannot start a reader thread: {e}")))?;
         match ready_rx.recv() {
@@ -200,27 +175,27 @@ impl Iterator for CopyStream {
 }
 
 /// Begin, import the snapshot, set the bound settings and describe the query's columns.
-fn start(client: &mut Client, request: &CopyRequest) -> Result<(SchemaRef, Vec<Decoder>), PgError> {
-    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+async fn start(client: &Client, request: &CopyRequest) -> Result<(SchemaRef, Vec<Decoder>), PgError> {
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
     if let Some(snapshot) = &request.snapshot {
         if snapshot.is_empty() || !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             return Err(PgError::Decode(format!("invalid snapshot id {snapshot:?}")));
         }
-        client.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))?;
+        client.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await?;
     }
     if !request.settings.is_empty() {
         let setters: Vec<String> = (1..=request.settings.len())
             .map(|i| format!("set_config('seamline.p{i}', ${i}, true)"))
             .collect();
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            request.settings.iter().map(|s| s as &(dyn postgres::types::ToSql + Sync)).collect();
-        client.query(format!("SELECT {}", setters.join(", ")).as_str(), &params)?;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            request.settings.iter().map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        client.query(format!("SELECT {}", setters.join(", ")).as_str(), &params).await?;
     }
-    let statement = client.prepare(&request.query)?;
+    let statement = client.prepare(&request.query).await?;
     let mut fields = Vec::new();
     let mut decoders = Vec::new();
     for column in statement.columns() {
-        let decoder = Decoder::for_type(column.type_()).ok_or_else(|| {
+        let decoder = Decoder::for_type(column.type_(), column.type_modifier()).ok_or_else(|| {
             PgError::Unsupported(format!(
                 "column {:?} has type {} that the rust reader does not read (use reader=\"adbc\")",
                 column.name(),
@@ -233,102 +208,173 @@ fn start(client: &mut Client, request: &CopyRequest) -> Result<(SchemaRef, Vec<D
     Ok((Arc::new(Schema::new(fields)), decoders))
 }
 
-/// Buffered access to the COPY data: the server sends one message per row, we read across them.
-struct Input<R: BufRead> {
-    src: R,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl<R: BufRead> Input<R> {
-    fn new(src: R) -> Self {
-        Input { src, buf: Vec::with_capacity(1 << 20), pos: 0 }
-    }
-
-    /// Make at least `n` unread bytes available (false: the stream ended first).
-    #[inline]
-    fn want(&mut self, n: usize) -> io::Result<bool> {
-        if self.buf.len() - self.pos >= n {
-            return Ok(true);
+/// Connect, start the COPY, then decode its chunks into batches until the end (or the consumer
+/// is gone); the first error before the COPY starts goes to `ready`, later ones to `batches`.
+async fn read(
+    request: CopyRequest,
+    ready: crossbeam_channel::Sender<Result<SchemaRef, PgError>>,
+    batches: crossbeam_channel::Sender<Result<RecordBatch, PgError>>,
+) {
+    let client = match connect(&request.params).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
         }
-        self.buf.drain(..self.pos);
-        self.pos = 0;
-        while self.buf.len() < n {
-            let chunk = self.src.fill_buf()?;
-            if chunk.is_empty() {
-                return Ok(false);
+    };
+    let started = async {
+        let (schema, decoders) = start(&client, &request).await?;
+        let copy = format!("COPY ({}) TO STDOUT (FORMAT binary)", request.query);
+        let stream = client.copy_out(copy.as_str()).await?;
+        Ok::<_, PgError>((schema, decoders, stream))
+    };
+    let (schema, decoders, stream) = match started.await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    if ready.send(Ok(schema.clone())).is_err() {
+        return;
+    }
+    let mut rows = RowReader {
+        decoders,
+        schema,
+        batch_rows: request.batch_rows.max(1),
+        rows: 0,
+        header_done: false,
+        finished: false,
+    };
+    let mut stream = std::pin::pin!(stream);
+    // The unparsed tail of the previous chunks (a row split across CopyData messages).
+    let mut pending: Vec<u8> = Vec::new();
+    let result = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if pending.is_empty() {
+                let used = rows.parse(&chunk, &batches)?;
+                pending.extend_from_slice(&chunk[used..]);
+            } else {
+                pending.extend_from_slice(&chunk);
+                let used = rows.parse(&pending, &batches)?;
+                pending.drain(..used);
             }
-            let len = chunk.len();
-            self.buf.extend_from_slice(chunk);
-            self.src.consume(len);
         }
-        Ok(true)
-    }
-
-    #[inline]
-    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
-        if !self.want(n)? {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        if !rows.finished {
+            return Err(PgError::Unavailable("the COPY stream ended before its trailer".into()));
         }
-        let out = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(out)
+        if rows.rows > 0 {
+            let batch = rows.batch()?;
+            let _ = batches.send(Ok(batch));
+        }
+        Ok(())
+    };
+    if let Err(e) = result.await {
+        if !matches!(e, PgError::Decode(ref m) if m == CONSUMER_GONE) {
+            let _ = batches.send(Err(e));
+        }
     }
 }
 
-struct RowReader<R: BufRead> {
-    input: Input<R>,
+const CONSUMER_GONE: &str = "the consumer is gone";
+
+struct RowReader {
     decoders: Vec<Decoder>,
     schema: SchemaRef,
     batch_rows: usize,
+    /// rows in the batch being built
+    rows: usize,
+    header_done: bool,
+    /// the trailer (-1) was read
+    finished: bool,
 }
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
-impl<R: BufRead> RowReader<R> {
-    fn run(&mut self, tx: &crossbeam_channel::Sender<Result<RecordBatch, PgError>>) -> Result<(), PgError> {
-        if self.input.take(SIGNATURE.len())? != SIGNATURE {
-            return Err(PgError::Decode("not a binary COPY stream".into()));
+#[inline]
+fn be_u32(data: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(data[at..at + 4].try_into().unwrap())
+}
+
+impl RowReader {
+    /// Decode the complete rows at the start of `data`; returns the bytes used (a partial row at
+    /// the end is left for the next chunk).
+    fn parse(
+        &mut self,
+        data: &[u8],
+        batches: &crossbeam_channel::Sender<Result<RecordBatch, PgError>>,
+    ) -> Result<usize, PgError> {
+        let mut at = 0;
+        if !self.header_done {
+            if data.len() < SIGNATURE.len() + 8 {
+                return Ok(0);
+            }
+            if &data[..SIGNATURE.len()] != SIGNATURE {
+                return Err(PgError::Decode("not a binary COPY stream".into()));
+            }
+            let extension = be_u32(data, SIGNATURE.len() + 4) as usize;
+            let end = SIGNATURE.len() + 8 + extension;
+            if data.len() < end {
+                return Ok(0);
+            }
+            at = end;
+            self.header_done = true;
         }
-        let header = self.input.take(8)?;
-        let extension = u32::from_be_bytes(header[4..8].try_into().unwrap()) as usize;
-        self.input.take(extension)?;
-        let mut rows = 0;
-        loop {
-            let count = i16::from_be_bytes(self.input.take(2)?.try_into().unwrap());
-            if count == -1 {
+        let width = self.decoders.len();
+        while !self.finished {
+            // a row: field count, then (length, bytes) per field; check it is all here first
+            if data.len() < at + 2 {
                 break;
             }
-            if count as usize != self.decoders.len() {
-                return Err(PgError::Decode(format!(
-                    "row of {count} fields, expected {}",
-                    self.decoders.len()
-                )));
+            let count = i16::from_be_bytes([data[at], data[at + 1]]);
+            if count == -1 {
+                self.finished = true;
+                at += 2;
+                break;
             }
-            for decoder in self.decoders.iter_mut() {
-                let len = i32::from_be_bytes(self.input.take(4)?.try_into().unwrap());
-                let value = if len < 0 { None } else { Some(self.input.take(len as usize)?) };
-                decoder.append(value).map_err(PgError::Decode)?;
+            if count as usize != width {
+                return Err(PgError::Decode(format!("row of {count} fields, expected {width}")));
             }
-            rows += 1;
-            if rows == self.batch_rows {
-                if tx.send(Ok(self.batch(rows)?)).is_err() {
-                    return Ok(()); // the consumer is gone
+            let mut end = at + 2;
+            let mut complete = true;
+            for _ in 0..width {
+                if data.len() < end + 4 {
+                    complete = false;
+                    break;
                 }
-                rows = 0;
+                let len = be_u32(data, end) as i32;
+                end += 4 + len.max(0) as usize;
+            }
+            if !complete || data.len() < end {
+                break;
+            }
+            let mut field = at + 2;
+            for decoder in self.decoders.iter_mut() {
+                let len = be_u32(data, field) as i32;
+                field += 4;
+                if len < 0 {
+                    decoder.append(None).map_err(PgError::Decode)?;
+                } else {
+                    let value = &data[field..field + len as usize];
+                    field += len as usize;
+                    decoder.append(Some(value)).map_err(PgError::Decode)?;
+                }
+            }
+            at = end;
+            self.rows += 1;
+            if self.rows == self.batch_rows {
+                let batch = self.batch()?;
+                if batches.send(Ok(batch)).is_err() {
+                    return Err(PgError::Decode(CONSUMER_GONE.into()));
+                }
             }
         }
-        // Read to the end so the server's CommandComplete (or its error) is seen.
-        while self.input.want(1)? {
-            self.input.pos = self.input.buf.len();
-        }
-        if rows > 0 {
-            let _ = tx.send(Ok(self.batch(rows)?));
-        }
-        Ok(())
+        Ok(at)
     }
 
-    fn batch(&mut self, rows: usize) -> Result<RecordBatch, PgError> {
+    fn batch(&mut self) -> Result<RecordBatch, PgError> {
+        let rows = std::mem::take(&mut self.rows);
         let columns = self.decoders.iter_mut().map(|d| d.finish()).collect();
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)

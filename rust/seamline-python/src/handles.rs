@@ -206,7 +206,7 @@ impl PyLeafSet {
 
     /// Hex digest of the merkle root.
     fn merkle_root(&self) -> String {
-        format!("{:032x}", core::MerkleTree::build(&self.0).root())
+        format!("{:032x}", core::MerkleTree::root_of(&self.0))
     }
 
     /// Leaves that differ from `other`. Both sets are here in full, so one merge of the sorted

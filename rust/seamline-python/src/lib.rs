@@ -4,6 +4,7 @@
 
 mod errors;
 mod handles;
+mod os_reader;
 mod kafka_reader;
 mod pg_reader;
 mod spec;
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(handles::sorted_unique_rows, m)?)?;
     m.add_function(wrap_pyfunction!(handles::coalesce_ranges, m)?)?;
     m.add_function(wrap_pyfunction!(pg_reader::pg_copy_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(os_reader::os_search_stream, m)?)?;
     m.add_function(wrap_pyfunction!(kafka_reader::kafka_fetch_stream, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

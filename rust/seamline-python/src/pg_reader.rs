@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyRecordBatchReader;
 use seamline_pg::{CopyRequest, CopyStream, PgError};
 
-use crate::errors::{InvalidInputError, NotFoundError, SchemaError, StoreUnavailableError};
+use crate::errors::{InvalidInputError, NotFoundError, SchemaError, StoreUnavailableError, ValueParseError};
 
 /// The exception class name and its one-line message for `e`.
 fn classify(e: &PgError, address: &str, what: &str) -> (&'static str, String) {
@@ -29,22 +29,49 @@ fn classify(e: &PgError, address: &str, what: &str) -> (&'static str, String) {
 
 fn to_pyerr(e: &PgError, address: &str, what: &str) -> PyErr {
     let (class, message) = classify(e, address, what);
+    exception(class, message)
+}
+
+/// The exception named by a native reader's `classify`.
+pub(crate) fn exception(class: &str, message: String) -> PyErr {
     match class {
         "StoreUnavailableError" => StoreUnavailableError::new_err(message),
         "NotFoundError" => NotFoundError::new_err(message),
         "SchemaError" => SchemaError::new_err(message),
+        "ValueParseError" => ValueParseError::new_err(message),
         _ => InvalidInputError::new_err(message),
     }
 }
 
-struct Batches {
-    stream: CopyStream,
-    address: String,
-    what: String,
-    done: bool,
+/// A native reader's record batches and how its errors become exceptions: shared by every Rust
+/// reader (`pg_copy_stream`, `os_search_stream`) through `Batches`.
+pub(crate) trait NativeStream: Iterator<Item = Result<RecordBatch, Self::Error>> + Send {
+    type Error;
+    fn stream_schema(&self) -> SchemaRef;
+    /// The exception class name and its one-line message for `e`.
+    fn classify(e: &Self::Error, address: &str, what: &str) -> (&'static str, String);
 }
 
-impl Iterator for Batches {
+impl NativeStream for CopyStream {
+    type Error = PgError;
+    fn stream_schema(&self) -> SchemaRef {
+        self.schema()
+    }
+    fn classify(e: &PgError, address: &str, what: &str) -> (&'static str, String) {
+        classify(e, address, what)
+    }
+}
+
+/// A native stream as an Arrow C stream: an error ends it and crosses the interface as
+/// `seamline.exceptions.<Class>: <message>`, which the engine raises again as that one line.
+pub(crate) struct Batches<S> {
+    pub(crate) stream: S,
+    pub(crate) address: String,
+    pub(crate) what: String,
+    pub(crate) done: bool,
+}
+
+impl<S: NativeStream> Iterator for Batches<S> {
     type Item = Result<RecordBatch, ArrowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -55,7 +82,7 @@ impl Iterator for Batches {
             Some(Ok(batch)) => Some(Ok(batch)),
             Some(Err(e)) => {
                 self.done = true;
-                let (class, message) = classify(&e, &self.address, &self.what);
+                let (class, message) = S::classify(&e, &self.address, &self.what);
                 let text = format!("seamline.exceptions.{class}: {message}");
                 Some(Err(ArrowError::ExternalError(Box::new(std::io::Error::other(text)))))
             }
@@ -67,20 +94,21 @@ impl Iterator for Batches {
     }
 }
 
-impl RecordBatchReader for Batches {
+impl<S: NativeStream> RecordBatchReader for Batches<S> {
     fn schema(&self) -> SchemaRef {
-        self.stream.schema()
+        self.stream.stream_schema()
     }
 }
 
-/// Stream `query` with binary COPY on a new connection in the exported `snapshot`, after setting
+/// Stream `query` with binary COPY on a new connection (`params`: libpq keywords, resolved by
+/// `seamline.stores.postgres.dsn`) in the exported `snapshot`, after setting
 /// `seamline.p1..n` to `settings`. `address` (HOST:PORT) and `what` name the store in errors.
 #[pyfunction]
-#[pyo3(signature = (dsn, query, *, snapshot, settings, address, what, batch_rows = 65536))]
+#[pyo3(signature = (params, query, *, snapshot, settings, address, what, batch_rows = 65536))]
 #[allow(clippy::too_many_arguments)]
 pub fn pg_copy_stream(
     py: Python<'_>,
-    dsn: String,
+    params: Vec<(String, String)>,
     query: String,
     snapshot: Option<String>,
     settings: Vec<String>,
@@ -88,7 +116,7 @@ pub fn pg_copy_stream(
     what: String,
     batch_rows: usize,
 ) -> PyResult<PyRecordBatchReader> {
-    let request = CopyRequest { dsn, snapshot, settings, query, batch_rows };
+    let request = CopyRequest { params, snapshot, settings, query, batch_rows };
     let stream = py.detach(|| CopyStream::open(request)).map_err(|e| to_pyerr(&e, &address, &what))?;
     let batches = Batches { stream, address, what, done: false };
     Ok(PyRecordBatchReader::new(Box::new(batches)))

@@ -34,7 +34,9 @@ def from_contract(store: Any, side: Any, *, key_field: str | None, as_of: Any) -
     dsl: dict[str, Any] | None = dict(side.query) if isinstance(side.query, Mapping) else None
     if side.where:
         dsl = {"query_string": {"query": side.where}}
-    return OpenSearchSource(store.hosts[0], side.index, query=dsl, key_field=key_field, **client)
+    return OpenSearchSource(
+        store.hosts[0], side.index, query=dsl, key_field=key_field, reader=store.reader, **client
+    )
 
 
 def _conforms(

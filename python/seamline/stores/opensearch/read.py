@@ -1,4 +1,9 @@
-"""OpenSearch reader: reads an index (optionally filtered by a query) as Arrow streams.
+"""OpenSearch reader: reads an index (optionally filtered by a query) as Arrow streams, with one of two
+readers: "rust" (the default: `seamline._core.os_search_stream`, pages fetched, parsed and converted to
+Arrow in Rust on one worker thread per stream, no GIL) or "python" (opensearch-py, JSON parsed in
+Python, then `pa.array`). Both run the requests planned here (PIT, queries with the pushed-down key
+ranges, sort, slices, `_source` includes) and convert values by the same rules; the PIT, mappings,
+counts, freshness and repair writes always go through opensearch-py.
 
 Reading uses a point in time (PIT) plus ``search_after``: the PIT fixes the view of the index for the
 whole reconcile (created by ``pin``, deleted by ``close``), ``search_after`` pages through it without the
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -26,12 +32,19 @@ import opensearchpy
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from seamline._core import os_search_stream
 from seamline.exceptions import InvalidInputError, SchemaError, ValueParseError
+from seamline.stores._common import redact_url
 from seamline.stores.opensearch.store import KEEP_ALIVE as _KEEP_ALIVE
 from seamline.stores.opensearch.store import OpenSearchStore
 from seamline.stores.protocols import AsOf, KeyRange, ScanRequest
 
 _PAGE_SIZE = 5000
+#: the page readers: "rust" (seamline._core.os_search_stream) and "python" (opensearch-py)
+READERS = ("rust", "python")
+DEFAULT_READER = "rust"
+#: overrides DEFAULT_READER for sources that name no reader (e.g. to run a test suite on each)
+READER_ENV = "SEAMLINE_OS_READER"
 _FILTER_PATH = "hits.hits._id,hits.hits._source,hits.hits.sort"
 _JSON_META = {"seamline.logical": "json"}
 _NO_SOURCE: dict[str, Any] = {}
@@ -81,8 +94,13 @@ class OpenSearchReader:
         *,
         query: dict[str, Any] | None = None,
         key_field: str | None = None,
+        reader: str | None = None,
         **client_options: Any,
     ) -> None:
+        chosen = reader or os.environ.get(READER_ENV) or DEFAULT_READER
+        if chosen not in READERS:
+            raise InvalidInputError(f"opensearch reader {chosen!r}: expected one of {', '.join(READERS)}")
+        self.reader = chosen
         self.store = url if isinstance(url, OpenSearchStore) else OpenSearchStore(url, **client_options)
         self.index = index
         self.key_field = key_field or "_id"
@@ -128,6 +146,11 @@ class OpenSearchReader:
         # Every (query, slice) is read whole by one stream; a stream may read several one after another.
         total = max(n, min_slices)
         work = [(q, i) for q in queries for i in range(total)]
+        if self.reader == "rust":
+            return [
+                self._rust_stream(schema, plan, sources, sort, work[i::n], total)
+                for i in range(min(n, len(work)))
+            ]
         return [
             pa.RecordBatchReader.from_batches(
                 schema, self._pages(schema, plan, sources, sort, work[i::n], total)
@@ -208,6 +231,51 @@ class OpenSearchReader:
             queries.append(_all_of([*filters, {"bool": {"should": shoulds, "minimum_should_match": 1}}]))
         return queries
 
+    # Retries of one page request on 429/502/503/504 or a lost connection (Rust reader): attempts,
+    # and the first backoff in seconds, doubled per retry (0.2 + 0.4 + ... + 3.2 = 6.2 s at most).
+    retry_attempts = 6
+    retry_backoff = 0.2
+
+    def _rust_stream(
+        self,
+        schema: pa.Schema,
+        plan: list[tuple[str, str, dict[str, Any]]],
+        sources: list[str],
+        sort: list[Any],
+        work: list[tuple[dict[str, Any], int]],
+        slices: int,
+    ) -> Any:
+        """One stream of the Rust reader over some (query, slice) pairs: the same request bodies as
+        `_pages`, paged and converted in Rust (`seamline._core.os_search_stream`)."""
+        bodies = [
+            json.dumps(_search_body(query, sort, sources, slice_id, slices)) for query, slice_id in work
+        ]
+        columns = [
+            (path, "id" if path == "_id" else _kind(field.type, spec), False)
+            for field, (_, path, spec) in zip(schema, plan, strict=True)
+        ]
+        conn = self.store.connection
+        return os_search_stream(
+            conn.url,
+            username=conn.username,
+            password=conn.password,
+            verify_certs=conn.verify_certs,
+            ca_certs=conn.ca_certs,
+            timeout=conn.timeout,
+            attempts=self.retry_attempts,
+            backoff=self.retry_backoff,
+            pit_id=str(self._pit_id),
+            keep_alive=_KEEP_ALIVE,
+            page_size=_PAGE_SIZE,
+            bodies=bodies,
+            schema=schema,
+            columns=columns,
+            filter_path=_FILTER_PATH,
+            address=redact_url(self.store.url),
+            what=self.describe(),
+            index=self._index,
+        )
+
     def _pages(
         self,
         schema: pa.Schema,
@@ -220,15 +288,8 @@ class OpenSearchReader:
         """search_after pages over some (query, slice) pairs of the PIT, one record batch per page."""
         converters = [_converter(f.type, spec) for f, (_, _, spec) in zip(schema, plan, strict=True)]
         for query, slice_id in work:
-            body: dict[str, Any] = {
-                "size": _PAGE_SIZE,
-                "query": query,
-                "sort": sort,
-                "_source": {"includes": sources} if sources else False,
-                "track_total_hits": False,
-            }
-            if slices > 1:
-                body["slice"] = {"id": slice_id, "max": slices}
+            body = _search_body(query, sort, sources, slice_id, slices)
+            body["size"] = _PAGE_SIZE
             yield from self._slice_pages(body, schema, plan, converters)
 
     def _slice_pages(
@@ -356,6 +417,48 @@ class OpenSearchReader:
 # -- mapping and conversion ------------------------------------------------------------------------
 
 
+def _search_body(
+    query: dict[str, Any], sort: list[Any], sources: list[str], slice_id: int, slices: int
+) -> dict[str, Any]:
+    """One (query, slice) of a scan, without the page fields (size, pit, search_after)."""
+    body: dict[str, Any] = {
+        "query": query,
+        "sort": sort,
+        "_source": {"includes": sources} if sources else False,
+        "track_total_hits": False,
+    }
+    if slices > 1:
+        body["slice"] = {"id": slice_id, "max": slices}
+    return body
+
+
+_KINDS: dict[pa.DataType, str] = {
+    pa.int8(): "int8",
+    pa.int16(): "int16",
+    pa.int32(): "int32",
+    pa.int64(): "int64",
+    pa.uint64(): "uint64",
+    pa.float64(): "float64",
+    pa.bool_(): "bool",
+    pa.binary(): "binary",
+    pa.list_(pa.float32()): "vector_f32",
+}
+
+
+def _kind(typ: pa.DataType, spec: dict[str, Any]) -> str:
+    """How the Rust reader converts a column: the same rules as `_converter` (named per type)."""
+    if pa.types.is_timestamp(typ):
+        return "date_seconds" if _epoch_seconds(spec) else "date"
+    if pa.types.is_string(typ):
+        return "text" if spec.get("type") in _TYPES else "json"
+    return _KINDS[typ]
+
+
+def _epoch_seconds(spec: dict[str, Any]) -> bool:
+    fmt = str(spec.get("format", ""))
+    return "epoch_second" in fmt and "epoch_millis" not in fmt
+
+
 def _field(name: str, spec: dict[str, Any]) -> pa.Field:
     if name == "_id":
         return pa.field("_id", pa.string(), nullable=False)
@@ -370,9 +473,7 @@ Converter = Callable[[list[Any], pa.DataType], pa.Array]
 
 def _converter(typ: pa.DataType, spec: dict[str, Any]) -> Converter:
     if pa.types.is_timestamp(typ):
-        seconds = "epoch_second" in str(spec.get("format", "")) and "epoch_millis" not in str(
-            spec.get("format", "")
-        )
+        seconds = _epoch_seconds(spec)
         return lambda values, t: _dates(values, seconds).cast(t)
     if pa.types.is_binary(typ):
         return lambda values, t: pa.array(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import opensearchpy
@@ -18,6 +19,39 @@ KEEP_ALIVE = "5m"  # a point in time's keep-alive, refreshed by every page reque
 _T = TypeVar("_T")
 
 
+@dataclass(frozen=True)
+class Connection:
+    """What the Rust reader needs to reach the cluster as opensearch-py does: the URL with its scheme,
+    basic auth, the TLS options and the request timeout in seconds."""
+
+    url: str
+    username: str | None
+    password: str | None
+    verify_certs: bool
+    ca_certs: str | None
+    timeout: float
+
+
+def _connection(url: str, options: dict[str, Any]) -> Connection:
+    if "://" not in url:  # opensearch-py takes "host:port" (https with use_ssl)
+        url = ("https://" if options.get("use_ssl") else "http://") + url
+    auth = options.get("http_auth")
+    username = password = None
+    if isinstance(auth, (tuple, list)) and len(auth) == 2:
+        username, password = str(auth[0]), str(auth[1])
+    elif isinstance(auth, str) and ":" in auth:
+        username, _, password = auth.partition(":")
+    ca_certs = options.get("ca_certs")
+    return Connection(
+        url=url,
+        username=username,
+        password=password,
+        verify_certs=bool(options.get("verify_certs", True)),
+        ca_certs=str(ca_certs) if ca_certs else None,
+        timeout=float(options.get("timeout") or 120),
+    )
+
+
 class OpenSearchStore:
     """One OpenSearch cluster (the first of its hosts)."""
 
@@ -25,6 +59,7 @@ class OpenSearchStore:
         self.url = url
         options = {"timeout": 120, "pool_maxsize": 32, **client_options}
         self.client = OpenSearch(hosts=[url], **options)
+        self.connection = _connection(url, options)
         self._lock = threading.Lock()
         self._mappings: dict[str, dict[str, Any]] = {}
 

@@ -25,7 +25,8 @@ from seamline.exceptions import (
     SeamlineError,
     StoreUnavailableError,
 )
-from seamline.stores._common import dsn_parts, dsn_secrets
+from seamline.stores._common import dsn_secrets
+from seamline.stores.postgres import dsn as libpq_dsn
 
 # SQLSTATE classes: connection exceptions, operator intervention (a terminated backend), resources
 _UNAVAILABLE = ("08", "57", "53")
@@ -65,15 +66,11 @@ class PostgresStore:
     """One Postgres database, reached with a libpq DSN (URI or key=value)."""
 
     def __init__(self, dsn: str) -> None:
-        parts = dsn_parts(dsn)
         self.dsn = dsn
-        self.host = parts.get("host", "localhost")
-        try:
-            self.port = int(parts.get("port", "5432"))
-        except ValueError:
-            self.port = 5432
-        self.database = parts.get("dbname", "")
+        # the first host of the DSN names the store in messages
+        self.host, self.port, self.database = libpq_dsn.first_address(dsn)
         self._secrets = dsn_secrets(dsn)
+        self._keywords: tuple[str, list[tuple[str, str]]] | None = None  # (for dsn, keywords)
         self._lock = threading.Lock()
         self._meta: Any = None  # autocommit connection for catalog look-ups
 
@@ -86,6 +83,16 @@ class PostgresStore:
         return f"postgres {self.address}/{self.database}"
 
     # -- connections -----------------------------------------------------------------------------
+
+    def keywords(self) -> list[tuple[str, str]]:
+        """The libpq keywords the Rust reader connects with: the DSN, the PG* environment, libpq's
+        defaults and the password file applied (`dsn.resolve`), resolved once."""
+        if self._keywords is None or self._keywords[0] != self.dsn:
+            resolved = libpq_dsn.resolve(self.dsn)
+            if resolved.get("password"):
+                self._secrets = [*self._secrets, resolved["password"]]
+            self._keywords = (self.dsn, list(resolved.items()))
+        return self._keywords[1]
 
     def connect(self, *, autocommit: bool = True) -> Any:
         """A new ADBC connection (StoreUnavailableError when the server refuses or is down)."""

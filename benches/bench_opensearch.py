@@ -1,0 +1,211 @@
+"""Postgres -> OpenSearch, 1M documents: Seamline with the Rust reader vs. the opensearch-py reader vs.
+the server's own limit (a sliced PIT scan that discards the bodies), side by side.
+
+What it measures
+    The tables and the index of bench_stores.py (bench_stores_src in Postgres, its drifted copy
+    indexed as bench_products: 1 shard, 0 replicas, mapping id long, sku/name keyword, price
+    scaled_float, in_stock boolean, updated_at/deleted_at date; 0.2% drift), loaded by it if absent.
+
+    Methods (each run a fresh subprocess, interleaved; seconds are the wall time of the measured work):
+    os_raw_scan         the floor: one PIT, 2 slices read by 2 threads (Seamline's default parallelism
+                        2 on a 1-shard index gives 2 slices), search_after pages of 5,000 hits sorted by
+                        _doc, _source includes the 7 compared fields and filter_path as Seamline's
+                        adapter; the response bytes are discarded (only the last hit's sort values are
+                        cut out of the bytes, for search_after). urllib3, no JSON parsing.
+    os_raw_docvalues    the same scan with `_source: false` and docvalue_fields for the 7 fields (dates
+                        as epoch_millis), for the docvalue_fields question of issue 13.
+    seamline_rust       sl.reconcile(sl.postgres(dsn, "public.bench_stores_src"),
+                        sl.opensearch(url, "bench_products", key_field="id"), key="id",
+                        compare=sl.Compare(timestamp_precision="ms")): the Rust reader (the default).
+    seamline_python     the same with reader="python": opensearch-py, JSON parsed in Python (the path
+                        before issue 13).
+    Both Seamline methods assert that counts and the (key, kind) set of the diffs equal the injected
+    drift. Ratios are to os_raw_scan.
+
+Run (from the repository root, services up):
+
+    eval "$(scripts/services.sh env)"
+    .venv/bin/python benches/bench_opensearch.py              # 1M documents, 3 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_postgres import OUT, child_seamline, code_state, measured, vmhwm_mb  # noqa: E402
+from bench_stores import (  # noqa: E402
+    DRIFT,
+    FILTER_PATH,
+    INDEX,
+    OS_MAPPING,
+    PAGE_SIZE,
+    PREFIX,
+    SRC,
+    ensure_loaded,
+    ensure_opensearch,
+)
+
+SLICES = 2
+FIELDS = list(OS_MAPPING["properties"])
+METHODS = ("os_raw_scan", "os_raw_docvalues", "seamline_rust", "seamline_python")
+
+
+def child_raw_scan(url: str, docvalues: bool) -> dict[str, Any]:
+    """A sliced PIT scan that keeps no body: the server's own limit for these pages."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import urllib3
+
+    http = urllib3.PoolManager(maxsize=SLICES * 2)
+    headers = {"Content-Type": "application/json"}
+    started = time.perf_counter()
+    created = http.request("POST", f"{url}/{INDEX}/_search/point_in_time?keep_alive=5m")
+    pit = json.loads(created.data)["pit_id"]
+
+    def scan(slice_id: int) -> tuple[int, int]:
+        body: dict[str, Any] = {
+            "size": PAGE_SIZE,
+            "query": {"match_all": {}},
+            "sort": [{"_doc": "asc"}],
+            "track_total_hits": False,
+            "slice": {"id": slice_id, "max": SLICES},
+        }
+        if docvalues:
+            body["_source"] = False
+            body["docvalue_fields"] = [
+                {"field": f, "format": "epoch_millis"} if OS_MAPPING["properties"][f]["type"] == "date" else f
+                for f in FIELDS
+            ]
+            filter_path = "hits.hits._id,hits.hits.fields,hits.hits.sort"
+        else:
+            body["_source"] = {"includes": FIELDS}
+            filter_path = FILTER_PATH
+        hits = size = 0
+        while True:
+            body["pit"] = {"id": pit, "keep_alive": "5m"}
+            raw = http.request(
+                "POST", f"{url}/_search?filter_path={filter_path}", body=json.dumps(body), headers=headers
+            ).data
+            size += len(raw)
+            page = raw.count(b'"_id":')
+            hits += page
+            if page < PAGE_SIZE:
+                return hits, size
+            start = raw.rindex(b'"sort":[') + len(b'"sort":')
+            body["search_after"] = json.loads(raw[start : raw.index(b"]", start) + 1])
+
+    with ThreadPoolExecutor(SLICES) as pool:
+        results = list(pool.map(scan, range(SLICES)))
+    seconds = time.perf_counter() - started
+    http.request(
+        "DELETE", f"{url}/_search/point_in_time", body=json.dumps({"pit_id": [pit]}), headers=headers
+    )
+    return {"seconds": seconds, "rows": sum(r[0] for r in results), "bytes": sum(r[1] for r in results)}
+
+
+def child_main(child: str) -> None:
+    dsn = os.environ["SEAMLINE_PG_DSN"]
+    url = os.environ["SEAMLINE_OPENSEARCH_URL"]
+    if child in ("os_raw_scan", "os_raw_docvalues"):
+        out = child_raw_scan(url, docvalues=child == "os_raw_docvalues")
+    else:
+        import seamline as sl
+
+        reader = "rust" if child == "seamline_rust" else "python"
+        out = child_seamline(
+            dsn,
+            sl.postgres(dsn, SRC),
+            sl.opensearch(url, INDEX, key_field="id", reader=reader),
+            DRIFT,
+            compare=sl.Compare(timestamp_precision="ms"),
+        )
+    out["peak_mb"] = vmhwm_mb()
+    print(json.dumps(out, default=str))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_main(args.child)
+        return
+    dsn, url = os.environ.get("SEAMLINE_PG_DSN"), os.environ.get("SEAMLINE_OPENSEARCH_URL")
+    if not dsn or not url:
+        raise SystemExit(
+            'SEAMLINE_PG_DSN / SEAMLINE_OPENSEARCH_URL not set: eval "$(scripts/services.sh env)"'
+        )
+    OUT.mkdir(exist_ok=True)
+    loaded = ensure_loaded(dsn, PREFIX, args.rows, False)
+    index = ensure_opensearch(dsn, url, args.rows, False)
+    methods = [m for m in args.methods.split(",") if m]
+    me = [sys.executable, str(Path(__file__).resolve())]
+    commands = {m: shlex.join([*me, "--child", m]) for m in methods}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for i in range(args.repeat):
+        for m in methods:
+            r = measured(shlex.split(commands[m]))
+            if m.startswith("seamline"):
+                r["code"] = code_state()
+            runs[m].append(r)
+            shown = {k: v for k, v in r.items() if k not in ("passes", "code", "stderr_tail")}
+            print(f"run {i + 1} {m}: {json.dumps(shown, default=str)}", file=sys.stderr, flush=True)
+
+    def med(m: str) -> float | None:
+        ok = [r["seconds"] for r in runs.get(m, []) if "error" not in r]
+        return statistics.median(ok) if ok else None
+
+    floor = med("os_raw_scan")
+    lines = [
+        f"## Postgres -> OpenSearch, {index['docs']:,} documents, drift {json.dumps(loaded['expected'])}",
+        "",
+        "| method | median s | x os_raw_scan | min-max s | peak MB | process CPU s | load 1m | drift found |",
+        "|---|---:|---:|---|---:|---:|---|---|",
+    ]
+    summary = {}
+    for m in methods:
+        ok = [r for r in runs[m] if "error" not in r]
+        if not ok:
+            lines.append(f"| {m} | failed: {runs[m][0].get('error')} | | | | | | |")
+            continue
+        secs = [r["seconds"] for r in ok]
+        s = statistics.median(secs)
+        ratio = f"{s / floor:.2f}" if floor else "-"
+        found = (
+            "yes"
+            if all(r.get("matches_drift") for r in ok)
+            else ("-" if "matches_drift" not in ok[0] else "NO")
+        )
+        cpu = statistics.median(r["cpu_seconds"] for r in ok)
+        loads = [r["load_1m_before"] for r in ok]
+        peak = max(r["peak_mb"] or 0 for r in ok)
+        lines.append(
+            f"| {m} | {s:.2f} | {ratio} | {min(secs):.2f}-{max(secs):.2f} | {peak:.0f}"
+            f" | {cpu:.1f} | {min(loads):.1f}-{max(loads):.1f} | {found} |"
+        )
+        summary[m] = {"median": s, "ratio": s / floor if floor else None, "runs": len(ok)}
+    rust, python = med("seamline_rust"), med("seamline_python")
+    if rust and python:
+        lines.append(f"\nseamline_python / seamline_rust: {python / rust:.2f}x")
+    print("\n".join(lines))
+    out = OUT / f"bench_opensearch_{args.rows}.json"
+    out.write_text(
+        json.dumps({"commands": commands, "runs": runs, "summary": summary}, indent=1, default=str)
+    )
+    print(f"\n(every run: {out})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+//! The HTTP side: one `ureq` agent (rustls, pooled keep-alive connections) per reader, basic auth,
+//! the TLS options of the Python client (`verify_certs`, `ca_certs`), and bounded retries with
+//! exponential backoff on 429 / 502 / 503 / 504 and lost connections. Credentials never appear in
+//! a message: the URL's user info is moved into the Authorization header before anything else.
+
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Map, Value};
+use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+use ureq::Agent;
+
+use crate::OsError;
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `http(s)://[user[:password]@]host:port[/prefix]`
+    pub url: String,
+    /// Basic auth; overrides user info in the URL.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub verify_certs: bool,
+    /// A PEM file of CA certificates to trust instead of the bundled Mozilla roots.
+    pub ca_certs: Option<String>,
+    pub timeout: Duration,
+    /// Attempts of one request before giving up (>= 1).
+    pub attempts: u32,
+    /// The first backoff; doubled per retry, capped at 8 s.
+    pub backoff: Duration,
+    /// Names the cluster in messages (host:port, no credentials).
+    pub address: String,
+    /// Names the index in messages.
+    pub index: String,
+    pub keep_alive: String,
+}
+
+/// A cluster to search.
+pub struct Client {
+    agent: Agent,
+    search_url: String,
+    authorization: Option<String>,
+    options: ClientOptions,
+    retries: AtomicU64,
+}
+
+impl Client {
+    pub fn new(options: ClientOptions) -> Result<Client, OsError> {
+        let (base, user_info) = split_user_info(&options.url);
+        let credentials = match (&options.username, user_info) {
+            (Some(user), _) => Some(format!("{user}:{}", options.password.clone().unwrap_or_default())),
+            (None, Some(info)) => Some(info),
+            (None, None) => None,
+        };
+        let authorization = credentials
+            .map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
+        let mut tls = TlsConfig::builder().disable_verification(!options.verify_certs);
+        if let Some(path) = &options.ca_certs {
+            let pem = std::fs::read(path)
+                .map_err(|e| OsError::Config(format!("ca_certs {path}: {}", e.kind())))?;
+            let certs: Vec<_> = parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(OsError::Config(format!("ca_certs {path}: no PEM certificate in the file")));
+            }
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(options.timeout))
+            .max_idle_connections_per_host(64)
+            .tls_config(tls.build())
+            .build();
+        Ok(Client {
+            agent: config.into(),
+            search_url: format!("{}/_search", base.trim_end_matches('/')),
+            authorization,
+            options,
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    /// Requests retried so far (429/503/lost connections), over every stream of this client.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// One `_search` page: the response body, retried while the cluster is busy or unreachable.
+    pub fn search(&self, body: &Map<String, Value>, filter_path: &str) -> Result<Vec<u8>, OsError> {
+        let payload = serde_json::to_vec(body).expect("a JSON map serialises");
+        let url = format!("{}?filter_path={filter_path}", self.search_url);
+        let mut delay = self.options.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.attempt(&url, &payload) {
+                Ok(bytes) => return Ok(bytes),
+                Err(Failure::Retryable(why)) if attempt < self.options.attempts => {
+                    let _ = why;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                    attempt += 1;
+                }
+                Err(Failure::Retryable(why)) => {
+                    let tries = if attempt > 1 { format!(" (after {attempt} attempts)") } else { String::new() };
+                    return Err(OsError::Unavailable(format!(
+                        "opensearch at {}: {why}{tries}",
+                        self.options.address
+                    )));
+                }
+                Err(Failure::Final(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn attempt(&self, url: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+        let mut request = self.agent.post(url).header("Content-Type", "application/json");
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request.send(payload).map_err(|e| self.transport(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .map_err(|e| self.transport(e))?;
+        match status {
+            200..=299 => Ok(body),
+            429 | 502 | 503 | 504 => Err(Failure::Retryable(format!("HTTP {status}{}", reason(&body)))),
+            404 => Err(Failure::Final(self.not_found(&body))),
+            401 | 403 => Err(Failure::Final(OsError::Unavailable(format!(
+                "opensearch at {}: HTTP {status} (authentication or permission refused)",
+                self.options.address
+            )))),
+            400..=499 => Err(Failure::Final(OsError::Request(format!(
+                "opensearch index {}: HTTP {status}{}",
+                self.options.index,
+                reason(&body)
+            )))),
+            _ => Err(Failure::Final(OsError::Unavailable(format!(
+                "opensearch at {}: HTTP {status}{}",
+                self.options.address,
+                reason(&body)
+            )))),
+        }
+    }
+
+    fn not_found(&self, body: &[u8]) -> OsError {
+        let text = String::from_utf8_lossy(body).to_lowercase();
+        if text.contains("index_not_found_exception") {
+            return OsError::NotFound(format!("opensearch index {} does not exist", self.options.index));
+        }
+        if text.contains("search_context_missing") || text.contains("search context") {
+            return OsError::NotFound(format!(
+                "opensearch point in time on {} expired (idle longer than {})",
+                self.options.index, self.options.keep_alive
+            ));
+        }
+        OsError::Unavailable(format!("opensearch at {}: HTTP 404{}", self.options.address, reason(body)))
+    }
+
+    fn transport(&self, e: ureq::Error) -> Failure {
+        let why = match &e {
+            ureq::Error::Io(io) => match io.kind() {
+                ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                ErrorKind::TimedOut => "timed out".to_string(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+                    "connection lost".to_string()
+                }
+                ErrorKind::UnexpectedEof => "connection closed mid-response".to_string(),
+                _ => one_line(&io.to_string()),
+            },
+            ureq::Error::Timeout(_) => "timed out".to_string(),
+            ureq::Error::HostNotFound => "name or service not known".to_string(),
+            ureq::Error::ConnectionFailed => "connection failed".to_string(),
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
+                return Failure::Final(OsError::Unavailable(format!(
+                    "opensearch at {}: TLS: {}",
+                    self.options.address,
+                    one_line(&e.to_string())
+                )))
+            }
+            other => one_line(&other.to_string()),
+        };
+        Failure::Retryable(why)
+    }
+}
+
+enum Failure {
+    Retryable(String),
+    Final(OsError),
+}
+
+/// `scheme://user:pass@rest` -> (`scheme://rest`, Some("user:pass") percent-decoded).
+fn split_user_info(url: &str) -> (String, Option<String>) {
+    let Some(scheme_end) = url.find("://") else { return (url.to_string(), None) };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let info = percent_encoding::percent_decode_str(&rest[..at]).decode_utf8_lossy().into_owned();
+            (format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]), Some(info))
+        }
+        None => (url.to_string(), None),
+    }
+}
+
+/// The server's reason from an error body (`error.root_cause[0].reason` or `error.reason`).
+fn reason(body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else { return String::new() };
+    let error = &value["error"];
+    let text = error["root_cause"][0]["reason"]
+        .as_str()
+        .or_else(|| error["reason"].as_str())
+        .or_else(|| error.as_str());
+    match text {
+        Some(t) => format!(": {}", one_line(t)),
+        None => String::new(),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    joined.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_leaves_the_url() {
+        let (url, info) = split_user_info("https://ad%40min:s3cr%3At@host:9200/prefix");
+        assert_eq!(url, "https://host:9200/prefix");
+        assert_eq!(info.as_deref(), Some("ad@min:s3cr:t"));
+        assert_eq!(split_user_info("http://host:9200"), ("http://host:9200".to_string(), None));
+    }
+
+    #[test]
+    fn reasons_are_one_line() {
+        let body = br#"{"error":{"root_cause":[{"reason":"bad\n query"}],"reason":"outer"},"status":400}"#;
+        assert_eq!(reason(body), ": bad query");
+        assert_eq!(reason(b"not json"), "");
+    }
+}

@@ -1,0 +1,165 @@
+//! seamline-opensearch: reads an OpenSearch point in time (PIT) as Arrow record batches, paging with
+//! `search_after` over one or more (query, slice) pairs, the hits' JSON decoded here into Arrow
+//! builders typed by the index mapping.
+//!
+//! The Python adapter plans the scan (the PIT, the queries with their pushed-down key ranges, the
+//! sort, the slices and which columns map to which `_source` paths with which type); this crate runs
+//! the page loop. Each `SearchStream` owns one worker thread that fetches, parses and converts pages
+//! and hands finished batches to the consumer through a bounded channel, so the next page is on the
+//! wire while the core hashes the previous one. Dropping the stream stops the worker after its
+//! current request.
+
+mod convert;
+mod http;
+
+use std::sync::Arc;
+use std::thread;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use crossbeam_channel::{bounded, Receiver};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use convert::{Column, Kind};
+pub use http::{Client, ClientOptions};
+
+/// What went wrong, classified the way the adapter maps errors to its exceptions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OsError {
+    /// The cluster is down, unreachable, overloaded past the retries, or answered 5xx.
+    Unavailable(String),
+    /// The index does not exist or the point in time expired.
+    NotFound(String),
+    /// The cluster refused the request (4xx other than 404/429): its reason.
+    Request(String),
+    /// A value of a document does not convert to its column's mapped type.
+    Value(String),
+    /// A malformed option (certificate file, URL).
+    Config(String),
+}
+
+impl std::fmt::Display for OsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OsError::Unavailable(m)
+            | OsError::NotFound(m)
+            | OsError::Request(m)
+            | OsError::Value(m)
+            | OsError::Config(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What one stream reads: `bodies` are search requests (query, sort, size, `_source`, slice) run one
+/// after another, each paged to its end in the PIT `pit_id`.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub pit_id: String,
+    pub keep_alive: String,
+    pub page_size: usize,
+    pub bodies: Vec<Map<String, Value>>,
+    pub schema: SchemaRef,
+    pub columns: Vec<Column>,
+    /// `filter_path` of every page request: only what is converted comes back.
+    pub filter_path: String,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    hits: Option<Hits>,
+}
+
+#[derive(Deserialize)]
+struct Hits {
+    #[serde(default)]
+    hits: Vec<Hit>,
+}
+
+/// One hit: `_id`, the filtered `_source` (or `fields` with docvalue_fields) and the sort values.
+#[derive(Deserialize)]
+pub struct Hit {
+    #[serde(rename = "_id", default)]
+    pub id: Option<String>,
+    #[serde(rename = "_source", default)]
+    pub source: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub fields: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub sort: Vec<Value>,
+}
+
+/// Batches of one stream, produced by its worker thread.
+pub struct SearchStream {
+    schema: SchemaRef,
+    receiver: Receiver<Result<RecordBatch, OsError>>,
+}
+
+impl SearchStream {
+    /// Starts the worker; the first request is sent at once (errors arrive with the first batch).
+    pub fn open(client: Arc<Client>, request: ScanRequest) -> SearchStream {
+        let schema = request.schema.clone();
+        let (sender, receiver) = bounded(2);
+        thread::Builder::new()
+            .name("seamline-os-scan".into())
+            .spawn(move || {
+                let mut emit = |item: Result<RecordBatch, OsError>| sender.send(item).is_ok();
+                if let Err(e) = run(&client, &request, &mut emit) {
+                    emit(Err(e));
+                }
+            })
+            .expect("spawn a reader thread");
+        SearchStream { schema, receiver }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl Iterator for SearchStream {
+    type Item = Result<RecordBatch, OsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.receiver.recv().ok()
+    }
+}
+
+/// The page loop of one stream. `emit` returns false once the consumer is gone.
+fn run(
+    client: &Client,
+    request: &ScanRequest,
+    emit: &mut dyn FnMut(Result<RecordBatch, OsError>) -> bool,
+) -> Result<(), OsError> {
+    for template in &request.bodies {
+        let mut body = template.clone();
+        body.insert("size".into(), Value::from(request.page_size));
+        let mut pit = Map::new();
+        pit.insert("id".into(), Value::String(request.pit_id.clone()));
+        pit.insert("keep_alive".into(), Value::String(request.keep_alive.clone()));
+        body.insert("pit".into(), Value::Object(pit));
+        loop {
+            let bytes = client.search(&body, &request.filter_path)?;
+            let page: Page = serde_json::from_slice(&bytes).map_err(|e| {
+                OsError::Unavailable(format!("an unreadable search response ({e})"))
+            })?;
+            let hits = page.hits.map(|h| h.hits).unwrap_or_default();
+            if hits.is_empty() {
+                break;
+            }
+            let full = hits.len() >= request.page_size;
+            let after = hits.last().map(|h| h.sort.clone()).unwrap_or_default();
+            let batch = convert::batch(&request.schema, &request.columns, &hits)?;
+            drop(hits);
+            if !emit(Ok(batch)) {
+                return Ok(());
+            }
+            if !full {
+                break;
+            }
+            body.insert("search_after".into(), Value::Array(after));
+        }
+    }
+    Ok(())
+}

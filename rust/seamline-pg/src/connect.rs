@@ -1,0 +1,358 @@
+//! Connecting as libpq does, from the connection keywords the Python adapter resolved
+//! (`seamline/stores/postgres/dsn.py`: URI or key=value, the PG* environment variables and
+//! `.pgpass` already applied), with TLS by rustls.
+//!
+//! sslmode follows libpq: `disable` (plain), `allow` (plain, then TLS if the server refuses a plain
+//! session), `prefer` (TLS if the server offers it, the default), `require` (TLS), `verify-ca` (TLS,
+//! the server's chain checked against the root certificates) and `verify-full` (also the host name).
+//! Roots: `sslrootcert=<file>` (PEM), `sslrootcert=system` (the system's roots), otherwise
+//! `~/.postgresql/root.crt` when it exists, otherwise the system's roots (libpq would fail there; the
+//! system roots are what a managed server's certificate is signed by). As with libpq, a root file
+//! that exists makes `require` (and `prefer`/`allow` when they use TLS) check the chain too.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Config, NoTls, Socket};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::{one_line, PgError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// Connect with `tls` and drive the connection on the current runtime.
+async fn connect_with<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = config.connect(tls).await?;
+    // Ends when the client is dropped (or the server goes away: the client's calls then fail).
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A connected client for the keywords `params` (libpq names; host and port may be comma lists).
+/// Runs inside the reader thread's tokio runtime (the connection is a task on it).
+pub async fn connect(params: &[(String, String)]) -> Result<Client, PgError> {
+    let mut config = Config::new();
+    let mut mode = Mode::Prefer;
+    let mut rootcert: Option<String> = None;
+    let bad = |key: &str, value: &str| PgError::Decode(format!("invalid connection option {key}={value:?}"));
+    for (key, value) in params {
+        let value = value.as_str();
+        match key.as_str() {
+            "host" => {
+                for host in value.split(',') {
+                    config.host(host);
+                }
+            }
+            "hostaddr" => {
+                for addr in value.split(',') {
+                    config.hostaddr(addr.parse::<IpAddr>().map_err(|_| bad(key, value))?);
+                }
+            }
+            "port" => {
+                for port in value.split(',') {
+                    config.port(port.parse().map_err(|_| bad(key, value))?);
+                }
+            }
+            "user" => {
+                config.user(value);
+            }
+            "password" => {
+                config.password(value);
+            }
+            "dbname" => {
+                config.dbname(value);
+            }
+            "options" => {
+                config.options(value);
+            }
+            "application_name" => {
+                config.application_name(value);
+            }
+            "connect_timeout" => {
+                // libpq: 0 or negative waits forever, 1 is taken as 2 seconds.
+                let seconds: i64 = value.trim().parse().map_err(|_| bad(key, value))?;
+                if seconds > 0 {
+                    config.connect_timeout(Duration::from_secs(seconds.max(2) as u64));
+                }
+            }
+            "keepalives" => {
+                config.keepalives(value != "0");
+            }
+            "keepalives_idle" => {
+                let seconds: u64 = value.trim().parse().map_err(|_| bad(key, value))?;
+                config.keepalives_idle(Duration::from_secs(seconds));
+            }
+            "target_session_attrs" => {
+                config.target_session_attrs(match value {
+                    "any" => TargetSessionAttrs::Any,
+                    "read-write" => TargetSessionAttrs::ReadWrite,
+                    _ => return Err(bad(key, value)),
+                });
+            }
+            "channel_binding" => {
+                config.channel_binding(match value {
+                    "disable" => ChannelBinding::Disable,
+                    "prefer" => ChannelBinding::Prefer,
+                    "require" => ChannelBinding::Require,
+                    _ => return Err(bad(key, value)),
+                });
+            }
+            "sslmode" => {
+                mode = match value {
+                    "disable" => Mode::Disable,
+                    "allow" => Mode::Allow,
+                    "prefer" => Mode::Prefer,
+                    "require" => Mode::Require,
+                    "verify-ca" => Mode::VerifyCa,
+                    "verify-full" => Mode::VerifyFull,
+                    _ => return Err(bad(key, value)),
+                };
+            }
+            "sslrootcert" => rootcert = Some(value.to_string()),
+            _ => {
+                return Err(PgError::Decode(format!(
+                    "connection option {key:?} is not supported by the rust reader (use reader=\"adbc\")"
+                )))
+            }
+        }
+    }
+    let connected = match mode {
+        Mode::Disable => connect_with(config.ssl_mode(SslMode::Disable), NoTls).await,
+        Mode::Allow => match connect_with(config.ssl_mode(SslMode::Disable), NoTls).await {
+            // The server refused a plain session (pg_hba `hostssl`): try again with TLS.
+            Err(e) if e.as_db_error().is_some() => {
+                let tls = tls_connector(mode, rootcert.as_deref())?;
+                connect_with(config.ssl_mode(SslMode::Require), tls).await
+            }
+            other => other,
+        },
+        Mode::Prefer => {
+            let tls = tls_connector(mode, rootcert.as_deref())?;
+            connect_with(config.ssl_mode(SslMode::Prefer), tls).await
+        }
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => {
+            let tls = tls_connector(mode, rootcert.as_deref())?;
+            connect_with(config.ssl_mode(SslMode::Require), tls).await
+        }
+    };
+    connected.map_err(|e| {
+        let mut text = one_line(&e);
+        if text.contains("TLS") || text.contains("certificate") {
+            let roots = match (mode, &rootcert) {
+                (Mode::VerifyCa | Mode::VerifyFull, Some(path)) => format!(", sslrootcert={path}"),
+                (Mode::VerifyCa | Mode::VerifyFull, None) => ", the system's root certificates".into(),
+                _ => String::new(),
+            };
+            text = format!("{text} (sslmode={}{roots})", mode_name(mode));
+        }
+        PgError::Unavailable(text)
+    })
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Disable => "disable",
+        Mode::Allow => "allow",
+        Mode::Prefer => "prefer",
+        Mode::Require => "require",
+        Mode::VerifyCa => "verify-ca",
+        Mode::VerifyFull => "verify-full",
+    }
+}
+
+/// The rustls connector for `mode`, with its certificate checks.
+fn tls_connector(mode: Mode, rootcert: Option<&str>) -> Result<MakeRustlsConnect, PgError> {
+    // ring, chosen here rather than process-wide: other crates in the process may bring another.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verify = matches!(mode, Mode::VerifyCa | Mode::VerifyFull);
+    let root_file = match rootcert {
+        Some("system") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => default_root_file(),
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match root_file {
+        // As libpq: sslrootcert names a file that must exist for the verify modes.
+        Some(path) if verify || path.exists() => {
+            let chain = webpki_verifier(load_roots(&path)?, &provider)?;
+            if mode == Mode::VerifyFull {
+                chain
+            } else {
+                Arc::new(IgnoreHostName(chain))
+            }
+        }
+        _ if verify => {
+            let chain = webpki_verifier(system_roots()?, &provider)?;
+            if mode == Mode::VerifyFull {
+                chain
+            } else {
+                Arc::new(IgnoreHostName(chain))
+            }
+        }
+        _ => Arc::new(AnyCertificate(provider.clone())),
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PgError::Unavailable(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// libpq's default root file, `~/.postgresql/root.crt`, when it exists.
+fn default_root_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let path = Path::new(&home).join(".postgresql").join("root.crt");
+    path.exists().then_some(path)
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, PgError> {
+    let shown = path.display();
+    if !path.exists() {
+        return Err(PgError::Unavailable(format!("root certificate file \"{shown}\" does not exist")));
+    }
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| PgError::Unavailable(format!("cannot read root certificate file \"{shown}\": {e}")))?;
+    for cert in certs {
+        let cert = cert
+            .map_err(|e| PgError::Unavailable(format!("cannot read root certificate file \"{shown}\": {e}")))?;
+        roots.add(cert).map_err(|e| {
+            PgError::Unavailable(format!("invalid certificate in root certificate file \"{shown}\": {e}"))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(PgError::Unavailable(format!("root certificate file \"{shown}\" holds no certificate")));
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<RootCertStore, PgError> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(PgError::Unavailable(
+            "no system root certificates found (give sslrootcert=<file>)".into(),
+        ));
+    }
+    Ok(roots)
+}
+
+fn webpki_verifier(
+    roots: RootCertStore,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, PgError> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| PgError::Unavailable(format!("TLS setup: {e}")))
+}
+
+/// verify-ca: the chain must lead to a root, the name is not checked (the chain is checked first,
+/// so a name error means the chain was good).
+#[derive(Debug)]
+struct IgnoreHostName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for IgnoreHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// require/prefer/allow without a root file: encrypted, the certificate not checked (libpq's
+/// behaviour); the handshake's signatures are still verified.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

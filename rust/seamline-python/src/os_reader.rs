@@ -1,0 +1,109 @@
+//! `os_search_stream`: the Rust OpenSearch reader (seamline-opensearch) as an Arrow C stream.
+//!
+//! The adapter plans the scan (PIT, request bodies with their queries, sort and slice, the column
+//! paths and kinds); this runs its page loop on a worker thread, without the GIL. Errors cross the
+//! stream as `seamline.exceptions.<Class>: <message>` through the shared `Batches` of `pg_reader`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_schema::SchemaRef;
+use pyo3::prelude::*;
+use pyo3_arrow::{PyRecordBatchReader, PySchema};
+use seamline_opensearch::{Client, ClientOptions, Column, Kind, OsError, ScanRequest, SearchStream};
+use serde_json::{Map, Value};
+
+use crate::pg_reader::{exception, Batches, NativeStream};
+
+fn classify_os(e: &OsError, what: &str) -> (&'static str, String) {
+    match e {
+        OsError::Unavailable(m) => ("StoreUnavailableError", m.clone()),
+        OsError::NotFound(m) => ("NotFoundError", m.clone()),
+        OsError::Request(m) | OsError::Config(m) => ("InvalidInputError", format!("{what}: {m}")),
+        OsError::Value(m) => ("ValueParseError", format!("{what}: {m}")),
+    }
+}
+
+impl NativeStream for SearchStream {
+    type Error = OsError;
+    fn stream_schema(&self) -> SchemaRef {
+        self.schema()
+    }
+    fn classify(e: &OsError, _address: &str, what: &str) -> (&'static str, String) {
+        classify_os(e, what)
+    }
+}
+
+/// Page `bodies` (JSON search requests without `pit`/`size`/`search_after`) one after another in
+/// the point in time `pit_id`, each hit converted by `columns` ((path, kind, from doc values)) into
+/// `schema`. `address` (host:port, no credentials), `what` and `index` name the store in errors.
+#[pyfunction]
+#[pyo3(signature = (
+    url, *, username, password, verify_certs, ca_certs, timeout, attempts, backoff, pit_id,
+    keep_alive, page_size, bodies, schema, columns, filter_path, address, what, index
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn os_search_stream(
+    py: Python<'_>,
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+    verify_certs: bool,
+    ca_certs: Option<String>,
+    timeout: f64,
+    attempts: u32,
+    backoff: f64,
+    pit_id: String,
+    keep_alive: String,
+    page_size: usize,
+    bodies: Vec<String>,
+    schema: PySchema,
+    columns: Vec<(String, String, bool)>,
+    filter_path: String,
+    address: String,
+    what: String,
+    index: String,
+) -> PyResult<PyRecordBatchReader> {
+    let fail = |e: OsError| {
+        let (class, message) = classify_os(&e, &what);
+        exception(class, message)
+    };
+    let columns = columns
+        .into_iter()
+        .map(|(path, kind, doc_values)| match Kind::parse(&kind) {
+            Some(kind) => Ok(Column { path, kind, doc_values }),
+            None => Err(fail(OsError::Config(format!("unknown column kind {kind:?}")))),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let bodies = bodies
+        .iter()
+        .map(|text| serde_json::from_str::<Map<String, Value>>(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(OsError::Config(format!("a search body is not a JSON object ({e})"))))?;
+    let options = ClientOptions {
+        url,
+        username,
+        password,
+        verify_certs,
+        ca_certs,
+        timeout: Duration::from_secs_f64(timeout.max(0.001)),
+        attempts: attempts.max(1),
+        backoff: Duration::from_secs_f64(backoff.max(0.0)),
+        address: address.clone(),
+        index,
+        keep_alive: keep_alive.clone(),
+    };
+    let request = ScanRequest {
+        pit_id,
+        keep_alive,
+        page_size,
+        bodies,
+        schema: schema.into_inner(),
+        columns,
+        filter_path,
+    };
+    let client = py.detach(|| Client::new(options)).map_err(fail)?;
+    let stream = SearchStream::open(Arc::new(client), request);
+    let batches = Batches { stream, address, what, done: false };
+    Ok(PyRecordBatchReader::new(Box::new(batches)))
+}

@@ -1,0 +1,234 @@
+"""A throwaway Postgres cluster with TLS and SCRAM passwords, for the connection tests.
+
+`tls_cluster()` runs Debian's initdb/pg_ctl (the binaries scripts/services.sh uses) in a fresh
+temporary directory on a free port (55532 if it is free), as the postgres user when run as root:
+``ssl=on`` with a server certificate for ``localhost`` signed by a throwaway CA (made with openssl),
+``password_encryption=scram-sha-256``, and pg_hba
+
+    local     all all                trust
+    hostssl   all all 127.0.0.1/32   scram-sha-256
+    hostnossl all all 127.0.0.1/32   reject
+
+so every TCP session must be TLS and authenticate with its password. A second, unrelated CA is made
+for the wrong-CA cases. The cluster is stopped and the directory removed when the context ends.
+Without the binaries the caller skips, or fails under CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+USER = "seamline"
+PASSWORD = "S3cret p@ss:w/rd%'"  # every character a DSN must escape
+DATABASE = "tlsdb"
+
+
+@dataclass(frozen=True)
+class TlsCluster:
+    port: int
+    dir: Path
+    ca: Path  # the CA that signed the server's certificate
+    other_ca: Path  # a CA that did not
+    socket_dir: Path
+
+    def psql(self, sql: str, db: str = DATABASE) -> str:
+        return _run(
+            _as_pg(
+                [
+                    "psql",
+                    "-X",
+                    "-q",
+                    "-At",
+                    "-h",
+                    str(self.socket_dir),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    USER,
+                    "-d",
+                    db,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    sql,
+                ]
+            )
+        )
+
+
+def server_binaries() -> Path | None:
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.access(f"{d}/initdb", os.X_OK) and os.access(f"{d}/pg_ctl", os.X_OK):
+            return Path(d)
+    found = shutil.which("initdb")
+    return Path(found).parent if found and shutil.which("pg_ctl") else None
+
+
+def _free_port(preferred: int = 55532) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def _as_pg(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _run(cmd: list[str], **kw: object) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])}... failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+    return str(proc.stdout)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    _run(["openssl", *args], cwd=cwd)
+
+
+def _make_certs(d: Path) -> None:
+    for ca in ("ca", "other_ca"):
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=seamline test {ca}",
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            cwd=d,
+        )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        cwd=d,
+    )
+    (d / "server.ext").write_text(
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.crt",
+        "-extfile",
+        "server.ext",
+        cwd=d,
+    )
+
+
+@contextlib.contextmanager
+def tls_cluster() -> Iterator[TlsCluster]:
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        raise FileNotFoundError("no initdb/pg_ctl (Debian's postgresql package)")
+    if shutil.which("openssl") is None:
+        raise FileNotFoundError("no openssl")
+    d = Path(tempfile.mkdtemp(prefix="seamline-pgtls-"))
+    data = d / "data"
+    port = _free_port()
+    started = False
+    try:
+        _make_certs(d)
+        (d / "pw").write_text(PASSWORD + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(d, "postgres", "postgres")
+            for f in d.iterdir():
+                shutil.chown(f, "postgres", "postgres")
+        os.chmod(d / "server.key", 0o600)
+        os.chmod(d, 0o755)
+        _run(
+            _as_pg(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    f"--username={USER}",
+                    f"--pwfile={d / 'pw'}",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
+        )
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\n"
+                f"ssl = on\nssl_cert_file = '{d / 'server.crt'}'\nssl_key_file = '{d / 'server.key'}'\n"
+                "password_encryption = 'scram-sha-256'\nfsync = off\nshared_buffers = 16MB\n"
+                "max_connections = 40\n"
+            )
+        (data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        )
+        _run(
+            _as_pg(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(d / "postgres.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            )
+        )
+        started = True
+        cluster = TlsCluster(port=port, dir=d, ca=d / "ca.crt", other_ca=d / "other_ca.crt", socket_dir=d)
+        cluster.psql(f"CREATE DATABASE {DATABASE}", db="postgres")
+        yield cluster
+    finally:
+        if started:
+            subprocess.run(
+                _as_pg([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(d, ignore_errors=True)

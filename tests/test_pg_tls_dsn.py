@@ -1,0 +1,328 @@
+"""The Rust Postgres reader's connections (issue 13): TLS with rustls under every libpq sslmode,
+SCRAM passwords, and the DSN forms libpq accepts (URI, key=value, the PG* environment, .pgpass),
+against a real TLS cluster of our own (`pg_tls_server.tls_cluster`: ssl=on, hostssl-only
+scram-sha-256, a certificate for localhost signed by a throwaway CA).
+
+Most cases call the Rust reader directly (`_core.pg_copy_stream` with the keywords
+`seamline.stores.postgres.dsn.resolve` gives), so that libpq (ADBC) cannot be what made them pass;
+the reconcile cases run the whole adapter with reader="rust".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow as pa
+import pytest
+from pg_tls_server import DATABASE, PASSWORD, USER, TlsCluster, server_binaries, tls_cluster
+
+import seamline as sl
+from seamline._core import pg_copy_stream
+from seamline.exceptions import InvalidInputError, StoreUnavailableError
+from seamline.stores.postgres import dsn as libpq_dsn
+from seamline.stores.postgres.store import PostgresStore
+
+_PG_ENV = [v for v in libpq_dsn.KEYWORDS.values() if v]
+
+
+@pytest.fixture(scope="module")
+def tls_pg() -> Iterator[TlsCluster]:
+    if server_binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("no initdb/pg_ctl: install Debian's postgresql package (scripts/setup.sh)")
+        pytest.skip("no initdb/pg_ctl (Debian's postgresql package) to start a TLS cluster")
+    with tls_cluster() as cluster:
+        cluster.psql(
+            "CREATE SCHEMA tlsschema; CREATE TABLE public.tls_items (id int PRIMARY KEY, v text);"
+            " INSERT INTO public.tls_items SELECT i, 'v' || i FROM generate_series(1, 1000) i;"
+            " CREATE TABLE public.tls_items_copy AS SELECT * FROM public.tls_items;"
+            " ALTER TABLE public.tls_items_copy ADD PRIMARY KEY (id)"
+        )
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No PG* variable or ~/.pgpass / ~/.postgresql of the machine leaks into a case."""
+    for var in _PG_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def kv(**params: object) -> str:
+    """A key=value DSN, every value quoted and escaped."""
+    out = []
+    for k, v in params.items():
+        text = str(v).replace("\\", "\\\\").replace("'", "\\'")
+        out.append(f"{k}='{text}'")
+    return " ".join(out)
+
+
+def base(c: TlsCluster, **extra: object) -> str:
+    params: dict[str, object] = {
+        "host": "localhost",
+        "port": c.port,
+        "user": USER,
+        "password": PASSWORD,
+        "dbname": DATABASE,
+    }
+    params.update(extra)
+    return kv(**params)
+
+
+SSL_SQL = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+def rust_read(dsn: str, sql: str = SSL_SQL) -> list[dict[str, object]]:
+    """Rows of `sql` read by the Rust reader alone (no ADBC connection is made)."""
+    store = PostgresStore(dsn)
+    stream = pg_copy_stream(
+        store.keywords(), sql, snapshot=None, settings=[], address=store.address, what="tls test"
+    )
+    rows: list[dict[str, object]] = pa.RecordBatchReader.from_stream(stream).read_all().to_pylist()
+    return rows
+
+
+def rust_error(dsn: str, sql: str = SSL_SQL) -> str:
+    with pytest.raises(StoreUnavailableError) as info:
+        rust_read(dsn, sql)
+    text = str(info.value)
+    assert "\n" not in text and "Traceback" not in text
+    assert PASSWORD not in text
+    return text
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+
+def test_require_is_encrypted(tls_pg: TlsCluster) -> None:
+    (row,) = rust_read(base(tls_pg, sslmode="require"))
+    assert row["ssl"] is True and str(row["version"]).startswith("TLS")
+
+
+def test_prefer_uses_tls_and_allow_falls_back_to_it(tls_pg: TlsCluster) -> None:
+    assert rust_read(base(tls_pg, sslmode="prefer"))[0]["ssl"] is True
+    assert rust_read(base(tls_pg))[0]["ssl"] is True  # prefer is the default
+    # allow tries a plain session first; pg_hba rejects it (hostnossl ... reject), then TLS
+    assert rust_read(base(tls_pg, sslmode="allow"))[0]["ssl"] is True
+
+
+def test_disable_is_refused_by_a_hostssl_only_server(tls_pg: TlsCluster) -> None:
+    text = rust_error(base(tls_pg, sslmode="disable"))
+    assert text.startswith(f"postgres at localhost:{tls_pg.port}: ")
+    assert "no encryption" in text
+
+
+def test_verify_full_with_the_right_ca(tls_pg: TlsCluster) -> None:
+    (row,) = rust_read(base(tls_pg, sslmode="verify-full", sslrootcert=tls_pg.ca))
+    assert row["ssl"] is True
+
+
+def test_verify_full_with_a_wrong_ca_fails(tls_pg: TlsCluster) -> None:
+    text = rust_error(base(tls_pg, sslmode="verify-full", sslrootcert=tls_pg.other_ca))
+    assert "UnknownIssuer" in text and "verify-full" in text and str(tls_pg.other_ca) in text
+
+
+def test_verify_full_with_a_wrong_host_fails_and_verify_ca_does_not_check_it(tls_pg: TlsCluster) -> None:
+    # the certificate is for localhost only
+    text = rust_error(base(tls_pg, host="127.0.0.1", sslmode="verify-full", sslrootcert=tls_pg.ca))
+    assert "not valid for name" in text and "127.0.0.1" in text
+    assert rust_read(base(tls_pg, host="127.0.0.1", sslmode="verify-ca", sslrootcert=tls_pg.ca))[0]["ssl"]
+    text = rust_error(base(tls_pg, host="127.0.0.1", sslmode="verify-ca", sslrootcert=tls_pg.other_ca))
+    assert "UnknownIssuer" in text
+
+
+def test_verify_full_without_sslrootcert_checks_the_system_roots(tls_pg: TlsCluster) -> None:
+    # HOME has no ~/.postgresql/root.crt: the system's roots, which never signed our throwaway CA
+    text = rust_error(base(tls_pg, sslmode="verify-full"))
+    assert "UnknownIssuer" in text and "system's root certificates" in text
+
+
+def test_default_root_file_is_used_like_libpq(tls_pg: TlsCluster, tmp_path: Path) -> None:
+    (tmp_path / ".postgresql").mkdir()
+    (tmp_path / ".postgresql" / "root.crt").write_bytes(tls_pg.ca.read_bytes())
+    assert rust_read(base(tls_pg, sslmode="verify-full"))[0]["ssl"] is True
+    # and a root file that exists makes require check the chain too (libpq's rule)
+    (tmp_path / ".postgresql" / "root.crt").write_bytes(tls_pg.other_ca.read_bytes())
+    assert "UnknownIssuer" in rust_error(base(tls_pg, sslmode="require"))
+
+
+def test_a_missing_root_file_is_named(tls_pg: TlsCluster, tmp_path: Path) -> None:
+    text = rust_error(base(tls_pg, sslmode="verify-ca", sslrootcert=tmp_path / "nope.crt"))
+    assert "nope.crt" in text and "does not exist" in text
+
+
+# -- passwords ------------------------------------------------------------------------------------
+
+
+def test_scram_password_and_a_wrong_one(tls_pg: TlsCluster) -> None:
+    (row,) = rust_read(base(tls_pg, sslmode="require"), "SELECT current_user AS u")
+    assert row["u"] == USER
+    wrong = "not-the-Pa55word"
+    text = rust_error(base(tls_pg, sslmode="require", password=wrong))
+    assert "password authentication failed" in text and wrong not in text
+    text = rust_error(kv(host="localhost", port=tls_pg.port, user=USER, dbname=DATABASE, sslmode="require"))
+    assert "password" in text
+
+
+# -- DSN forms ------------------------------------------------------------------------------------
+
+SETTINGS_SQL = (
+    "SELECT current_setting('application_name') AS app, current_setting('search_path') AS sp,"
+    " current_database() AS db, current_user AS u, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())"
+    " AS ssl"
+)
+
+
+def uri(c: TlsCluster, scheme: str = "postgresql", hosts: str | None = None, query: str = "") -> str:
+    hosts = hosts or f"localhost:{c.port}"
+    return f"{scheme}://{quote(USER)}:{quote(PASSWORD, safe='')}@{hosts}/{DATABASE}{query}"
+
+
+def test_uri_with_percent_encoding_and_query_parameters(tls_pg: TlsCluster) -> None:
+    query = (
+        f"?sslmode=verify-full&sslrootcert={quote(str(tls_pg.ca), safe='')}&application_name=seam%20line"
+        "&options=-c%20search_path%3Dtlsschema&connect_timeout=5"
+    )
+    (row,) = rust_read(uri(tls_pg, query=query), SETTINGS_SQL)
+    assert row == {"app": "seam line", "sp": "tlsschema", "db": DATABASE, "u": USER, "ssl": True}
+
+
+def test_postgres_scheme_and_ssl_true(tls_pg: TlsCluster) -> None:
+    (row,) = rust_read(uri(tls_pg, scheme="postgres", query="?ssl=true"), SETTINGS_SQL)
+    assert row["ssl"] is True and row["db"] == DATABASE
+
+
+def test_multiple_hosts_the_first_that_answers(tls_pg: TlsCluster) -> None:
+    hosts = f"127.0.0.1:{dead_port()},localhost:{tls_pg.port}"
+    (row,) = rust_read(uri(tls_pg, hosts=hosts, query="?sslmode=require"), SETTINGS_SQL)
+    assert row["ssl"] is True
+    # errors name the first host (the one the DSN names first)
+    store = PostgresStore(uri(tls_pg, hosts=hosts))
+    assert store.address.startswith("127.0.0.1:")
+
+
+def test_key_value_with_quoting(tls_pg: TlsCluster) -> None:
+    dsn = (
+        f"host = localhost port={tls_pg.port} user={USER} dbname = {DATABASE} sslmode=require"
+        f" application_name='a \\'quoted\\' name' password='{PASSWORD.replace(chr(39), chr(92) + chr(39))}'"
+    )
+    (row,) = rust_read(dsn, SETTINGS_SQL)
+    assert row["app"] == "a 'quoted' name" and row["ssl"] is True
+
+
+def test_environment_variables(tls_pg: TlsCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in {
+        "PGHOST": "localhost",
+        "PGPORT": str(tls_pg.port),
+        "PGUSER": USER,
+        "PGPASSWORD": PASSWORD,
+        "PGDATABASE": DATABASE,
+        "PGSSLMODE": "verify-full",
+        "PGSSLROOTCERT": str(tls_pg.ca),
+        "PGAPPNAME": "from-env",
+        "PGOPTIONS": "-c search_path=tlsschema",
+    }.items():
+        monkeypatch.setenv(var, value)
+    (row,) = rust_read("", SETTINGS_SQL)
+    assert row == {"app": "from-env", "sp": "tlsschema", "db": DATABASE, "u": USER, "ssl": True}
+    # the DSN wins over the environment
+    monkeypatch.setenv("PGSSLROOTCERT", str(tls_pg.other_ca))
+    assert "UnknownIssuer" in rust_error("postgresql://")
+    assert rust_read(f"postgresql:///?sslrootcert={quote(str(tls_pg.ca), safe='')}")[0]["ssl"] is True
+
+
+def write_pgpass(path: Path, lines: list[str], mode: int = 0o600) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(mode)
+    return path
+
+
+def escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def test_pgpass(tls_pg: TlsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [
+        "# comment line",
+        "otherhost:*:*:*:wrong-1",
+        f"localhost:{tls_pg.port}:otherdb:*:wrong-2",
+        f"localhost:*:{DATABASE}:{USER}:{escaped(PASSWORD)}",
+        "*:*:*:*:wrong-3",
+    ]
+    dsn = kv(host="localhost", port=tls_pg.port, user=USER, dbname=DATABASE, sslmode="require")
+    # ~/.pgpass by default
+    write_pgpass(tmp_path / ".pgpass", lines)
+    assert rust_read(dsn)[0]["ssl"] is True
+    # group/world-readable: ignored, as libpq ignores it
+    (tmp_path / ".pgpass").chmod(0o644)
+    assert "password" in rust_error(dsn)
+    # PGPASSFILE, then passfile= in the DSN
+    other = write_pgpass(tmp_path / "elsewhere", lines)
+    monkeypatch.setenv("PGPASSFILE", str(other))
+    assert rust_read(dsn)[0]["ssl"] is True
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "missing"))
+    assert rust_read(f"{dsn} passfile='{other}'")[0]["ssl"] is True
+    # the first matching line wins: a wildcard line before the right one gives its (wrong) password
+    first = write_pgpass(tmp_path / "first", ["*:*:*:*:wrong-4", *lines])
+    text = rust_error(f"{dsn} passfile='{first}'")
+    assert "password authentication failed" in text and "wrong-4" not in text
+
+
+def test_pgpass_matching_rules() -> None:
+    want = ("localhost", "5432", "db", "me")
+    assert libpq_dsn._pgpass_match("localhost:5432:db:me:pw", want) == "pw"
+    assert libpq_dsn._pgpass_match("*:*:*:*:p\\:w\\\\x", want) == "p:w\\x"
+    assert libpq_dsn._pgpass_match("localhost:5433:db:me:pw", want) is None
+    assert libpq_dsn._pgpass_match("\\*:*:*:*:pw", want) is None  # an escaped * is a literal *
+    assert libpq_dsn._pgpass_match("#localhost:5432:db:me:pw", want) is None
+    assert libpq_dsn._pgpass_match("localhost:5432:db", want) is None
+
+
+def test_bad_dsns_are_one_line_input_errors() -> None:
+    for dsn, words in [
+        ("host=localhost port", 'missing "="'),
+        ("host=localhost nosuchoption=1", '"nosuchoption"'),
+        ("postgresql://h/db?nosuch=1", '"nosuch"'),
+        ("postgresql://h/db?sslcert=/x.crt", "sslcert"),
+        ("postgresql://h:5432,h2:1,h3:2/db?port=1,2", "ports"),
+        ("postgresql://u:p%zz@h/db", "percent-encoding"),
+    ]:
+        with pytest.raises(InvalidInputError) as info:
+            libpq_dsn.resolve(dsn)
+        assert words in str(info.value) and "\n" not in str(info.value)
+    assert libpq_dsn.parse("postgresql://u:s%40cr%3At@[::1]:5433,%2Ftmp/d%20b") == {
+        "user": "u",
+        "password": "s@cr:t",
+        "host": "::1,/tmp",
+        "port": "5433,",
+        "dbname": "d b",
+    }
+
+
+# -- the whole adapter ----------------------------------------------------------------------------
+
+
+def test_reconcile_over_tls_with_the_rust_reader(tls_pg: TlsCluster) -> None:
+    dsn = uri(tls_pg, query=f"?sslmode=verify-full&sslrootcert={quote(str(tls_pg.ca), safe='')}")
+    tls_pg.psql("UPDATE public.tls_items_copy SET v = 'changed' WHERE id = 7")
+    try:
+        result = sl.reconcile(
+            sl.postgres(dsn, "public.tls_items", reader="rust"),
+            sl.postgres(dsn, "public.tls_items_copy", reader="rust"),
+            key="id",
+        )
+    finally:
+        tls_pg.psql("UPDATE public.tls_items_copy SET v = 'v7' WHERE id = 7")
+    assert dict(result.counts)["changed"] == 1
+    assert result.diffs["id"].to_list() == [7]
