@@ -4,8 +4,8 @@
 
 mod errors;
 mod handles;
-mod os_reader;
 mod kafka_reader;
+mod os_reader;
 mod pg_reader;
 mod spec;
 
