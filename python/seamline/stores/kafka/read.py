@@ -60,6 +60,14 @@ DEFAULT_READER = "rust"
 #: overrides DEFAULT_READER for sources that name no reader (e.g. to run a test suite on each)
 READER_ENV = "SEAMLINE_KAFKA_READER"
 _RUST_BATCH_ROWS = 65_536
+# librdkafka's prefetch, bounded as for the confluent reader: the queue fills while batches are decoded,
+# and an unbounded one would make the fold's peak memory follow the events, not the keys
+_RUST_PREFETCH = {
+    "fetch.max.bytes": 16 << 20,
+    "max.partition.fetch.bytes": 4 << 20,
+    "queued.min.messages": 20_000,
+    "queued.max.messages.kbytes": 16 << 10,
+}
 # an error that crossed the Arrow C stream: "seamline.exceptions.StoreUnavailableError: text"
 _STREAM_ERROR = re.compile(r"seamline\.exceptions\.(\w+): (.*)")
 _LOG = logging.getLogger("seamline.kafka")
@@ -304,7 +312,7 @@ class KafkaReader:
                 self.store.bootstrap,
                 self.topic,
                 [(o.partition, o.low, o.high) for o in self.offsets],
-                config=_rust_config(self.store.config),
+                config=_rust_config({**_RUST_PREFETCH, **self.store.config}),
                 what=f"kafka {self.store.bootstrap}",
                 idle_timeout=self.store.timeout,
                 batch_rows=_RUST_BATCH_ROWS,
