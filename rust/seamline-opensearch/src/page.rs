@@ -7,13 +7,16 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+/// A dotted path's walk: the slot of its first segment and the segments below it.
+type NestedWalk = (usize, Vec<String>);
+
 /// Which `_source` keys are kept, and where each column finds its value.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
     keys: Vec<String>,
     /// Per column: the slot of its literal key, and (for a dotted path) the slot of its first
     /// segment with the segments below it.
-    lookups: Vec<(usize, Option<(usize, Vec<String>)>)>,
+    lookups: Vec<(usize, Option<NestedWalk>)>,
 }
 
 impl SourcePlan {

@@ -365,7 +365,7 @@ fn numeric_unscaled_u64(v: &[u8], ndigits: i32, weight: i32, scale: i32) -> Opti
         acc.checked_mul(10u64.checked_pow(exp as u32)?)
     } else if exp > -4 {
         let div = 10u64.pow((-exp) as u32);
-        (acc % div == 0).then_some(acc / div)
+        acc.is_multiple_of(div).then_some(acc / div)
     } else {
         None
     }
