@@ -194,12 +194,13 @@ def apply_under_live_writer(
     plan: Any, writer_args: list[str], keys: list[int], log: Path
 ) -> tuple[Any, dict[int, Any]]:
     """Apply `plan` while a separate process (the live pipeline) keeps writing newer versions of
-    `keys` for ~3 s; returns the outcome and the last version the pipeline wrote per key."""
+    `keys` (at least ~3 s, and until the repair has ended); returns the outcome and the last version the pipeline wrote per key."""
     import subprocess
 
+    stop = log.with_suffix(".stop")  # the writer runs until the repair has ended, however long it takes
     writer = subprocess.Popen(
         [sys.executable, str(Path(__file__)), "writer", *writer_args]
-        + ["--keys", id_list(keys), "--seconds", "3", "--log", str(log)],
+        + ["--keys", id_list(keys), "--seconds", "3", "--until", str(stop), "--log", str(log)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -207,6 +208,7 @@ def apply_under_live_writer(
         assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
         outcome = plan.apply(verify=False)  # verified by the caller, once the pipeline has stopped
         assert writer.poll() is None, "the live pipeline stopped before the repair ended"
+        stop.touch()
         assert writer.wait(timeout=60) == 0
     finally:
         if writer.poll() is None:
@@ -220,7 +222,7 @@ def _writer(args: argparse.Namespace) -> None:
     source with updated_at = clock_timestamp(), then write the same row to the copy with that version.
     Prints "started" after the first 10 writes (so some keys are newer before the repair starts,
     and the others get their first newer write while it runs); writes {key: last version (us)} to
-    `log`."""
+    `log`. With `until`, it also keeps writing until that file exists (at most 10 minutes)."""
     import adbc_driver_postgresql.dbapi as pgdbapi
 
     keys = [int(k) for k in args.keys.split(",")]
@@ -234,7 +236,15 @@ def _writer(args: argparse.Namespace) -> None:
     last: dict[int, int] = {}
     deadline = time.monotonic() + args.seconds
     rounds = writes = 0
-    while rounds == 0 or time.monotonic() < deadline:
+    until = Path(args.until) if args.until else None
+    cap = time.monotonic() + 600
+
+    def going() -> bool:
+        if rounds == 0 or time.monotonic() < deadline:
+            return True
+        return until is not None and not until.exists() and time.monotonic() < cap
+
+    while going():
         random.shuffle(keys)
         for k in keys:
             writes += 1
@@ -299,6 +309,7 @@ def main(argv: list[str]) -> None:
     w.add_argument("--url", default="")
     w.add_argument("--keys", required=True)
     w.add_argument("--seconds", type=float, default=3.0)
+    w.add_argument("--until", default="")
     w.add_argument("--log", required=True)
     a = sub.add_parser("apply-plan")
     a.add_argument("--plan", required=True)
