@@ -194,7 +194,8 @@ def apply_under_live_writer(
     plan: Any, writer_args: list[str], keys: list[int], log: Path
 ) -> tuple[Any, dict[int, Any]]:
     """Apply `plan` while a separate process (the live pipeline) keeps writing newer versions of
-    `keys` (at least ~3 s, and until the repair has ended); returns the outcome and the last version the pipeline wrote per key."""
+    `keys` (at least ~3 s, and until the repair has ended); returns the outcome and the last version
+    the pipeline wrote per key."""
     import subprocess
 
     stop = log.with_suffix(".stop")  # the writer runs until the repair has ended, however long it takes

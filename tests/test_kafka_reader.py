@@ -10,7 +10,6 @@ once, not after the idle timeout).
 
 from __future__ import annotations
 
-import _thread
 import json
 import threading
 import time
@@ -196,22 +195,6 @@ def test_a_broker_gone_after_the_pin_is_store_unavailable() -> None:
     assert time.monotonic() - started < 8
     text = str(e.value)
     assert text.startswith("kafka 127.0.0.1:1: ") and "\n" not in text
-
-
-def test_ctrl_c_while_waiting_for_messages_interrupts_at_once(topics: _Topics) -> None:
-    topic = topics.create(partitions=1)
-    src = KafkaReader(topics.bootstrap, topic, reader="rust")
-    src.store.timeout = 30.0
-    src.offsets = [PartitionOffsets(0, 0, 100)]  # messages that never come
-    timer = threading.Timer(1.0, _thread.interrupt_main)
-    timer.start()
-    started = time.monotonic()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            src._load()
-    finally:
-        timer.cancel()
-    assert time.monotonic() - started < 5
 
 
 def test_an_error_that_crossed_the_stream_keeps_its_class() -> None:
