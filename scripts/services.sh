@@ -62,6 +62,8 @@ DBZ_MAIN="dev.seamline.services.SeamlineDebezium"
 DBZ_WAIT=120  # seconds
 CDC_SCHEMA="${SEAMLINE_CDC_SCHEMA:-cdc}"
 CDC_SLOT="seamline_cdc"     # the replication slot and the publication
+DBZ_HEARTBEAT_TABLE="seamline_heartbeat"  # in the captured schema: keeps the idle slot advancing
+DBZ_HEARTBEAT_MS=10000
 CDC_PREFIX="seamline"       # topics: seamline.<schema>.<table>
 
 PG_DSN="postgresql://seamline@127.0.0.1:${PG_PORT}/seamline"
@@ -683,6 +685,10 @@ dbz_prepare_pg() { # the captured schema and its publication (new tables in the 
     if [[ "$(psql "$PG_DSN" -XtAqc "select 1 from pg_publication where pubname = '$CDC_SLOT'")" != 1 ]]; then
         psql "$PG_DSN" -XqAc "create publication $CDC_SLOT for tables in schema $CDC_SCHEMA" >&2
     fi
+    # the heartbeat's table: while the captured tables are idle the slot sees no change of its own and
+    # never confirms a newer LSN, so Postgres would keep every WAL segment written since (bench loads
+    # elsewhere filled a disk that way); Debezium's heartbeat writes here, and its change moves the slot
+    psql "$PG_DSN" -XqAc "create table if not exists $CDC_SCHEMA.$DBZ_HEARTBEAT_TABLE (id int primary key, ts timestamptz not null)" >&2
 }
 
 dbz_write_config() {
@@ -718,6 +724,8 @@ publication.name=$CDC_SLOT
 publication.autocreate.mode=disabled
 schema.include.list=$CDC_SCHEMA
 decimal.handling.mode=string
+heartbeat.interval.ms=$DBZ_HEARTBEAT_MS
+heartbeat.action.query=insert into $CDC_SCHEMA.$DBZ_HEARTBEAT_TABLE values (1, now()) on conflict (id) do update set ts = excluded.ts
 key.converter.schemas.enable=false
 value.converter.schemas.enable=false
 EOF
