@@ -148,7 +148,11 @@ def build_diffs(out: EngineOutput, seam: SeamColumns, schemas: dict[str, pa.Sche
     compared values of each side as structs."""
     parts = []
     value_names = [s for s, _ in seam.values]
-    for src, dst, found in out.diffs:
+    # each group's rows go as soon as its differences are built (the output keeps no row tables)
+    groups, out.diffs = out.diffs, []
+    groups.reverse()
+    while groups:
+        src, dst, found = groups.pop()
         src_rows = found.column("source_row").combine_chunks()
         dst_rows = found.column("target_row").combine_chunks()
         cols: dict[str, pa.Array] = {}
