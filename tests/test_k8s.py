@@ -78,18 +78,23 @@ def test_pods_are_locked_down_and_sized() -> None:
     assert mem[1] >= mem[0]  # more rows per shard never less memory
 
 
-def test_memory_request_is_the_fit_of_the_measured_peaks_plus_margin() -> None:
+def test_memory_request_follows_the_measured_peaks_plus_margin() -> None:
     """`render --rows` requests what the measured peaks say (benches/bench_memory.py), with room."""
     from seamline import k8s
 
-    base, slope = k8s._fit(k8s.MEASURED_PEAK_MB)
-    assert (base, slope) == (k8s.BASE_PEAK_MB, k8s.PEAK_MB_PER_MILLION_ROWS)
-    for rows, peak_mb in k8s.MEASURED_PEAK_MB.items():
+    points = k8s.MEASURED_PEAK_MB
+    for rows, peak in points.items():
+        assert k8s.peak_mb(rows) == peak
         # at least 20% above what was measured at that size
-        assert k8s.memory_request_mib(rows) * (1 << 20) >= peak_mb * 1e6 * 1.2, rows
+        assert k8s.memory_request_mib(rows) * (1 << 20) >= peak * 1e6 * 1.2, rows
+    (a, pa_), (b, pb), *_ = sorted(points.items())
+    assert k8s.peak_mb((a + b) // 2) == pytest.approx((pa_ + pb) / 2)  # interpolated between points
+    assert k8s.peak_mb(1) == pa_  # fewer rows never need more than the smallest measured point
+    (y, py), (z, pz) = sorted(points.items())[-2:]
+    assert k8s.peak_mb(2 * z) == pytest.approx(pz + (pz - py) / (z - y) * z)  # the last slope goes on
     for total, shards in ((1, 1), (5_000_000, 1), (1_000_000_000, 16), (4_000_000_000, 64)):
         per_shard = -(-total // shards)
-        want_mb = (base + slope * per_shard / 1e6) * k8s.SIZING_MARGIN
+        want_mb = k8s.peak_mb(per_shard) * k8s.SIZING_MARGIN
         docs = render(options(expected_rows=total, shards=shards))
         resources = docs[1]["spec"]["template"]["spec"]["containers"][0]["resources"]
         request = int(resources["requests"]["memory"].removesuffix("Mi"))

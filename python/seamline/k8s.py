@@ -44,35 +44,34 @@ NAME_OK = re.compile(r"[^a-z0-9-]+")
 MAX_SEAM_NAME = 52 - len("seamline-") - len("-shards")
 EXIT_DRIFT, EXIT_BAD_INPUT = 1, 2
 
-# Memory sizing, from measurements, not arithmetic: peak RSS (VmHWM) of one process reconciling a
-# Postgres -> Postgres seam (0.2% drift, default options, 2 cores), MB by rows per side, measured
-# with benches/bench_memory.py (README, Sizing). Between these points the leaves grow to their cap
-# (engine.MAX_LEAVES, reached at ~33M rows); refinements and diff groups are bounded, so past the cap
-# memory stops growing and the fitted slope over-requests for larger shards (50M was not measured:
-# that table pair did not fit the disk). A pod's request is the fitted line at its rows plus
-# SIZING_MARGIN, the limit twice that.
-MEASURED_PEAK_MB: dict[int, float] = {5_000_000: 211.3, 20_000_000: 275.3}
+# Memory sizing, from measurements, not arithmetic: peak RSS (VmHWM at the end of the reconcile) of
+# one process reconciling a Postgres -> Postgres seam (0.2% drift, default options, 2 cores), MB by
+# rows per side, measured with benches/bench_memory.py (README, Sizing). Up to ~33M rows the leaves
+# grow to their cap (engine.MAX_LEAVES); past it refinements and diff groups are bounded and what
+# still grows is the differences (0.2% of the rows here). Between measured points the peak is
+# interpolated; past the last one the last segment's slope goes on. A pod's request is that peak
+# plus SIZING_MARGIN, the limit twice that.
+MEASURED_PEAK_MB: dict[int, float] = {5_000_000: 186.8, 20_000_000: 276.8, 50_000_000: 297.0}
 SIZING_MARGIN = 1.25
 
 
-def _fit(points: dict[int, float]) -> tuple[float, float]:
-    """Least-squares line through the measured points: (MB at 0 rows, MB per million rows), the
-    slope never below zero (more rows never need less memory)."""
-    xs = [rows / 1e6 for rows in points]
-    ys = list(points.values())
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx) if sxx else 0.0
-    return my - slope * mx, slope
-
-
-BASE_PEAK_MB, PEAK_MB_PER_MILLION_ROWS = _fit(MEASURED_PEAK_MB)
+def peak_mb(rows_per_side: int, points: dict[int, float] = MEASURED_PEAK_MB) -> float:
+    """The expected peak for `rows_per_side`: piecewise linear through the measured points, the first
+    point's value below it (fewer rows never need more), the last segment extended above."""
+    xs = sorted(points)
+    if rows_per_side <= xs[0] or len(xs) == 1:
+        return points[xs[0]]
+    segment = 1
+    while segment < len(xs) - 1 and rows_per_side > xs[segment]:
+        segment += 1
+    lo, hi = xs[segment - 1], xs[segment]
+    slope = max(0.0, (points[hi] - points[lo]) / (hi - lo))
+    return points[lo] + slope * (rows_per_side - lo)
 
 
 def memory_request_mib(rows_per_shard: int) -> int:
     """The memory a pod reading `rows_per_shard` rows per side requests, in MiB (rounded up to 16)."""
-    peak_mb = BASE_PEAK_MB + PEAK_MB_PER_MILLION_ROWS * rows_per_shard / 1e6
-    mib = peak_mb * 1e6 / (1 << 20) * SIZING_MARGIN
+    mib = peak_mb(rows_per_shard) * 1e6 / (1 << 20) * SIZING_MARGIN
     return -(-int(mib + 0.999) // 16) * 16
 
 
