@@ -377,6 +377,9 @@ class Engine:
             ranges = key_ranges(group, p.fanout_bits, bounds)
             a, b = self._both(self._collect, p, group, ranges)
             src_rows, dst_rows, found = _core.classify(a, b, len(self.seam.values))
+            # a group's collected rows (digests and values, ~300 bytes a row a side) go before the
+            # next group is read: only the differences' rows stay, so the pass is bounded by one group
+            del a, b
             if found.num_rows:
                 diffs.append((src_rows, dst_rows, found))
         return diffs
