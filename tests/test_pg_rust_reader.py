@@ -334,3 +334,27 @@ def test_the_default_reader_is_rust_and_options_it_cannot_honour_name_adbc(
         sl.postgres(dsn + "&sslcert=/c.crt", "t", reader="rust")
     assert "secret" not in str(info.value)
     assert sl.postgres(dsn + "&sslcert=/c.crt", "t", reader="adbc").reader == "adbc"  # type: ignore[attr-defined]
+
+
+def test_a_long_copy_arrives_whole_and_an_error_mid_copy_is_the_servers(pg_dsn: str) -> None:
+    """Without TLS the COPY is read straight from the socket (seamline-pg's raw.rs): a stream of
+    many socket reads and batches arrives whole, and the server's error mid-stream is its one line."""
+    from seamline._core import pg_copy_stream
+    from seamline.stores.postgres.store import PostgresStore
+
+    store = PostgresStore(pg_dsn)
+
+    def read(sql: str) -> pa.Table:
+        keywords = store.keywords()
+        stream = pg_copy_stream(
+            keywords, sql, snapshot=None, settings=[], address=store.address, what="t", batch_rows=1000
+        )
+        return pa.RecordBatchReader.from_stream(stream).read_all()
+
+    table = read("SELECT i, repeat('é𝄞', i % 50) AS t FROM generate_series(1, 300000) i")
+    assert table.num_rows == 300_000
+    assert table["i"].to_pylist() == list(range(1, 300_001))
+    assert table["t"][299_998].as_py() == "é𝄞" * (299_999 % 50)
+    with pytest.raises(Exception, match="InvalidInputError: t: division by zero") as info:
+        read("SELECT i, 1 / (i - 200000) AS x FROM generate_series(1, 300000) i")
+    assert "\n" not in str(info.value)

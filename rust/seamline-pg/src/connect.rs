@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +22,12 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+use tokio_postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::raw::{self, RawSocket, Tap};
 use crate::{one_line, PgError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,12 @@ enum Mode {
     Require,
     VerifyCa,
     VerifyFull,
+}
+
+/// A connected client, and its socket for the COPY loop when the connection has no TLS.
+pub struct Connected {
+    pub client: Client,
+    pub raw: Option<RawSocket>,
 }
 
 /// Connect with `tls` and drive the connection on the current runtime.
@@ -54,7 +62,7 @@ where
 
 /// A connected client for the keywords `params` (libpq names; host and port may be comma lists).
 /// Runs inside the reader thread's tokio runtime (the connection is a task on it).
-pub async fn connect(params: &[(String, String)]) -> Result<Client, PgError> {
+pub async fn connect(params: &[(String, String)]) -> Result<Connected, PgError> {
     let mut config = Config::new();
     let mut mode = Mode::Prefer;
     let mut rootcert: Option<String> = None;
@@ -140,6 +148,10 @@ pub async fn connect(params: &[(String, String)]) -> Result<Client, PgError> {
             }
         }
     }
+    if let Some((host, port)) = plain_target(&config, mode) {
+        let socket = tcp(&config, &host, port).await?;
+        return connect_tapped(&config, mode, &rootcert, &host, socket).await;
+    }
     let connected = match mode {
         Mode::Disable => connect_with(config.ssl_mode(SslMode::Disable), NoTls).await,
         Mode::Allow => match connect_with(config.ssl_mode(SslMode::Disable), NoTls).await {
@@ -159,18 +171,108 @@ pub async fn connect(params: &[(String, String)]) -> Result<Client, PgError> {
             connect_with(config.ssl_mode(SslMode::Require), tls).await
         }
     };
-    connected.map_err(|e| {
-        let mut text = one_line(&e);
-        if text.contains("TLS") || text.contains("certificate") {
-            let roots = match (mode, &rootcert) {
-                (Mode::VerifyCa | Mode::VerifyFull, Some(path)) => format!(", sslrootcert={path}"),
-                (Mode::VerifyCa | Mode::VerifyFull, None) => ", the system's root certificates".into(),
-                _ => String::new(),
-            };
-            text = format!("{text} (sslmode={}{roots})", mode_name(mode));
-        }
-        PgError::Unavailable(text)
-    })
+    let client = connected.map_err(|e| connect_error(&e, mode, &rootcert))?;
+    Ok(Connected { client, raw: None })
+}
+
+/// A failed connection in one line, with the TLS settings when TLS is what failed.
+fn connect_error(e: &tokio_postgres::Error, mode: Mode, rootcert: &Option<String>) -> PgError {
+    let mut text = one_line(e);
+    if text.contains("TLS") || text.contains("certificate") {
+        let roots = match (mode, rootcert) {
+            (Mode::VerifyCa | Mode::VerifyFull, Some(path)) => format!(", sslrootcert={path}"),
+            (Mode::VerifyCa | Mode::VerifyFull, None) => ", the system's root certificates".into(),
+            _ => String::new(),
+        };
+        text = format!("{text} (sslmode={}{roots})", mode_name(mode));
+    }
+    PgError::Unavailable(text)
+}
+
+/// The one TCP host and port of a connection that may go without TLS (sslmode disable, or prefer
+/// with a server that offers none), made here so that the COPY can read the socket itself (see
+/// `raw`). Several hosts, host addresses, Unix sockets and `target_session_attrs=read-write` are
+/// left to tokio-postgres' own connect.
+fn plain_target(config: &Config, mode: Mode) -> Option<(String, u16)> {
+    if !matches!(mode, Mode::Disable | Mode::Prefer)
+        || config.get_target_session_attrs() != TargetSessionAttrs::Any
+        || !config.get_hostaddrs().is_empty()
+    {
+        return None;
+    }
+    let [Host::Tcp(host)] = config.get_hosts() else { return None };
+    let port = match config.get_ports() {
+        [] => 5432,
+        [port] => *port,
+        _ => return None,
+    };
+    Some((host.clone(), port))
+}
+
+/// A TCP connection as tokio-postgres makes one: connect_timeout, no delay, keepalives.
+async fn tcp(config: &Config, host: &str, port: u16) -> Result<tokio::net::TcpStream, PgError> {
+    let failed = |e: std::io::Error| PgError::Unavailable(format!("error connecting to server: {e}"));
+    let connecting = tokio::net::TcpStream::connect((host, port));
+    let socket = match config.get_connect_timeout() {
+        Some(limit) => tokio::time::timeout(*limit, connecting)
+            .await
+            .map_err(|_| failed(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")))?,
+        None => connecting.await,
+    }
+    .map_err(failed)?;
+    socket.set_nodelay(true).map_err(failed)?;
+    if config.get_keepalives() {
+        let keepalive = socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+        socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive).map_err(failed)?;
+    }
+    Ok(socket)
+}
+
+/// Start the session on `socket`, tapped (see `raw`); with sslmode=prefer the server may still
+/// choose TLS, and then the COPY goes through tokio-postgres.
+async fn connect_tapped(
+    config: &Config,
+    mode: Mode,
+    rootcert: &Option<String>,
+    host: &str,
+    socket: tokio::net::TcpStream,
+) -> Result<Connected, PgError> {
+    let (tap, raw) = raw::tap(socket);
+    let failed = |e: tokio_postgres::Error| connect_error(&e, mode, rootcert);
+    let mut config = config.clone();
+    if mode == Mode::Disable {
+        let (client, connection) =
+            config.ssl_mode(SslMode::Disable).connect_raw(tap, NoTls).await.map_err(failed)?;
+        tokio::spawn(connection);
+        return Ok(Connected { client, raw: Some(raw) });
+    }
+    let mut tls = tls_connector(mode, rootcert.as_deref())?;
+    let used = Arc::new(AtomicBool::new(false));
+    let connect = MakeTlsConnect::<Tap>::make_tls_connect(&mut tls, host)
+        .map_err(|e| PgError::Unavailable(format!("TLS setup: {e}")))?;
+    let tls = NoticedTls { inner: connect, used: used.clone() };
+    let (client, connection) =
+        config.ssl_mode(SslMode::Prefer).connect_raw(tap, tls).await.map_err(failed)?;
+    tokio::spawn(connection);
+    let raw = (!used.load(Ordering::Relaxed)).then_some(raw);
+    Ok(Connected { client, raw })
+}
+
+/// A TLS connector that notes whether the server took up TLS.
+struct NoticedTls<T> {
+    inner: T,
+    used: Arc<AtomicBool>,
+}
+
+impl<S, T: TlsConnect<S>> TlsConnect<S> for NoticedTls<T> {
+    type Stream = T::Stream;
+    type Error = T::Error;
+    type Future = T::Future;
+
+    fn connect(self, stream: S) -> T::Future {
+        self.used.store(true, Ordering::Relaxed);
+        self.inner.connect(stream)
+    }
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -194,25 +296,24 @@ fn tls_connector(mode: Mode, rootcert: Option<&str>) -> Result<MakeRustlsConnect
         Some(path) => Some(PathBuf::from(path)),
         None => default_root_file(),
     };
-    let verifier: Arc<dyn ServerCertVerifier> = match root_file {
+    // The roots the chain is checked against; None: the certificate is not checked.
+    let roots = match root_file {
         // As libpq: sslrootcert names a file that must exist for the verify modes.
-        Some(path) if verify || path.exists() => {
-            let chain = webpki_verifier(load_roots(&path)?, &provider)?;
+        Some(path) if verify || path.exists() => Some(load_roots(&path)?),
+        _ if verify => Some(system_roots()?),
+        _ => None,
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match roots {
+        Some(roots) => {
+            let chain = webpki_verifier(roots, &provider)?;
+            // only verify-full checks the host name
             if mode == Mode::VerifyFull {
                 chain
             } else {
                 Arc::new(IgnoreHostName(chain))
             }
         }
-        _ if verify => {
-            let chain = webpki_verifier(system_roots()?, &provider)?;
-            if mode == Mode::VerifyFull {
-                chain
-            } else {
-                Arc::new(IgnoreHostName(chain))
-            }
-        }
-        _ => Arc::new(AnyCertificate(provider.clone())),
+        None => Arc::new(AnyCertificate(provider.clone())),
     };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -13,6 +13,7 @@
 
 mod connect;
 mod decode;
+mod raw;
 
 use std::io;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crossbeam_channel::{bounded, Receiver};
 use futures_util::StreamExt;
 use tokio_postgres::Client;
 
-pub use connect::connect;
+pub use connect::{connect, Connected};
 pub use decode::{numeric_text, Decoder};
 
 /// What went wrong, classified the way the adapter maps errors to its exceptions.
@@ -69,12 +70,7 @@ impl From<io::Error> for PgError {
 impl PgError {
     fn from_ref(e: &tokio_postgres::Error) -> Self {
         if let Some(db) = e.as_db_error() {
-            let sqlstate = db.code().code().to_string();
-            let message = db.message().to_string();
-            if ["08", "57", "53"].iter().any(|class| sqlstate.starts_with(class)) {
-                return PgError::Unavailable(message);
-            }
-            return PgError::Server { sqlstate, message };
+            return PgError::from_server(db.code().code().to_string(), db.message().to_string());
         }
         if e.is_closed() || lost_connection(e) {
             // The server's FATAL (e.g. a terminated backend) may be lost with the reset; say what
@@ -85,6 +81,17 @@ impl PgError {
             ));
         }
         PgError::Unavailable(one_line(e))
+    }
+}
+
+impl PgError {
+    /// The server's error: connection exceptions, operator intervention (a terminated backend) and
+    /// insufficient resources say the server is unavailable; the rest are the query's own errors.
+    pub(crate) fn from_server(sqlstate: String, message: String) -> Self {
+        if ["08", "57", "53"].iter().any(|class| sqlstate.starts_with(class)) {
+            return PgError::Unavailable(message);
+        }
+        PgError::Server { sqlstate, message }
     }
 }
 
@@ -216,20 +223,24 @@ async fn read(
     ready: crossbeam_channel::Sender<Result<SchemaRef, PgError>>,
     batches: crossbeam_channel::Sender<Result<RecordBatch, PgError>>,
 ) {
-    let client = match connect(&request.params).await {
+    let Connected { client, raw } = match connect(&request.params).await {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
+    let copy = format!("COPY ({}) TO STDOUT (FORMAT binary)", request.query);
     let started = async {
         let (schema, decoders) = start(&client, &request).await?;
-        let copy = format!("COPY ({}) TO STDOUT (FORMAT binary)", request.query);
-        let stream = client.copy_out(copy.as_str()).await?;
+        // Without TLS the COPY loop reads the socket itself (see `raw`), once the schema is sent.
+        let stream = match raw {
+            Some(_) => None,
+            None => Some(client.copy_out(copy.as_str()).await?),
+        };
         Ok::<_, PgError>((schema, decoders, stream))
     };
-    let (schema, decoders, stream) = match started.await {
+    let (schema, mut decoders, stream) = match started.await {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -239,6 +250,9 @@ async fn read(
     if ready.send(Ok(schema.clone())).is_err() {
         return;
     }
+    for decoder in decoders.iter_mut() {
+        decoder.reserve(request.batch_rows.max(1));
+    }
     let mut rows = RowReader {
         decoders,
         schema,
@@ -246,21 +260,18 @@ async fn read(
         rows: 0,
         header_done: false,
         finished: false,
+        pending: Vec::new(),
     };
-    let mut stream = std::pin::pin!(stream);
-    // The unparsed tail of the previous chunks (a row split across CopyData messages).
-    let mut pending: Vec<u8> = Vec::new();
     let result = async {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if pending.is_empty() {
-                let used = rows.parse(&chunk, &batches)?;
-                pending.extend_from_slice(&chunk[used..]);
-            } else {
-                pending.extend_from_slice(&chunk);
-                let used = rows.parse(&pending, &batches)?;
-                pending.drain(..used);
+        match (&raw, stream) {
+            (Some(socket), _) => socket.copy(&copy, |chunk| rows.feed(chunk, &batches)).await?,
+            (None, Some(stream)) => {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(chunk) = stream.next().await {
+                    rows.feed(&chunk?, &batches)?;
+                }
             }
+            (None, None) => unreachable!("a COPY stream is opened when the socket is not read raw"),
         }
         if !rows.finished {
             return Err(PgError::Unavailable("the COPY stream ended before its trailer".into()));
@@ -289,6 +300,8 @@ struct RowReader {
     header_done: bool,
     /// the trailer (-1) was read
     finished: bool,
+    /// The unparsed tail of the previous chunks (a row split across CopyData messages).
+    pending: Vec<u8>,
 }
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -299,6 +312,25 @@ fn be_u32(data: &[u8], at: usize) -> u32 {
 }
 
 impl RowReader {
+    /// Decode the rows of the next chunk of the COPY stream (with the partial row left before it).
+    fn feed(
+        &mut self,
+        chunk: &[u8],
+        batches: &crossbeam_channel::Sender<Result<RecordBatch, PgError>>,
+    ) -> Result<(), PgError> {
+        if self.pending.is_empty() {
+            let used = self.parse(chunk, batches)?;
+            self.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(chunk);
+            let used = self.parse(&pending, batches)?;
+            pending.drain(..used);
+            self.pending = pending;
+        }
+        Ok(())
+    }
+
     /// Decode the complete rows at the start of `data`; returns the bytes used (a partial row at
     /// the end is left for the next chunk).
     fn parse(
@@ -376,7 +408,13 @@ impl RowReader {
 
     fn batch(&mut self) -> Result<RecordBatch, PgError> {
         let rows = std::mem::take(&mut self.rows);
-        let columns = self.decoders.iter_mut().map(|d| d.finish()).collect();
+        let next_rows = self.batch_rows;
+        let columns = self
+            .decoders
+            .iter_mut()
+            .map(|d| d.finish(next_rows))
+            .collect::<Result<_, _>>()
+            .map_err(PgError::Decode)?;
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map_err(|e| PgError::Decode(e.to_string()))
