@@ -169,6 +169,14 @@ BAD = [
         "contract.yaml: seam 'orders_bronze': field 'source.query': give one of table or query, not both",
     ),
     (
+        ("source: {store: oltp, table: public.orders}", "source: {store: oltp, table: public.orders, sql: x}"),
+        "contract.yaml: seam 'orders_bronze': field 'source.sql': not for a postgres store (use query)",
+    ),
+    (
+        ("target: {store: search, index: products}", "target: {store: search, index: products, fold: latest}"),
+        "contract.yaml: seam 'products_search': field 'target.fold': only for a kafka store, not a opensearch one",
+    ),
+    (
         ("table: shop.orders_bronze}", "table: shop.orders_bronze, where: 'x > 1'}"),
         "contract.yaml: seam 'orders_bronze': field 'target.where': not supported for an iceberg store",
     ),

@@ -6,7 +6,7 @@ server, checked against the ADBC reader on the same rows (issue 13):
   test over generated rows with NULLs, NaN, -0.0, huge and tiny numerics, far-past and far-future
   timestamps and non-BMP text;
 - all streams read the pinned snapshot while other sessions write;
-- a backend terminated mid-COPY is one line `postgres at HOST:PORT: <reason>`;
+- (a backend terminated mid-COPY: tests/stores/test_store_errors.py, for both readers);
 - a refused connection, an unsupported column type and a bad `reader` are one-line errors.
 """
 
@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from repair_helpers import Pg
 
 import seamline as sl
-from seamline.stores._common import dsn_parts
 from seamline.stores.protocols import ScanRequest
 
 pytestmark = pytest.mark.services
@@ -292,43 +291,6 @@ def test_every_stream_reads_the_pinned_snapshot_under_concurrent_writes(db: Pg) 
         assert int(db.scalar(f"SELECT count(*) FROM {table}")) > 30000
     finally:
         source.close()
-
-
-def test_a_backend_terminated_mid_copy_is_one_line(db: Pg) -> None:
-    table = db.table("big")
-    db.execute(
-        f"CREATE TABLE {table} AS SELECT i AS id, repeat('x', 200) AS pad FROM generate_series(1, 2000000) i"
-    )
-    other = pa.table({"id": pa.array([1], pa.int64()), "pad": ["x"]})
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            sl.reconcile(sl.postgres(db.dsn, table, reader="rust"), sl.arrow(other), key="id")
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
-            failure.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    killed = 0
-    deadline = time.monotonic() + 60
-    while not killed and thread.is_alive() and time.monotonic() < deadline:
-        killed = int(
-            db.scalar(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                f"WHERE pid <> pg_backend_pid() AND query LIKE 'COPY%{table}%'"
-            )
-        )
-        time.sleep(0.05)
-    thread.join(timeout=120)
-    assert killed, "the scan ended before it could be killed"
-    assert failure and isinstance(failure[0], sl.StoreUnavailableError), failure
-    message = str(failure[0])
-    parts = dsn_parts(db.dsn)
-    assert message.startswith(f"postgres at {parts['host']}:{parts['port']}: "), message
-    assert "\n" not in message and "Traceback" not in message and "arrow" not in message, message
-    # the server's reason, or (its FATAL lost with the reset) what the client saw of it
-    assert "terminating connection" in message or "closed the connection" in message, message
 
 
 def test_a_refused_connection_is_one_line(db: Pg) -> None:

@@ -87,6 +87,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ArrowSource",
     "Binary",
     "Boolean",
     "Compare",
@@ -101,6 +102,7 @@ __all__ = [
     "LogicalType",
     "NotFoundError",
     "Options",
+    "ParquetSource",
     "ReconcileResult",
     "RepairOutcome",
     "RepairPlan",
@@ -129,22 +131,15 @@ def _open(name: str, *args: Any, **kwargs: Any) -> Source:
     return registry.open_store(name, *args, **kwargs)
 
 
-def arrow(obj: Any, name: str = "arrow") -> ArrowSource:
-    """Any object exporting ``__arrow_c_stream__``: pyarrow Table/RecordBatchReader, polars, DuckDB."""
-    from seamline.stores.arrow.read import ArrowSource
-
-    source = _open("arrow", obj, name)
-    assert isinstance(source, ArrowSource)
-    return source
+def arrow(obj: Any, name: str = "arrow", *, sql: str | None = None) -> Source:
+    """Any object exporting ``__arrow_c_stream__``: pyarrow Table/RecordBatchReader, polars, DuckDB.
+    ``sql``: the side is that DuckDB query over the rows, as the table ``source``."""
+    return _open("arrow", obj, name, sql=sql)
 
 
-def parquet(path: str) -> ParquetSource:
-    """A Parquet file, directory or glob."""
-    from seamline.stores.arrow.read import ParquetSource
-
-    source = _open("parquet", path)
-    assert isinstance(source, ParquetSource)
-    return source
+def parquet(path: str, *, sql: str | None = None) -> Source:
+    """A Parquet file, directory or glob (``sql``: a DuckDB query over its rows, as ``source``)."""
+    return _open("parquet", path, sql=sql)
 
 
 def postgres(
@@ -166,21 +161,32 @@ def iceberg(
     catalog: dict[str, Any],
     snapshot_id: int | None = None,
     as_of: Any = None,
+    sql: str | None = None,
 ) -> Source:
-    """An Iceberg table through pyiceberg, at the current snapshot, `snapshot_id`, or `as_of` a time."""
-    return _open("iceberg", table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of)
+    """An Iceberg table through pyiceberg, at the current snapshot, `snapshot_id`, or `as_of` a time.
+    ``sql``: the side is that DuckDB query over the snapshot's rows, as the table ``source`` (e.g.
+    revenue per day over a bronze table, against a gold one)."""
+    return _open("iceberg", table, catalog=catalog, snapshot_id=snapshot_id, as_of=as_of, sql=sql)
 
 
 def opensearch(
-    url: str, index: str, *, query: dict[str, Any] | None = None, key_field: str | None = None, **client: Any
+    url: str,
+    index: str,
+    *,
+    query: dict[str, Any] | None = None,
+    key_field: str | None = None,
+    sql: str | None = None,
+    **client: Any,
 ) -> Source:
-    """An OpenSearch index, read with point-in-time + search_after, sliced for parallelism."""
-    return _open("opensearch", url, index, query=query, key_field=key_field, **client)
+    """An OpenSearch index, read with point-in-time + search_after, sliced for parallelism
+    (``sql``: a DuckDB query over the documents read, as the table ``source``)."""
+    return _open("opensearch", url, index, query=query, key_field=key_field, sql=sql, **client)
 
 
-def lancedb(uri: str, table: str, *, where: str | None = None) -> Source:
-    """A LanceDB table (embedded), pinned to the version current when the reconcile starts."""
-    return _open("lancedb", uri, table, where=where)
+def lancedb(uri: str, table: str, *, where: str | None = None, sql: str | None = None) -> Source:
+    """A LanceDB table (embedded), pinned to the version current when the reconcile starts
+    (``sql``: a DuckDB query over its rows, as the table ``source``)."""
+    return _open("lancedb", uri, table, where=where, sql=sql)
 
 
 def kafka(

@@ -15,6 +15,7 @@ from seamline.contract.model import Contract
 from seamline.contract.schema import ContractFile, Seam, Side, StoreBase
 from seamline.contract.secrets import Substitution, SubstitutionError
 from seamline.exceptions import ContractError
+from seamline.stores import registry
 
 # What each store type reads: its object keys (the first is the one to name when missing).
 _OBJECTS = {
@@ -113,6 +114,10 @@ def _check_side(
     allowed = _OBJECTS[kind]
     if kind != "kafka":
         for k in ("topic", *side.stream):
+            if k == "sql" and side.sql is not None:
+                if registry.store_type(kind).sql_view:
+                    continue  # a DuckDB query over the side's rows (seamline.stores.sql_view)
+                raise line(path, where, f"{which}.sql", f"not for a {kind} store (use query)")
             if getattr(side, k) is not None:
                 raise line(path, where, f"{which}.{k}", f"only for a kafka store, not a {kind} one")
     given = [k for k in ("table", "index", "query", "topic") if getattr(side, k) is not None]

@@ -49,10 +49,21 @@ class Connector:
     through publication and slot ``slot``."""
 
     def __init__(
-        self, dsn: str, bootstrap: str, workdir: Path, *, schema: str, slot: str, prefix: str
+        self,
+        dsn: str,
+        bootstrap: str,
+        workdir: Path,
+        *,
+        schema: str,
+        slot: str,
+        prefix: str,
+        snapshot_mode: str = "no_data",
     ) -> None:
         self.dsn, self.bootstrap, self.workdir = dsn, bootstrap, workdir
         self.schema, self.slot, self.prefix = schema, slot, prefix
+        #: Debezium's snapshot.mode on the next start: "no_data" streams only; "initial" first reads
+        #: the captured tables' rows (op "r") when the connector has no stored offsets
+        self.snapshot_mode = snapshot_mode
         self.process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -106,7 +117,7 @@ class Connector:
             "publication.name": self.slot,
             "publication.autocreate.mode": "disabled",
             "schema.include.list": self.schema,
-            "snapshot.mode": "no_data",
+            "snapshot.mode": self.snapshot_mode,
             # starting the task on a loaded machine can outlast the engine's default (it then gives up)
             "task.management.timeout.ms": "600000",
             "decimal.handling.mode": "string",

@@ -29,6 +29,24 @@ from seamline.exceptions import StoreUnavailableError
 Message = Any  # confluent_kafka.Message
 
 
+def published(bootstrap: str, topic: str) -> int:
+    """How many messages `topic` has ever had written (the sum of its partitions' end offsets; 0 while
+    the topic does not exist yet)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "seamline-demo-probe"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+            for p in meta.partitions
+        )
+    finally:
+        consumer.close()
+
+
 def drain(bootstrap: str, topic: str, group: str, handle: Callable[[list[Message]], None]) -> int:
     """Hand every message of `topic` past group `group`'s committed offsets, up to the end offsets
     now, to `handle` (in offset order per partition), then commit the end offsets. The group is

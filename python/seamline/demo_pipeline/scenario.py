@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from seamline.demo_pipeline.cdc import Connector, launcher_missing
-from seamline.demo_pipeline.consumers import OrderLander, ProductIndexer
+from seamline.demo_pipeline.consumers import OrderLander, ProductIndexer, published
 from seamline.demo_pipeline.relay import Relay
 from seamline.demo_pipeline.shop import Shop
 from seamline.exceptions import StoreUnavailableError
@@ -157,28 +157,13 @@ class Pipeline:
     def wait_for_cdc(self, seconds: float = 120) -> None:
         """Until the CDC topic holds every change event the connector was up for."""
         deadline = time.monotonic() + seconds
-        while (got := self._messages(self.cdc_topic)) < self.cdc_events:
+        while (got := published(self.bootstrap, self.cdc_topic)) < self.cdc_events:
             self.connector.check_alive()
             if time.monotonic() > deadline:
                 raise StoreUnavailableError(
                     f"{self.cdc_topic}: {got} of {self.cdc_events} change events after {seconds:.0f} s"
                 )
             time.sleep(0.3)
-
-    def _messages(self, topic: str) -> int:
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"shop-{self.tag}-probe"})
-        try:
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is None or meta.error is not None:
-                return 0
-            return sum(
-                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                for p in meta.partitions
-            )
-        finally:
-            consumer.close()
 
     # -- the faults ------------------------------------------------------------------------------------------
 

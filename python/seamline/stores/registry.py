@@ -40,6 +40,9 @@ class StoreType:
     package: str
     extra: str | None = None
     in_contract: bool = True
+    #: `sql=` makes the side a DuckDB query over the store's rows (`stores/sql_view.py`); stores that
+    #: speak SQL (Postgres: `query=`) or run it themselves (Kafka: after the fold) take no view
+    sql_view: bool = False
 
 
 _TYPES: dict[str, StoreType] = {}
@@ -87,9 +90,13 @@ def adapter(name: str) -> StoreAdapter:
     return found
 
 
-def open_store(name: str, *args: Any, **kwargs: Any) -> Source:
-    """`sl.<name>(...)`: the store's source."""
-    return adapter(name).open(*args, **kwargs)
+def open_store(name: str, *args: Any, sql: str | None = None, **kwargs: Any) -> Source:
+    """`sl.<name>(...)`: the store's source (with `sql=`, a query over its rows)."""
+    if not store_type(name).sql_view:
+        if sql is not None:
+            kwargs["sql"] = sql  # the store's own (Kafka), or a TypeError naming the argument
+        return adapter(name).open(*args, **kwargs)
+    return _with_sql(adapter(name).open(*args, **kwargs), sql)
 
 
 def from_contract(name: str, store: Any, side: Any, *, key_field: str | None, as_of: Any) -> Source:
@@ -97,15 +104,24 @@ def from_contract(name: str, store: Any, side: Any, *, key_field: str | None, as
     make = adapter(name).from_contract
     if make is None:
         raise InvalidInputError(f"the {name} store cannot be declared in a contract")
-    return make(store, side, key_field=key_field, as_of=as_of)
+    source = make(store, side, key_field=key_field, as_of=as_of)
+    return _with_sql(source, getattr(side, "sql", None)) if store_type(name).sql_view else source
+
+
+def _with_sql(source: Source, sql: str | None) -> Source:
+    if sql is None:
+        return source
+    from seamline.stores.sql_view import SqlView
+
+    return SqlView(source, sql)
 
 
 # -- the store types: one registration each ---------------------------------------------------------
 
 register(StoreType("postgres", "seamline.stores.postgres", extra="postgres"))
-register(StoreType("opensearch", "seamline.stores.opensearch", extra="opensearch"))
-register(StoreType("iceberg", "seamline.stores.iceberg", extra="iceberg"))
-register(StoreType("lancedb", "seamline.stores.lancedb", extra="lancedb"))
+register(StoreType("opensearch", "seamline.stores.opensearch", extra="opensearch", sql_view=True))
+register(StoreType("iceberg", "seamline.stores.iceberg", extra="iceberg", sql_view=True))
+register(StoreType("lancedb", "seamline.stores.lancedb", extra="lancedb", sql_view=True))
 register(StoreType("kafka", "seamline.stores.kafka", extra="kafka"))
-register(StoreType("arrow", "seamline.stores.arrow", in_contract=False))
-register(StoreType("parquet", "seamline.stores.arrow", in_contract=False))
+register(StoreType("arrow", "seamline.stores.arrow", in_contract=False, sql_view=True))
+register(StoreType("parquet", "seamline.stores.arrow", in_contract=False, sql_view=True))

@@ -10,17 +10,15 @@ streams are zero-copy slices of that table.
 
 from __future__ import annotations
 
-import bisect
 import glob as globlib
-import random
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from seamline.exceptions import InvalidInputError, NotFoundError
+from seamline.stores._memory import InMemoryTable, sample_rows
 from seamline.stores.protocols import AsOf, ScanRequest
 
 
@@ -31,28 +29,7 @@ class ArrowStreamExportable(Protocol):
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
 
 
-def _takeable(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`batch` with its view columns (string_view, binary_view: what polars exports) as the large
-    layouts and run-end encoded columns decoded, which pyarrow's take has kernels for. The values
-    are the same."""
-    views = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
-
-    def takeable(column: pa.Array) -> pa.Array:
-        if pa.types.is_run_end_encoded(column.type):
-            column = pc.run_end_decode(column)
-        return column.cast(views[column.type]) if column.type in views else column
-
-    if not any(t in views or pa.types.is_run_end_encoded(t) for t in batch.schema.types):
-        return batch
-    return pa.RecordBatch.from_arrays([takeable(c) for c in batch.columns], names=batch.schema.names)
-
-
-def _sample_rows(num_rows: int, n: int) -> pa.Array:
-    rows = range(num_rows) if num_rows <= n else sorted(random.Random(0).sample(range(num_rows), n))
-    return pa.array(rows, pa.int64())
-
-
-class ArrowSource:
+class ArrowSource(InMemoryTable):
     """A side held in memory as an Arrow table."""
 
     def __init__(self, obj: Any, name: str = "arrow") -> None:
@@ -61,44 +38,7 @@ class ArrowSource:
                 f"{type(obj).__name__} does not export __arrow_c_stream__ (pass a pyarrow, polars, "
                 "DuckDB or ADBC object)"
             )
-        self._table = pa.table(obj)
-        self._name = name
-
-    def replays_identically(self) -> bool:
-        """The table is immutable: every open() with one request yields the same slices."""
-        return True
-
-    def describe(self) -> str:
-        return f"{self._name} ({self._table.num_rows} rows in memory)"
-
-    def schema(self) -> pa.Schema:
-        return self._table.schema
-
-    def open(self, request: ScanRequest) -> list[Any]:
-        table = self._table.select(list(request.columns))
-        parts = max(1, request.parallelism)
-        step = max(1, -(-table.num_rows // parts))
-        return [table.slice(offset, step) for offset in range(0, max(table.num_rows, 1), step)]
-
-    def sample_keys(self, key: Sequence[str], n: int) -> pa.Table | None:
-        # batch by batch: a take over the whole (chunked) table would first concatenate each key
-        # column into one fresh array
-        table = self._table.select(list(key))
-        rows = _sample_rows(table.num_rows, n).to_pylist()
-        parts, start = [], 0
-        for batch in table.to_batches():
-            end = start + batch.num_rows
-            lo, hi = bisect.bisect_left(rows, start), bisect.bisect_left(rows, end)
-            if hi > lo:
-                taken = _takeable(batch).take(pa.array([r - start for r in rows[lo:hi]], pa.int64()))
-                parts.append(taken)
-            start = end
-        if not parts:
-            return None
-        return pa.Table.from_batches(parts)
-
-    def estimated_rows(self) -> int | None:
-        return self._table.num_rows
+        super().__init__(pa.table(obj), name)
 
     def pin(self) -> AsOf:
         return AsOf(store="arrow", detail={"rows": self._table.num_rows})
@@ -142,7 +82,7 @@ class ParquetSource:
         ]
 
     def sample_keys(self, key: Sequence[str], n: int) -> pa.Table | None:
-        return self._dataset.take(_sample_rows(self._dataset.count_rows(), n), columns=list(key))
+        return self._dataset.take(sample_rows(self._dataset.count_rows(), n), columns=list(key))
 
     def estimated_rows(self) -> int | None:
         return self._dataset.count_rows()

@@ -221,16 +221,39 @@ def _split_tasks(tasks: list[FileScanTask], n: int) -> list[list[FileScanTask]]:
 
 def _reader(scan: DataScan, tasks: list[FileScanTask]) -> pa.RecordBatchReader:
     projected = scan.projection()
-    target = schema_to_pyarrow(projected)
+    target = _file_layout(schema_to_pyarrow(projected))
     arrow_scan = ArrowScan(scan.table_metadata, scan.io, projected, scan.row_filter, scan.case_sensitive)
 
     def batches() -> Iterator[pa.RecordBatch]:
         # Lazy: no file is touched until the engine pulls the first batch of this stream.
         if tasks:
             for batch in arrow_scan.to_record_batches(tasks):
-                yield batch if batch.schema == target else batch.cast(target)
+                yield batch if batch.schema.equals(target) else batch.cast(target)
 
     return pa.RecordBatchReader.from_batches(target, batches())
+
+
+def _file_layout(schema: pa.Schema) -> pa.Schema:
+    """`schema` with the 32-bit offset layouts Parquet files written by pyarrow decode to.
+
+    pyiceberg declares strings, binaries and lists as their large (64-bit offset) layouts, while its
+    scan yields what the file holds; casting every batch to the declared layout would copy every text
+    column once more on its way to the core, which reads either layout (the values are the same)."""
+    small = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+
+    def layout(t: pa.DataType) -> pa.DataType:
+        if t in small:
+            return small[t]
+        if pa.types.is_large_list(t) or pa.types.is_list(t):
+            return pa.list_(t.value_field.with_type(layout(t.value_type)))
+        if pa.types.is_struct(t):
+            return pa.struct([f.with_type(layout(f.type)) for f in t])
+        if pa.types.is_map(t):
+            key, item = t.key_field, t.item_field
+            return pa.map_(key.with_type(layout(key.type)), item.with_type(layout(item.type)))
+        return t
+
+    return pa.schema([f.with_type(layout(f.type)) for f in schema], metadata=schema.metadata)
 
 
 _MAX_RANGES = 32
