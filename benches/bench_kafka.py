@@ -34,6 +34,7 @@ Run (from the repository root, Kafka up: scripts/services.sh up kafka):
     eval "$(scripts/services.sh env)"
     .venv/bin/python benches/bench_kafka.py --events 200000        # quick check
     .venv/bin/python benches/bench_kafka.py                        # 5M events
+    .venv/bin/python benches/bench_kafka.py --repeat 1 --methods java_consumer_perf,rust_raw,seamline_fold
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ def main() -> None:
     ap.add_argument("--reload", action="store_true")
     ap.add_argument("--child")
     ap.add_argument("--topic")
+    ap.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
     args = ap.parse_args()
     bootstrap = os.environ.get("SEAMLINE_KAFKA_BOOTSTRAP")
     if not bootstrap:
@@ -267,6 +269,12 @@ def main() -> None:
         "seamline_events_confluent",
         "seamline_fold_confluent",
     ]
+    if args.methods:
+        wanted = args.methods.split(",")
+        unknown = sorted(set(wanted) - set(methods))
+        if unknown:
+            raise SystemExit(f"unknown methods: {', '.join(unknown)} (known: {', '.join(methods)})")
+        methods = [m for m in methods if m in wanted]
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     runs["seamline_fold_small"] = []
     for r in range(args.repeat):
@@ -279,13 +287,14 @@ def main() -> None:
                 f"run {r + 1} {m}: {res['seconds']:.2f}s rows {res['rows']} (load {res['load_avg_1m']:.1f})",
                 file=sys.stderr,
             )
-        res = measure("seamline_fold", bootstrap, small, small_events)
-        runs["seamline_fold_small"].append(res)
+        if "seamline_fold" in methods:
+            runs["seamline_fold_small"].append(measure("seamline_fold", bootstrap, small, small_events))
 
     def med(m: str, k: str = "seconds") -> float:
         return statistics.median(x[k] for x in runs[m])
 
-    floor = med("java_consumer_perf")
+    floor = med("java_consumer_perf") if runs.get("java_consumer_perf") else float("nan")
+    raw = med("python_raw") if runs.get("python_raw") else float("nan")
     print(
         f"\n{args.events:,} JSON events, {PARTITIONS} partitions, {args.keys:,} keys; "
         f"median of {args.repeat}\n"
@@ -295,18 +304,17 @@ def main() -> None:
     for m in methods:
         s = med(m)
         peak = "-" if m == "java_consumer_perf" else f"{med(m, 'peak_mb'):.0f}"
+        print(f"| {m} | {s:.2f} | {args.events / s:,.0f} | {s / floor:.2f} | {s / raw:.2f} | {peak} |")
+    if runs.get("java_consumer_perf"):
         print(
-            f"| {m} | {s:.2f} | {args.events / s:,.0f} | {s / floor:.2f} | "
-            f"{s / med('python_raw'):.2f} | {peak} |"
+            "\nConsumerPerformance's own fetch time (JVM start excluded): "
+            f"{med('java_consumer_perf', 'fetch_seconds'):.2f} s"
         )
-    print(
-        "\nConsumerPerformance's own fetch time (JVM start excluded): "
-        f"{med('java_consumer_perf', 'fetch_seconds'):.2f} s"
-    )
-    print(
-        f"seamline_fold peak: {med('seamline_fold', 'peak_mb'):.0f} MB at {args.events:,} events, "
-        f"{med('seamline_fold_small', 'peak_mb'):.0f} MB at {small_events:,} (same {args.keys:,} keys)"
-    )
+    if runs["seamline_fold_small"]:
+        print(
+            f"seamline_fold peak: {med('seamline_fold', 'peak_mb'):.0f} MB at {args.events:,} events, "
+            f"{med('seamline_fold_small', 'peak_mb'):.0f} MB at {small_events:,} (same {args.keys:,} keys)"
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"bench_kafka_{args.events}.json"
     path.write_text(

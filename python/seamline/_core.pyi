@@ -29,6 +29,7 @@ __all__ = [
     "pg_copy_stream",
     "os_search_stream",
     "kafka_fetch_stream",
+    "kafka_fold",
     "__version__",
 ]
 
@@ -170,3 +171,15 @@ def kafka_fetch_stream(
     batch_bytes: int = ...,
     heartbeat: float = 0.2,
 ) -> Any: ...
+def kafka_fold(
+    bootstrap: str,
+    topic: str,
+    partitions: list[tuple[int, int, int]],
+    *,
+    config: list[tuple[str, str]],
+    what: str,
+    value: str,
+    key_field: str | None,
+    version: str | None,
+    idle_timeout: float = 10.0,
+) -> tuple[Any, dict[str, Any]]: ...

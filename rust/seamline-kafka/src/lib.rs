@@ -11,7 +11,10 @@
 //! partition's end (`enable.partition.eof`): that covers a last offset held by a transaction's commit
 //! marker, which is never delivered. Messages at or past `end` (written after the pin) are dropped.
 
+pub mod fold;
+
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,21 +27,25 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 /// Why a read failed. `Unavailable`: the broker (down, unreachable, an error while fetching);
-/// `Config`: a client setting librdkafka refuses (bad input).
+/// `Config`: a client setting librdkafka refuses (bad input); `Schema`: the events do not fit the
+/// fold (e.g. versions of mixed types); `Cancelled`: the caller stopped the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KafkaError {
     Unavailable(String),
     Config(String),
+    Schema(String),
+    Cancelled,
 }
 
 impl std::fmt::Display for KafkaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KafkaError::Unavailable(m) | KafkaError::Config(m) => f.write_str(m),
+            KafkaError::Unavailable(m) | KafkaError::Config(m) | KafkaError::Schema(m) => f.write_str(m),
+            KafkaError::Cancelled => f.write_str("interrupted"),
         }
     }
 }
@@ -83,11 +90,11 @@ pub fn message_schema() -> SchemaRef {
     ]))
 }
 
-fn header_fields() -> Fields {
+pub(crate) fn header_fields() -> Fields {
     Fields::from(vec![Field::new("key", DataType::Utf8, true), Field::new("value", DataType::Binary, true)])
 }
 
-fn header_item() -> Field {
+pub(crate) fn header_item() -> Field {
     Field::new("item", DataType::Struct(header_fields()), true)
 }
 
@@ -274,15 +281,7 @@ impl FetchStream {
                 Some(Err(e)) => return Some(Err(KafkaError::Unavailable(broker_error(&e)))),
                 None => {
                     if self.last_message.elapsed() > self.request.idle_timeout {
-                        let mut left: Vec<i32> = self.todo.iter().copied().collect();
-                        left.sort_unstable();
-                        let left: Vec<String> = left.iter().map(i32::to_string).collect();
-                        return Some(Err(KafkaError::Unavailable(format!(
-                            "topic {}: no message for {:.0}s before the pinned end offsets (partitions {})",
-                            self.request.topic,
-                            self.request.idle_timeout.as_secs_f64(),
-                            left.join(", ")
-                        ))));
+                        return Some(Err(self.idle_error()));
                     }
                     if self.last_batch.elapsed() >= self.request.heartbeat {
                         return Some(Ok(self.batch())); // possibly empty: the caller gets a turn
@@ -290,6 +289,59 @@ impl FetchStream {
                 }
             }
         }
+    }
+}
+
+impl FetchStream {
+    /// Every message up to the pinned end offsets handed to `on_message` as it is polled, with no
+    /// Arrow batch built: for a consumer that keeps little of what it sees (the fold). `cancel` is
+    /// looked at between messages.
+    pub fn visit_messages(
+        &mut self,
+        cancel: &AtomicBool,
+        mut on_message: impl FnMut(&BorrowedMessage<'_>) -> Result<(), KafkaError>,
+    ) -> Result<(), KafkaError> {
+        while !self.todo.is_empty() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(KafkaError::Cancelled);
+            }
+            match self.consumer.poll(Duration::from_millis(20)) {
+                Some(Ok(msg)) => {
+                    self.last_message = Instant::now();
+                    let (partition, offset) = (msg.partition(), msg.offset());
+                    let end = self.ends.get(&partition).copied().unwrap_or(i64::MIN);
+                    if offset < end {
+                        on_message(&msg)?;
+                    }
+                    drop(msg);
+                    if offset >= end - 1 {
+                        self.done(partition);
+                    }
+                }
+                Some(Err(RdError::PartitionEOF(partition))) => {
+                    self.last_message = Instant::now();
+                    self.done(partition);
+                }
+                Some(Err(e)) => return Err(KafkaError::Unavailable(broker_error(&e))),
+                None if self.last_message.elapsed() > self.request.idle_timeout => {
+                    return Err(self.idle_error());
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn idle_error(&self) -> KafkaError {
+        let mut left: Vec<i32> = self.todo.iter().copied().collect();
+        left.sort_unstable();
+        let left: Vec<String> = left.iter().map(i32::to_string).collect();
+        KafkaError::Unavailable(format!(
+            "topic {}: no message for {:.0}s before the pinned end offsets (partitions {})",
+            self.request.topic,
+            self.request.idle_timeout.as_secs_f64(),
+            left.join(", ")
+        ))
     }
 }
 

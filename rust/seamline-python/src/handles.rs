@@ -59,11 +59,14 @@ impl PyRowCounter {
 /// Run `work` on a worker thread with the GIL released; every 20 ms until it is done look for a
 /// pending signal (Ctrl-C, on the main thread) or a cancelled token and, if so, tell the work to
 /// stop and raise KeyboardInterrupt. The wait ends the moment the work does (not at the next tick).
-fn detached<T: Send>(
+pub(crate) fn detached<T: Send, E: Send>(
     py: Python<'_>,
     token: Option<&PyCancelToken>,
-    work: impl FnOnce(&AtomicBool) -> core::Result<T> + Send,
-) -> BResult<T> {
+    work: impl FnOnce(&AtomicBool) -> Result<T, E> + Send,
+) -> BResult<T>
+where
+    BoundaryError: From<E>,
+{
     let cancel = AtomicBool::new(false);
     let token = token.map(|t| t.0.clone());
     let mut interrupted: Option<PyErr> = None;

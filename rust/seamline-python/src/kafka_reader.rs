@@ -5,21 +5,42 @@
 //! (possibly empty) comes back at least every heartbeat, so Ctrl-C is answered between batches. An
 //! error mid-stream crosses the Arrow C stream interface as text carrying the exception's qualified
 //! name (`seamline.exceptions.StoreUnavailableError: kafka HOST:PORT: reason`).
+//!
+//! `kafka_fold`: the same read folded in Rust as the messages arrive (seamline_kafka::fold), run
+//! detached from the GIL with Ctrl-C answered (`handles::detached`); the winners come back as one
+//! Arrow batch of raw messages (delete markers included, for the caller's decoder to tell) with the
+//! stream's health as a dict.
 
 use std::time::Duration;
 
-use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::PyRecordBatchReader;
+use seamline_kafka::fold::{Fold, FoldHealth, FoldSpec, SampleKey, ValueMode, VersionSource};
 use seamline_kafka::{FetchRequest, FetchStream, KafkaError, PartitionRange};
 
-use crate::errors::{InvalidInputError, StoreUnavailableError};
+use crate::errors::{BoundaryError, InvalidInputError, SchemaError, StoreUnavailableError};
+use crate::handles::detached;
 
 fn classify(e: &KafkaError, what: &str) -> (&'static str, String) {
     match e {
         KafkaError::Unavailable(m) => ("StoreUnavailableError", format!("{what}: {m}")),
         KafkaError::Config(m) => ("InvalidInputError", format!("{what}: config: {m}")),
+        KafkaError::Schema(m) => ("SchemaError", m.clone()),
+        KafkaError::Cancelled => ("KeyboardInterrupt", "interrupted".into()),
+    }
+}
+
+fn to_pyerr(e: &KafkaError, what: &str) -> PyErr {
+    let (class, message) = classify(e, what);
+    match class {
+        "StoreUnavailableError" => StoreUnavailableError::new_err(message),
+        "SchemaError" => SchemaError::new_err(message),
+        "KeyboardInterrupt" => PyKeyboardInterrupt::new_err(message),
+        _ => InvalidInputError::new_err(message),
     }
 }
 
@@ -80,12 +101,102 @@ pub fn kafka_fetch_stream(
         idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.0)),
         heartbeat: Duration::from_secs_f64(heartbeat.max(0.0)),
     };
-    let stream = py.detach(|| FetchStream::open(request)).map_err(|e| {
-        let (class, message) = classify(&e, &what);
-        match class {
-            "StoreUnavailableError" => StoreUnavailableError::new_err(message),
-            _ => InvalidInputError::new_err(message),
-        }
-    })?;
+    let stream = py.detach(|| FetchStream::open(request)).map_err(|e| to_pyerr(&e, &what))?;
     Ok(PyRecordBatchReader::new(Box::new(Batches { stream, what })))
+}
+
+/// Fold every message of `topic` in `partitions` to the latest per key: `value` is "json" or
+/// "debezium"; `key_field` a value field (None: the message key); `version` a value field,
+/// "_lsn" or "_ts_ms" (Debezium), or None. Returns (an Arrow stream of the winning messages, the
+/// health as a dict).
+#[pyfunction]
+#[pyo3(signature = (bootstrap, topic, partitions, *, config, what, value, key_field, version,
+                    idle_timeout = 10.0))]
+#[allow(clippy::too_many_arguments)]
+pub fn kafka_fold<'py>(
+    py: Python<'py>,
+    bootstrap: String,
+    topic: String,
+    partitions: Vec<(i32, i64, i64)>,
+    config: Vec<(String, String)>,
+    what: String,
+    value: String,
+    key_field: Option<String>,
+    version: Option<String>,
+    idle_timeout: f64,
+) -> PyResult<(PyRecordBatchReader, Bound<'py, PyDict>)> {
+    let value = match value.as_str() {
+        "json" => ValueMode::Json,
+        "debezium" => ValueMode::Debezium,
+        other => {
+            return Err(InvalidInputError::new_err(format!(
+                "kafka fold: value={other:?} is not json or debezium"
+            )))
+        }
+    };
+    let version = match (value, version) {
+        (_, None) => VersionSource::None,
+        (ValueMode::Debezium, Some(v)) if v == "_lsn" => VersionSource::Lsn,
+        (ValueMode::Debezium, Some(v)) if v == "_ts_ms" => VersionSource::TsMs,
+        (_, Some(v)) => VersionSource::Field(v),
+    };
+    let spec = FoldSpec { value, key_field, version };
+    let label = format!("{what} topic {topic}");
+    let request = FetchRequest {
+        bootstrap,
+        topic,
+        config,
+        partitions: partitions
+            .into_iter()
+            .map(|(partition, start, end)| PartitionRange { partition, start, end })
+            .collect(),
+        batch_rows: 1,
+        batch_bytes: 1,
+        idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.0)),
+        heartbeat: Duration::from_secs(3600),
+    };
+    let (batch, health) = detached(py, None, |cancel| {
+        let fail = |e: KafkaError| BoundaryError::Py(to_pyerr(&e, &what));
+        let mut stream = FetchStream::open(request).map_err(fail)?;
+        let mut fold = Fold::new(spec, label);
+        stream.visit_messages(cancel, |msg| fold.add(msg)).map_err(fail)?;
+        Ok::<_, BoundaryError>(fold.finish())
+    })?;
+    let schema = batch.schema();
+    let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+    Ok((PyRecordBatchReader::new(Box::new(reader)), health_dict(py, &health)?))
+}
+
+fn sample_list<'py>(py: Python<'py>, sample: &[SampleKey]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    sample
+        .iter()
+        .map(|k| {
+            Ok(match k {
+                SampleKey::Null => py.None().into_bound(py),
+                SampleKey::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+                SampleKey::Int(i) => i.into_pyobject(py)?.into_any(),
+                SampleKey::Float(f) => f.into_pyobject(py)?.into_any(),
+                SampleKey::Str(s) | SampleKey::Json(s) => s.into_pyobject(py)?.into_any(),
+                SampleKey::Bytes(b) => PyBytes::new(py, b).into_any(),
+            })
+        })
+        .collect()
+}
+
+fn health_dict<'py>(py: Python<'py>, h: &FoldHealth) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("events", h.events)?;
+    d.set_item("tombstones", h.tombstones)?;
+    d.set_item("undecodable", h.undecodable)?;
+    d.set_item("undecodable_sample", h.undecodable_sample.clone())?;
+    d.set_item("replayed", h.replayed)?;
+    d.set_item("replayed_sample", sample_list(py, &h.replayed_sample)?)?;
+    d.set_item("out_of_order", h.out_of_order)?;
+    d.set_item("out_of_order_sample", sample_list(py, &h.out_of_order_sample)?)?;
+    d.set_item("gaps", h.gaps)?;
+    d.set_item("gaps_sample", sample_list(py, &h.gaps_sample)?)?;
+    d.set_item("newest_ms", h.newest_ms)?;
+    d.set_item("key_seen", h.key_seen)?;
+    d.set_item("version_seen", h.version_seen)?;
+    Ok(d)
 }

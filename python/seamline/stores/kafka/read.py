@@ -19,6 +19,10 @@ copy in offset order is kept), the stream's health (replayed ids, versions going
 key in offset order, gaps in an integer per-key sequence), and ``fold="latest"``: per key the message
 with the highest ``version`` (not the last to arrive), deletes and tombstones removing the key. The
 fold keeps only its state between chunks, so its memory follows the number of keys, not of events.
+With the Rust reader and no ``dedupe=``, ``fold="latest"`` runs in Rust instead
+(``seamline._core.kafka_fold``, same rules and health): each value is parsed there only for its key,
+version and delete marker as it is fetched, per key only the winning message is kept, and only the
+winners are decoded here (so a field or a wider type seen only in superseded events does not show).
 Last ``order_by=`` sorts the rows and ``sql=`` runs an aggregate over them as the table ``events``.
 """
 
@@ -293,19 +297,83 @@ class KafkaReader:
 
     def _read(self) -> pa.Table:
         if self.reader == "rust":
-            return self._read_rust()
+            return self._read_rust_fold() if self._folds_in_rust() else self._read_rust()
         return self._read_confluent()
 
-    def _read_rust(self) -> pa.Table:
-        """The Rust reader: raw message batches from seamline._core, decoded here batch by batch."""
-        from seamline._core import kafka_fetch_stream
+    def _folds_in_rust(self) -> bool:
+        """Whether ``seamline._core.kafka_fold`` serves this fold: the Rust reader, a JSON or
+        Debezium value, no ``dedupe=``, the key a value field or the message key, the version a
+        value field (or Debezium's ``_lsn``/``_ts_ms``). Other folds run through DuckDB."""
+        meta = (*META, *DEBEZIUM_META)
+        return (
+            self.reader == "rust"
+            and self.fold == "latest"
+            and not self.dedupe
+            and self.value in ("json", "debezium")
+            and (self.key_field in (None, "_key") or self.key_field not in meta)
+            and (
+                self.version is None
+                or self.version not in meta
+                or (self.value == "debezium" and self.version in ("_lsn", "_ts_ms"))
+            )
+        )
 
+    def _pinned_offsets(self) -> list[PartitionOffsets]:
         if self.offsets is None:
             consumer = self.store.consumer()
             try:
                 self.offsets = self.store.end_offsets(consumer, self.topic)
             finally:
                 consumer.close()
+        return self.offsets
+
+    def _read_rust_fold(self) -> pa.Table:
+        """The fold in Rust (``kafka_fold``: per key only the winning message is kept while the
+        topic is read, its memory following the keys); only the winners are decoded here, by the
+        same decoder as every event on the DuckDB path, and the delete markers among them dropped."""
+        from seamline._core import kafka_fold
+
+        offsets = self._pinned_offsets()
+        where = f"kafka {self.store.bootstrap}"
+        stream, counts = kafka_fold(
+            self.store.bootstrap,
+            self.topic,
+            [(o.partition, o.low, o.high) for o in offsets],
+            config=_rust_config({**_RUST_PREFETCH, **self.store.config}),
+            what=where,
+            value=self.value,
+            key_field=None if self.key_field in (None, "_key") else self.key_field,
+            version=self.version,
+            idle_timeout=self.store.timeout,
+        )
+        winners = pa.RecordBatchReader.from_stream(stream).read_all()
+        health = StreamHealth(replayed_by=f"key and {self.version}" if self.version else None)
+        for name in ("events", "tombstones", "undecodable", "replayed", "out_of_order", "gaps"):
+            setattr(health, name, counts[name])
+        for name in ("undecodable_sample", "replayed_sample", "out_of_order_sample", "gaps_sample"):
+            setattr(health, name, [_plain(v) for v in counts[name]])
+        newest = counts["newest_ms"]
+        self._newest = (
+            None
+            if newest is None
+            else dt.datetime.fromtimestamp(newest // 1000, dt.UTC) + dt.timedelta(milliseconds=newest % 1000)
+        )
+        self.health = health
+        events = _decode_raw(self, winners, StreamHealth()) if winners.num_rows else pa.table({})
+        fields = ", ".join(n for n in events.schema.names if n != _TOMB)
+        for wanted, seen in ((self.key_field, counts["key_seen"]), (self.version, counts["version_seen"])):
+            if wanted and wanted not in META and not seen and counts["events"] > counts["undecodable"]:
+                raise SchemaError(f"{self.describe()}: no field {wanted!r} in the events (fields: {fields})")
+        if _TOMB in events.schema.names:
+            events = events.filter(pc.invert(events.column(_TOMB))).drop_columns([_TOMB])
+        return _finish(self, events)
+
+    def _read_rust(self) -> pa.Table:
+        """The Rust reader: raw message batches from seamline._core, decoded here batch by batch."""
+        from seamline._core import kafka_fetch_stream
+
+        self._pinned_offsets()
+        assert self.offsets is not None
         pipeline = _Pipeline(self)
         try:
             stream = kafka_fetch_stream(
@@ -610,6 +678,44 @@ def _unwrap_debezium(table: pa.Table) -> tuple[pa.Table, pa.Array]:
     return pa.table(fields), deleted
 
 
+def _decode_raw(source: KafkaReader, raw: pa.Table, health: StreamHealth) -> pa.Table:
+    """Raw messages as events: message columns, the value's fields and the delete flag (``_TOMB``);
+    the counts of events, tombstones and undecodable values go to ``health``."""
+    meta = raw.select(list(META))
+    values = raw.column("_value").combine_chunks()
+    health.events += raw.num_rows
+    if source.value == "raw":
+        tomb = pc.is_null(values)
+        return meta.append_column("_value", values).append_column(_TOMB, tomb)
+    is_tomb = pc.is_null(values)
+    n_tomb = int(pc.sum(is_tomb).as_py() or 0)
+    present = values.filter(pc.invert(is_tomb)) if n_tomb else values
+    decoded, kept = _decode_json(present)
+    body_meta = meta.filter(pc.invert(is_tomb)) if n_tomb else meta
+    if len(kept):
+        bad = body_meta.filter(pc.invert(kept))
+        health.undecodable += bad.num_rows
+        for p, o in zip(bad.column("_partition").to_pylist(), bad.column("_offset").to_pylist(), strict=True):
+            if len(health.undecodable_sample) < _SAMPLES:
+                health.undecodable_sample.append(f"{p}/{o}")
+        body_meta = body_meta.filter(kept)
+    if source.value == "debezium" and decoded.num_columns:
+        decoded, deleted = _unwrap_debezium(decoded)
+    else:
+        deleted = _json_deletes(decoded)
+    body = _with_columns(body_meta, decoded).append_column(_TOMB, deleted)
+    health.tombstones += int(pc.sum(deleted).as_py() or 0) + n_tomb
+    if not n_tomb:
+        return body
+    tombs = meta.filter(is_tomb)
+    tombs = tombs.append_column(_TOMB, pa.array([True] * tombs.num_rows))
+    if source.key_field and source.key_field not in META:
+        keys = [_key_from_message_key(k, source.key_field) for k in tombs.column("_key").to_pylist()]
+        typ = body.schema.field(source.key_field).type if source.key_field in body.schema.names else None
+        tombs = tombs.append_column(source.key_field, _typed(keys, typ))
+    return pa.concat_tables([body, tombs], promote_options="permissive")
+
+
 class _Pipeline:
     """Decodes raw batches (in a worker thread: Arrow releases the GIL while the next batch is
     fetched), then hands chunks of events to DuckDB for dedupe, health and the fold (in a second
@@ -673,42 +779,7 @@ class _Pipeline:
             self._flush(background=True)
 
     def _decode(self, raw: pa.Table) -> pa.Table:
-        source = self.source
-        meta = raw.select(list(META))
-        values = raw.column("_value").combine_chunks()
-        self.health.events += raw.num_rows
-        if source.value == "raw":
-            tomb = pc.is_null(values)
-            return meta.append_column("_value", values).append_column(_TOMB, tomb)
-        is_tomb = pc.is_null(values)
-        n_tomb = int(pc.sum(is_tomb).as_py() or 0)
-        present = values.filter(pc.invert(is_tomb)) if n_tomb else values
-        decoded, kept = _decode_json(present)
-        body_meta = meta.filter(pc.invert(is_tomb)) if n_tomb else meta
-        if len(kept):
-            bad = body_meta.filter(pc.invert(kept))
-            self.health.undecodable += bad.num_rows
-            for p, o in zip(
-                bad.column("_partition").to_pylist(), bad.column("_offset").to_pylist(), strict=True
-            ):
-                if len(self.health.undecodable_sample) < _SAMPLES:
-                    self.health.undecodable_sample.append(f"{p}/{o}")
-            body_meta = body_meta.filter(kept)
-        if source.value == "debezium" and decoded.num_columns:
-            decoded, deleted = _unwrap_debezium(decoded)
-        else:
-            deleted = _json_deletes(decoded)
-        body = _with_columns(body_meta, decoded).append_column(_TOMB, deleted)
-        self.health.tombstones += int(pc.sum(deleted).as_py() or 0) + n_tomb
-        if not n_tomb:
-            return body
-        tombs = meta.filter(is_tomb)
-        tombs = tombs.append_column(_TOMB, pa.array([True] * tombs.num_rows))
-        if source.key_field and source.key_field not in META:
-            keys = [_key_from_message_key(k, source.key_field) for k in tombs.column("_key").to_pylist()]
-            typ = body.schema.field(source.key_field).type if source.key_field in body.schema.names else None
-            tombs = tombs.append_column(source.key_field, _typed(keys, typ))
-        return pa.concat_tables([body, tombs], promote_options="permissive")
+        return _decode_raw(self.source, raw, self.health)
 
     # -- per chunk (DuckDB) ----------------------------------------------------------------------
 
@@ -904,18 +975,23 @@ class _Pipeline:
             )
             if _TOMB in table.schema.names:
                 table = table.drop_columns([_TOMB])
-        if table.num_columns == 0:
-            table = _empty(source)
-        table = _text_keys(table)
-        if source.order_by:
-            if source.order_by not in table.schema.names:
-                raise SchemaError(f"{source.describe()}: order_by: no field {source.order_by!r}")
-            table = table.sort_by(
-                [(source.order_by, "ascending"), ("_partition", "ascending"), ("_offset", "ascending")]
-            )
-        if source.sql:
-            table = _run_sql(source, table)
-        return table
+        return _finish(source, table)
+
+
+def _finish(source: KafkaReader, table: pa.Table) -> pa.Table:
+    """The rows as the source returns them: message keys as text, then ``order_by=`` and ``sql=``."""
+    if table.num_columns == 0:
+        table = _empty(source)
+    table = _text_keys(table)
+    if source.order_by:
+        if source.order_by not in table.schema.names:
+            raise SchemaError(f"{source.describe()}: order_by: no field {source.order_by!r}")
+        table = table.sort_by(
+            [(source.order_by, "ascending"), ("_partition", "ascending"), ("_offset", "ascending")]
+        )
+    if source.sql:
+        table = _run_sql(source, table)
+    return table
 
 
 def _in_ranges(table: pa.Table, key: list[str], ranges: list[Any]) -> pa.Array:

@@ -1,0 +1,967 @@
+//! `fold="latest"` in Rust: the messages of a topic folded as they are polled into the state a
+//! correct consumer holds, per key the winning message (kept whole: partition, offset, timestamp,
+//! key, headers, value) and the highest version seen, plus the stream's health. No Arrow batch is
+//! built per message and no value is decoded in full: serde_json picks only the key field, the
+//! version field and the delete marker out of each value (borrowed, the rest skipped).
+//!
+//! The rules are those of the DuckDB fold in `python/seamline/stores/kafka/read.py` (`_Pipeline`):
+//! - per key the event with the highest version wins, a NULL version ranking lowest; ties go to the
+//!   later message by (partition, offset);
+//! - a delete (a null value, a JSON `__deleted`/`op` marker, a Debezium `op: "d"`) without a version
+//!   of its own ranks at the highest version seen for its key before it, so it wins a tie by coming
+//!   later; it stays in the state as a marker (an older event arriving later cannot resurrect the
+//!   key) and is left for the caller to drop;
+//! - health, per event against the key's highest earlier version: equal is `replayed`, lower is
+//!   `out_of_order`, above it + 1 is a `gap` (integer versions only, never a Debezium `_lsn`).
+//!
+//! "Earlier" is arrival order, which within a partition is offset order (a key lives in one
+//! partition when the message key is the key).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use rdkafka::message::{Headers, Message};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::{header_fields, header_item, message_schema, KafkaError};
+
+/// At most this many sample keys (or positions) per health count, as the DuckDB path keeps.
+pub const SAMPLES: usize = 5;
+
+/// How values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueMode {
+    /// A JSON object per value; deletes marked by `__deleted: true|"true"` or `op`/`__op: "d"`.
+    Json,
+    /// A Debezium change event (with or without the schema/payload wrapper).
+    Debezium,
+}
+
+/// Where a message's version comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSource {
+    /// No version: the last message by (partition, offset) wins.
+    None,
+    /// A value field (for Debezium a field of `after`, or `before` for a delete).
+    Field(String),
+    /// Debezium's `source.lsn` (never dense: no gaps counted).
+    Lsn,
+    /// Debezium's `ts_ms`.
+    TsMs,
+}
+
+/// What to fold: the value mode, the key (`None`: the message key) and the version.
+#[derive(Debug, Clone)]
+pub struct FoldSpec {
+    pub value: ValueMode,
+    pub key_field: Option<String>,
+    pub version: VersionSource,
+}
+
+/// A version value. Numbers compare numerically (integers exactly), strings by their bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Version {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+}
+
+/// A borrowed version of the message at hand.
+#[derive(Debug, Clone, PartialEq)]
+enum VersionRef<'a> {
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Bool(bool),
+}
+
+impl VersionRef<'_> {
+    fn to_owned(&self) -> Version {
+        match self {
+            VersionRef::Int(i) => Version::Int(*i),
+            VersionRef::Float(f) => Version::Float(*f),
+            VersionRef::Str(s) => Version::Str(s.to_string()),
+            VersionRef::Bool(b) => Version::Bool(*b),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            VersionRef::Int(_) | VersionRef::Float(_) => "number",
+            VersionRef::Str(_) => "string",
+            VersionRef::Bool(_) => "boolean",
+        }
+    }
+}
+
+fn num_cmp(a: (Option<i64>, f64), b: (Option<i64>, f64)) -> Ordering {
+    match (a.0, b.0) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => a.1.partial_cmp(&b.1).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// `a` against `b`; both of one kind (a mix is refused before any comparison).
+fn cmp_version(a: &VersionRef<'_>, b: &Version) -> Ordering {
+    match (a, b) {
+        (VersionRef::Str(x), Version::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (VersionRef::Bool(x), Version::Bool(y)) => x.cmp(y),
+        (VersionRef::Int(x), Version::Int(y)) => x.cmp(y),
+        (VersionRef::Int(x), Version::Float(y)) => num_cmp((Some(*x), *x as f64), (None, *y)),
+        (VersionRef::Float(x), Version::Int(y)) => num_cmp((None, *x), (Some(*y), *y as f64)),
+        (VersionRef::Float(x), Version::Float(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+        _ => Ordering::Equal,
+    }
+}
+
+/// NULL lowest.
+fn cmp_opt_version(a: Option<&VersionRef<'_>>, b: Option<&Version>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(x), Some(y)) => cmp_version(x, y),
+    }
+}
+
+fn borrow_version(v: &Version) -> VersionRef<'_> {
+    match v {
+        Version::Int(i) => VersionRef::Int(*i),
+        Version::Float(f) => VersionRef::Float(*f),
+        Version::Str(s) => VersionRef::Str(Cow::Borrowed(s)),
+        Version::Bool(b) => VersionRef::Bool(*b),
+    }
+}
+
+/// A sample key as the caller shows it (the key column's value).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleKey {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// an object or array key, as its JSON text
+    Json(String),
+    /// the message key's bytes
+    Bytes(Vec<u8>),
+}
+
+/// The stream's health, counted while folding.
+#[derive(Debug, Default, Clone)]
+pub struct FoldHealth {
+    pub events: u64,
+    pub tombstones: u64,
+    pub undecodable: u64,
+    pub undecodable_sample: Vec<String>,
+    pub replayed: u64,
+    pub replayed_sample: Vec<SampleKey>,
+    pub out_of_order: u64,
+    pub out_of_order_sample: Vec<SampleKey>,
+    /// `None` unless the versions are integers (and not Debezium's `_lsn`).
+    pub gaps: Option<u64>,
+    pub gaps_sample: Vec<SampleKey>,
+    /// the newest message timestamp (ms since the epoch)
+    pub newest_ms: Option<i64>,
+    /// whether any event carried the key field / the version field (else the caller names it)
+    pub key_seen: bool,
+    pub version_seen: bool,
+}
+
+fn add_sample(sample: &mut Vec<SampleKey>, key: impl FnOnce() -> SampleKey) {
+    if sample.len() < SAMPLES {
+        let key = key();
+        if !sample.contains(&key) {
+            sample.push(key);
+        }
+    }
+}
+
+/// What the key at hand was, to show a sample of it as the key column does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Text,
+    Int,
+    Float,
+    Bool,
+    Other,
+}
+
+/// The winning message of a key, and the key's highest version.
+struct Slot {
+    max_version: Option<Version>,
+    rank: Option<Version>,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+    value: Option<Vec<u8>>,
+}
+
+impl Slot {
+    fn take<M: Message>(&mut self, msg: &M, rank: Option<Version>) {
+        self.rank = rank;
+        self.partition = msg.partition();
+        self.offset = msg.offset();
+        self.timestamp = msg.timestamp().to_millis().filter(|t| *t >= 0);
+        copy_into(&mut self.key, msg.key());
+        copy_into(&mut self.value, msg.payload());
+        self.headers = msg.headers().filter(|h| h.count() > 0).map(|headers| {
+            headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()
+        });
+    }
+}
+
+/// Reuses the buffer already held (a key's winner changes often, its size rarely).
+fn copy_into(buf: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => *buf = None,
+        Some(b) => {
+            let v = buf.get_or_insert_with(Vec::new);
+            v.clear();
+            v.extend_from_slice(b);
+        }
+    }
+}
+
+/// The fields picked out of one JSON object.
+struct Picked<'a> {
+    key: Option<&'a RawValue>,
+    version: Option<&'a RawValue>,
+    deleted: bool,
+}
+
+/// The fold's running state.
+pub struct Fold {
+    spec: FoldSpec,
+    /// field names picked from a JSON value (json mode: key, version, delete markers)
+    names: Vec<String>,
+    slots: Vec<Slot>,
+    index: HashMap<Box<[u8]>, usize>,
+    scratch: Vec<u8>,
+    version_kind: Option<&'static str>,
+    any_float: bool,
+    any_int: bool,
+    key_kind: KeyKind,
+    pub health: FoldHealth,
+    what: String,
+}
+
+// slot key tags: the canonical key bytes start with one of these
+const KEY_NULL: u8 = 0;
+const KEY_SCALAR: u8 = 1;
+const KEY_JSON: u8 = 2;
+const KEY_BYTES: u8 = 3;
+
+impl Fold {
+    /// `what` names the topic in errors (`kafka HOST:PORT topic T`).
+    pub fn new(spec: FoldSpec, what: impl Into<String>) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |n: &str| {
+            if !names.iter().any(|x| x == n) {
+                names.push(n.to_string());
+            }
+        };
+        match spec.value {
+            ValueMode::Json => {
+                if let Some(k) = &spec.key_field {
+                    add(k);
+                }
+                if let VersionSource::Field(v) = &spec.version {
+                    add(v);
+                }
+                for n in ["__deleted", "__op", "op"] {
+                    add(n);
+                }
+            }
+            ValueMode::Debezium => {
+                for n in ["payload", "op", "after", "before", "source", "ts_ms"] {
+                    add(n);
+                }
+            }
+        }
+        Self {
+            spec,
+            names,
+            slots: Vec::new(),
+            index: HashMap::new(),
+            scratch: Vec::with_capacity(64),
+            version_kind: None,
+            any_float: false,
+            any_int: false,
+            key_kind: KeyKind::Other,
+            health: FoldHealth::default(),
+            what: what.into(),
+        }
+    }
+
+    /// Keys held (winners and delete markers).
+    pub fn keys(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Fold one message (in arrival order).
+    pub fn add<M: Message>(&mut self, msg: &M) -> Result<(), KafkaError> {
+        self.health.events += 1;
+        if let Some(t) = msg.timestamp().to_millis().filter(|t| *t >= 0) {
+            self.health.newest_ms = Some(self.health.newest_ms.map_or(t, |n| n.max(t)));
+        }
+        let Some(payload) = msg.payload() else {
+            // a tombstone: its key from the message key, no version of its own
+            self.health.tombstones += 1;
+            self.health.key_seen = true;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            tombstone_key(&mut scratch, self.spec.key_field.as_deref(), msg.key());
+            let out = self.apply(msg, &scratch, None, true);
+            self.scratch = scratch;
+            return out;
+        };
+        let mut slots: [Option<&RawValue>; 6] = [None; 6];
+        let picked = match self.spec.value {
+            ValueMode::Json => self.pick_json(payload, &mut slots),
+            ValueMode::Debezium => self.pick_debezium(payload),
+        };
+        let Some(picked) = picked else {
+            self.health.undecodable += 1;
+            if self.health.undecodable_sample.len() < SAMPLES {
+                self.health.undecodable_sample.push(format!("{}/{}", msg.partition(), msg.offset()));
+            }
+            return Ok(());
+        };
+        if picked.deleted {
+            self.health.tombstones += 1;
+        }
+        let version = match picked.version {
+            None => None,
+            Some(raw) => self.version_of(raw, msg)?,
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        match (&self.spec.key_field, picked.key) {
+            (None, _) => bytes_key(&mut scratch, msg.key()),
+            (Some(_), None) => scratch.push(KEY_NULL),
+            (Some(_), Some(raw)) => {
+                let s = scalar(raw);
+                self.key_kind = match s {
+                    Scalar::Str(_) => KeyKind::Text,
+                    Scalar::Int(_) => KeyKind::Int,
+                    Scalar::Float(_) => KeyKind::Float,
+                    Scalar::Bool(_) => KeyKind::Bool,
+                    Scalar::Null | Scalar::Json(_) => KeyKind::Other,
+                };
+                scalar_key(&mut scratch, s)
+            }
+        }
+        let out = self.apply(msg, &scratch, version, picked.deleted);
+        self.scratch = scratch;
+        out
+    }
+
+    fn pick_json<'a>(
+        &mut self,
+        payload: &'a [u8],
+        out: &mut [Option<&'a RawValue>; 6],
+    ) -> Option<Picked<'a>> {
+        let names = &self.names;
+        if !pick(payload, names, &mut out[..names.len()]) {
+            return None;
+        }
+        let at = |n: &str| names.iter().position(|x| x == n).and_then(|i| out[i]);
+        let key = self.spec.key_field.as_deref().and_then(at);
+        let version = match &self.spec.version {
+            VersionSource::Field(v) => at(v),
+            _ => None,
+        };
+        let deleted = at("__deleted").is_some_and(|r| matches!(r.get(), "true" | "\"true\""))
+            || at("__op").is_some_and(|r| r.get() == "\"d\"")
+            || at("op").is_some_and(|r| r.get() == "\"d\"");
+        self.note_seen(key.is_some(), version.is_some());
+        Some(Picked { key, version, deleted })
+    }
+
+    fn pick_debezium<'a>(&mut self, payload: &'a [u8]) -> Option<Picked<'a>> {
+        const NAMES: [&str; 6] = ["payload", "op", "after", "before", "source", "ts_ms"];
+        let mut top: [Option<&RawValue>; 6] = [None; 6];
+        if !pick(payload, &NAMES, &mut top) {
+            return None;
+        }
+        if let Some(inner) = top[0].filter(|r| r.get().starts_with('{')) {
+            if !pick(inner.get().as_bytes(), &NAMES, &mut top) {
+                return None;
+            }
+        }
+        let deleted = top[1].is_some_and(|r| r.get() == "\"d\"");
+        let side = if deleted { top[3] } else { top[2] };
+        let mut fields: [Option<&RawValue>; 2] = [None; 2];
+        let key_name = self.spec.key_field.as_deref().unwrap_or("");
+        let version_name = match &self.spec.version {
+            VersionSource::Field(v) => v.as_str(),
+            _ => "",
+        };
+        if let Some(side) = side.filter(|r| r.get().starts_with('{')) {
+            pick(side.get().as_bytes(), &[key_name, version_name], &mut fields);
+            if key_name == version_name {
+                fields[1] = fields[0];
+            }
+        }
+        let version = match &self.spec.version {
+            VersionSource::None => None,
+            VersionSource::Field(_) => fields[1],
+            VersionSource::TsMs => top[5],
+            VersionSource::Lsn => {
+                let mut lsn: [Option<&RawValue>; 1] = [None];
+                if let Some(source) = top[4].filter(|r| r.get().starts_with('{')) {
+                    pick(source.get().as_bytes(), &["lsn"], &mut lsn);
+                }
+                lsn[0]
+            }
+        };
+        let version_seen = match &self.spec.version {
+            VersionSource::Field(_) => fields[1].is_some(),
+            _ => true,
+        };
+        self.note_seen(fields[0].is_some(), version_seen);
+        Some(Picked { key: fields[0], version, deleted })
+    }
+
+    fn note_seen(&mut self, key: bool, version: bool) {
+        self.health.key_seen |= key;
+        self.health.version_seen |= version;
+    }
+
+    fn version_of<'a, M: Message>(
+        &mut self,
+        raw: &'a RawValue,
+        msg: &M,
+    ) -> Result<Option<VersionRef<'a>>, KafkaError> {
+        let v = match scalar(raw) {
+            Scalar::Null => return Ok(None),
+            Scalar::Bool(b) => VersionRef::Bool(b),
+            Scalar::Int(i) => VersionRef::Int(i),
+            Scalar::Float(f) => VersionRef::Float(f),
+            Scalar::Str(s) => VersionRef::Str(s),
+            Scalar::Json(_) => {
+                return Err(KafkaError::Schema(format!(
+                    "{}: the version field is an object or array at partition {} offset {}",
+                    self.what,
+                    msg.partition(),
+                    msg.offset()
+                )))
+            }
+        };
+        match self.version_kind {
+            None => self.version_kind = Some(v.kind()),
+            Some(kind) if kind != v.kind() => {
+                return Err(KafkaError::Schema(format!(
+                    "{}: the version field mixes types: a {kind} first, a {} at partition {} offset {}",
+                    self.what,
+                    v.kind(),
+                    msg.partition(),
+                    msg.offset()
+                )))
+            }
+            _ => {}
+        }
+        match v {
+            VersionRef::Float(_) => self.any_float = true,
+            VersionRef::Int(_) => self.any_int = true,
+            _ => {}
+        }
+        Ok(Some(v))
+    }
+
+    fn apply<M: Message>(
+        &mut self,
+        msg: &M,
+        key: &[u8],
+        version: Option<VersionRef<'_>>,
+        deleted: bool,
+    ) -> Result<(), KafkaError> {
+        let dense = !matches!(self.spec.version, VersionSource::Lsn | VersionSource::None);
+        let Some(&at) = self.index.get(key) else {
+            let mut slot = Slot {
+                max_version: version.as_ref().map(VersionRef::to_owned),
+                rank: None,
+                partition: 0,
+                offset: 0,
+                timestamp: None,
+                key: None,
+                headers: None,
+                value: None,
+            };
+            // a first event: no earlier version, so a delete ranks at its own version (or NULL)
+            slot.take(msg, version.as_ref().map(VersionRef::to_owned));
+            self.index.insert(key.into(), self.slots.len());
+            self.slots.push(slot);
+            return Ok(());
+        };
+        let slot = &mut self.slots[at];
+        if let (Some(v), Some(prev)) = (&version, &slot.max_version) {
+            let order = cmp_version(v, prev);
+            let health = &mut self.health;
+            let kind = self.key_kind;
+            let sample = || sample_key(key, kind);
+            match order {
+                Ordering::Less => {
+                    health.out_of_order += 1;
+                    add_sample(&mut health.out_of_order_sample, sample);
+                }
+                Ordering::Equal => {
+                    health.replayed += 1;
+                    add_sample(&mut health.replayed_sample, sample);
+                }
+                Ordering::Greater => {
+                    if let (true, VersionRef::Int(x), Version::Int(y)) = (dense, v, prev) {
+                        if (*x as i128) > (*y as i128) + 1 {
+                            *health.gaps.get_or_insert(0) += 1;
+                            add_sample(&mut health.gaps_sample, sample);
+                        }
+                    }
+                }
+            }
+        }
+        // the rank: its own version, or for a delete without one the highest version before it
+        let rank_ref: Option<VersionRef<'_>> = match (&version, deleted) {
+            (Some(v), _) => Some(v.clone()),
+            (None, true) => slot.max_version.as_ref().map(borrow_version),
+            (None, false) => None,
+        };
+        let wins = match cmp_opt_version(rank_ref.as_ref(), slot.rank.as_ref()) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => (msg.partition(), msg.offset()) > (slot.partition, slot.offset),
+        };
+        if wins {
+            let rank = rank_ref.as_ref().map(VersionRef::to_owned);
+            slot.take(msg, rank);
+        }
+        if let Some(v) = &version {
+            if slot.max_version.as_ref().is_none_or(|m| cmp_version(v, m) == Ordering::Greater) {
+                slot.max_version = Some(v.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// The winners (delete markers included: the caller decodes them to tell), in (partition,
+    /// offset) order, as one batch of `message_schema()`; and the health.
+    pub fn finish(mut self) -> (RecordBatch, FoldHealth) {
+        let dense = !matches!(self.spec.version, VersionSource::Lsn | VersionSource::None);
+        if dense && self.any_int && !self.any_float {
+            self.health.gaps.get_or_insert(0);
+        } else {
+            self.health.gaps = None;
+            self.health.gaps_sample.clear();
+        }
+        let mut order: Vec<usize> = (0..self.slots.len()).collect();
+        order.sort_unstable_by_key(|&i| (self.slots[i].partition, self.slots[i].offset));
+        let rows = order.len();
+        let header = StructBuilder::new(
+            header_fields(),
+            vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
+        );
+        let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
+        let mut partition = Int32Builder::with_capacity(rows);
+        let mut offset = Int64Builder::with_capacity(rows);
+        let mut timestamp = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
+        let mut headers = ListBuilder::new(header).with_field(Arc::new(header_item()));
+        let mut value = BinaryBuilder::with_capacity(rows, rows * 64);
+        for i in order {
+            let s = &self.slots[i];
+            key.append_option(s.key.as_deref());
+            partition.append_value(s.partition);
+            offset.append_value(s.offset);
+            timestamp.append_option(s.timestamp);
+            match &s.headers {
+                Some(hs) => {
+                    let items = headers.values();
+                    for (k, v) in hs {
+                        items.field_builder::<StringBuilder>(0).expect("key builder").append_value(k);
+                        items
+                            .field_builder::<BinaryBuilder>(1)
+                            .expect("value builder")
+                            .append_option(v.as_deref());
+                        items.append(true);
+                    }
+                    headers.append(true);
+                }
+                None => headers.append_null(),
+            }
+            value.append_option(s.value.as_deref());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(key.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(timestamp.finish()),
+            Arc::new(headers.finish()),
+            Arc::new(value.finish()),
+        ];
+        let batch =
+            RecordBatch::try_new(message_schema(), columns).expect("columns match the message schema");
+        (batch, self.health)
+    }
+}
+
+/// A JSON scalar as read from its raw text.
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Json(&'a str),
+}
+
+fn scalar(raw: &RawValue) -> Scalar<'_> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        None | Some(b'n') => Scalar::Null,
+        Some(b't') => Scalar::Bool(true),
+        Some(b'f') => Scalar::Bool(false),
+        Some(b'"') => {
+            if text.contains('\\') {
+                Scalar::Str(Cow::Owned(serde_json::from_str::<String>(text).unwrap_or_default()))
+            } else {
+                Scalar::Str(Cow::Borrowed(&text[1..text.len() - 1]))
+            }
+        }
+        Some(b'{' | b'[') => Scalar::Json(text),
+        _ => match text.parse::<i64>() {
+            Ok(i) => Scalar::Int(i),
+            Err(_) => Scalar::Float(text.parse::<f64>().unwrap_or(f64::NAN)),
+        },
+    }
+}
+
+/// A key field's value as canonical bytes. Strings and numbers share one text form: a key column
+/// has one type, and a tombstone's key (from the message key) is cast to it (`5` matches "5").
+fn scalar_key(out: &mut Vec<u8>, s: Scalar<'_>) {
+    use std::io::Write;
+    match s {
+        Scalar::Null => out.push(KEY_NULL),
+        Scalar::Bool(b) => {
+            out.push(KEY_SCALAR);
+            out.extend_from_slice(if b { b"true" } else { b"false" });
+        }
+        Scalar::Int(i) => {
+            out.push(KEY_SCALAR);
+            let _ = write!(out, "{i}");
+        }
+        Scalar::Float(f) => {
+            out.push(KEY_SCALAR);
+            if f.fract() == 0.0 && f.abs() < 9.0e18 {
+                let _ = write!(out, "{}", f as i64);
+            } else {
+                let _ = write!(out, "{f}");
+            }
+        }
+        Scalar::Str(s) => {
+            out.push(KEY_SCALAR);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Scalar::Json(t) => {
+            out.push(KEY_JSON);
+            out.extend_from_slice(t.as_bytes());
+        }
+    }
+}
+
+fn bytes_key(out: &mut Vec<u8>, key: Option<&[u8]>) {
+    match key {
+        None => out.push(KEY_NULL),
+        Some(k) => {
+            out.push(KEY_BYTES);
+            out.extend_from_slice(k);
+        }
+    }
+}
+
+/// A tombstone's key: the message key itself (no key field), else the key field of a JSON-object
+/// message key (inside Debezium's `payload` when there is one), a JSON scalar key's value, or the
+/// key's text (as `_key_from_message_key` in read.py).
+fn tombstone_key(out: &mut Vec<u8>, key_field: Option<&str>, key: Option<&[u8]>) {
+    out.clear();
+    let Some(field) = key_field else {
+        return bytes_key(out, key);
+    };
+    let Some(key) = key else {
+        return out.push(KEY_NULL);
+    };
+    match serde_json::from_slice::<&RawValue>(key) {
+        Err(_) => {
+            out.push(KEY_SCALAR);
+            out.extend_from_slice(String::from_utf8_lossy(key).as_bytes());
+        }
+        Ok(raw) if raw.get().starts_with('{') => {
+            let mut top: [Option<&RawValue>; 2] = [None; 2];
+            pick(raw.get().as_bytes(), &["payload", field], &mut top);
+            if let Some(payload) = top[0].filter(|r| r.get().starts_with('{')) {
+                let mut inner: [Option<&RawValue>; 1] = [None];
+                pick(payload.get().as_bytes(), &[field], &mut inner);
+                top[1] = inner[0];
+            }
+            match top[1] {
+                None => out.push(KEY_NULL),
+                Some(v) => scalar_key(out, scalar(v)),
+            }
+        }
+        Ok(raw) => scalar_key(out, scalar(raw)),
+    }
+}
+
+/// The caller's view of a canonical key (for the health samples).
+fn sample_key(key: &[u8], kind: KeyKind) -> SampleKey {
+    let (tag, body) = (key[0], &key[1..]);
+    let text = || String::from_utf8_lossy(body).into_owned();
+    match (tag, kind) {
+        (KEY_NULL, _) => SampleKey::Null,
+        (KEY_BYTES, _) => SampleKey::Bytes(body.to_vec()),
+        (KEY_JSON, _) => SampleKey::Json(text()),
+        (_, KeyKind::Int) => text().parse().map_or_else(|_| SampleKey::Str(text()), SampleKey::Int),
+        (_, KeyKind::Float) => text().parse().map_or_else(|_| SampleKey::Str(text()), SampleKey::Float),
+        (_, KeyKind::Bool) => SampleKey::Bool(body == b"true"),
+        _ => SampleKey::Str(text()),
+    }
+}
+
+/// Pick the values of `names` out of the JSON object `text` (the rest is skipped unparsed beyond
+/// validation). False when `text` is not one JSON object.
+fn pick<'de, S: AsRef<str>>(text: &'de [u8], names: &[S], out: &mut [Option<&'de RawValue>]) -> bool {
+    out.iter_mut().for_each(|o| *o = None);
+    let mut de = serde_json::Deserializer::from_slice(text);
+    Picker { names, out }.deserialize(&mut de).is_ok() && de.end().is_ok()
+}
+
+struct Picker<'n, 'o, 'de, S> {
+    names: &'n [S],
+    out: &'o mut [Option<&'de RawValue>],
+}
+
+impl<'de, S: AsRef<str>> DeserializeSeed<'de> for Picker<'_, '_, 'de, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: AsRef<str>> Visitor<'de> for Picker<'_, '_, 'de, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(name) = map.next_key::<FieldName<'de>>()? {
+            match self.names.iter().position(|n| n.as_ref() == name.0.as_ref()) {
+                Some(i) => self.out[i] = Some(map.next_value::<&'de RawValue>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object's field name, borrowed unless it holds escapes.
+struct FieldName<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{OwnedHeaders, OwnedMessage, Timestamp};
+
+    fn msg(partition: i32, offset: i64, key: Option<&str>, value: Option<&str>) -> OwnedMessage {
+        OwnedMessage::new(
+            value.map(|v| v.as_bytes().to_vec()),
+            key.map(|k| k.as_bytes().to_vec()),
+            "t".into(),
+            Timestamp::CreateTime(1000 + offset),
+            partition,
+            offset,
+            None::<OwnedHeaders>,
+        )
+    }
+
+    fn json_spec() -> FoldSpec {
+        FoldSpec {
+            value: ValueMode::Json,
+            key_field: Some("id".into()),
+            version: VersionSource::Field("v".into()),
+        }
+    }
+
+    /// The winners as (partition, offset), in (partition, offset) order.
+    fn winners(fold: Fold) -> (Vec<(i32, i64)>, FoldHealth) {
+        let (batch, health) = fold.finish();
+        let p = batch.column(1).as_any().downcast_ref::<arrow_array::Int32Array>().unwrap();
+        let o = batch.column(2).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+        ((0..batch.num_rows()).map(|i| (p.value(i), o.value(i))).collect(), health)
+    }
+
+    fn fold_all(spec: FoldSpec, msgs: &[OwnedMessage]) -> (Vec<(i32, i64)>, FoldHealth) {
+        let mut fold = Fold::new(spec, "t");
+        for m in msgs {
+            fold.add(m).unwrap();
+        }
+        winners(fold)
+    }
+
+    #[test]
+    fn the_highest_version_wins_not_the_last_to_arrive() {
+        let msgs = [
+            msg(0, 0, Some("1"), Some(r#"{"id":1,"v":2}"#)),
+            msg(0, 1, Some("1"), Some(r#"{"id":1,"v":5}"#)),
+            msg(0, 2, Some("1"), Some(r#"{"id":1,"v":3}"#)),
+            msg(0, 3, Some("1"), Some(r#"{"id":1,"v":5}"#)),
+        ];
+        let (w, h) = fold_all(json_spec(), &msgs);
+        assert_eq!(w, vec![(0, 3)], "a tie goes to the later offset");
+        assert_eq!((h.out_of_order, h.replayed, h.gaps), (1, 1, Some(1)));
+        assert_eq!(h.out_of_order_sample, vec![SampleKey::Int(1)]);
+    }
+
+    #[test]
+    fn null_versions_rank_lowest_and_ties_go_to_the_higher_partition() {
+        let msgs = [
+            msg(1, 0, Some("1"), Some(r#"{"id":1,"v":1}"#)),
+            msg(0, 9, Some("1"), Some(r#"{"id":1,"v":null}"#)),
+            msg(0, 10, Some("1"), Some(r#"{"id":1,"v":1}"#)),
+        ];
+        let (w, h) = fold_all(json_spec(), &msgs);
+        assert_eq!(w, vec![(1, 0)]);
+        assert_eq!(h.replayed, 1);
+    }
+
+    #[test]
+    fn a_delete_ranks_at_the_highest_version_before_it_and_stays_as_a_marker() {
+        let msgs = [
+            msg(0, 0, Some("1"), Some(r#"{"id":1,"v":4}"#)),
+            msg(0, 1, Some("1"), None), // tombstone: ranks at 4, later
+            msg(0, 2, Some("1"), Some(r#"{"id":1,"v":3}"#)), // older: no resurrection
+            msg(0, 3, Some("2"), Some(r#"{"id":2,"v":1}"#)),
+            msg(0, 4, Some("2"), Some(r#"{"id":2,"__deleted":"true"}"#)),
+            msg(0, 5, Some("2"), Some(r#"{"id":2,"v":2}"#)), // newer: the key is back
+        ];
+        let (w, h) = fold_all(json_spec(), &msgs);
+        assert_eq!(w, vec![(0, 1), (0, 5)], "the marker of key 1 and key 2's newer event");
+        assert_eq!((h.tombstones, h.out_of_order), (2, 1));
+    }
+
+    #[test]
+    fn versions_compare_numerically_and_strings_bytewise() {
+        let msgs = [
+            msg(0, 0, None, Some(r#"{"id":"a","v":10}"#)),
+            msg(0, 1, None, Some(r#"{"id":"a","v":9.5}"#)),
+            msg(0, 2, None, Some(r#"{"id":"b","v":2}"#)),
+        ];
+        let (w, h) = fold_all(json_spec(), &msgs);
+        assert_eq!(w, vec![(0, 0), (0, 2)]);
+        assert_eq!(h.gaps, None, "a float among the versions: no dense sequence");
+        let msgs = [
+            msg(0, 0, None, Some(r#"{"id":"a","v":"2026-01-10"}"#)),
+            msg(0, 1, None, Some(r#"{"id":"a","v":"2026-01-09"}"#)),
+        ];
+        let (w, h) = fold_all(json_spec(), &msgs);
+        assert_eq!((w, h.out_of_order, h.gaps), (vec![(0, 0)], 1, None));
+    }
+
+    #[test]
+    fn a_mix_of_numbers_and_strings_is_a_schema_error() {
+        let mut fold = Fold::new(json_spec(), "t");
+        fold.add(&msg(0, 0, None, Some(r#"{"id":1,"v":1}"#))).unwrap();
+        match fold.add(&msg(0, 1, None, Some(r#"{"id":1,"v":"2"}"#))) {
+            Err(KafkaError::Schema(m)) => assert!(m.contains("mixes") && m.contains("offset 1"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn undecodable_values_are_counted_and_skipped() {
+        let msgs = [
+            msg(0, 0, None, Some("not json")),
+            msg(0, 1, None, Some("[1]")),
+            msg(0, 2, None, Some(r#"{"id":1}"#)),
+        ];
+        let (w, h) = fold_all(json_spec(), &msgs);
+        assert_eq!(w, vec![(0, 2)]);
+        assert_eq!(
+            (h.events, h.undecodable, h.undecodable_sample.clone()),
+            (3, 2, vec!["0/0".into(), "0/1".into()])
+        );
+    }
+
+    #[test]
+    fn debezium_deletes_take_before_and_tombstones_the_message_key() {
+        let spec = FoldSpec {
+            value: ValueMode::Debezium,
+            key_field: Some("id".into()),
+            version: VersionSource::Lsn,
+        };
+        let msgs = [
+            msg(
+                0,
+                0,
+                Some(r#"{"id":7}"#),
+                Some(r#"{"payload":{"op":"c","after":{"id":7},"source":{"lsn":10}}}"#),
+            ),
+            msg(
+                0,
+                1,
+                Some(r#"{"id":7}"#),
+                Some(r#"{"op":"d","before":{"id":7},"after":null,"source":{"lsn":20}}"#),
+            ),
+            msg(0, 2, Some(r#"{"payload":{"id":7}}"#), None),
+            msg(0, 3, Some(r#"{"id":8}"#), Some(r#"{"op":"u","after":{"id":8},"source":{"lsn":15}}"#)),
+        ];
+        let (w, h) = fold_all(spec, &msgs);
+        assert_eq!(w, vec![(0, 2), (0, 3)], "the tombstone ranks at lsn 20 and comes later");
+        assert_eq!((h.tombstones, h.gaps), (2, None));
+    }
+
+    #[test]
+    fn tombstone_keys_match_number_and_text_keys() {
+        let mut out = Vec::new();
+        tombstone_key(&mut out, Some("id"), Some(b"5"));
+        let mut body = Vec::new();
+        scalar_key(&mut body, Scalar::Int(5));
+        assert_eq!(out, body);
+        tombstone_key(&mut out, Some("id"), Some(b"sku-1"));
+        body.clear();
+        scalar_key(&mut body, Scalar::Str(Cow::Borrowed("sku-1")));
+        assert_eq!(out, body);
+    }
+}
