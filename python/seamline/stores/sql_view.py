@@ -92,22 +92,27 @@ def _read_all(source: Source) -> pa.Table:
 
 
 def _run(source: Source, sql: str) -> pa.Table:
+    return run_sql(_read_all(source), sql, TABLE, source.describe())
+
+
+def run_sql(rows: pa.Table, sql: str, table: str, what: str) -> pa.Table:
+    """`sql` run by DuckDB over `rows` as the table `table`; a query DuckDB rejects is one line
+    naming `what` (also Kafka's `sql=`, over its events)."""
     try:
         import duckdb
     except ModuleNotFoundError:
         raise InvalidInputError(
             "sql= needs the Python package 'duckdb', which is not installed: pip install 'seamline[sql]'"
         ) from None
-    rows = _read_all(source)
     con = duckdb.connect()
     try:
-        con.register(TABLE, rows)
+        con.register(table, rows)
         result = con.sql(sql)
         if result is None:
-            raise InvalidInputError(f"{source.describe()}: sql= must be a query (a SELECT over {TABLE})")
-        table: pa.Table = result.to_arrow_table()
-        return table
+            raise InvalidInputError(f"{what}: sql= must be a query (a SELECT over the table {table})")
+        out: pa.Table = result.to_arrow_table()
+        return out
     except duckdb.Error as exc:
-        raise InvalidInputError(f"{source.describe()}: sql: {str(exc).splitlines()[0]}") from None
+        raise InvalidInputError(f"{what}: sql: {str(exc).splitlines()[0]}") from None
     finally:
         con.close()

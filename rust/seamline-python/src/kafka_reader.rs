@@ -70,6 +70,30 @@ impl RecordBatchReader for Batches {
     }
 }
 
+/// The request both entry points share: every partition `(partition, start, end)`, end exclusive;
+/// batches of one message and a heartbeat of an hour unless the caller says otherwise.
+fn fetch_request(
+    bootstrap: String,
+    topic: String,
+    config: Vec<(String, String)>,
+    partitions: Vec<(i32, i64, i64)>,
+    idle_timeout: f64,
+) -> FetchRequest {
+    FetchRequest {
+        bootstrap,
+        topic,
+        config,
+        partitions: partitions
+            .into_iter()
+            .map(|(partition, start, end)| PartitionRange { partition, start, end })
+            .collect(),
+        batch_rows: 1,
+        batch_bytes: 1,
+        idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.0)),
+        heartbeat: Duration::from_secs(3600),
+    }
+}
+
 /// Stream every message of `topic` in `partitions` (`(partition, start, end)`, end exclusive) with
 /// librdkafka `config` settings; `what` (e.g. `kafka HOST:PORT`) names the store in errors.
 #[pyfunction]
@@ -89,17 +113,10 @@ pub fn kafka_fetch_stream(
     heartbeat: f64,
 ) -> PyResult<PyRecordBatchReader> {
     let request = FetchRequest {
-        bootstrap,
-        topic,
-        config,
-        partitions: partitions
-            .into_iter()
-            .map(|(partition, start, end)| PartitionRange { partition, start, end })
-            .collect(),
         batch_rows: batch_rows.max(1),
         batch_bytes: batch_bytes.max(1),
-        idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.0)),
         heartbeat: Duration::from_secs_f64(heartbeat.max(0.0)),
+        ..fetch_request(bootstrap, topic, config, partitions, idle_timeout)
     };
     let stream = py.detach(|| FetchStream::open(request)).map_err(|e| to_pyerr(&e, &what))?;
     Ok(PyRecordBatchReader::new(Box::new(Batches { stream, what })))
@@ -142,19 +159,8 @@ pub fn kafka_fold<'py>(
     };
     let spec = FoldSpec { value, key_field, version };
     let label = format!("{what} topic {topic}");
-    let request = FetchRequest {
-        bootstrap,
-        topic,
-        config,
-        partitions: partitions
-            .into_iter()
-            .map(|(partition, start, end)| PartitionRange { partition, start, end })
-            .collect(),
-        batch_rows: 1,
-        batch_bytes: 1,
-        idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.0)),
-        heartbeat: Duration::from_secs(3600),
-    };
+    // the fold builds no batches and answers Ctrl-C through `detached`: the default request serves
+    let request = fetch_request(bootstrap, topic, config, partitions, idle_timeout);
     let (batch, health) = detached(py, None, |cancel| {
         let fail = |e: KafkaError| BoundaryError::Py(to_pyerr(&e, &what));
         let mut stream = FetchStream::open(request).map_err(fail)?;

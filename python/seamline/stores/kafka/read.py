@@ -47,6 +47,7 @@ from seamline import exceptions
 from seamline.exceptions import InvalidInputError, SchemaError, StoreUnavailableError
 from seamline.stores.kafka.store import KafkaStore, PartitionOffsets
 from seamline.stores.protocols import AsOf, ScanRequest
+from seamline.stores.sql_view import run_sql
 
 VALUE_MODES = ("json", "debezium", "raw")
 FOLDS = ("latest",)
@@ -1019,22 +1020,7 @@ def _tuple_cmp(table: pa.Table, key: list[str], bound: Sequence[Any], *, lower: 
 
 
 def _run_sql(source: KafkaReader, events: pa.Table) -> pa.Table:
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.register("events", events)
-        result = con.sql(source.sql or "")
-        if result is None:
-            raise InvalidInputError(
-                f"{source.describe()}: sql= must be a query (a SELECT over the table events)"
-            )
-        table: pa.Table = result.to_arrow_table()
-        return table
-    except duckdb.Error as exc:
-        raise InvalidInputError(f"{source.describe()}: sql: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
+    return run_sql(events, source.sql or "", "events", source.describe())
 
 
 def _json_deletes(decoded: pa.Table) -> pa.Array:
