@@ -11,8 +11,8 @@ What it measures
     base), and a timeline of the resident set sampled every 50 ms with the pass that was running,
     so the peak can be placed (hash pass, refinement, diff).
 
-    The sizing formula `seamline k8s render --rows` uses (python/seamline/k8s.py) is derived from
-    these points: --fit prints base + slope per million rows by least squares over the peaks.
+    The sizing `seamline k8s render --rows` uses (python/seamline/k8s.py, MEASURED_PEAK_MB) is
+    these points' reconcile peaks, interpolated between them and extended past the last one.
 
 Run (from the repository root, services up):
 
