@@ -112,10 +112,9 @@ def rss_mb() -> float:
 
 def child(dsn: str, rows: int, reader: str, options: dict[str, Any]) -> dict[str, Any]:
     """One reconcile in this (fresh) process, with an RSS timeline."""
-    import adbc_driver_postgresql.dbapi as pgdbapi
-
     import seamline as sl
     from seamline.engine import Options
+    from seamline.stores.postgres.store import PostgresStore
 
     p = prefix_for(rows)
     base = rss_mb()
@@ -141,11 +140,13 @@ def child(dsn: str, rows: int, reader: str, options: dict[str, Any]) -> dict[str
     reconcile_peak = vmhwm_mb()
     stop.set()
     sampler.join()
-    with pgdbapi.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT id, kind FROM public.{p}_drift_keys")
-        expected = {(r["id"], r["kind"]) for r in cur.fetch_arrow_table().to_pylist()}
-    diffs = result.diffs
-    found = set(zip(diffs["id"].to_list(), diffs["kind"].to_list(), strict=True))
+    # checked in Arrow with Seamline's Rust client: no ADBC or polars loaded for the check
+    store = PostgresStore(dsn, native=True)
+    drift = store.query(f"SELECT id, kind FROM public.{p}_drift_keys")
+    store.close()
+    expected = set(zip(drift.column("id").to_pylist(), drift.column("kind").to_pylist(), strict=True))
+    diffs = result.diffs_arrow
+    found = set(zip(diffs.column("id").to_pylist(), diffs.column("kind").to_pylist(), strict=True))
     peak_at = max(timeline, key=lambda s: s[1]) if timeline else (0.0, 0.0)
     return {
         "seconds": seconds,

@@ -15,6 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -293,12 +296,35 @@ def test_every_stream_reads_the_pinned_snapshot_under_concurrent_writes(db: Pg) 
         source.close()
 
 
+def test_a_reconcile_on_the_rust_reader_loads_neither_adbc_nor_polars(db: Pg) -> None:
+    """Catalog, snapshot and rows all go through the Rust client, and the differences become a
+    polars frame only when asked for: the ADBC driver (which imports polars) cost 0.4 CPU-seconds
+    to import and 60 ms a connection, polars 0.25 s (issue 13's CPU goal)."""
+    a, b = db.table("lean_a"), db.table("lean_b")
+    for t in (a, b):
+        db.execute(
+            f"CREATE TABLE {t} AS SELECT i::int8 AS id, md5(i::text) AS name FROM generate_series(1, 5000) i"
+        )
+    db.execute(f"UPDATE {b} SET name = 'x' WHERE id = 77")
+    script = (
+        "import sys, seamline as sl\n"
+        f"r = sl.reconcile(sl.postgres({db.dsn!r}, {a!r}), sl.postgres({db.dsn!r}, {b!r}), key='id')\n"
+        "loaded = sorted(m for m in ('adbc_driver_postgresql', 'polars') if m in sys.modules)\n"
+        "ids = r.diffs_arrow.column('id').to_pylist()\n"
+        "print(r.counts['changed'], ids, loaded)\n"
+        "print(r.diffs['id'].to_list(), 'polars' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SEAMLINE_PG_READER"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.splitlines() == ["1 [77] []", "[77] True"]
+
+
 def test_a_refused_connection_is_one_line(db: Pg) -> None:
     table = db.table("refused")
     db.execute(f"CREATE TABLE {table} (id int8)")
     source = sl.postgres(db.dsn, table, reader="rust")
     try:
-        source.pin()  # catalog and snapshot through ADBC, then the COPY connection is refused:
+        source.pin()  # catalog and snapshot on the Rust client, then the COPY connection is refused:
         source.store.dsn = source.store.dsn.replace(f":{source.store.port}/", ":1/")
         with pytest.raises(sl.StoreUnavailableError, match=r"^postgres at [^ ]+: .*[Cc]onnection refused"):
             source.open(ScanRequest(columns=["id"], key=["id"], parallelism=1))

@@ -27,6 +27,7 @@ __all__ = [
     "sorted_unique_rows",
     "coalesce_ranges",
     "pg_copy_stream",
+    "PgSession",
     "os_search_stream",
     "kafka_fetch_stream",
     "kafka_fold",
@@ -138,6 +139,16 @@ def pg_copy_stream(
     what: str,
     batch_rows: int = 65536,
 ) -> Any: ...
+
+class PgSession:
+    """One Postgres connection of the Rust client, for catalog queries and the snapshot coordinator."""
+
+    def __init__(self, params: list[tuple[str, str]], *, address: str, what: str) -> None: ...
+    def execute(self, sql: str) -> None: ...
+    def columns(self, sql: str) -> list[tuple[str, str, int]]: ...
+    def query(self, sql: str, params: list[str | None] = ...) -> Any: ...
+    def close(self) -> None: ...
+
 def os_search_stream(
     url: str,
     *,

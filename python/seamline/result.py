@@ -1,5 +1,8 @@
 """The outcome of a reconcile: counts, the differences (Polars), the mismatched key ranges, what
-each side read "as of", and a machine-readable report."""
+each side read "as of", and a machine-readable report.
+
+The differences are built and counted in Arrow; the Polars frame is made when first asked for, so a
+reconcile whose caller reads only the counts never imports polars (0.25 CPU-seconds)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -18,12 +20,13 @@ from seamline.compare import Binary, Compare, LogicalType, Uuid
 from seamline.engine import EngineOutput, Options
 from seamline.exceptions import InvalidInputError
 from seamline.jsonsafe import json_safe
-from seamline.keyspace import key_space
 from seamline.progress import throughput
 from seamline.seam import SeamColumns
 from seamline.stores.protocols import AsOf, KeyRange, Source
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from seamline.repair.plan import RepairPlan
 
 KINDS = ("missing", "extra", "changed", "duplicate")
@@ -197,6 +200,8 @@ def _sorted(table: pa.Table, by: list[str]) -> pa.Table:
         )
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
         # a type Arrow cannot sort or take (the view layouts polars exports): polars sorts it
+        import polars as pl
+
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         return frame.sort(by).to_arrow()
@@ -216,21 +221,45 @@ class SeamContext:
     options: Options
 
 
-def _in_flight(diffs: pl.DataFrame, seam: SeamColumns, grace: float | None, pinned_at: float) -> pl.Series:
+def _newer_than(values: pa.Array, cutoff_us: int) -> pa.Array | None:
+    """Per value: a timestamp after `cutoff_us` (microseconds since the epoch, UTC; a naive timestamp
+    counts as UTC); None when `values` are not timestamps."""
+    if not pa.types.is_timestamp(values.type):
+        return None
+    per_us = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}[values.type.unit]
+    ticks = values.cast(pa.int64())
+    # v * k > c  <=>  v > floor(c / k) for integers
+    cutoff = cutoff_us * 1_000 if per_us is None else cutoff_us // per_us
+    return pc.greater(ticks, pa.scalar(cutoff, pa.int64()))
+
+
+def _in_flight(diffs: pa.Table, seam: SeamColumns, grace: float | None, pinned_at: float) -> pa.Array:
     """True for differences whose version is newer than `pinned_at - grace`: the source's version,
     or the target's for a row only the target has. Only timestamp versions can be in flight."""
-    if grace is None or seam.version is None or not diffs.height:
-        return pl.Series("in_flight", [False] * diffs.height, pl.Boolean)
+    none = pa.array([False] * diffs.num_rows, pa.bool_())
+    if grace is None or seam.version is None or not diffs.num_rows:
+        return none
     name = seam.version[0]
-    version = pl.coalesce(pl.col("source").struct.field(name), pl.col("target").struct.field(name))
-    dtype = diffs.schema["source"]
-    if not isinstance(dtype, pl.Struct) or not any(
-        f.name == name and isinstance(f.dtype, pl.Datetime) for f in dtype.fields
-    ):
-        return pl.Series("in_flight", [False] * diffs.height, pl.Boolean)
+    structs = {side: diffs.column(side).combine_chunks() for side in ("source", "target")}
+    if not any(f.name == name for f in structs["source"].type):
+        return none
     cutoff = dt.datetime.fromtimestamp(pinned_at - grace, tz=dt.UTC)
-    flags = diffs.select((version.dt.convert_time_zone("UTC") > cutoff).fill_null(False).alias("in_flight"))
-    return flags.to_series()
+    cutoff_us = (cutoff - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    flags: dict[str, tuple[pa.Array, pa.Array]] = {}
+    for side, struct in structs.items():
+        if not any(f.name == name for f in struct.type):
+            continue
+        values = pc.struct_field(struct, name)
+        newer = _newer_than(values, cutoff_us)
+        if newer is not None:
+            present = pc.and_(struct.is_valid(), values.is_valid())
+            flags[side] = (present, newer)
+    if "source" not in flags:
+        return none
+    present, newer = flags["source"]
+    if "target" in flags:  # a row only the target has: the target's version
+        newer = pc.if_else(present, newer, flags["target"][1])
+    return pc.fill_null(newer, False)
 
 
 class ReconcileResult:
@@ -261,30 +290,44 @@ class ReconcileResult:
         self.pinned_at = pinned_at
         self.rechecked = rechecked
         self.seconds = seconds
-        diffs = pl.from_arrow(
-            _sorted(build_diffs(output, seam, schemas), [s for s, _ in seam.key] + ["kind"])
-        )
-        assert isinstance(diffs, pl.DataFrame)
-        diffs = diffs.with_columns(_in_flight(diffs, seam, context.grace_seconds, pinned_at))
-        self.diffs: pl.DataFrame = diffs
-        settled = (
-            dict(diffs.filter(~pl.col("in_flight"))["kind"].value_counts().iter_rows())
-            if diffs.height
-            else {}
-        )
+        table = _sorted(build_diffs(output, seam, schemas), [s for s, _ in seam.key] + ["kind"])
+        in_flight = _in_flight(table, seam, context.grace_seconds, pinned_at)
+        self._diffs_arrow = table.append_column("in_flight", in_flight)
+        self._diffs: pl.DataFrame | None = None
+        kinds = pc.value_counts(table.column("kind").filter(pc.invert(in_flight))) if table.num_rows else []
+        settled = {c["values"].as_py(): c["counts"].as_py() for c in kinds}
         self.counts: dict[str, int] = (
             {"source_rows": output.source_rows, "target_rows": output.target_rows}
             | {k: int(settled.get(k, 0)) for k in KINDS}
-            | {"in_flight": diffs.height - sum(settled.values())}
+            | {"in_flight": table.num_rows - sum(settled.values())}
         )
 
     @property
+    def diffs(self) -> pl.DataFrame:
+        """The differences as a Polars frame (made on first use)."""
+        if self._diffs is None:
+            import polars as pl
+
+            frame = pl.from_arrow(self._diffs_arrow)
+            assert isinstance(frame, pl.DataFrame)
+            self._diffs = frame
+        return self._diffs
+
+    @diffs.setter
+    def diffs(self, frame: pl.DataFrame) -> None:
+        self._diffs = frame
+        self._diffs_arrow = frame.to_arrow()
+
+    @property
     def diffs_arrow(self) -> pa.Table:
-        return self.diffs.to_arrow()
+        """The differences as an Arrow table (the columns of `diffs`), without polars."""
+        return self._diffs_arrow
 
     @property
     def settled(self) -> pl.DataFrame:
         """The differences that count as drift (not in flight)."""
+        import polars as pl
+
         return self.diffs.filter(~pl.col("in_flight")) if self.diffs.height else self.diffs
 
     @property
@@ -320,6 +363,8 @@ class ReconcileResult:
         return [asdict(p) for p in self.output.passes]
 
     def to_dict(self) -> dict[str, Any]:
+        from seamline.keyspace import key_space  # polars: only for the report
+
         key_names = [s for s, _ in self.seam.key]
         return json_safe(
             {

@@ -9,7 +9,7 @@ use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
 use pyo3::prelude::*;
 use pyo3_arrow::PyRecordBatchReader;
-use seamline_pg::{CopyRequest, CopyStream, PgError};
+use seamline_pg::{CopyRequest, CopyStream, PgError, Session};
 
 use crate::errors::{InvalidInputError, NotFoundError, SchemaError, StoreUnavailableError, ValueParseError};
 
@@ -120,4 +120,74 @@ pub fn pg_copy_stream(
     let stream = py.detach(|| CopyStream::open(request)).map_err(|e| to_pyerr(&e, &address, &what))?;
     let batches = Batches { stream, address, what, done: false };
     Ok(PyRecordBatchReader::new(Box::new(batches)))
+}
+
+/// One Postgres connection for the adapter's catalog queries and its snapshot coordinator
+/// (`seamline.stores.postgres`), so that the Rust reader's reconcile loads no other driver. Every
+/// call runs with the GIL released; calls are serialised.
+#[pyclass(name = "PgSession", module = "seamline._core")]
+pub struct PyPgSession {
+    session: std::sync::Mutex<Option<Session>>,
+    address: String,
+    what: String,
+}
+
+impl PyPgSession {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        call: impl FnOnce(&Session) -> Result<T, PgError> + Send,
+    ) -> PyResult<T> {
+        let result = py.detach(|| {
+            let guard = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match guard.as_ref() {
+                Some(session) => call(session),
+                None => Err(PgError::Unavailable("the connection is closed".into())),
+            }
+        });
+        result.map_err(|e| to_pyerr(&e, &self.address, &self.what))
+    }
+}
+
+#[pymethods]
+impl PyPgSession {
+    /// Connect with the libpq keywords `params` (`address` and `what` name the store in errors).
+    #[new]
+    #[pyo3(signature = (params, *, address, what))]
+    fn new(py: Python<'_>, params: Vec<(String, String)>, address: String, what: String) -> PyResult<Self> {
+        let session = py.detach(|| Session::connect(&params)).map_err(|e| to_pyerr(&e, &address, &what))?;
+        Ok(PyPgSession { session: std::sync::Mutex::new(Some(session)), address, what })
+    }
+
+    /// Run statements that return no rows.
+    fn execute(&self, py: Python<'_>, sql: String) -> PyResult<()> {
+        self.with(py, |s| s.execute(&sql))
+    }
+
+    /// (name, type name, type modifier) of each column `sql` returns, without running it.
+    fn columns(&self, py: Python<'_>, sql: String) -> PyResult<Vec<(String, String, i32)>> {
+        self.with(py, |s| s.columns(&sql))
+    }
+
+    /// The rows of `sql`, `$1..n` bound to `params` as text, as an Arrow stream of one batch.
+    #[pyo3(signature = (sql, params = Vec::new()))]
+    fn query(
+        &self,
+        py: Python<'_>,
+        sql: String,
+        params: Vec<Option<String>>,
+    ) -> PyResult<PyRecordBatchReader> {
+        let batch = self.with(py, |s| s.query(&sql, &params))?;
+        let schema = batch.schema();
+        let reader = arrow_array::RecordBatchIterator::new(vec![Ok(batch)], schema);
+        Ok(PyRecordBatchReader::new(Box::new(reader)))
+    }
+
+    /// Close the connection (idempotent; a transaction still open is rolled back by the server).
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| {
+            let session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+            drop(session);
+        });
+    }
 }

@@ -107,6 +107,7 @@ class PostgresReader:
             raise InvalidInputError(f"postgres reader {reader!r}: expected one of {', '.join(READERS)}")
         if reader == "rust":
             self.store.keywords()  # a DSN the Rust client cannot follow fails here, naming the option
+            self.store.native = True  # catalog queries on the Rust client too: ADBC is never loaded
         self.reader = reader
         self.table = table
         self._table = table
@@ -222,21 +223,21 @@ class PostgresReader:
         with self._lock:
             if self._as_of is not None:
                 return self._as_of
-            conn = self._connect()
-            try:
-                cur = conn.cursor()
-                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cur.execute(
-                    "SELECT pg_export_snapshot(), now(), clock_timestamp(), current_setting('server_version')"
-                )
-                snapshot_id, snapshot_time, pinned_at, version = cur.fetchone()
-                cur.close()
-            except adbc_driver_manager.Error as exc:
-                close_quietly(conn)
-                raise self.store.error(exc, self.describe()) from None
-            except BaseException:
-                close_quietly(conn)
-                raise
+            export = (
+                "SELECT pg_export_snapshot() AS snapshot, now() AS now, clock_timestamp() AS pinned_at,"
+                " current_setting('server_version') AS version"
+            )
+            if self.reader == "rust":
+                conn = self.store.session(self.describe())
+                try:
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    row = pa.table(conn.query(export)).to_pylist()[0]
+                except BaseException:
+                    conn.close()
+                    raise
+                snapshot_id, snapshot_time, pinned_at, version = row.values()
+            else:
+                conn, (snapshot_id, snapshot_time, pinned_at, version) = self._adbc_export(export)
             if not _SNAPSHOT_ID.match(str(snapshot_id)):
                 conn.close()
                 raise StoreUnavailableError(
@@ -256,6 +257,23 @@ class PostgresReader:
                 detail["table"] = self._table
             self._as_of = AsOf(store="postgres", detail=detail)
             return self._as_of
+
+    def _adbc_export(self, export: str) -> tuple[Any, tuple[Any, ...]]:
+        """An ADBC connection in a REPEATABLE READ transaction, and the row of `export` run in it."""
+        conn = self._connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute(export)
+            row = cur.fetchone()
+            cur.close()
+        except adbc_driver_manager.Error as exc:
+            close_quietly(conn)
+            raise self.store.error(exc, self.describe()) from None
+        except BaseException:
+            close_quietly(conn)
+            raise
+        return conn, tuple(row)
 
     def close(self) -> None:
         with self._lock:
@@ -301,8 +319,10 @@ class PostgresReader:
             # The id was validated against _SNAPSHOT_ID when it was exported.
             cur.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")
             if params:
+                # ranged: no JIT for index lookups priced as a scan (see seamline-pg's `start`)
                 setters = ", ".join(
-                    f"set_config('seamline.p{i}', ${i}, true)" for i in range(1, len(params) + 1)
+                    ["set_config('jit', 'off', true)"]
+                    + [f"set_config('seamline.p{i}', ${i}, true)" for i in range(1, len(params) + 1)]
                 )
                 cur.execute(f"SELECT {setters}", tuple(params))
                 cur.fetchall()
@@ -372,6 +392,13 @@ class PostgresReader:
                 field = _pg_field(row["name"], row["typname"], int(row["typmod"]), row["elem"], None)
                 fields.append(field.with_nullable(not row["notnull"]))
                 columns[row["name"]] = _Column(row["name"], row["cast_type"], bool(row["collatable"]))
+        elif self.reader == "rust":
+            for name, typname, typmod in self.store.columns(
+                f"SELECT * FROM ({self._query}) AS q LIMIT 0", what=self.describe()
+            ):
+                fields.append(_pg_field(name, typname, typmod, None, None))
+                cast_type = typname if re.fullmatch(r"[a-z_][a-z0-9_]*", typname) else ""
+                columns[name] = _Column(name, cast_type, typname in _COLLATABLE)
         else:
             t = self._meta_query(f"SELECT * FROM ({self._query}) AS q LIMIT 0")
             for f in t.schema:

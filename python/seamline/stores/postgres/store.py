@@ -1,7 +1,10 @@
 """The Postgres store: a DSN, its connections, its catalog look-ups and its error mapping, shared by
 the reader (`read.py`) and the repair writer (`write.py`).
 
-Connections go through ADBC (adbc-driver-postgresql). Every driver error that leaves this package is
+Connections go through ADBC (adbc-driver-postgresql), or, for a reader on the Rust client
+(``native``), catalog queries go through `seamline._core.PgSession`: a reconcile then never loads the
+ADBC driver (0.4 CPU-seconds to import, with the polars it imports, and 60 ms of CPU a connection,
+which loads the server's type catalog). Every driver error that leaves this package is
 a `SeamlineError` with one line: ``postgres at HOST:PORT: <the server's reason>`` for a lost or
 refused connection, the object for a missing table, the column for a missing column. Messages never
 carry the DSN's password.
@@ -15,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import adbc_driver_manager
-import adbc_driver_postgresql.dbapi as pgdbapi
 import pyarrow as pa
 
+from seamline._core import PgSession
 from seamline.exceptions import (
     InvalidInputError,
     NotFoundError,
@@ -65,14 +68,16 @@ class Relation:
 class PostgresStore:
     """One Postgres database, reached with a libpq DSN (URI or key=value)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, native: bool = False) -> None:
         self.dsn = dsn
+        #: catalog queries through the Rust client (`PgSession`), not ADBC
+        self.native = native
         # the first host of the DSN names the store in messages
         self.host, self.port, self.database = libpq_dsn.first_address(dsn)
         self._secrets = dsn_secrets(dsn)
         self._keywords: tuple[str, list[tuple[str, str]]] | None = None  # (for dsn, keywords)
         self._lock = threading.Lock()
-        self._meta: Any = None  # autocommit connection for catalog look-ups
+        self._meta: Any = None  # autocommit connection for catalog look-ups (ADBC or PgSession)
 
     @property
     def address(self) -> str:
@@ -96,18 +101,37 @@ class PostgresStore:
 
     def connect(self, *, autocommit: bool = True) -> Any:
         """A new ADBC connection (StoreUnavailableError when the server refuses or is down)."""
+        import adbc_driver_postgresql.dbapi as pgdbapi
+
         try:
             return pgdbapi.connect(self.dsn, autocommit=autocommit)
         except adbc_driver_manager.Error as exc:
             # from None: the driver's message may echo connection parameters.
             raise self.unavailable(exc) from None
 
-    def query(self, sql: str, params: tuple[Any, ...] | None = None, *, what: str = "") -> pa.Table:
-        """A catalog or metadata query on the shared autocommit connection."""
+    def session(self, what: str = "") -> PgSession:
+        """A new connection of the Rust client (errors are already the adapter's exceptions)."""
+        return PgSession(self.keywords(), address=self.address, what=what or self.describe())
+
+    def _catalog(self, what: str) -> Any:
+        """The shared autocommit connection for catalog look-ups."""
         with self._lock:
             if self._meta is None:
-                self._meta = self.connect()
-            conn = self._meta
+                self._meta = self.session(what) if self.native else self.connect()
+            return self._meta
+
+    def columns(self, sql: str, *, what: str = "") -> list[tuple[str, str, int]]:
+        """(name, type name, typmod) of the columns `sql` returns (a domain as its base type),
+        without running it (Rust client only)."""
+        columns: list[tuple[str, str, int]] = self._catalog(what).columns(sql)
+        return columns
+
+    def query(self, sql: str, params: tuple[Any, ...] | None = None, *, what: str = "") -> pa.Table:
+        """A catalog or metadata query on the shared autocommit connection."""
+        conn = self._catalog(what)
+        if self.native:
+            text = [None if p is None else _param_text(p) for p in params or ()]
+            return pa.table(conn.query(sql, text))
         cur = conn.cursor()
         try:
             cur.execute(sql, params)
@@ -182,11 +206,18 @@ class PostgresStore:
         return InvalidInputError(f"{what}: {self.cause(exc)}")
 
 
+def _param_text(value: Any) -> str:
+    """A catalog query's parameter as the text the server parses (as libpq sends it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def close_quietly(conn: Any) -> None:
     """Close a connection or cursor that may already be gone (closing is best effort)."""
     if conn is None:
         return
     try:
-        conn.close()
+        conn.close()  # a PgSession's close never raises
     except adbc_driver_manager.Error:
         pass
