@@ -75,6 +75,8 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
+#: key field types whose value range a scan splits between its streams (OpenSearchReader._key_splits)
+_SPLIT_TYPES = ("long", "integer", "short", "byte", "date")
 _MAX_RANGES = 400  # a range on a numeric field counts as two clauses toward the 1024 limit
 
 
@@ -144,7 +146,13 @@ class OpenSearchReader:
         sort, min_slices = self._ordering()
         n = max(1, request.parallelism)
         # Every (query, slice) is read whole by one stream; a stream may read several one after another.
-        total = max(n, min_slices)
+        splits = self._key_splits(request, n) if n > min_slices else None
+        if splits is not None:
+            # Key ranges instead of hash slices (see _key_splits); slices only confine _doc to a shard.
+            total = min_slices
+            queries = [_both(q, split) for q in queries for split in splits]
+        else:
+            total = max(n, min_slices)
         work = [(q, i) for q in queries for i in range(total)]
         if self.reader == "rust":
             return [
@@ -230,6 +238,51 @@ class OpenSearchReader:
                 return [_all_of(filters)]
             queries.append(_all_of([*filters, {"bool": {"should": shoulds, "minimum_should_match": 1}}]))
         return queries
+
+    def _key_splits(self, request: ScanRequest, n: int) -> list[dict[str, Any]] | None:
+        """``n`` queries splitting the key field's values into ranges of equal width (the first and
+        last unbounded), plus one for documents without the field; None when the key cannot be split.
+
+        More slices than shards filter every page by a hash of ``_id`` (or of a doc-values field),
+        which the node recomputes over the whole shard for each page: on a 1-shard index of 1M
+        documents two slices cost ~200 ms of server time per 5,000-hit page against ~10 ms unsliced.
+        A range query on an indexed key is computed once and kept by the node's query cache, so the
+        streams split the key range instead. Only for integer and date keys with an index and doc
+        values (any boundary is exact there; the min/max aggregation reads the BKD tree's bounds).
+        """
+        if len(request.key) != 1 or request.key[0] == "_id":
+            return None
+        field = request.key[0]
+        spec = self._resolve(field)[1]
+        if (
+            spec.get("type") not in _SPLIT_TYPES
+            or spec.get("index") is False
+            or spec.get("doc_values") is False
+        ):
+            return None
+        body = {
+            "size": 0,
+            "query": self._query or {"match_all": {}},
+            "aggs": {"lo": {"min": {"field": field}}, "hi": {"max": {"field": field}}},
+            "track_total_hits": False,
+            "pit": {"id": self._pit_id, "keep_alive": _KEEP_ALIVE},
+        }
+        aggs = self._call(lambda: self._client.search(body=body))["aggregations"]
+        lo, hi = aggs["lo"]["value"], aggs["hi"]["value"]
+        missing = {"bool": {"must_not": [{"exists": {"field": field}}]}}
+        if lo is None or hi is None:  # no document has the key
+            return [{"match_all": {}}]
+        # Interior boundaries only: the outer ranges are open, so rounding cannot lose a document.
+        cuts = sorted({int(lo + (hi - lo) * i / n) for i in range(1, n)} - {int(lo)})
+        fmt = {"format": "epoch_millis"} if spec.get("type") == "date" else {}
+        bounds = [None, *cuts, None]
+        ranges: list[dict[str, Any]] = []
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            cond: dict[str, Any] = {**({"gte": start} if start is not None else {})}
+            if end is not None:
+                cond["lt"] = end
+            ranges.append({"range": {field: {**cond, **fmt}}} if cond else {"exists": {"field": field}})
+        return [*ranges, missing]
 
     # Retries of one page request on 429/502/503/504 or a lost connection (Rust reader): attempts,
     # and the first backoff in seconds, doubled per retry (0.2 + 0.4 + ... + 3.2 = 6.2 s at most).
@@ -415,6 +468,10 @@ class OpenSearchReader:
 
 
 # -- mapping and conversion ------------------------------------------------------------------------
+
+
+def _both(query: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+    return split if query == {"match_all": {}} else {"bool": {"filter": [query, split]}}
 
 
 def _search_body(
