@@ -12,9 +12,10 @@ What it measures
                         [min, max] (one min/max aggregation) cut into 2 range queries, the first thread
                         also reading the documents without a key (no hash slices: see
                         OpenSearchReader._key_splits), search_after pages of 5,000 hits sorted by _doc,
-                        _source includes the 7 compared fields and filter_path as Seamline's
-                        adapter; the response bytes are discarded (only the last hit's sort values are
-                        cut out of the bytes, for search_after). urllib3, no JSON parsing.
+                        the whole _source (the 7 compared fields are every mapped field) and no
+                        filter_path, as Seamline's Rust reader asks; the response bytes are discarded
+                        (only the last hit's sort values are cut out, for search_after). urllib3, no
+                        JSON parsing.
     os_raw_docvalues    the same scan with `_source: false` and docvalue_fields for the 7 fields (dates
                         as epoch_millis), for the docvalue_fields question of issue 13.
     seamline_rust       sl.reconcile(sl.postgres(dsn, "public.bench_stores_src"),
@@ -47,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_postgres import OUT, child_seamline, code_state, measured, vmhwm_mb  # noqa: E402
 from bench_stores import (  # noqa: E402
     DRIFT,
-    FILTER_PATH,
     INDEX,
     OS_MAPPING,
     PAGE_SIZE,
@@ -118,16 +118,12 @@ def child_raw_scan(url: str, docvalues: bool) -> dict[str, Any]:
                 {"field": f, "format": "epoch_millis"} if OS_MAPPING["properties"][f]["type"] == "date" else f
                 for f in FIELDS
             ]
-            filter_path = "hits.hits._id,hits.hits.fields,hits.hits.sort"
         else:
-            body["_source"] = {"includes": FIELDS}
-            filter_path = FILTER_PATH
+            body["_source"] = True
         hits = size = 0
         while True:
             body["pit"] = {"id": pit, "keep_alive": "5m"}
-            raw = http.request(
-                "POST", f"{url}/_search?filter_path={filter_path}", body=json.dumps(body), headers=headers
-            ).data
+            raw = http.request("POST", f"{url}/_search", body=json.dumps(body), headers=headers).data
             size += len(raw)
             page = raw.count(b'"_id":')
             hits += page

@@ -61,7 +61,7 @@ pub struct ScanRequest {
     pub bodies: Vec<Map<String, Value>>,
     pub schema: SchemaRef,
     pub columns: Vec<Column>,
-    /// `filter_path` of every page request: only what is converted comes back.
+    /// `filter_path` of every page request (empty: none, the whole response).
     pub filter_path: String,
 }
 

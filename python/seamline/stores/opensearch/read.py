@@ -143,6 +143,7 @@ class OpenSearchReader:
         if not queries:  # an empty union of ranges
             return [pa.RecordBatchReader.from_batches(schema, iter(()))]
         sources = sorted({path for _, path, _ in plan if path != "_id"})
+        whole = self._whole_source(sources)
         sort, min_slices = self._ordering()
         n = max(1, request.parallelism)
         # Every (query, slice) is read whole by one stream; a stream may read several one after another.
@@ -156,12 +157,12 @@ class OpenSearchReader:
         work = [(q, i) for q in queries for i in range(total)]
         if self.reader == "rust":
             return [
-                self._rust_stream(schema, plan, sources, sort, work[i::n], total)
+                self._rust_stream(schema, plan, sources, whole, sort, work[i::n], total)
                 for i in range(min(n, len(work)))
             ]
         return [
             pa.RecordBatchReader.from_batches(
-                schema, self._pages(schema, plan, sources, sort, work[i::n], total)
+                schema, self._pages(schema, plan, sources, whole, sort, work[i::n], total)
             )
             for i in range(min(n, len(work)))
         ]
@@ -239,6 +240,16 @@ class OpenSearchReader:
             queries.append(_all_of([*filters, {"bool": {"should": shoulds, "minimum_should_match": 1}}]))
         return queries
 
+    def _whole_source(self, sources: list[str]) -> bool:
+        """Whether to ask for the whole ``_source`` instead of ``includes``: when the read paths cover
+        every mapped top-level field. Filtering makes the node parse and re-serialise every hit's
+        source (1M documents of 7 fields: 12.7 node CPU s with includes and filter_path, 4.6 s for
+        the whole source, unfiltered), and what the read does not use is only skipped bytes."""
+        if not sources:
+            return False
+        read = {path.split(".")[0] for path in sources}
+        return read >= set(self._properties())
+
     def _key_splits(self, request: ScanRequest, n: int) -> list[dict[str, Any]] | None:
         """``n`` queries splitting the key field's values into ranges of equal width (the first and
         last unbounded), plus one for documents without the field; None when the key cannot be split.
@@ -294,6 +305,7 @@ class OpenSearchReader:
         schema: pa.Schema,
         plan: list[tuple[str, str, dict[str, Any]]],
         sources: list[str],
+        whole: bool,
         sort: list[Any],
         work: list[tuple[dict[str, Any], int]],
         slices: int,
@@ -301,7 +313,8 @@ class OpenSearchReader:
         """One stream of the Rust reader over some (query, slice) pairs: the same request bodies as
         `_pages`, paged and converted in Rust (`seamline._core.os_search_stream`)."""
         bodies = [
-            json.dumps(_search_body(query, sort, sources, slice_id, slices)) for query, slice_id in work
+            json.dumps(_search_body(query, sort, sources, whole, slice_id, slices))
+            for query, slice_id in work
         ]
         columns = [
             (path, "id" if path == "_id" else _kind(field.type, spec))
@@ -323,7 +336,9 @@ class OpenSearchReader:
             bodies=bodies,
             schema=schema,
             columns=columns,
-            filter_path=_FILTER_PATH,
+            # No filter_path: it makes the node re-parse every hit (1M documents: ~3 node CPU s);
+            # the extra fields of each hit cost the Rust parser only skipped bytes.
+            filter_path="",
             address=redact_url(self.store.url),
             what=self.describe(),
             index=self._index,
@@ -334,6 +349,7 @@ class OpenSearchReader:
         schema: pa.Schema,
         plan: list[tuple[str, str, dict[str, Any]]],
         sources: list[str],
+        whole: bool,
         sort: list[Any],
         work: list[tuple[dict[str, Any], int]],
         slices: int,
@@ -341,7 +357,7 @@ class OpenSearchReader:
         """search_after pages over some (query, slice) pairs of the PIT, one record batch per page."""
         converters = [_converter(f.type, spec) for f, (_, _, spec) in zip(schema, plan, strict=True)]
         for query, slice_id in work:
-            body = _search_body(query, sort, sources, slice_id, slices)
+            body = _search_body(query, sort, sources, whole, slice_id, slices)
             body["size"] = _PAGE_SIZE
             yield from self._slice_pages(body, schema, plan, converters)
 
@@ -475,13 +491,13 @@ def _both(query: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
 
 
 def _search_body(
-    query: dict[str, Any], sort: list[Any], sources: list[str], slice_id: int, slices: int
+    query: dict[str, Any], sort: list[Any], sources: list[str], whole: bool, slice_id: int, slices: int
 ) -> dict[str, Any]:
     """One (query, slice) of a scan, without the page fields (size, pit, search_after)."""
     body: dict[str, Any] = {
         "query": query,
         "sort": sort,
-        "_source": {"includes": sources} if sources else False,
+        "_source": True if whole else ({"includes": sources} if sources else False),
         "track_total_hits": False,
     }
     if slices > 1:
