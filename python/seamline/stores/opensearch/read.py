@@ -139,21 +139,20 @@ class OpenSearchReader:
         columns = [c for c in (request.columns or self.schema().names)]
         plan = [(c, *self._resolve(c)) for c in columns]
         schema = pa.schema([_field(name, spec) for name, _, spec in plan])
-        queries = self._scan_queries(request)
+        sort, min_slices = self._ordering()
+        n = max(1, request.parallelism)
+        # More streams than shards: split the key, not a hash of _id (see _key_splits).
+        split = n > min_slices
+        queries, by_key = self._scan_queries(request, n if split else 1)
         if not queries:  # an empty union of ranges
             return [pa.RecordBatchReader.from_batches(schema, iter(()))]
         sources = sorted({path for _, path, _ in plan if path != "_id"})
         whole = self._whole_source(sources)
-        sort, min_slices = self._ordering()
-        n = max(1, request.parallelism)
+        if split and not by_key and (splits := self._key_splits(request, n)) is not None:
+            queries, by_key = [_both(q, s) for q in queries for s in splits], True
+        # Split by key, slices only confine _doc to one shard each; else hash slices as many as streams.
+        total = min_slices if by_key else max(n, min_slices)
         # Every (query, slice) is read whole by one stream; a stream may read several one after another.
-        splits = self._key_splits(request, n) if n > min_slices else None
-        if splits is not None:
-            # Key ranges instead of hash slices (see _key_splits); slices only confine _doc to a shard.
-            total = min_slices
-            queries = [_both(q, split) for q in queries for split in splits]
-        else:
-            total = max(n, min_slices)
         work = [(q, i) for q in queries for i in range(total)]
         if self.reader == "rust":
             return [
@@ -219,26 +218,28 @@ class OpenSearchReader:
     def _resolve(self, column: str) -> tuple[str, dict[str, Any]]:
         return self.store.resolve(self._index, column)
 
-    def _scan_queries(self, request: ScanRequest) -> list[dict[str, Any]]:
-        """The queries that together read the request: one, or with many key ranges one per group
-        of ranges (OpenSearch refuses more than 1024 clauses in a query); none for no ranges."""
+    def _scan_queries(self, request: ScanRequest, groups: int = 1) -> tuple[list[dict[str, Any]], bool]:
+        """The queries that together read the request: one, or with key ranges at least ``groups``
+        groups of them (as far as there are ranges; at most _MAX_RANGES per query: OpenSearch refuses
+        more than 1024 clauses); none for no ranges. And whether they split the key ranges."""
         filters: list[dict[str, Any]] = [self._query] if self._query is not None else []
         # Range pushdown needs a single key field with doc values; _id has none to range over.
         field = request.key[0] if len(request.key) == 1 else "_id"
         if request.ranges is None or field == "_id":
-            return [_all_of(filters)]
+            return [_all_of(filters)], False
         if not request.ranges:
-            return []
+            return [], True
         spec = self._resolve(field)[1]
         ranges = list(request.ranges)
+        per_query = min(_MAX_RANGES, -(-len(ranges) // max(1, groups)))
         queries = []
-        for start in range(0, len(ranges), _MAX_RANGES):
-            group = ranges[start : start + _MAX_RANGES]
+        for start in range(0, len(ranges), per_query):
+            group = ranges[start : start + per_query]
             shoulds = [q for q in (_range_query(field, r, spec) for r in group) if q]
             if len(shoulds) != len(group):  # a bound the field cannot take: read it all
-                return [_all_of(filters)]
+                return [_all_of(filters)], False
             queries.append(_all_of([*filters, {"bool": {"should": shoulds, "minimum_should_match": 1}}]))
-        return queries
+        return queries, True
 
     def _whole_source(self, sources: list[str]) -> bool:
         """Whether to ask for the whole ``_source`` instead of ``includes``: when the read paths cover
