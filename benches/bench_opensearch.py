@@ -7,11 +7,15 @@ What it measures
     scaled_float, in_stock boolean, updated_at/deleted_at date; 0.2% drift), loaded by it if absent.
 
     Methods (each run a fresh subprocess, interleaved; seconds are the wall time of the measured work):
-    os_raw_scan         the floor: one PIT, 2 slices read by 2 threads (Seamline's default parallelism
-                        2 on a 1-shard index gives 2 slices), search_after pages of 5,000 hits sorted by
-                        _doc, _source includes the 7 compared fields and filter_path as Seamline's
-                        adapter; the response bytes are discarded (only the last hit's sort values are
-                        cut out of the bytes, for search_after). urllib3, no JSON parsing.
+    os_raw_scan         the floor: one PIT, 2 streams read by 2 threads as Seamline's reader plans them
+                        for its default parallelism 2 on a 1-shard index with an integer key: the key's
+                        [min, max] (one min/max aggregation) cut into 2 range queries, the first thread
+                        also reading the documents without a key (no hash slices: see
+                        OpenSearchReader._key_splits), search_after pages of 5,000 hits sorted by _doc,
+                        the whole _source (the 7 compared fields are every mapped field) and no
+                        filter_path, as Seamline's Rust reader asks; the response bytes are discarded
+                        (only the last hit's sort values are cut out, for search_after). urllib3, no
+                        JSON parsing.
     os_raw_docvalues    the same scan with `_source: false` and docvalue_fields for the 7 fields (dates
                         as epoch_millis), for the docvalue_fields question of issue 13.
     seamline_rust       sl.reconcile(sl.postgres(dsn, "public.bench_stores_src"),
@@ -44,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_postgres import OUT, child_seamline, code_state, measured, vmhwm_mb  # noqa: E402
 from bench_stores import (  # noqa: E402
     DRIFT,
-    FILTER_PATH,
     INDEX,
     OS_MAPPING,
     PAGE_SIZE,
@@ -71,13 +74,43 @@ def child_raw_scan(url: str, docvalues: bool) -> dict[str, Any]:
     created = http.request("POST", f"{url}/{INDEX}/_search/point_in_time?keep_alive=5m")
     pit = json.loads(created.data)["pit_id"]
 
+    # The streams Seamline's reader plans for an integer key (OpenSearchReader._key_splits): the key's
+    # [min, max] cut into SLICES ranges of equal width, plus the documents without a key.
+    bounds = json.loads(
+        http.request(
+            "POST",
+            f"{url}/_search?filter_path=aggregations",
+            headers=headers,
+            body=json.dumps(
+                {
+                    "size": 0,
+                    "aggs": {"lo": {"min": {"field": "id"}}, "hi": {"max": {"field": "id"}}},
+                    "pit": {"id": pit, "keep_alive": "5m"},
+                }
+            ),
+        ).data
+    )["aggregations"]
+    lo, hi = bounds["lo"]["value"], bounds["hi"]["value"]
+    cuts: list[int | None] = [None, *(int(lo + (hi - lo) * i / SLICES) for i in range(1, SLICES)), None]
+    queries: list[dict[str, Any]] = [
+        {"range": {"id": {k: v for k, v in (("gte", a), ("lt", b)) if v is not None}}}
+        for a, b in zip(cuts, cuts[1:], strict=False)
+    ]
+    queries.append({"bool": {"must_not": [{"exists": {"field": "id"}}]}})
+
     def scan(slice_id: int) -> tuple[int, int]:
+        hits = size = 0
+        for query in queries[slice_id::SLICES]:
+            h, s = scan_query(query)
+            hits, size = hits + h, size + s
+        return hits, size
+
+    def scan_query(query: dict[str, Any]) -> tuple[int, int]:
         body: dict[str, Any] = {
             "size": PAGE_SIZE,
-            "query": {"match_all": {}},
+            "query": query,
             "sort": [{"_doc": "asc"}],
             "track_total_hits": False,
-            "slice": {"id": slice_id, "max": SLICES},
         }
         if docvalues:
             body["_source"] = False
@@ -85,16 +118,12 @@ def child_raw_scan(url: str, docvalues: bool) -> dict[str, Any]:
                 {"field": f, "format": "epoch_millis"} if OS_MAPPING["properties"][f]["type"] == "date" else f
                 for f in FIELDS
             ]
-            filter_path = "hits.hits._id,hits.hits.fields,hits.hits.sort"
         else:
-            body["_source"] = {"includes": FIELDS}
-            filter_path = FILTER_PATH
+            body["_source"] = True
         hits = size = 0
         while True:
             body["pit"] = {"id": pit, "keep_alive": "5m"}
-            raw = http.request(
-                "POST", f"{url}/_search?filter_path={filter_path}", body=json.dumps(body), headers=headers
-            ).data
+            raw = http.request("POST", f"{url}/_search", body=json.dumps(body), headers=headers).data
             size += len(raw)
             page = raw.count(b'"_id":')
             hits += page
@@ -110,6 +139,16 @@ def child_raw_scan(url: str, docvalues: bool) -> dict[str, Any]:
         "DELETE", f"{url}/_search/point_in_time", body=json.dumps({"pit_id": [pit]}), headers=headers
     )
     return {"seconds": seconds, "rows": sum(r[0] for r in results), "bytes": sum(r[1] for r in results)}
+
+
+def node_cpu_seconds(url: str) -> float:
+    """CPU seconds the OpenSearch node's process has used so far (its side of a scan, undisturbed by
+    the load of other processes on the machine)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/_nodes/_local/stats/process?filter_path=**.cpu") as resp:
+        (node,) = json.load(resp)["nodes"].values()
+    return float(node["process"]["cpu"]["total_in_millis"]) / 1000
 
 
 def child_main(child: str) -> None:
@@ -156,7 +195,9 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for i in range(args.repeat):
         for m in methods:
+            node_cpu = node_cpu_seconds(url)
             r = measured(shlex.split(commands[m]))
+            r["node_cpu_seconds"] = round(node_cpu_seconds(url) - node_cpu, 2)
             if m.startswith("seamline"):
                 r["code"] = code_state()
             runs[m].append(r)
@@ -171,14 +212,15 @@ def main() -> None:
     lines = [
         f"## Postgres -> OpenSearch, {index['docs']:,} documents, drift {json.dumps(loaded['expected'])}",
         "",
-        "| method | median s | x os_raw_scan | min-max s | peak MB | process CPU s | load 1m | drift found |",
-        "|---|---:|---:|---|---:|---:|---|---|",
+        "| method | median s | x os_raw_scan | min-max s | peak MB | process CPU s | node CPU s | load 1m"
+        " | drift found |",
+        "|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
     summary = {}
     for m in methods:
         ok = [r for r in runs[m] if "error" not in r]
         if not ok:
-            lines.append(f"| {m} | failed: {runs[m][0].get('error')} | | | | | | |")
+            lines.append(f"| {m} | failed: {runs[m][0].get('error')} | | | | | | | |")
             continue
         secs = [r["seconds"] for r in ok]
         s = statistics.median(secs)
@@ -189,11 +231,12 @@ def main() -> None:
             else ("-" if "matches_drift" not in ok[0] else "NO")
         )
         cpu = statistics.median(r["cpu_seconds"] for r in ok)
+        node = statistics.median(r["node_cpu_seconds"] for r in ok)
         loads = [r["load_1m_before"] for r in ok]
         peak = max(r["peak_mb"] or 0 for r in ok)
         lines.append(
             f"| {m} | {s:.2f} | {ratio} | {min(secs):.2f}-{max(secs):.2f} | {peak:.0f}"
-            f" | {cpu:.1f} | {min(loads):.1f}-{max(loads):.1f} | {found} |"
+            f" | {cpu:.1f} | {node:.1f} | {min(loads):.1f}-{max(loads):.1f} | {found} |"
         )
         summary[m] = {"median": s, "ratio": s / floor if floor else None, "runs": len(ok)}
     rust, python = med("seamline_rust"), med("seamline_python")

@@ -93,9 +93,15 @@ impl Client {
     }
 
     /// One `_search` page: the response body, retried while the cluster is busy or unreachable.
+    /// `filter_path` may be empty (the whole response).
     pub fn search(&self, body: &Map<String, Value>, filter_path: &str) -> Result<Vec<u8>, OsError> {
         let payload = serde_json::to_vec(body).expect("a JSON map serialises");
-        let url = format!("{}?filter_path={filter_path}", self.search_url);
+        // No filter_path at all when none is asked: filtering makes the node re-parse every hit.
+        let url = if filter_path.is_empty() {
+            self.search_url.clone()
+        } else {
+            format!("{}?filter_path={filter_path}", self.search_url)
+        };
         let mut delay = self.options.backoff;
         let mut attempt = 1;
         loop {

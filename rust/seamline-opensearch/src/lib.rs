@@ -61,7 +61,7 @@ pub struct ScanRequest {
     pub bodies: Vec<Map<String, Value>>,
     pub schema: SchemaRef,
     pub columns: Vec<Column>,
-    /// `filter_path` of every page request: only what is converted comes back.
+    /// `filter_path` of every page request (empty: none, the whole response).
     pub filter_path: String,
 }
 
@@ -102,12 +102,58 @@ impl Iterator for SearchStream {
 }
 
 /// The page loop of one stream. `emit` returns false once the consumer is gone.
+///
+/// Two threads: a fetcher that runs one page ahead (it cuts the last hit's sort values out of the
+/// raw page, enough for the next `search_after`) and this one, which parses and converts the page
+/// the fetcher handed over. The node answers the next page while this thread converts the current
+/// one, instead of the two waiting on each other.
 fn run(
     client: &Client,
     request: &ScanRequest,
     emit: &mut dyn FnMut(Result<RecordBatch, OsError>) -> bool,
 ) -> Result<(), OsError> {
     let plan = page::SourcePlan::new(request.columns.iter().map(|c| c.path.as_str()));
+    let (pages, fetched) = bounded::<Result<Fetched, OsError>>(1);
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            if let Err(e) = fetch(client, request, &pages) {
+                let _ = pages.send(Err(e));
+            }
+        });
+        for item in fetched.iter() {
+            let Fetched { bytes, after } = item?;
+            let mut hits = page::parse(&bytes, &plan)
+                .map_err(|e| OsError::Unavailable(format!("an unreadable search response ({e})")))?;
+            drop(bytes);
+            let Some(last) = hits.last_mut() else { continue };
+            if after.as_ref() != Some(&last.sort) {
+                // the cut-out sort values were not the last hit's: a response laid out unexpectedly
+                return Err(OsError::Unavailable(
+                    "an unreadable search response (the last hit's sort values)".into(),
+                ));
+            }
+            let batch = convert::batch(&request.schema, &request.columns, &plan, &hits)?;
+            drop(hits);
+            if !emit(Ok(batch)) {
+                break; // dropping `fetched` stops the fetcher after its current request
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One raw page and the sort values of its last hit (None: no hits).
+struct Fetched {
+    bytes: Vec<u8>,
+    after: Option<Vec<Value>>,
+}
+
+/// Requests every page of every body, in order, until the parser is gone.
+fn fetch(
+    client: &Client,
+    request: &ScanRequest,
+    pages: &crossbeam_channel::Sender<Result<Fetched, OsError>>,
+) -> Result<(), OsError> {
     for template in &request.bodies {
         let mut body = template.clone();
         body.insert("size".into(), Value::from(request.page_size));
@@ -117,23 +163,16 @@ fn run(
         body.insert("pit".into(), Value::Object(pit));
         loop {
             let bytes = client.search(&body, &request.filter_path)?;
-            let mut hits = page::parse(&bytes, &plan)
-                .map_err(|e| OsError::Unavailable(format!("an unreadable search response ({e})")))?;
-            drop(bytes);
-            if hits.is_empty() {
-                break;
-            }
-            let full = hits.len() >= request.page_size;
-            let after = hits.last_mut().map(|h| std::mem::take(&mut h.sort)).unwrap_or_default();
-            let batch = convert::batch(&request.schema, &request.columns, &plan, &hits)?;
-            drop(hits);
-            if !emit(Ok(batch)) {
+            let (hits, after) = page::last_sort(&bytes);
+            // `hits` may over-count (a source key named "sort"): then one more, empty, page is asked
+            let next = after.clone().filter(|_| hits >= request.page_size);
+            if pages.send(Ok(Fetched { bytes, after })).is_err() {
                 return Ok(());
             }
-            if !full {
-                break;
-            }
-            body.insert("search_after".into(), Value::Array(after));
+            match next {
+                Some(after) => body.insert("search_after".into(), Value::Array(after)),
+                None => break,
+            };
         }
     }
     Ok(())

@@ -65,6 +65,32 @@ pub struct Row {
     pub sort: Vec<Value>,
 }
 
+const SORT_KEY: &[u8] = b"\"sort\":[";
+
+/// Without parsing the page: how many hits it has at most (occurrences of `"sort":[`, every hit has
+/// one; a `_source` key named "sort" counts too) and the last hit's sort values (the last
+/// occurrence: a hit's `sort` follows its `_source`, and a quote inside a JSON string is escaped).
+/// The parse checks the values against the last row's.
+pub fn last_sort(bytes: &[u8]) -> (usize, Option<Vec<Value>>) {
+    let mut count = 0;
+    let mut last = None;
+    let mut at = 0;
+    while let Some(i) = find(&bytes[at..], SORT_KEY) {
+        count += 1;
+        last = Some(at + i + SORT_KEY.len() - 1);
+        at += i + SORT_KEY.len();
+    }
+    let after = last.and_then(|start| {
+        let mut de = serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<Vec<Value>>();
+        de.next().and_then(Result::ok)
+    });
+    (count, after)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Parses `{"hits": {"hits": [...]}}` (anything else ignored) into rows.
 pub fn parse(bytes: &[u8], plan: &SourcePlan) -> Result<Vec<Row>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -222,5 +248,9 @@ mod tests {
         assert_eq!(plan.lookup(&rows[0], 2), None);
         assert_eq!(rows[2].sort, vec![Value::from(9)]);
         assert!(parse(b"{}", &plan).unwrap().is_empty());
+        assert_eq!(last_sort(body), (3, Some(vec![Value::from(9)])));
+        assert_eq!(last_sort(br#"{"hits":{"hits":[]}}"#), (0, None));
+        let tricky = br#"{"hits":{"hits":[{"_source":{"t":"\"sort\":[1]","sort":[5]},"sort":[6,"x"]}]}}"#;
+        assert_eq!(last_sort(tricky), (2, Some(vec![Value::from(6), Value::from("x")])));
     }
 }
