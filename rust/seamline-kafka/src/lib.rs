@@ -14,7 +14,6 @@
 pub mod fold;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +26,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 /// Why a read failed. `Unavailable`: the broker (down, unreachable, an error while fetching);
@@ -173,7 +172,8 @@ pub struct FetchStream {
     ends: HashMap<i32, i64>,
     todo: HashSet<i32>,
     builders: Builders,
-    last_message: Instant,
+    /// when polls began to come back empty (None while messages flow: no clock read per message)
+    idle_since: Option<Instant>,
     last_batch: Instant,
     failed: bool,
 }
@@ -226,7 +226,7 @@ impl FetchStream {
             ends,
             todo,
             builders,
-            last_message: now,
+            idle_since: None,
             last_batch: now,
             failed: false,
         })
@@ -256,7 +256,7 @@ impl FetchStream {
             }
             match self.consumer.poll(Duration::from_millis(20)) {
                 Some(Ok(msg)) => {
-                    self.last_message = Instant::now();
+                    self.idle_since = None;
                     let (partition, offset) = (msg.partition(), msg.offset());
                     let end = self.ends.get(&partition).copied().unwrap_or(i64::MIN);
                     if offset < end {
@@ -275,12 +275,13 @@ impl FetchStream {
                 Some(Err(RdError::PartitionEOF(partition))) => {
                     // everything up to the partition's current end was delivered (what lies between
                     // the last message and the pinned end is transaction markers or aborted records)
-                    self.last_message = Instant::now();
+                    self.idle_since = None;
                     self.done(partition);
                 }
                 Some(Err(e)) => return Some(Err(KafkaError::Unavailable(broker_error(&e)))),
                 None => {
-                    if self.last_message.elapsed() > self.request.idle_timeout {
+                    let idle_since = *self.idle_since.get_or_insert_with(Instant::now);
+                    if idle_since.elapsed() > self.request.idle_timeout {
                         return Some(Err(self.idle_error()));
                     }
                     if self.last_batch.elapsed() >= self.request.heartbeat {
@@ -293,45 +294,6 @@ impl FetchStream {
 }
 
 impl FetchStream {
-    /// Every message up to the pinned end offsets handed to `on_message` as it is polled, with no
-    /// Arrow batch built: for a consumer that keeps little of what it sees (the fold). `cancel` is
-    /// looked at between messages.
-    pub fn visit_messages(
-        &mut self,
-        cancel: &AtomicBool,
-        mut on_message: impl FnMut(&BorrowedMessage<'_>) -> Result<(), KafkaError>,
-    ) -> Result<(), KafkaError> {
-        while !self.todo.is_empty() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(KafkaError::Cancelled);
-            }
-            match self.consumer.poll(Duration::from_millis(20)) {
-                Some(Ok(msg)) => {
-                    self.last_message = Instant::now();
-                    let (partition, offset) = (msg.partition(), msg.offset());
-                    let end = self.ends.get(&partition).copied().unwrap_or(i64::MIN);
-                    if offset < end {
-                        on_message(&msg)?;
-                    }
-                    drop(msg);
-                    if offset >= end - 1 {
-                        self.done(partition);
-                    }
-                }
-                Some(Err(RdError::PartitionEOF(partition))) => {
-                    self.last_message = Instant::now();
-                    self.done(partition);
-                }
-                Some(Err(e)) => return Err(KafkaError::Unavailable(broker_error(&e))),
-                None if self.last_message.elapsed() > self.request.idle_timeout => {
-                    return Err(self.idle_error());
-                }
-                None => {}
-            }
-        }
-        Ok(())
-    }
-
     fn idle_error(&self) -> KafkaError {
         let mut left: Vec<i32> = self.todo.iter().copied().collect();
         left.sort_unstable();

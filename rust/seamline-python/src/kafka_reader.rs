@@ -19,7 +19,7 @@ use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::PyRecordBatchReader;
-use seamline_kafka::fold::{Fold, FoldHealth, FoldSpec, SampleKey, ValueMode, VersionSource};
+use seamline_kafka::fold::{fold_topic, FoldHealth, FoldSpec, SampleKey, ValueMode, VersionSource};
 use seamline_kafka::{FetchRequest, FetchStream, KafkaError, PartitionRange};
 
 use crate::errors::{BoundaryError, InvalidInputError, SchemaError, StoreUnavailableError};
@@ -159,14 +159,10 @@ pub fn kafka_fold<'py>(
     };
     let spec = FoldSpec { value, key_field, version };
     let label = format!("{what} topic {topic}");
-    // the fold builds no batches and answers Ctrl-C through `detached`: the default request serves
+    // fold_topic sizes its own batches; Ctrl-C is answered through `detached`
     let request = fetch_request(bootstrap, topic, config, partitions, idle_timeout);
     let (batch, health) = detached(py, None, |cancel| {
-        let fail = |e: KafkaError| BoundaryError::Py(to_pyerr(&e, &what));
-        let mut stream = FetchStream::open(request).map_err(fail)?;
-        let mut fold = Fold::new(spec, label);
-        stream.visit_messages(cancel, |msg| fold.add(msg)).map_err(fail)?;
-        Ok::<_, BoundaryError>(fold.finish())
+        fold_topic(request, spec, label, cancel).map_err(|e| BoundaryError::Py(to_pyerr(&e, &what)))
     })?;
     let schema = batch.schema();
     let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
