@@ -210,9 +210,12 @@ struct Slot {
     partition: i32,
     offset: i64,
     timestamp: Option<i64>,
-    key: Option<Vec<u8>>,
+    /// the message key then the value, in one buffer (one cache miss, not two, when a winner is
+    /// replaced); reused, as a key's winner changes often and its size rarely
+    bytes: Vec<u8>,
+    key_len: Option<u32>,
+    value_len: Option<u32>,
     headers: Option<Vec<(String, Option<Vec<u8>>)>>,
-    value: Option<Vec<u8>>,
 }
 
 impl Slot {
@@ -221,9 +224,21 @@ impl Slot {
         self.partition = row.partition;
         self.offset = row.offset;
         self.timestamp = row.timestamp;
-        copy_into(&mut self.key, row.key);
-        copy_into(&mut self.value, row.value);
+        self.bytes.clear();
+        self.bytes.extend_from_slice(row.key.unwrap_or_default());
+        self.bytes.extend_from_slice(row.value.unwrap_or_default());
+        self.key_len = row.key.map(|k| k.len() as u32);
+        self.value_len = row.value.map(|v| v.len() as u32);
         self.headers = row.headers.to_vec();
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.key_len.map(|n| &self.bytes[..n as usize])
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        let at = self.key_len.unwrap_or(0) as usize;
+        self.value_len.map(|n| &self.bytes[at..at + n as usize])
     }
 }
 
@@ -271,18 +286,6 @@ impl RowHeaders<'_> {
                         .collect(),
                 )
             }
-        }
-    }
-}
-
-/// Reuses the buffer already held (a key's winner changes often, its size rarely).
-fn copy_into(buf: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
-    match bytes {
-        None => *buf = None,
-        Some(b) => {
-            let v = buf.get_or_insert_with(Vec::new);
-            v.clear();
-            v.extend_from_slice(b);
         }
     }
 }
@@ -348,8 +351,8 @@ pub struct Fold {
     spec: FoldSpec,
     /// field names picked from a JSON value (json mode: key, version, delete markers)
     names: Vec<String>,
-    slots: Vec<Slot>,
-    index: HashMap<IndexKey, usize>,
+    /// per key its slot, held in the table itself (no second lookup into a vector of slots)
+    index: HashMap<IndexKey, Slot>,
     /// where the key field, the version field and the delete markers sit in `names` (json mode)
     at_key: Option<usize>,
     at_version: Option<usize>,
@@ -410,7 +413,6 @@ impl Fold {
         Self {
             spec,
             names,
-            slots: Vec::new(),
             index: HashMap::new(),
             at_key,
             at_version,
@@ -429,7 +431,7 @@ impl Fold {
 
     /// Keys held (winners and delete markers).
     pub fn keys(&self) -> usize {
-        self.slots.len()
+        self.index.len()
     }
 
     /// Fold one message (in arrival order).
@@ -449,7 +451,7 @@ impl Fold {
 
     /// Fold every message of a batch of `message_schema()` (in arrival order).
     pub fn add_batch(&mut self, batch: &RecordBatch) -> Result<(), KafkaError> {
-        fn column<'b, T: 'static>(batch: &'b RecordBatch, i: usize) -> Result<&'b T, KafkaError> {
+        fn column<T: 'static>(batch: &RecordBatch, i: usize) -> Result<&T, KafkaError> {
             batch
                 .column(i)
                 .as_any()
@@ -651,24 +653,23 @@ impl Fold {
         deleted: bool,
     ) -> Result<(), KafkaError> {
         let dense = !matches!(self.spec.version, VersionSource::Lsn | VersionSource::None);
-        let Some(&at) = self.index.get(key) else {
+        let Some(slot) = self.index.get_mut(key) else {
             let mut slot = Slot {
                 max_version: version.as_ref().map(VersionRef::to_owned),
                 rank: None,
                 partition: 0,
                 offset: 0,
                 timestamp: None,
-                key: None,
+                bytes: Vec::new(),
+                key_len: None,
+                value_len: None,
                 headers: None,
-                value: None,
             };
             // a first event: no earlier version, so a delete ranks at its own version (or NULL)
             slot.take(msg, version.as_ref().map(VersionRef::to_owned));
-            self.index.insert(IndexKey::new(key), self.slots.len());
-            self.slots.push(slot);
+            self.index.insert(IndexKey::new(key), slot);
             return Ok(());
         };
-        let slot = &mut self.slots[at];
         if let (Some(v), Some(prev)) = (&version, &slot.max_version) {
             let order = cmp_version(v, prev);
             let health = &mut self.health;
@@ -726,8 +727,8 @@ impl Fold {
             self.health.gaps = None;
             self.health.gaps_sample.clear();
         }
-        let mut order: Vec<usize> = (0..self.slots.len()).collect();
-        order.sort_unstable_by_key(|&i| (self.slots[i].partition, self.slots[i].offset));
+        let mut order: Vec<Slot> = std::mem::take(&mut self.index).into_values().collect();
+        order.sort_unstable_by_key(|s| (s.partition, s.offset));
         let rows = order.len();
         let header = StructBuilder::new(
             header_fields(),
@@ -739,9 +740,8 @@ impl Fold {
         let mut timestamp = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
         let mut headers = ListBuilder::new(header).with_field(Arc::new(header_item()));
         let mut value = BinaryBuilder::with_capacity(rows, rows * 64);
-        for i in order {
-            let s = &self.slots[i];
-            key.append_option(s.key.as_deref());
+        for s in &order {
+            key.append_option(s.key());
             partition.append_value(s.partition);
             offset.append_value(s.offset);
             timestamp.append_option(s.timestamp);
@@ -760,7 +760,7 @@ impl Fold {
                 }
                 None => headers.append_null(),
             }
-            value.append_option(s.value.as_deref());
+            value.append_option(s.value());
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(key.finish()),
