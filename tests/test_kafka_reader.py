@@ -4,8 +4,7 @@
 Which reader a source gets (and why it falls back), that both read the same rows from compressed
 batches, headers, tombstones, an empty partition, aborted transactions and commit markers, that the
 pinned end offsets hold while a producer keeps writing, and the failures: a broker gone after the
-pin (StoreUnavailableError, one line) and Ctrl-C while waiting for messages (KeyboardInterrupt at
-once, not after the idle timeout).
+pin (StoreUnavailableError, one line). Ctrl-C mid-read: tests/test_kafka_interrupt.py.
 """
 
 from __future__ import annotations

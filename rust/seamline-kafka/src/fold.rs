@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::builder::{
@@ -799,31 +799,14 @@ pub fn fold_topic(
         ..request
     };
     let mut fold = Fold::new(spec, what);
-    let (batches, polled) = mpsc::sync_channel::<Result<RecordBatch, KafkaError>>(FOLD_QUEUE);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let stream = match FetchStream::open(request) {
-                Ok(stream) => stream,
-                Err(e) => return drop(batches.send(Err(e))),
-            };
-            for batch in stream {
-                if cancel.load(AtomicOrdering::Relaxed) {
-                    return drop(batches.send(Err(KafkaError::Cancelled)));
-                }
-                if batches.send(batch).is_err() {
-                    return; // the fold stopped (an error): nothing more to poll for
-                }
-            }
-        });
-        // returning drops `polled`: the polling thread's next send fails and it ends
-        for batch in polled {
-            if cancel.load(AtomicOrdering::Relaxed) {
-                return Err(KafkaError::Cancelled);
-            }
-            fold.add_batch(&batch?)?;
+    // returning drops the prefetch: its thread stops at its next batch
+    for batch in FetchStream::open(request)?.prefetch(FOLD_QUEUE) {
+        if cancel.load(AtomicOrdering::Relaxed) {
+            return Err(KafkaError::Cancelled);
         }
-        Ok(fold.finish())
-    })
+        fold.add_batch(&batch?)?;
+    }
+    Ok(fold.finish())
 }
 
 /// A JSON scalar as read from its raw text.

@@ -14,7 +14,8 @@
 pub mod fold;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::builder::{
@@ -304,6 +305,53 @@ impl FetchStream {
             self.request.idle_timeout.as_secs_f64(),
             left.join(", ")
         ))
+    }
+}
+
+/// A `FetchStream` polled on a thread of its own, up to `depth` batches ahead of its consumer, so
+/// that the polling (and the waits on the network) overlap whatever the consumer does with a batch
+/// (decoding, folding). Dropping it stops the thread at its next batch (a heartbeat away at most).
+pub struct Prefetch {
+    schema: SchemaRef,
+    batches: Option<mpsc::Receiver<Result<RecordBatch, KafkaError>>>,
+    poller: Option<JoinHandle<()>>,
+}
+
+impl FetchStream {
+    pub fn prefetch(self, depth: usize) -> Prefetch {
+        let schema = self.schema();
+        let (send, batches) = mpsc::sync_channel(depth);
+        let poller = std::thread::spawn(move || {
+            for batch in self {
+                if send.send(batch).is_err() {
+                    return; // the consumer is gone
+                }
+            }
+        });
+        Prefetch { schema, batches: Some(batches), poller: Some(poller) }
+    }
+}
+
+impl Prefetch {
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl Iterator for Prefetch {
+    type Item = Result<RecordBatch, KafkaError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.batches.as_ref()?.recv().ok() // Err: the stream ended and the thread with it
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        drop(self.batches.take()); // the poller's next send fails: it ends
+        if let Some(poller) = self.poller.take() {
+            let _ = poller.join();
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! `kafka_fetch_stream`: the Rust Kafka reader (seamline-kafka) as an Arrow C stream of raw messages.
 //!
 //! Opening runs with the GIL released, like `pg_copy_stream`, and raises the adapter's exceptions
-//! directly. Batches are fetched while the consumer of the stream (pyarrow) holds no GIL; a batch
+//! directly. Batches are polled a batch or two ahead on a thread of their own (`Prefetch`), so the
+//! next one arrives while the caller decodes the last; a batch
 //! (possibly empty) comes back at least every heartbeat, so Ctrl-C is answered between batches. An
 //! error mid-stream crosses the Arrow C stream interface as text carrying the exception's qualified
 //! name (`seamline.exceptions.StoreUnavailableError: kafka HOST:PORT: reason`).
@@ -20,7 +21,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::PyRecordBatchReader;
 use seamline_kafka::fold::{fold_topic, FoldHealth, FoldSpec, SampleKey, ValueMode, VersionSource};
-use seamline_kafka::{FetchRequest, FetchStream, KafkaError, PartitionRange};
+use seamline_kafka::{FetchRequest, FetchStream, KafkaError, PartitionRange, Prefetch};
+
+/// Batches polled ahead of the caller (each up to `batch_rows` messages).
+const PREFETCH_BATCHES: usize = 2;
 
 use crate::errors::{BoundaryError, InvalidInputError, SchemaError, StoreUnavailableError};
 use crate::handles::detached;
@@ -45,7 +49,7 @@ fn to_pyerr(e: &KafkaError, what: &str) -> PyErr {
 }
 
 struct Batches {
-    stream: FetchStream,
+    stream: Prefetch,
     what: String,
 }
 
@@ -119,6 +123,8 @@ pub fn kafka_fetch_stream(
         ..fetch_request(bootstrap, topic, config, partitions, idle_timeout)
     };
     let stream = py.detach(|| FetchStream::open(request)).map_err(|e| to_pyerr(&e, &what))?;
+    // polled a batch ahead on a thread of its own: the next batch arrives while pyarrow decodes
+    let stream = stream.prefetch(PREFETCH_BATCHES);
     Ok(PyRecordBatchReader::new(Box::new(Batches { stream, what })))
 }
 
