@@ -24,7 +24,9 @@ What it measures
                         first repeat only, they are slow)
 
     Seconds are wall time of the measured work inside the child (imports excluded) except for
-    java_consumer_perf (whole process); peak MB is the child's VmHWM (the whole process). The fold's
+    java_consumer_perf (whole process); CPU s/M is the child's whole CPU time (user + sys, every
+    thread, imports and JVM start included) per million events, the number to compare while other
+    work shares the machine; peak MB is the child's VmHWM (the whole process). The fold's
     memory is also measured on a topic of N/5 events with the same keys: flat in events means the
     two peaks are close. Every method runs --repeat times (default 3), interleaved; medians are
     reported with the 1-minute load average (2 cores, shared).
@@ -126,7 +128,7 @@ def peak_mb() -> float:
 
 
 def child(method: str, bootstrap: str, topic: str, events: int) -> dict[str, Any]:
-    """One measured run, in this (fresh) process."""
+    """One measured run, in this (fresh) process (its CPU time is measured by the parent)."""
     if method == "python_raw":
         from confluent_kafka import Consumer, TopicPartition
 
@@ -223,8 +225,15 @@ def run_java(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
     }
 
 
+def children_cpu() -> float:
+    """User + sys seconds of the children waited for so far."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def measure(method: str, bootstrap: str, topic: str, events: int) -> dict[str, Any]:
     load = os.getloadavg()[0]
+    cpu0 = children_cpu()
     if method == "java_consumer_perf":
         out = run_java(bootstrap, topic, events)
     else:
@@ -233,6 +242,7 @@ def measure(method: str, bootstrap: str, topic: str, events: int) -> dict[str, A
         if res.returncode != 0:
             raise SystemExit(f"{method} failed:\n{res.stderr[-3000:]}")
         out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["cpu_seconds"] = children_cpu() - cpu0
     out["load_avg_1m"] = load
     return out
 
@@ -284,7 +294,8 @@ def main() -> None:
             res = measure(m, bootstrap, topic, args.events)
             runs[m].append(res)
             print(
-                f"run {r + 1} {m}: {res['seconds']:.2f}s rows {res['rows']} (load {res['load_avg_1m']:.1f})",
+                f"run {r + 1} {m}: {res['seconds']:.2f}s cpu {res['cpu_seconds']:.2f}s rows {res['rows']} "
+                f"(load {res['load_avg_1m']:.1f})",
                 file=sys.stderr,
             )
         if "seamline_fold" in methods:
@@ -299,12 +310,14 @@ def main() -> None:
         f"\n{args.events:,} JSON events, {PARTITIONS} partitions, {args.keys:,} keys; "
         f"median of {args.repeat}\n"
     )
-    print("| method | median s | events/s | x ConsumerPerformance | x python_raw | peak MB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| method | median s | events/s | x ConsumerPerformance | x python_raw | CPU s/M | peak MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for m in methods:
         s = med(m)
+        cpu = med(m, "cpu_seconds") / args.events * 1e6
         peak = "-" if m == "java_consumer_perf" else f"{med(m, 'peak_mb'):.0f}"
-        print(f"| {m} | {s:.2f} | {args.events / s:,.0f} | {s / floor:.2f} | {s / raw:.2f} | {peak} |")
+        ratios = f"{s / floor:.2f} | {s / raw:.2f}"
+        print(f"| {m} | {s:.2f} | {args.events / s:,.0f} | {ratios} | {cpu:.2f} | {peak} |")
     if runs.get("java_consumer_perf"):
         print(
             "\nConsumerPerformance's own fetch time (JVM start excluded): "

@@ -8,8 +8,10 @@ pass by silently skipping its integration tests.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+from kafka_topics import Topics
 
 
 def _service(var: str) -> str:
@@ -35,3 +37,11 @@ def opensearch_url() -> str:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     return _service("SEAMLINE_KAFKA_BOOTSTRAP")
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Iterator[Topics]:
+    """Test topics on the real broker (tests/kafka_topics.py), deleted after the test."""
+    t = Topics(kafka_bootstrap)
+    yield t
+    t.close()

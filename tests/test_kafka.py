@@ -17,67 +17,15 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kafka_topics import Event, Topics
 
 import seamline as sl
 from seamline.stores.kafka import read as kafka_read
 
 pytestmark = pytest.mark.services
-
-Event = tuple[Any, dict[str, Any] | None]  # (message key, value; None = tombstone)
-
-
-class Topics:
-    """Creates topics on the real broker, produces to them, deletes them at the end."""
-
-    def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka import Producer
-        from confluent_kafka.admin import AdminClient
-
-        self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        # idempotent: a retried batch never lands out of order (the oracles assume production order)
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
-        self.created: list[str] = []
-
-    def create(self, partitions: int = 3) -> str:
-        from confluent_kafka.admin import NewTopic
-
-        name = f"seamline-test-{uuid.uuid4().hex[:10]}"
-        self.admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
-        self.created.append(name)
-        return name
-
-    def produce(
-        self,
-        topic: str,
-        events: list[Event],
-        headers: Callable[[dict[str, Any]], list[tuple[str, bytes]]] | None = None,
-    ) -> None:
-        for key, value in events:
-            self.producer.produce(
-                topic,
-                key=None if key is None else str(key).encode(),
-                value=None if value is None else json.dumps(value).encode(),
-                headers=headers(value) if headers and value is not None else None,
-            )
-        assert self.producer.flush(30) == 0
-
-    def close(self) -> None:
-        if self.created:
-            for f in self.admin.delete_topics(self.created).values():
-                f.result(timeout=30)
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str) -> Iterator[Topics]:
-    t = Topics(kafka_bootstrap)
-    yield t
-    t.close()
-
 
 # -- the oracle: a correct consumer, one event at a time ---------------------------------------------
 

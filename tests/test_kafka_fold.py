@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from kafka_topics import Topics
 
 from seamline.exceptions import SchemaError, StoreUnavailableError
 from seamline.stores.kafka.read import HEADERS_TYPE, KafkaReader
@@ -24,40 +23,6 @@ from seamline.stores.kafka.store import PartitionOffsets
 pytestmark = pytest.mark.services
 
 PARTITIONS = 3
-
-
-class _Topics:
-    def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.created: list[str] = []
-
-    def create(self, partitions: int = PARTITIONS) -> str:
-        from confluent_kafka.admin import NewTopic
-
-        name = f"seamline-fold-{uuid.uuid4().hex[:10]}"
-        self.admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
-        self.created.append(name)
-        return name
-
-    def produce(self, topic: str, messages: list[tuple[int, bytes | None, bytes | None]]) -> None:
-        from confluent_kafka import Producer
-
-        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
-        for partition, key, value in messages:
-            p.produce(topic, key=key, value=value, partition=partition)
-        assert p.flush(30) == 0
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str) -> Iterator[_Topics]:
-    t = _Topics(kafka_bootstrap)
-    yield t
-    if t.created:
-        for f in t.admin.delete_topics(t.created).values():
-            f.result(timeout=30)
 
 
 def _json_stream(seed: int) -> list[tuple[int, bytes | None, bytes | None]]:
@@ -156,7 +121,7 @@ def _wrap(event: dict[str, Any], seed: int) -> dict[str, Any]:
     return {"schema": {}, "payload": event} if seed == 1 else event
 
 
-def _fold_both(topics: _Topics, topic: str, **kwargs: Any) -> tuple[KafkaReader, KafkaReader]:
+def _fold_both(topics: Topics, topic: str, **kwargs: Any) -> tuple[KafkaReader, KafkaReader]:
     rust = KafkaReader(topics.bootstrap, topic, fold="latest", reader="rust", **kwargs)
     duck = KafkaReader(topics.bootstrap, topic, fold="latest", reader="confluent", **kwargs)
     assert rust._folds_in_rust() and not duck._folds_in_rust()
@@ -195,9 +160,9 @@ def _same(rust: KafkaReader, duck: KafkaReader) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_rust_fold_of_json_events_equals_the_duckdb_fold(topics: _Topics, seed: int) -> None:
+def test_the_rust_fold_of_json_events_equals_the_duckdb_fold(topics: Topics, seed: int) -> None:
     topic = topics.create()
-    topics.produce(topic, _json_stream(seed))
+    topics.produce_raw(topic, _json_stream(seed))
     rust, duck = _fold_both(topics, topic, key_field="id", version="v")
     _same(rust, duck)
     h = rust.health
@@ -206,17 +171,17 @@ def test_the_rust_fold_of_json_events_equals_the_duckdb_fold(topics: _Topics, se
     assert 0 < rust._load().num_rows < 40
 
 
-def test_the_rust_fold_by_message_key_without_a_version_equals_the_duckdb_fold(topics: _Topics) -> None:
+def test_the_rust_fold_by_message_key_without_a_version_equals_the_duckdb_fold(topics: Topics) -> None:
     topic = topics.create()
-    topics.produce(topic, _json_stream(3))
+    topics.produce_raw(topic, _json_stream(3))
     rust, duck = _fold_both(topics, topic)
     _same(rust, duck)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_the_rust_fold_of_debezium_events_equals_the_duckdb_fold(topics: _Topics, seed: int) -> None:
+def test_the_rust_fold_of_debezium_events_equals_the_duckdb_fold(topics: Topics, seed: int) -> None:
     topic = topics.create()
-    topics.produce(topic, _debezium_stream(seed))
+    topics.produce_raw(topic, _debezium_stream(seed))
     rust, duck = _fold_both(topics, topic, value="debezium", key_field="id")
     _same(rust, duck)
     assert rust.health is not None and rust.health.out_of_order and rust.health.gaps is None
@@ -229,9 +194,9 @@ def test_dedupe_stays_on_the_duckdb_path(kafka_bootstrap: str) -> None:
     assert src.reader == "rust" and not src._folds_in_rust()
 
 
-def test_versions_of_mixed_types_are_a_schema_error(topics: _Topics) -> None:
+def test_versions_of_mixed_types_are_a_schema_error(topics: Topics) -> None:
     topic = topics.create(partitions=1)
-    topics.produce(topic, [(0, b"1", b'{"id": 1, "v": 1}'), (0, b"1", b'{"id": 1, "v": "2"}')])
+    topics.produce_raw(topic, [(0, b"1", b'{"id": 1, "v": 1}'), (0, b"1", b'{"id": 1, "v": "2"}')])
     src = KafkaReader(topics.bootstrap, topic, key_field="id", fold="latest", version="v", reader="rust")
     with pytest.raises(SchemaError) as e:
         src.pin()
@@ -239,9 +204,9 @@ def test_versions_of_mixed_types_are_a_schema_error(topics: _Topics) -> None:
     assert "mixes types" in text and "offset 1" in text and "\n" not in text
 
 
-def test_a_key_field_in_no_event_is_a_schema_error(topics: _Topics) -> None:
+def test_a_key_field_in_no_event_is_a_schema_error(topics: Topics) -> None:
     topic = topics.create(partitions=1)
-    topics.produce(topic, [(0, b"1", b'{"id": 1, "v": 1}')])
+    topics.produce_raw(topic, [(0, b"1", b'{"id": 1, "v": 1}')])
     src = KafkaReader(topics.bootstrap, topic, key_field="sku", fold="latest", version="v", reader="rust")
     with pytest.raises(SchemaError, match="no field 'sku' in the events"):
         src.pin()
@@ -258,7 +223,7 @@ def test_a_broker_gone_during_the_fold_is_store_unavailable() -> None:
     assert str(e.value).startswith("kafka 127.0.0.1:1: ") and "\n" not in str(e.value)
 
 
-def test_an_empty_topic_folds_to_no_rows(topics: _Topics) -> None:
+def test_an_empty_topic_folds_to_no_rows(topics: Topics) -> None:
     topic = topics.create(partitions=2)
     src = KafkaReader(topics.bootstrap, topic, key_field="id", fold="latest", version="v", reader="rust")
     assert src._load().num_rows == 0

@@ -4,8 +4,7 @@
 Which reader a source gets (and why it falls back), that both read the same rows from compressed
 batches, headers, tombstones, an empty partition, aborted transactions and commit markers, that the
 pinned end offsets hold while a producer keeps writing, and the failures: a broker gone after the
-pin (StoreUnavailableError, one line) and Ctrl-C while waiting for messages (KeyboardInterrupt at
-once, not after the idle timeout).
+pin (StoreUnavailableError, one line). Ctrl-C mid-read: tests/test_kafka_interrupt.py.
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
+from kafka_topics import Topics
 
 import seamline as sl
 from seamline.exceptions import InvalidInputError, StoreUnavailableError
@@ -26,37 +25,6 @@ from seamline.stores.kafka.read import KafkaReader
 from seamline.stores.kafka.store import PartitionOffsets
 
 pytestmark = pytest.mark.services
-
-
-class _Topics:
-    def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.created: list[str] = []
-
-    def create(self, partitions: int) -> str:
-        from confluent_kafka.admin import NewTopic
-
-        name = f"seamline-reader-{uuid.uuid4().hex[:10]}"
-        self.admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
-        self.created.append(name)
-        return name
-
-    def producer(self, **conf: object) -> object:
-        from confluent_kafka import Producer
-
-        return Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, **conf})
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str) -> Iterator[_Topics]:
-    t = _Topics(kafka_bootstrap)
-    yield t
-    if t.created:
-        for f in t.admin.delete_topics(t.created).values():
-            f.result(timeout=30)
 
 
 def _rows(table: pa.Table) -> list[dict[str, object]]:
@@ -98,9 +66,9 @@ def test_the_contract_names_the_reader(tmp_path: pytest.TempPathFactory) -> None
 
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd", "snappy", "gzip", "none"])
-def test_both_readers_read_the_same_rows_from_compressed_batches(topics: _Topics, compression: str) -> None:
+def test_both_readers_read_the_same_rows_from_compressed_batches(topics: Topics, compression: str) -> None:
     topic = topics.create(partitions=3)
-    p = topics.producer(**{"compression.type": compression, "batch.size": 1 << 16})
+    p = topics.new_producer(**{"compression.type": compression, "batch.size": 1 << 16})
     for i in range(3000):
         headers = [("event_id", f"e{i}".encode()), ("empty", None)] if i % 7 == 0 else None
         value = None if i % 11 == 0 else json.dumps({"id": i % 50, "n": i, "name": f"x{i}"}).encode()
@@ -128,9 +96,9 @@ def test_both_readers_read_the_same_rows_from_compressed_batches(topics: _Topics
     )
 
 
-def test_aborted_transactions_are_skipped_and_a_commit_marker_ends_the_read(topics: _Topics) -> None:
+def test_aborted_transactions_are_skipped_and_a_commit_marker_ends_the_read(topics: Topics) -> None:
     topic = topics.create(partitions=1)
-    p = topics.producer(**{"transactional.id": f"tx-{uuid.uuid4().hex}"})
+    p = topics.new_producer(**{"transactional.id": f"tx-{uuid.uuid4().hex}"})
     p.init_transactions(30)  # type: ignore[attr-defined]
     for committed in (True, False, True):
         p.begin_transaction()  # type: ignore[attr-defined]
@@ -151,9 +119,9 @@ def test_aborted_transactions_are_skipped_and_a_commit_marker_ends_the_read(topi
             assert time.monotonic() - started < 3  # the partition's end is known, not waited for
 
 
-def test_pinned_end_offsets_hold_while_a_producer_keeps_writing(topics: _Topics) -> None:
+def test_pinned_end_offsets_hold_while_a_producer_keeps_writing(topics: Topics) -> None:
     topic = topics.create(partitions=2)
-    p = topics.producer()
+    p = topics.new_producer()
     for i in range(2000):
         p.produce(topic, value=json.dumps({"i": i}).encode(), partition=i % 2)  # type: ignore[attr-defined]
     assert p.flush(30) == 0  # type: ignore[attr-defined]

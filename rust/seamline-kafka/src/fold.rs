@@ -17,22 +17,28 @@
 //! "Earlier" is arrival order, which within a partition is offset order (a key lives in one
 //! partition when the message key is the key).
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::builder::{
     BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
     TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMillisecondArray,
+};
 use rdkafka::message::{Headers, Message};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::{header_fields, header_item, message_schema, KafkaError};
+use crate::{header_fields, header_item, message_schema, FetchRequest, FetchStream, KafkaError};
 
 /// At most this many sample keys (or positions) per health count, as the DuckDB path keeps.
 pub const SAMPLES: usize = 5;
@@ -204,34 +210,132 @@ struct Slot {
     partition: i32,
     offset: i64,
     timestamp: Option<i64>,
-    key: Option<Vec<u8>>,
+    /// the message key then the value, in one buffer (one cache miss, not two, when a winner is
+    /// replaced); reused, as a key's winner changes often and its size rarely
+    bytes: Vec<u8>,
+    key_len: Option<u32>,
+    value_len: Option<u32>,
     headers: Option<Vec<(String, Option<Vec<u8>>)>>,
-    value: Option<Vec<u8>>,
 }
 
 impl Slot {
-    fn take<M: Message>(&mut self, msg: &M, rank: Option<Version>) {
+    fn take(&mut self, row: &Row<'_>, rank: Option<Version>) {
         self.rank = rank;
-        self.partition = msg.partition();
-        self.offset = msg.offset();
-        self.timestamp = msg.timestamp().to_millis().filter(|t| *t >= 0);
-        copy_into(&mut self.key, msg.key());
-        copy_into(&mut self.value, msg.payload());
-        self.headers = msg.headers().filter(|h| h.count() > 0).map(|headers| {
-            headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()
-        });
+        self.partition = row.partition;
+        self.offset = row.offset;
+        self.timestamp = row.timestamp;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(row.key.unwrap_or_default());
+        self.bytes.extend_from_slice(row.value.unwrap_or_default());
+        self.key_len = row.key.map(|k| k.len() as u32);
+        self.value_len = row.value.map(|v| v.len() as u32);
+        self.headers = row.headers.to_vec();
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.key_len.map(|n| &self.bytes[..n as usize])
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        let at = self.key_len.unwrap_or(0) as usize;
+        self.value_len.map(|n| &self.bytes[at..at + n as usize])
     }
 }
 
-/// Reuses the buffer already held (a key's winner changes often, its size rarely).
-fn copy_into(buf: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
-    match bytes {
-        None => *buf = None,
-        Some(b) => {
-            let v = buf.get_or_insert_with(Vec::new);
-            v.clear();
-            v.extend_from_slice(b);
+/// One message as the fold sees it: polled from librdkafka (`Fold::add`) or a row of a batch of
+/// `message_schema()` (`Fold::add_batch`).
+pub(crate) struct Row<'a> {
+    partition: i32,
+    offset: i64,
+    /// ms since the epoch (None: no timestamp, or a negative one)
+    timestamp: Option<i64>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: RowHeaders<'a>,
+}
+
+/// A message's headers, copied only when the message wins its key.
+enum RowHeaders<'a> {
+    Absent,
+    Owned(Vec<(String, Option<Vec<u8>>)>),
+    /// row `.1` of a batch's `_headers` column
+    Column(&'a ListArray, usize),
+}
+
+type HeaderList = Vec<(String, Option<Vec<u8>>)>;
+
+impl RowHeaders<'_> {
+    fn to_vec(&self) -> Option<HeaderList> {
+        match self {
+            RowHeaders::Absent => None,
+            RowHeaders::Owned(h) => Some(h.clone()),
+            RowHeaders::Column(list, i) => {
+                if list.is_null(*i) || list.value_length(*i) == 0 {
+                    return None;
+                }
+                let items = list.value(*i);
+                let items = items.as_any().downcast_ref::<StructArray>()?;
+                let keys = items.column(0).as_any().downcast_ref::<StringArray>()?;
+                let values = items.column(1).as_any().downcast_ref::<BinaryArray>()?;
+                Some(
+                    (0..items.len())
+                        .map(|j| {
+                            let value = (!values.is_null(j)).then(|| values.value(j).to_vec());
+                            (keys.value(j).to_string(), value)
+                        })
+                        .collect(),
+                )
+            }
         }
+    }
+}
+
+/// A canonical key as the index holds it: up to 22 bytes inline, so that a lookup compares
+/// against the table's own memory instead of chasing a pointer to a boxed key (a cache miss per
+/// message once the keys outgrow the cache); longer keys boxed.
+#[derive(Clone)]
+enum IndexKey {
+    Inline(u8, [u8; 22]),
+    Boxed(Box<[u8]>),
+}
+
+impl IndexKey {
+    fn new(bytes: &[u8]) -> Self {
+        if bytes.len() <= 22 {
+            let mut inline = [0u8; 22];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            IndexKey::Inline(bytes.len() as u8, inline)
+        } else {
+            IndexKey::Boxed(bytes.into())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            IndexKey::Inline(len, b) => &b[..*len as usize],
+            IndexKey::Boxed(b) => b,
+        }
+    }
+}
+
+// hashed and compared as its bytes, so that a `&[u8]` looks it up (`Borrow`)
+impl Hash for IndexKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl PartialEq for IndexKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for IndexKey {}
+
+impl Borrow<[u8]> for IndexKey {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
     }
 }
 
@@ -247,8 +351,14 @@ pub struct Fold {
     spec: FoldSpec,
     /// field names picked from a JSON value (json mode: key, version, delete markers)
     names: Vec<String>,
-    slots: Vec<Slot>,
-    index: HashMap<Box<[u8]>, usize>,
+    /// per key its slot, held in the table itself (no second lookup into a vector of slots)
+    index: HashMap<IndexKey, Slot>,
+    /// where the key field, the version field and the delete markers sit in `names` (json mode)
+    at_key: Option<usize>,
+    at_version: Option<usize>,
+    at_deleted: Option<usize>,
+    at_dunder_op: Option<usize>,
+    at_op: Option<usize>,
     scratch: Vec<u8>,
     version_kind: Option<&'static str>,
     any_float: bool,
@@ -291,11 +401,24 @@ impl Fold {
                 }
             }
         }
+        let at = |n: &str| names.iter().position(|x| x == n);
+        let json = spec.value == ValueMode::Json;
+        let at_key = spec.key_field.as_deref().filter(|_| json).and_then(at);
+        let at_version = match &spec.version {
+            VersionSource::Field(v) if json => at(v),
+            _ => None,
+        };
+        let (at_deleted, at_dunder_op, at_op) =
+            if json { (at("__deleted"), at("__op"), at("op")) } else { (None, None, None) };
         Self {
             spec,
             names,
-            slots: Vec::new(),
             index: HashMap::new(),
+            at_key,
+            at_version,
+            at_deleted,
+            at_dunder_op,
+            at_op,
             scratch: Vec::with_capacity(64),
             version_kind: None,
             any_float: false,
@@ -308,21 +431,67 @@ impl Fold {
 
     /// Keys held (winners and delete markers).
     pub fn keys(&self) -> usize {
-        self.slots.len()
+        self.index.len()
     }
 
     /// Fold one message (in arrival order).
     pub fn add<M: Message>(&mut self, msg: &M) -> Result<(), KafkaError> {
+        let headers = msg.headers().filter(|h| h.count() > 0).map(|headers| {
+            headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()
+        });
+        self.add_row(&Row {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp: msg.timestamp().to_millis().filter(|t| *t >= 0),
+            key: msg.key(),
+            value: msg.payload(),
+            headers: headers.map_or(RowHeaders::Absent, RowHeaders::Owned),
+        })
+    }
+
+    /// Fold every message of a batch of `message_schema()` (in arrival order).
+    pub fn add_batch(&mut self, batch: &RecordBatch) -> Result<(), KafkaError> {
+        fn column<T: 'static>(batch: &RecordBatch, i: usize) -> Result<&T, KafkaError> {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<T>()
+                .ok_or_else(|| KafkaError::Schema(format!("message batch column {i} has another type")))
+        }
+        let key = column::<BinaryArray>(batch, 0)?;
+        let partition = column::<Int32Array>(batch, 1)?;
+        let offset = column::<Int64Array>(batch, 2)?;
+        let timestamp = column::<TimestampMillisecondArray>(batch, 3)?;
+        let headers = column::<ListArray>(batch, 4)?;
+        let value = column::<BinaryArray>(batch, 5)?;
+        let headers_present = headers.null_count() < headers.len();
+        fn opt(a: &BinaryArray, i: usize) -> Option<&[u8]> {
+            (!a.is_null(i)).then(|| a.value(i))
+        }
+        for i in 0..batch.num_rows() {
+            self.add_row(&Row {
+                partition: partition.value(i),
+                offset: offset.value(i),
+                timestamp: (!timestamp.is_null(i)).then(|| timestamp.value(i)),
+                key: opt(key, i),
+                value: opt(value, i),
+                headers: if headers_present { RowHeaders::Column(headers, i) } else { RowHeaders::Absent },
+            })?;
+        }
+        Ok(())
+    }
+
+    fn add_row(&mut self, msg: &Row<'_>) -> Result<(), KafkaError> {
         self.health.events += 1;
-        if let Some(t) = msg.timestamp().to_millis().filter(|t| *t >= 0) {
+        if let Some(t) = msg.timestamp {
             self.health.newest_ms = Some(self.health.newest_ms.map_or(t, |n| n.max(t)));
         }
-        let Some(payload) = msg.payload() else {
+        let Some(payload) = msg.value else {
             // a tombstone: its key from the message key, no version of its own
             self.health.tombstones += 1;
             self.health.key_seen = true;
             let mut scratch = std::mem::take(&mut self.scratch);
-            tombstone_key(&mut scratch, self.spec.key_field.as_deref(), msg.key());
+            tombstone_key(&mut scratch, self.spec.key_field.as_deref(), msg.key);
             let out = self.apply(msg, &scratch, None, true);
             self.scratch = scratch;
             return out;
@@ -335,7 +504,7 @@ impl Fold {
         let Some(picked) = picked else {
             self.health.undecodable += 1;
             if self.health.undecodable_sample.len() < SAMPLES {
-                self.health.undecodable_sample.push(format!("{}/{}", msg.partition(), msg.offset()));
+                self.health.undecodable_sample.push(format!("{}/{}", msg.partition, msg.offset));
             }
             return Ok(());
         };
@@ -349,7 +518,7 @@ impl Fold {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         match (&self.spec.key_field, picked.key) {
-            (None, _) => bytes_key(&mut scratch, msg.key()),
+            (None, _) => bytes_key(&mut scratch, msg.key),
             (Some(_), None) => scratch.push(KEY_NULL),
             (Some(_), Some(raw)) => {
                 let s = scalar(raw);
@@ -377,15 +546,12 @@ impl Fold {
         if !pick(payload, names, &mut out[..names.len()]) {
             return None;
         }
-        let at = |n: &str| names.iter().position(|x| x == n).and_then(|i| out[i]);
-        let key = self.spec.key_field.as_deref().and_then(at);
-        let version = match &self.spec.version {
-            VersionSource::Field(v) => at(v),
-            _ => None,
-        };
-        let deleted = at("__deleted").is_some_and(|r| matches!(r.get(), "true" | "\"true\""))
-            || at("__op").is_some_and(|r| r.get() == "\"d\"")
-            || at("op").is_some_and(|r| r.get() == "\"d\"");
+        let at = |i: Option<usize>| i.and_then(|i| out[i]);
+        let key = at(self.at_key);
+        let version = at(self.at_version);
+        let deleted = at(self.at_deleted).is_some_and(|r| matches!(r.get(), "true" | "\"true\""))
+            || at(self.at_dunder_op).is_some_and(|r| r.get() == "\"d\"")
+            || at(self.at_op).is_some_and(|r| r.get() == "\"d\"");
         self.note_seen(key.is_some(), version.is_some());
         Some(Picked { key, version, deleted })
     }
@@ -440,10 +606,10 @@ impl Fold {
         self.health.version_seen |= version;
     }
 
-    fn version_of<'a, M: Message>(
+    fn version_of<'a>(
         &mut self,
         raw: &'a RawValue,
-        msg: &M,
+        msg: &Row<'_>,
     ) -> Result<Option<VersionRef<'a>>, KafkaError> {
         let v = match scalar(raw) {
             Scalar::Null => return Ok(None),
@@ -454,9 +620,7 @@ impl Fold {
             Scalar::Json(_) => {
                 return Err(KafkaError::Schema(format!(
                     "{}: the version field is an object or array at partition {} offset {}",
-                    self.what,
-                    msg.partition(),
-                    msg.offset()
+                    self.what, msg.partition, msg.offset
                 )))
             }
         };
@@ -467,8 +631,8 @@ impl Fold {
                     "{}: the version field mixes types: a {kind} first, a {} at partition {} offset {}",
                     self.what,
                     v.kind(),
-                    msg.partition(),
-                    msg.offset()
+                    msg.partition,
+                    msg.offset
                 )))
             }
             _ => {}
@@ -481,32 +645,31 @@ impl Fold {
         Ok(Some(v))
     }
 
-    fn apply<M: Message>(
+    fn apply(
         &mut self,
-        msg: &M,
+        msg: &Row<'_>,
         key: &[u8],
         version: Option<VersionRef<'_>>,
         deleted: bool,
     ) -> Result<(), KafkaError> {
         let dense = !matches!(self.spec.version, VersionSource::Lsn | VersionSource::None);
-        let Some(&at) = self.index.get(key) else {
+        let Some(slot) = self.index.get_mut(key) else {
             let mut slot = Slot {
                 max_version: version.as_ref().map(VersionRef::to_owned),
                 rank: None,
                 partition: 0,
                 offset: 0,
                 timestamp: None,
-                key: None,
+                bytes: Vec::new(),
+                key_len: None,
+                value_len: None,
                 headers: None,
-                value: None,
             };
             // a first event: no earlier version, so a delete ranks at its own version (or NULL)
             slot.take(msg, version.as_ref().map(VersionRef::to_owned));
-            self.index.insert(key.into(), self.slots.len());
-            self.slots.push(slot);
+            self.index.insert(IndexKey::new(key), slot);
             return Ok(());
         };
-        let slot = &mut self.slots[at];
         if let (Some(v), Some(prev)) = (&version, &slot.max_version) {
             let order = cmp_version(v, prev);
             let health = &mut self.health;
@@ -540,7 +703,7 @@ impl Fold {
         let wins = match cmp_opt_version(rank_ref.as_ref(), slot.rank.as_ref()) {
             Ordering::Greater => true,
             Ordering::Less => false,
-            Ordering::Equal => (msg.partition(), msg.offset()) > (slot.partition, slot.offset),
+            Ordering::Equal => (msg.partition, msg.offset) > (slot.partition, slot.offset),
         };
         if wins {
             let rank = rank_ref.as_ref().map(VersionRef::to_owned);
@@ -564,8 +727,8 @@ impl Fold {
             self.health.gaps = None;
             self.health.gaps_sample.clear();
         }
-        let mut order: Vec<usize> = (0..self.slots.len()).collect();
-        order.sort_unstable_by_key(|&i| (self.slots[i].partition, self.slots[i].offset));
+        let mut order: Vec<Slot> = std::mem::take(&mut self.index).into_values().collect();
+        order.sort_unstable_by_key(|s| (s.partition, s.offset));
         let rows = order.len();
         let header = StructBuilder::new(
             header_fields(),
@@ -577,9 +740,8 @@ impl Fold {
         let mut timestamp = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
         let mut headers = ListBuilder::new(header).with_field(Arc::new(header_item()));
         let mut value = BinaryBuilder::with_capacity(rows, rows * 64);
-        for i in order {
-            let s = &self.slots[i];
-            key.append_option(s.key.as_deref());
+        for s in &order {
+            key.append_option(s.key());
             partition.append_value(s.partition);
             offset.append_value(s.offset);
             timestamp.append_option(s.timestamp);
@@ -598,7 +760,7 @@ impl Fold {
                 }
                 None => headers.append_null(),
             }
-            value.append_option(s.value.as_deref());
+            value.append_option(s.value());
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(key.finish()),
@@ -612,6 +774,39 @@ impl Fold {
             RecordBatch::try_new(message_schema(), columns).expect("columns match the message schema");
         (batch, self.health)
     }
+}
+
+/// Message batches handed from the polling thread to the fold: small, so that the fold starts at
+/// once and the batches in flight (`FOLD_QUEUE` of them) weigh little beside the keys' state.
+const FOLD_BATCH_ROWS: usize = 8192;
+const FOLD_BATCH_BYTES: usize = 4 << 20;
+const FOLD_QUEUE: usize = 4;
+
+/// Read every message of `request` and fold it: librdkafka is polled into message batches on a
+/// thread of its own while this thread folds the batches already polled, so that the polling (and
+/// the waits on the network) overlap the fold. `cancel` is looked at between batches, which come
+/// at least every 100 ms.
+pub fn fold_topic(
+    request: FetchRequest,
+    spec: FoldSpec,
+    what: impl Into<String>,
+    cancel: &AtomicBool,
+) -> Result<(RecordBatch, FoldHealth), KafkaError> {
+    let request = FetchRequest {
+        batch_rows: FOLD_BATCH_ROWS,
+        batch_bytes: FOLD_BATCH_BYTES,
+        heartbeat: Duration::from_millis(100),
+        ..request
+    };
+    let mut fold = Fold::new(spec, what);
+    // returning drops the prefetch: its thread stops at its next batch
+    for batch in FetchStream::open(request)?.prefetch(FOLD_QUEUE) {
+        if cancel.load(AtomicOrdering::Relaxed) {
+            return Err(KafkaError::Cancelled);
+        }
+        fold.add_batch(&batch?)?;
+    }
+    Ok(fold.finish())
 }
 
 /// A JSON scalar as read from its raw text.

@@ -14,8 +14,8 @@
 pub mod fold;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::builder::{
@@ -27,7 +27,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 /// Why a read failed. `Unavailable`: the broker (down, unreachable, an error while fetching);
@@ -173,7 +173,8 @@ pub struct FetchStream {
     ends: HashMap<i32, i64>,
     todo: HashSet<i32>,
     builders: Builders,
-    last_message: Instant,
+    /// when polls began to come back empty (None while messages flow: no clock read per message)
+    idle_since: Option<Instant>,
     last_batch: Instant,
     failed: bool,
 }
@@ -226,7 +227,7 @@ impl FetchStream {
             ends,
             todo,
             builders,
-            last_message: now,
+            idle_since: None,
             last_batch: now,
             failed: false,
         })
@@ -256,7 +257,7 @@ impl FetchStream {
             }
             match self.consumer.poll(Duration::from_millis(20)) {
                 Some(Ok(msg)) => {
-                    self.last_message = Instant::now();
+                    self.idle_since = None;
                     let (partition, offset) = (msg.partition(), msg.offset());
                     let end = self.ends.get(&partition).copied().unwrap_or(i64::MIN);
                     if offset < end {
@@ -275,12 +276,13 @@ impl FetchStream {
                 Some(Err(RdError::PartitionEOF(partition))) => {
                     // everything up to the partition's current end was delivered (what lies between
                     // the last message and the pinned end is transaction markers or aborted records)
-                    self.last_message = Instant::now();
+                    self.idle_since = None;
                     self.done(partition);
                 }
                 Some(Err(e)) => return Some(Err(KafkaError::Unavailable(broker_error(&e)))),
                 None => {
-                    if self.last_message.elapsed() > self.request.idle_timeout {
+                    let idle_since = *self.idle_since.get_or_insert_with(Instant::now);
+                    if idle_since.elapsed() > self.request.idle_timeout {
                         return Some(Err(self.idle_error()));
                     }
                     if self.last_batch.elapsed() >= self.request.heartbeat {
@@ -293,45 +295,6 @@ impl FetchStream {
 }
 
 impl FetchStream {
-    /// Every message up to the pinned end offsets handed to `on_message` as it is polled, with no
-    /// Arrow batch built: for a consumer that keeps little of what it sees (the fold). `cancel` is
-    /// looked at between messages.
-    pub fn visit_messages(
-        &mut self,
-        cancel: &AtomicBool,
-        mut on_message: impl FnMut(&BorrowedMessage<'_>) -> Result<(), KafkaError>,
-    ) -> Result<(), KafkaError> {
-        while !self.todo.is_empty() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(KafkaError::Cancelled);
-            }
-            match self.consumer.poll(Duration::from_millis(20)) {
-                Some(Ok(msg)) => {
-                    self.last_message = Instant::now();
-                    let (partition, offset) = (msg.partition(), msg.offset());
-                    let end = self.ends.get(&partition).copied().unwrap_or(i64::MIN);
-                    if offset < end {
-                        on_message(&msg)?;
-                    }
-                    drop(msg);
-                    if offset >= end - 1 {
-                        self.done(partition);
-                    }
-                }
-                Some(Err(RdError::PartitionEOF(partition))) => {
-                    self.last_message = Instant::now();
-                    self.done(partition);
-                }
-                Some(Err(e)) => return Err(KafkaError::Unavailable(broker_error(&e))),
-                None if self.last_message.elapsed() > self.request.idle_timeout => {
-                    return Err(self.idle_error());
-                }
-                None => {}
-            }
-        }
-        Ok(())
-    }
-
     fn idle_error(&self) -> KafkaError {
         let mut left: Vec<i32> = self.todo.iter().copied().collect();
         left.sort_unstable();
@@ -342,6 +305,53 @@ impl FetchStream {
             self.request.idle_timeout.as_secs_f64(),
             left.join(", ")
         ))
+    }
+}
+
+/// A `FetchStream` polled on a thread of its own, up to `depth` batches ahead of its consumer, so
+/// that the polling (and the waits on the network) overlap whatever the consumer does with a batch
+/// (decoding, folding). Dropping it stops the thread at its next batch (a heartbeat away at most).
+pub struct Prefetch {
+    schema: SchemaRef,
+    batches: Option<mpsc::Receiver<Result<RecordBatch, KafkaError>>>,
+    poller: Option<JoinHandle<()>>,
+}
+
+impl FetchStream {
+    pub fn prefetch(self, depth: usize) -> Prefetch {
+        let schema = self.schema();
+        let (send, batches) = mpsc::sync_channel(depth);
+        let poller = std::thread::spawn(move || {
+            for batch in self {
+                if send.send(batch).is_err() {
+                    return; // the consumer is gone
+                }
+            }
+        });
+        Prefetch { schema, batches: Some(batches), poller: Some(poller) }
+    }
+}
+
+impl Prefetch {
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl Iterator for Prefetch {
+    type Item = Result<RecordBatch, KafkaError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.batches.as_ref()?.recv().ok() // Err: the stream ended and the thread with it
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        drop(self.batches.take()); // the poller's next send fails: it ends
+        if let Some(poller) = self.poller.take() {
+            let _ = poller.join();
+        }
     }
 }
 

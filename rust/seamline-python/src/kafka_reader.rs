@@ -1,7 +1,8 @@
 //! `kafka_fetch_stream`: the Rust Kafka reader (seamline-kafka) as an Arrow C stream of raw messages.
 //!
 //! Opening runs with the GIL released, like `pg_copy_stream`, and raises the adapter's exceptions
-//! directly. Batches are fetched while the consumer of the stream (pyarrow) holds no GIL; a batch
+//! directly. Batches are polled a batch or two ahead on a thread of their own (`Prefetch`), so the
+//! next one arrives while the caller decodes the last; a batch
 //! (possibly empty) comes back at least every heartbeat, so Ctrl-C is answered between batches. An
 //! error mid-stream crosses the Arrow C stream interface as text carrying the exception's qualified
 //! name (`seamline.exceptions.StoreUnavailableError: kafka HOST:PORT: reason`).
@@ -19,8 +20,11 @@ use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::PyRecordBatchReader;
-use seamline_kafka::fold::{Fold, FoldHealth, FoldSpec, SampleKey, ValueMode, VersionSource};
-use seamline_kafka::{FetchRequest, FetchStream, KafkaError, PartitionRange};
+use seamline_kafka::fold::{fold_topic, FoldHealth, FoldSpec, SampleKey, ValueMode, VersionSource};
+use seamline_kafka::{FetchRequest, FetchStream, KafkaError, PartitionRange, Prefetch};
+
+/// Batches polled ahead of the caller (each up to `batch_rows` messages).
+const PREFETCH_BATCHES: usize = 2;
 
 use crate::errors::{BoundaryError, InvalidInputError, SchemaError, StoreUnavailableError};
 use crate::handles::detached;
@@ -45,7 +49,7 @@ fn to_pyerr(e: &KafkaError, what: &str) -> PyErr {
 }
 
 struct Batches {
-    stream: FetchStream,
+    stream: Prefetch,
     what: String,
 }
 
@@ -119,6 +123,8 @@ pub fn kafka_fetch_stream(
         ..fetch_request(bootstrap, topic, config, partitions, idle_timeout)
     };
     let stream = py.detach(|| FetchStream::open(request)).map_err(|e| to_pyerr(&e, &what))?;
+    // polled a batch ahead on a thread of its own: the next batch arrives while pyarrow decodes
+    let stream = stream.prefetch(PREFETCH_BATCHES);
     Ok(PyRecordBatchReader::new(Box::new(Batches { stream, what })))
 }
 
@@ -159,14 +165,10 @@ pub fn kafka_fold<'py>(
     };
     let spec = FoldSpec { value, key_field, version };
     let label = format!("{what} topic {topic}");
-    // the fold builds no batches and answers Ctrl-C through `detached`: the default request serves
+    // fold_topic sizes its own batches; Ctrl-C is answered through `detached`
     let request = fetch_request(bootstrap, topic, config, partitions, idle_timeout);
     let (batch, health) = detached(py, None, |cancel| {
-        let fail = |e: KafkaError| BoundaryError::Py(to_pyerr(&e, &what));
-        let mut stream = FetchStream::open(request).map_err(fail)?;
-        let mut fold = Fold::new(spec, label);
-        stream.visit_messages(cancel, |msg| fold.add(msg)).map_err(fail)?;
-        Ok::<_, BoundaryError>(fold.finish())
+        fold_topic(request, spec, label, cancel).map_err(|e| BoundaryError::Py(to_pyerr(&e, &what)))
     })?;
     let schema = batch.schema();
     let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
