@@ -42,7 +42,10 @@ from seamline.seam import SeamColumns
 from seamline.stores.protocols import KeyRange, Replayable, ScanRequest, Source
 
 ROWS_PER_PUSHED_RANGE = 32
-MAX_PUSHED_RANGES = 262_144
+# Pushed-down ranges cut from the sample, at most. Finer ranges make the diff pass read fewer rows it
+# then drops: at 20M rows per side (0.2% drift) 2^20 ranges took the diff pass from 6.3-6.5 s to
+# 3.4-3.7 s against 2^18, and the peak from 240-249 to 218-219 MB (benches/bench_postgres.py tables).
+MAX_PUSHED_RANGES = 1 << 20
 REFINE_BITS = 4
 MAX_REFINEMENTS = 4
 TARGET_ROWS_PER_LEAF = 32
@@ -60,8 +63,10 @@ class Options:
     """Tuning knobs; the defaults suit tens of millions of rows on a small machine."""
 
     #: rows under mismatched leaves above which they are refined (re-hashed into 16 children each)
-    #: before the diff
-    diff_budget_rows: int = 1_000_000
+    #: before the diff. Not a memory bound (the diff runs in groups of diff_group_rows): a refinement
+    #: reads those rows once more, which costs more than diffing them unless the drift is far larger
+    #: (20M rows per side, 0.2% drift: 4M skipped a refinement that 1M made, 30.4 -> 23.1-29.6 s)
+    diff_budget_rows: int = 4_000_000
     #: rows per side one diff group holds in memory at once (about 300 bytes each with their
     #: digests): larger diffs are read in several groups of consecutive leaves
     diff_group_rows: int = 100_000
