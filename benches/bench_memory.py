@@ -114,7 +114,6 @@ def child(dsn: str, rows: int, reader: str, options: dict[str, Any]) -> dict[str
     """One reconcile in this (fresh) process, with an RSS timeline."""
     import seamline as sl
     from seamline.engine import Options
-    from seamline.stores.postgres.store import PostgresStore
 
     p = prefix_for(rows)
     base = rss_mb()
@@ -140,13 +139,7 @@ def child(dsn: str, rows: int, reader: str, options: dict[str, Any]) -> dict[str
     reconcile_peak = vmhwm_mb()
     stop.set()
     sampler.join()
-    # checked in Arrow with Seamline's Rust client: no ADBC or polars loaded for the check
-    store = PostgresStore(dsn, native=True)
-    drift = store.query(f"SELECT id, kind FROM public.{p}_drift_keys")
-    store.close()
-    expected = set(zip(drift.column("id").to_pylist(), drift.column("kind").to_pylist(), strict=True))
-    diffs = result.diffs_arrow
-    found = set(zip(diffs.column("id").to_pylist(), diffs.column("kind").to_pylist(), strict=True))
+    expected, found = bench_postgres.injected_and_found(dsn, f"public.{p}_drift_keys", result)
     peak_at = max(timeline, key=lambda s: s[1]) if timeline else (0.0, 0.0)
     return {
         "seconds": seconds,

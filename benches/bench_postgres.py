@@ -307,24 +307,32 @@ def copy_cmd(dsn: str, table: str) -> str:
     return f"psql -X -q {shlex.quote(dsn)} -c {shlex.quote(copy)} > /dev/null"
 
 
-def child_seamline(dsn: str, source: Any, target: Any, drift_table: str, **kw: Any) -> dict[str, Any]:
-    """Reconcile (timed), then check counts and differing keys against the injected drift (read
-    with Seamline's own Rust client, in Arrow: the check loads neither ADBC nor polars, whose
-    imports would count in the process's CPU)."""
-    import seamline as sl
+def injected_and_found(dsn: str, drift_table: str, result: Any) -> tuple[set[Any], set[Any]]:
+    """The injected drift and the result's differences, as (id, kind) sets. Read with Seamline's
+    own Rust client, in Arrow: the check loads neither ADBC nor polars."""
     from seamline.stores.postgres.store import PostgresStore
 
-    started, cpu = time.perf_counter(), os.times()
-    result = sl.reconcile(source, target, key="id", **kw)
-    seconds = time.perf_counter() - started
-    done = os.times()
-    reconcile_cpu = (done.user - cpu.user) + (done.system - cpu.system)
     store = PostgresStore(dsn, native=True)
     drift = store.query(f"SELECT id, kind FROM {drift_table}")
     store.close()
     expected = set(zip(drift.column("id").to_pylist(), drift.column("kind").to_pylist(), strict=True))
     diffs = result.diffs_arrow
     found = set(zip(diffs.column("id").to_pylist(), diffs.column("kind").to_pylist(), strict=True))
+    return expected, found
+
+
+def child_seamline(dsn: str, source: Any, target: Any, drift_table: str, **kw: Any) -> dict[str, Any]:
+    """Reconcile (timed), then check counts and differing keys against the injected drift (read
+    with Seamline's own Rust client, in Arrow: the check loads neither ADBC nor polars, whose
+    imports would count in the process's CPU)."""
+    import seamline as sl
+
+    started, cpu = time.perf_counter(), os.times()
+    result = sl.reconcile(source, target, key="id", **kw)
+    seconds = time.perf_counter() - started
+    done = os.times()
+    reconcile_cpu = (done.user - cpu.user) + (done.system - cpu.system)
+    expected, found = injected_and_found(dsn, drift_table, result)
     want = {k: sum(1 for _, kind in expected if kind == k) for k in ("missing", "extra", "changed")}
     counts = dict(result.counts)
     ok = found == expected and all(counts[k] == want[k] for k in want) and counts["duplicate"] == 0

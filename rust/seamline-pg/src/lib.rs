@@ -205,6 +205,13 @@ async fn start(client: &Client, request: &CopyRequest) -> Result<(SchemaRef, Vec
         client.query(format!("SELECT {}", setters.join(", ")).as_str(), &params).await?;
     }
     let statement = client.prepare(&request.query).await?;
+    let (schema, decoders) = decoders_for(&statement)?;
+    Ok((Arc::new(schema), decoders))
+}
+
+/// The Arrow schema of a prepared statement's rows and a decoder per column; a column type the
+/// reader cannot decode is an error naming it.
+pub(crate) fn decoders_for(statement: &tokio_postgres::Statement) -> Result<(Schema, Vec<Decoder>), PgError> {
     let mut fields = Vec::new();
     let mut decoders = Vec::new();
     for column in statement.columns() {
@@ -218,7 +225,7 @@ async fn start(client: &Client, request: &CopyRequest) -> Result<(SchemaRef, Vec
         fields.push(Field::new(column.name(), decoder.data_type(), true));
         decoders.push(decoder);
     }
-    Ok((Arc::new(Schema::new(fields)), decoders))
+    Ok((Schema::new(fields), decoders))
 }
 
 /// Connect, start the COPY, then decode its chunks into batches until the end (or the consumer

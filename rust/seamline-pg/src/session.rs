@@ -8,12 +8,11 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{Field, Schema};
 use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, Format, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::Client;
 
-use crate::{connect, Connected, Decoder, PgError};
+use crate::{connect, decoders_for, Connected, PgError};
 
 /// One connection, driven on its own single-threaded runtime while a call runs.
 pub struct Session {
@@ -106,19 +105,7 @@ impl Session {
     pub fn query(&self, sql: &str, params: &[Option<String>]) -> Result<RecordBatch, PgError> {
         self.runtime.block_on(async {
             let statement = self.client.prepare(sql).await?;
-            let mut fields = Vec::new();
-            let mut decoders = Vec::new();
-            for column in statement.columns() {
-                let decoder = Decoder::for_type(column.type_(), column.type_modifier()).ok_or_else(|| {
-                    PgError::Unsupported(format!(
-                        "column {:?} has type {} that the rust reader does not read (use reader=\"adbc\")",
-                        column.name(),
-                        column.type_().name()
-                    ))
-                })?;
-                fields.push(Field::new(column.name(), decoder.data_type(), true));
-                decoders.push(decoder);
-            }
+            let (schema, mut decoders) = decoders_for(&statement)?;
             let bound: Vec<TextParam<'_>> = params.iter().map(|p| TextParam(p.as_deref())).collect();
             let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
             let rows = self.client.query(&statement, &refs).await?;
@@ -134,7 +121,7 @@ impl Session {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(PgError::Decode)?;
             let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
-            RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+            RecordBatch::try_new_with_options(Arc::new(schema), columns, &options)
                 .map_err(|e| PgError::Decode(e.to_string()))
         })
     }
