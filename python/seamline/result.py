@@ -241,8 +241,6 @@ def _in_flight(diffs: pa.Table, seam: SeamColumns, grace: float | None, pinned_a
         return none
     name = seam.version[0]
     structs = {side: diffs.column(side).combine_chunks() for side in ("source", "target")}
-    if not any(f.name == name for f in structs["source"].type):
-        return none
     cutoff = dt.datetime.fromtimestamp(pinned_at - grace, tz=dt.UTC)
     cutoff_us = (cutoff - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
     flags: dict[str, tuple[pa.Array, pa.Array]] = {}
