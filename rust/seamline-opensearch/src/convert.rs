@@ -1,4 +1,4 @@
-//! Hits -> one Arrow record batch, each column typed by the index mapping.
+//! Values of hits -> typed Arrow builders, one per column, typed by the index mapping.
 //!
 //! The rules are those of the Python reader (`seamline/stores/opensearch/read.py`), value by value,
 //! so that both readers give the same rows: `_source` holds what was sent ("42" in a long field, 42
@@ -6,8 +6,13 @@
 //! become compact JSON with sorted keys (Python's `json.dumps` formatting, floats included), a
 //! one-element array stands for its element, dates are ISO strings (floored to the millisecond, no
 //! offset = UTC) or epoch numbers (ms, or seconds for an `epoch_second` format). A missing field is
-//! NULL; a dotted path is a literal key first, then a walk through objects.
+//! NULL.
+//!
+//! A value arrives as a `Datum`: scalars straight from the parser (a string borrowed from the page,
+//! no `serde_json::Value` built), arrays and objects as parsed values (rare: multi-valued fields,
+//! objects read as JSON). One conversion per kind serves both.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -17,9 +22,8 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use base64::Engine;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::page::{Row, SourcePlan};
 use crate::OsError;
 
 /// How a column's values convert (its Arrow type follows).
@@ -72,176 +76,248 @@ pub struct Column {
     pub kind: Kind,
 }
 
-pub fn batch(
-    schema: &SchemaRef,
-    columns: &[Column],
-    plan: &SourcePlan,
-    rows: &[Row],
-) -> Result<RecordBatch, OsError> {
-    let arrays = columns
-        .iter()
-        .zip(schema.fields())
-        .enumerate()
-        .map(|(index, (column, field))| {
-            convert(Col { plan, index, kind: column.kind }, field.data_type(), rows)
-                .map_err(|why| OsError::Value(format!("field {:?}: {why}", column.path)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), arrays)
-        .map_err(|e| OsError::Value(format!("a page does not fit the mapped schema: {e}")))
+/// One JSON value of a document as the converters see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Datum<'a> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(&'a str),
+    Array(&'a [Value]),
+    Object(&'a Map<String, Value>),
 }
 
-/// A column of the plan: its value in a row, None when the document does not have it.
-#[derive(Clone, Copy)]
-struct Col<'a> {
-    plan: &'a SourcePlan,
-    index: usize,
-    kind: Kind,
-}
-
-impl<'a> Col<'a> {
-    fn get<'r>(&self, row: &'r Row) -> Option<&'r Value> {
-        self.plan.lookup(row, self.index)
+impl<'a> Datum<'a> {
+    pub fn of(v: &'a Value) -> Datum<'a> {
+        match v {
+            Value::Null => Datum::Null,
+            Value::Bool(b) => Datum::Bool(*b),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Datum::I64(i)
+                } else if let Some(u) = n.as_u64() {
+                    Datum::U64(u)
+                } else {
+                    Datum::F64(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(s) => Datum::Str(s),
+            Value::Array(items) => Datum::Array(items),
+            Value::Object(map) => Datum::Object(map),
+        }
     }
 }
 
-type Conv<T> = fn(&Value) -> Result<Option<T>, String>;
-
-fn values<'a, T: 'a>(
-    column: Col<'a>,
-    hits: &'a [Row],
-    conv: Conv<T>,
-) -> impl Iterator<Item = Result<Option<T>, String>> + 'a {
-    hits.iter().map(move |hit| match column.get(hit) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => conv(v),
-    })
+/// The Arrow builder of one column.
+pub enum Builder {
+    Id(StringBuilder),
+    Int8(Int8Builder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    UInt64(UInt64Builder),
+    Float64(Float64Builder),
+    Bool(BooleanBuilder),
+    Text(StringBuilder),
+    Json(StringBuilder),
+    /// `true`: bare numbers are seconds
+    Date(TimestampMillisecondBuilder, bool),
+    Binary(BinaryBuilder),
+    VectorF32(ListBuilder<Float32Builder>),
 }
 
-macro_rules! build {
-    ($builder:expr, $column:expr, $hits:expr, $conv:expr) => {{
-        let mut b = $builder;
-        for v in values($column, $hits, $conv) {
-            b.append_option(v?);
-        }
-        Arc::new(b.finish()) as ArrayRef
-    }};
-}
-
-fn convert(column: Col<'_>, data_type: &DataType, hits: &[Row]) -> Result<ArrayRef, String> {
-    let n = hits.len();
-    Ok(match column.kind {
-        Kind::Id => {
-            let mut b = StringBuilder::with_capacity(n, n * 8);
-            for hit in hits {
-                b.append_option(hit.id.as_deref());
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Int8 => build!(Int8Builder::with_capacity(n), column, hits, |v| narrow(v, i8::try_from)),
-        Kind::Int16 => build!(Int16Builder::with_capacity(n), column, hits, |v| narrow(v, i16::try_from)),
-        Kind::Int32 => build!(Int32Builder::with_capacity(n), column, hits, |v| narrow(v, i32::try_from)),
-        Kind::Int64 => build!(Int64Builder::with_capacity(n), column, hits, |v| narrow(v, i64::try_from)),
-        Kind::UInt64 => build!(UInt64Builder::with_capacity(n), column, hits, |v| narrow(v, u64::try_from)),
-        Kind::Float64 => build!(Float64Builder::with_capacity(n), column, hits, to_f64),
-        Kind::Bool => build!(BooleanBuilder::with_capacity(n), column, hits, to_bool),
-        Kind::Text | Kind::Json => {
-            let mut b = StringBuilder::with_capacity(n, n * 16);
-            let mut text = String::new();
-            for hit in hits {
-                match column.get(hit) {
-                    None | Some(Value::Null) => b.append_null(),
-                    Some(Value::String(s)) if column.kind == Kind::Text => b.append_value(s),
-                    Some(v) => {
-                        text.clear();
-                        let written = if column.kind == Kind::Text {
-                            text_of(v, &mut text)
-                        } else {
-                            json(v, &mut text)
-                        };
-                        if written {
-                            b.append_value(&text)
-                        } else {
-                            b.append_null()
-                        }
-                    }
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Date(seconds) => {
-            let mut b = TimestampMillisecondBuilder::with_capacity(n);
-            for hit in hits {
-                let v = match column.get(hit) {
-                    None => None,
-                    Some(v) => to_ms(v, seconds)?,
+impl Builder {
+    pub fn new(kind: Kind, data_type: &DataType, capacity: usize) -> Result<Builder, String> {
+        let n = capacity;
+        Ok(match kind {
+            Kind::Id => Builder::Id(StringBuilder::with_capacity(n, n * 8)),
+            Kind::Int8 => Builder::Int8(Int8Builder::with_capacity(n)),
+            Kind::Int16 => Builder::Int16(Int16Builder::with_capacity(n)),
+            Kind::Int32 => Builder::Int32(Int32Builder::with_capacity(n)),
+            Kind::Int64 => Builder::Int64(Int64Builder::with_capacity(n)),
+            Kind::UInt64 => Builder::UInt64(UInt64Builder::with_capacity(n)),
+            Kind::Float64 => Builder::Float64(Float64Builder::with_capacity(n)),
+            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(n)),
+            Kind::Text => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
+            Kind::Json => Builder::Json(StringBuilder::with_capacity(n, n * 16)),
+            Kind::Date(seconds) => Builder::Date(
+                TimestampMillisecondBuilder::with_capacity(n).with_data_type(data_type.clone()),
+                seconds,
+            ),
+            Kind::Binary => Builder::Binary(BinaryBuilder::with_capacity(n, n * 16)),
+            Kind::VectorF32 => {
+                let item = match data_type {
+                    DataType::List(f) => f.clone(),
+                    other => return Err(format!("a vector column typed {other}")),
                 };
-                b.append_option(v);
+                Builder::VectorF32(ListBuilder::with_capacity(Float32Builder::new(), n).with_field(item))
             }
-            Arc::new(b.finish().with_data_type(data_type.clone()))
+        })
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        use arrow_array::builder::ArrayBuilder;
+        match self {
+            Builder::Id(b) | Builder::Text(b) | Builder::Json(b) => b.len(),
+            Builder::Int8(b) => b.len(),
+            Builder::Int16(b) => b.len(),
+            Builder::Int32(b) => b.len(),
+            Builder::Int64(b) => b.len(),
+            Builder::UInt64(b) => b.len(),
+            Builder::Float64(b) => b.len(),
+            Builder::Bool(b) => b.len(),
+            Builder::Date(b, _) => b.len(),
+            Builder::Binary(b) => b.len(),
+            Builder::VectorF32(b) => b.len(),
         }
-        Kind::Binary => build!(BinaryBuilder::with_capacity(n, n * 16), column, hits, |v| match v {
-            Value::String(s) => base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map(Some)
-                .map_err(|e| format!("not base64 ({e})")),
-            other => Err(format!("not base64: {}", short(other))),
-        }),
-        Kind::VectorF32 => {
-            let item = match data_type {
-                DataType::List(f) => f.clone(),
-                other => return Err(format!("a vector column typed {other}")),
-            };
-            let mut b = ListBuilder::with_capacity(Float32Builder::new(), n).with_field(item);
-            for hit in hits {
-                match column.get(hit) {
-                    None | Some(Value::Null) => b.append_null(),
-                    Some(Value::Array(items)) => {
-                        for item in items {
-                            match item {
-                                Value::Null => b.values().append_null(),
-                                other => match to_f64(other)? {
-                                    Some(x) => b.values().append_value(x as f32),
-                                    None => b.values().append_null(),
-                                },
-                            }
-                        }
-                        b.append(true)
+    }
+
+    pub fn append_null(&mut self) {
+        match self {
+            Builder::Id(b) | Builder::Text(b) | Builder::Json(b) => b.append_null(),
+            Builder::Int8(b) => b.append_null(),
+            Builder::Int16(b) => b.append_null(),
+            Builder::Int32(b) => b.append_null(),
+            Builder::Int64(b) => b.append_null(),
+            Builder::UInt64(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Bool(b) => b.append_null(),
+            Builder::Date(b, _) => b.append_null(),
+            Builder::Binary(b) => b.append_null(),
+            Builder::VectorF32(b) => b.append_null(),
+        }
+    }
+
+    /// Appends one document's value (`Null`: NULL); `scratch` is a reusable text buffer. The error
+    /// says what the value is and why it does not convert.
+    pub fn append(&mut self, v: Datum<'_>, scratch: &mut String) -> Result<(), String> {
+        if let Datum::Null = v {
+            self.append_null();
+            return Ok(());
+        }
+        match self {
+            Builder::Id(b) => match v {
+                Datum::Str(s) => b.append_value(s),
+                other => return Err(format!("not an id: {}", short(other))),
+            },
+            Builder::Int8(b) => b.append_value(narrow(v, i8::try_from)?),
+            Builder::Int16(b) => b.append_value(narrow(v, i16::try_from)?),
+            Builder::Int32(b) => b.append_value(narrow(v, i32::try_from)?),
+            Builder::Int64(b) => b.append_value(narrow(v, i64::try_from)?),
+            Builder::UInt64(b) => b.append_value(narrow(v, u64::try_from)?),
+            Builder::Float64(b) => b.append_option(to_f64(v)?),
+            Builder::Bool(b) => b.append_value(to_bool(v)?),
+            Builder::Text(b) => match v {
+                Datum::Str(s) => b.append_value(s),
+                other => {
+                    scratch.clear();
+                    if text_of(other, scratch) {
+                        b.append_value(scratch.as_str())
+                    } else {
+                        b.append_null()
                     }
-                    Some(other) => return Err(format!("not a vector: {}", short(other))),
                 }
+            },
+            Builder::Json(b) => {
+                scratch.clear();
+                write_json(v, scratch);
+                b.append_value(scratch.as_str())
             }
-            Arc::new(b.finish())
+            Builder::Date(b, seconds) => b.append_option(to_ms(v, *seconds)?),
+            Builder::Binary(b) => match v {
+                Datum::Str(s) => b.append_value(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map_err(|e| format!("not base64 ({e})"))?,
+                ),
+                other => return Err(format!("not base64: {}", short(other))),
+            },
+            Builder::VectorF32(b) => match v {
+                Datum::Array(items) => {
+                    for item in items {
+                        match Datum::of(item) {
+                            Datum::Null => b.values().append_null(),
+                            other => match to_f64(other)? {
+                                Some(x) => b.values().append_value(x as f32),
+                                None => b.values().append_null(),
+                            },
+                        }
+                    }
+                    b.append(true)
+                }
+                other => return Err(format!("not a vector: {}", short(other))),
+            },
         }
-    })
+        Ok(())
+    }
+
+    pub fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Id(b) | Builder::Text(b) | Builder::Json(b) => Arc::new(b.finish()),
+            Builder::Int8(b) => Arc::new(b.finish()),
+            Builder::Int16(b) => Arc::new(b.finish()),
+            Builder::Int32(b) => Arc::new(b.finish()),
+            Builder::Int64(b) => Arc::new(b.finish()),
+            Builder::UInt64(b) => Arc::new(b.finish()),
+            Builder::Float64(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Date(b, _) => Arc::new(b.finish()),
+            Builder::Binary(b) => Arc::new(b.finish()),
+            Builder::VectorF32(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// One builder per column of a stream, reused from page to page.
+pub struct Builders {
+    pub columns: Vec<Builder>,
+    schema: SchemaRef,
+}
+
+impl Builders {
+    pub fn new(schema: &SchemaRef, columns: &[Column], capacity: usize) -> Result<Builders, OsError> {
+        let columns = columns
+            .iter()
+            .zip(schema.fields())
+            .map(|(column, field)| {
+                Builder::new(column.kind, field.data_type(), capacity)
+                    .map_err(|why| OsError::Config(format!("field {:?}: {why}", column.path)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Builders { columns, schema: schema.clone() })
+    }
+
+    /// The rows appended since the last batch, as one record batch (the builders start over).
+    pub fn finish(&mut self) -> Result<RecordBatch, OsError> {
+        let arrays = self.columns.iter_mut().map(Builder::finish).collect();
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| OsError::Value(format!("a page does not fit the mapped schema: {e}")))
+    }
 }
 
 /// A single value in place of a one-element array; an error for several.
-fn single(v: &Value) -> Result<&Value, String> {
+fn single(v: Datum<'_>) -> Result<Datum<'_>, String> {
     match v {
-        Value::Array(items) if items.len() == 1 => Ok(&items[0]),
-        Value::Array(_) => Err(format!("multi-valued field {}", short(v))),
+        Datum::Array([only]) => Ok(Datum::of(only)),
+        Datum::Array(_) => Err(format!("multi-valued field {}", short(v))),
         other => Ok(other),
     }
 }
 
 /// An integer of the column's width: numbers truncated toward zero, strings parsed as decimals.
-fn narrow<T, E>(v: &Value, cast: fn(i128) -> Result<T, E>) -> Result<Option<T>, String> {
+fn narrow<T, E>(v: Datum<'_>, cast: fn(i128) -> Result<T, E>) -> Result<T, String> {
     let whole: i128 = match single(v)? {
-        Value::Null => return Err("null in a one-element array".into()),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i as i128
-            } else if let Some(u) = n.as_u64() {
-                u as i128
-            } else {
-                truncate(n.as_f64().unwrap_or(f64::NAN))?
-            }
-        }
-        Value::String(s) => parse_integer(s)?,
+        Datum::Null => return Err("null in a one-element array".into()),
+        Datum::I64(i) => i as i128,
+        Datum::U64(u) => u as i128,
+        Datum::F64(x) => truncate(x)?,
+        Datum::Str(s) => parse_integer(s)?,
         other => return Err(format!("not an integer: {}", short(other))),
     };
-    cast(whole).map(Some).map_err(|_| format!("{whole} is out of range for the mapped type"))
+    cast(whole).map_err(|_| format!("{whole} is out of range for the mapped type"))
 }
 
 fn truncate(x: f64) -> Result<i128, String> {
@@ -255,6 +331,9 @@ fn truncate(x: f64) -> Result<i128, String> {
 /// `int(Decimal(text))`: an integer, or a decimal (exponent allowed) truncated toward zero.
 fn parse_integer(text: &str) -> Result<i128, String> {
     let t = text.trim();
+    if let Ok(i) = t.parse::<i128>() {
+        return Ok(i);
+    }
     let digits = t.replace('_', "");
     if let Ok(i) = digits.parse::<i128>() {
         return Ok(i);
@@ -267,74 +346,78 @@ fn parse_integer(text: &str) -> Result<i128, String> {
     }
 }
 
-fn to_f64(v: &Value) -> Result<Option<f64>, String> {
+fn to_f64(v: Datum<'_>) -> Result<Option<f64>, String> {
     match single(v)? {
-        Value::Null => Err("null in a one-element array".into()),
-        Value::Number(n) => Ok(n.as_f64()),
-        Value::Bool(b) => Ok(Some(if *b { 1.0 } else { 0.0 })),
-        Value::String(s) => {
-            let t = s.trim().replace('_', "");
-            t.parse::<f64>().map(Some).map_err(|_| format!("not a number: {s:?}"))
+        Datum::Null => Err("null in a one-element array".into()),
+        Datum::I64(i) => Ok(Some(i as f64)),
+        Datum::U64(u) => Ok(Some(u as f64)),
+        Datum::F64(x) => Ok(Some(x)),
+        Datum::Bool(b) => Ok(Some(if b { 1.0 } else { 0.0 })),
+        Datum::Str(s) => {
+            let t = s.trim();
+            let parsed = match t.parse::<f64>() {
+                Ok(x) if !t.contains('_') => Ok(x),
+                _ => t.replace('_', "").parse::<f64>(),
+            };
+            parsed.map(Some).map_err(|_| format!("not a number: {s:?}"))
         }
         other => Err(format!("not a number: {}", short(other))),
     }
 }
 
 /// Booleans as they are; anything else is true only as the text "true" (any case).
-fn to_bool(v: &Value) -> Result<Option<bool>, String> {
-    Ok(Some(match single(v)? {
-        Value::Bool(b) => *b,
-        Value::String(s) => s.to_lowercase() == "true",
+fn to_bool(v: Datum<'_>) -> Result<bool, String> {
+    Ok(match single(v)? {
+        Datum::Bool(b) => b,
+        Datum::Str(s) => s.eq_ignore_ascii_case("true") || (!s.is_ascii() && s.to_lowercase() == "true"),
         _ => false,
-    }))
+    })
 }
 
-/// A non-string value of a text field: one-element arrays unwrap, the rest is compact JSON.
-fn text_of(v: &Value, out: &mut String) -> bool {
-    match v {
-        Value::Array(items) if items.len() == 1 => match &items[0] {
-            Value::String(s) => {
+/// A non-string value of a text field: one-element arrays unwrap, the rest is compact JSON; false
+/// for null (no text).
+fn text_of(v: Datum<'_>, out: &mut String) -> bool {
+    let v = match v {
+        Datum::Array([only]) => match Datum::of(only) {
+            Datum::Str(s) => {
                 out.push_str(s);
-                true
+                return true;
             }
-            other => json(other, out),
+            other => other,
         },
-        other => json(other, out),
-    }
-}
-
-/// `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`; false for null.
-fn json(v: &Value, out: &mut String) -> bool {
-    if v.is_null() {
+        other => other,
+    };
+    if let Datum::Null = v {
         return false;
     }
     write_json(v, out);
     true
 }
 
-fn write_json(v: &Value, out: &mut String) {
+/// `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
+fn write_json(v: Datum<'_>, out: &mut String) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            if n.is_i64() || n.is_u64() {
-                out.push_str(&n.to_string())
-            } else {
-                python_float(n.as_f64().unwrap_or(f64::NAN), out)
-            }
+        Datum::Null => out.push_str("null"),
+        Datum::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        Datum::I64(i) => {
+            let _ = write!(out, "{i}");
         }
-        Value::String(s) => out.push_str(&serde_json::to_string(s).expect("a string serialises")),
-        Value::Array(items) => {
+        Datum::U64(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Datum::F64(x) => python_float(x, out),
+        Datum::Str(s) => out.push_str(&serde_json::to_string(s).expect("a string serialises")),
+        Datum::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_json(item, out);
+                write_json(Datum::of(item), out);
             }
             out.push(']');
         }
-        Value::Object(map) => {
+        Datum::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
             out.push('{');
@@ -344,7 +427,7 @@ fn write_json(v: &Value, out: &mut String) {
                 }
                 out.push_str(&serde_json::to_string(key).expect("a string serialises"));
                 out.push(':');
-                write_json(&map[key], out);
+                write_json(Datum::of(&map[key]), out);
             }
             out.push('}');
         }
@@ -398,31 +481,32 @@ pub fn python_float(x: f64, out: &mut String) {
 }
 
 /// A date value -> ms since the epoch (floored), as `_to_ms` of the Python reader.
-fn to_ms(v: &Value, seconds: bool) -> Result<Option<i64>, String> {
+fn to_ms(v: Datum<'_>, seconds: bool) -> Result<Option<i64>, String> {
     let v = match v {
-        Value::Array(items) => match items.first() {
+        Datum::Array(items) => match items.first() {
             None => return Ok(None),
-            Some(first) => first,
+            Some(first) => Datum::of(first),
         },
         other => other,
     };
+    let out_of_range = |v: Datum<'_>| format!("date {} is out of range", short(v));
     match v {
-        Value::Null => Ok(None),
-        Value::Number(n) => {
-            let ms = if let Some(i) = n.as_i64() {
-                if seconds {
-                    i.checked_mul(1000)
-                } else {
-                    Some(i)
-                }
-            } else {
-                let x = n.as_f64().unwrap_or(f64::NAN);
-                let x = if seconds { x * 1000.0 } else { x };
-                (x.is_finite() && x.abs() < 9.2e18).then(|| x.trunc() as i64)
-            };
-            ms.map(Some).ok_or_else(|| format!("date {n} is out of range"))
+        Datum::Null => Ok(None),
+        Datum::I64(i) => {
+            let ms = if seconds { i.checked_mul(1000) } else { Some(i) };
+            ms.map(Some).ok_or_else(|| out_of_range(v))
         }
-        Value::String(s) => {
+        Datum::U64(_) | Datum::F64(_) => {
+            let x = match v {
+                Datum::U64(u) => u as f64,
+                Datum::F64(x) => x,
+                _ => unreachable!(),
+            };
+            let x = if seconds { x * 1000.0 } else { x };
+            let ms = (x.is_finite() && x.abs() < 9.2e18).then(|| x.trunc() as i64);
+            ms.map(Some).ok_or_else(|| out_of_range(v))
+        }
+        Datum::Str(s) => {
             let body = s.trim_start_matches('-');
             if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) && s.len() - body.len() <= 1 {
                 let i: i64 = s.parse().map_err(|_| format!("date {s:?} is out of range"))?;
@@ -540,8 +624,18 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn short(v: &Value) -> String {
-    let text = v.to_string();
+/// A value as JSON text for a message, cut at 60 characters.
+fn short(v: Datum<'_>) -> String {
+    let text = match v {
+        Datum::Null => "null".to_string(),
+        Datum::Bool(b) => b.to_string(),
+        Datum::I64(i) => i.to_string(),
+        Datum::U64(u) => u.to_string(),
+        Datum::F64(x) => Value::from(x).to_string(),
+        Datum::Str(s) => Value::from(s).to_string(),
+        Datum::Array(items) => serde_json::to_string(items).unwrap_or_default(),
+        Datum::Object(map) => serde_json::to_string(map).unwrap_or_default(),
+    };
     if text.chars().count() > 60 {
         format!("{}...", text.chars().take(60).collect::<String>())
     } else {

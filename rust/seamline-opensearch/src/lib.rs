@@ -104,15 +104,16 @@ impl Iterator for SearchStream {
 /// The page loop of one stream. `emit` returns false once the consumer is gone.
 ///
 /// Two threads: a fetcher that runs one page ahead (it cuts the last hit's sort values out of the
-/// raw page, enough for the next `search_after`) and this one, which parses and converts the page
-/// the fetcher handed over. The node answers the next page while this thread converts the current
+/// raw page, enough for the next `search_after`) and this one, which parses the page the fetcher
+/// handed over straight into the column builders. The node answers the next page while this thread converts the current
 /// one, instead of the two waiting on each other.
 fn run(
     client: &Client,
     request: &ScanRequest,
     emit: &mut dyn FnMut(Result<RecordBatch, OsError>) -> bool,
 ) -> Result<(), OsError> {
-    let plan = page::SourcePlan::new(request.columns.iter().map(|c| c.path.as_str()));
+    let plan = page::SourcePlan::new(&request.columns);
+    let mut builders = convert::Builders::new(&request.schema, &request.columns, request.page_size)?;
     let (pages, fetched) = bounded::<Result<Fetched, OsError>>(1);
     thread::scope(|scope| {
         scope.spawn(move || {
@@ -122,19 +123,23 @@ fn run(
         });
         for item in fetched.iter() {
             let Fetched { bytes, after } = item?;
-            let mut hits = page::parse(&bytes, &plan)
-                .map_err(|e| OsError::Unavailable(format!("an unreadable search response ({e})")))?;
+            let page = page::parse(&bytes, &plan, &mut builders).map_err(|e| match e {
+                page::PageError::Value(why) => OsError::Value(why),
+                page::PageError::Json(e) => {
+                    OsError::Unavailable(format!("an unreadable search response ({e})"))
+                }
+            })?;
             drop(bytes);
-            let Some(last) = hits.last_mut() else { continue };
-            if after.as_ref() != Some(&last.sort) {
+            if page.rows == 0 {
+                continue;
+            }
+            if after != page.last_sort {
                 // the cut-out sort values were not the last hit's: a response laid out unexpectedly
                 return Err(OsError::Unavailable(
                     "an unreadable search response (the last hit's sort values)".into(),
                 ));
             }
-            let batch = convert::batch(&request.schema, &request.columns, &plan, &hits)?;
-            drop(hits);
-            if !emit(Ok(batch)) {
+            if !emit(Ok(builders.finish()?)) {
                 break; // dropping `fetched` stops the fetcher after its current request
             }
         }

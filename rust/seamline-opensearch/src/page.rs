@@ -1,205 +1,404 @@
-//! One search response parsed straight into rows of slots: only the `_source` keys that some column
-//! reads are kept (as JSON values), everything else is skipped by the parser without allocating. A
-//! column `a.b.c` keeps both the literal key `a.b.c` and the object under `a` (walked afterwards).
+//! One search response parsed straight into the columns' Arrow builders: a serde visitor walks
+//! `hits.hits[]` and hands each `_source` value a column reads to that column's builder as it is
+//! parsed (a string borrowed from the page, a number, a boolean), without building a
+//! `serde_json::Value` tree; every other key is skipped without allocating. A column missing from a
+//! document is NULL.
+//!
+//! A dotted column path `a.b.c` is the literal key `a.b.c` first, else a walk through the object
+//! under `a`. The keys such columns walk through (and a key more than one column reads) are the
+//! exception: they are kept as parsed values for the hit and converted when the hit ends.
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use memchr::memmem;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// A dotted path's walk: the slot of its first segment and the segments below it.
-type NestedWalk = (usize, Vec<String>);
+use crate::convert::{Builder, Builders, Column, Datum, Kind};
 
-/// Which `_source` keys are kept, and where each column finds its value.
+/// Where the value of a kept `_source` key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Straight into this column's builder.
+    Direct(usize),
+    /// Kept whole for the hit (slot index), for the columns that read or walk through it.
+    Kept(usize),
+}
+
+/// How a column that got no direct value in a hit is filled when the hit ends.
+#[derive(Debug, Clone, Default)]
+struct Fallback {
+    /// The slot of its literal key, when that key is kept whole.
+    literal: Option<usize>,
+    /// For a dotted path: the slot of its first segment and the segments below it.
+    walk: Option<(usize, Vec<String>)>,
+}
+
+/// Which `_source` keys are read, and where each column finds its value.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
-    keys: Vec<String>,
-    /// Per column: the slot of its literal key, and (for a dotted path) the slot of its first
-    /// segment with the segments below it.
-    lookups: Vec<(usize, Option<NestedWalk>)>,
+    keys: Vec<(String, Target)>,
+    kept: usize,
+    /// Per column (`None`: the hit's `_id`).
+    fallbacks: Vec<Option<Fallback>>,
+    /// The columns of the hit's `_id`.
+    ids: Vec<usize>,
+    paths: Vec<String>,
 }
 
 impl SourcePlan {
-    pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>) -> SourcePlan {
-        let mut plan = SourcePlan { keys: Vec::new(), lookups: Vec::new() };
-        for path in paths {
-            let literal = plan.slot(path);
-            let walk = path
-                .split_once('.')
-                .map(|(first, rest)| (plan.slot(first), rest.split('.').map(str::to_string).collect()));
-            plan.lookups.push((literal, walk));
+    pub fn new(columns: &[Column]) -> SourcePlan {
+        fn literal(c: &Column) -> Option<&str> {
+            (c.kind != Kind::Id).then_some(c.path.as_str())
         }
-        plan
+        fn first(c: &Column) -> Option<&str> {
+            literal(c).and_then(|p| p.split_once('.')).map(|(first, _)| first)
+        }
+        let mut keys: Vec<(String, Target)> = Vec::new();
+        let mut kept = 0;
+        let mut target = |key: &str| -> Target {
+            if let Some((_, t)) = keys.iter().find(|(k, _)| k == key) {
+                return *t;
+            }
+            let readers = columns.iter().filter(|c| literal(c) == Some(key)).count();
+            let walkers = columns.iter().filter(|c| first(c) == Some(key)).count();
+            let t = match columns.iter().position(|c| literal(c) == Some(key)) {
+                Some(column) if readers == 1 && walkers == 0 => Target::Direct(column),
+                _ => {
+                    kept += 1;
+                    Target::Kept(kept - 1)
+                }
+            };
+            keys.push((key.to_string(), t));
+            t
+        };
+        let mut fallbacks = Vec::new();
+        for column in columns {
+            let Some(path) = literal(column) else {
+                fallbacks.push(None);
+                continue;
+            };
+            let mut fallback = Fallback::default();
+            if let Target::Kept(slot) = target(path) {
+                fallback.literal = Some(slot);
+            }
+            if let Some((head, rest)) = path.split_once('.') {
+                if let Target::Kept(slot) = target(head) {
+                    fallback.walk = Some((slot, rest.split('.').map(str::to_string).collect()));
+                }
+            }
+            fallbacks.push(Some(fallback));
+        }
+        SourcePlan {
+            keys,
+            kept,
+            fallbacks,
+            ids: (0..columns.len()).filter(|&c| columns[c].kind == Kind::Id).collect(),
+            paths: columns.iter().map(|c| c.path.clone()).collect(),
+        }
     }
 
-    fn slot(&mut self, key: &str) -> usize {
-        match self.keys.iter().position(|k| k == key) {
-            Some(i) => i,
-            None => {
-                self.keys.push(key.to_string());
-                self.keys.len() - 1
+    /// The target of a `_source` key; `guess` is where the previous key matched (documents of one
+    /// index mostly list their keys in the same order), advanced past a match.
+    fn target(&self, key: &str, guess: &mut usize) -> Option<Target> {
+        if let Some((k, t)) = self.keys.get(*guess) {
+            if k == key {
+                *guess += 1;
+                return Some(*t);
             }
         }
+        let at = self.keys.iter().position(|(k, _)| k == key)?;
+        *guess = at + 1;
+        Some(self.keys[at].1)
+    }
+}
+
+/// Why a page did not parse.
+#[derive(Debug)]
+pub enum PageError {
+    /// Not the JSON of a search response.
+    Json(serde_json::Error),
+    /// A value does not convert to its column's type: the message names the field.
+    Value(String),
+}
+
+/// What a parsed page added to the builders.
+#[derive(Debug, PartialEq)]
+pub struct Page {
+    pub rows: usize,
+    /// The last hit's sort values (empty when it has none; None: no hits).
+    pub last_sort: Option<Vec<Value>>,
+}
+
+/// Parses `{"hits": {"hits": [...]}}` (anything else ignored), appending one row per hit to
+/// `builders`. On an error the builders hold a partial page: the stream ends there.
+pub fn parse(bytes: &[u8], plan: &SourcePlan, builders: &mut Builders) -> Result<Page, PageError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| PageError::Json(de::Error::custom(e)))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut state = State {
+        plan,
+        columns: &mut builders.columns,
+        kept: vec![None; plan.kept],
+        rows: 0,
+        scratch: String::new(),
+        failure: None,
+        sort: None,
+        last_sort: None,
+    };
+    let parsed = Outer { state: &mut state, depth: 0 }.deserialize(&mut de).and_then(|()| de.end());
+    if let Some(why) = state.failure.take() {
+        return Err(PageError::Value(why));
+    }
+    parsed.map_err(PageError::Json)?;
+    let last_sort = match (state.rows, state.last_sort) {
+        (0, _) => None,
+        (_, None) => Some(Vec::new()),
+        (_, Some(raw)) => Some(
+            serde_json::from_str::<Option<Vec<Value>>>(raw.get())
+                .map_err(PageError::Json)?
+                .unwrap_or_default(),
+        ),
+    };
+    Ok(Page { rows: state.rows, last_sort })
+}
+
+/// The parse of one page: the builders, the current hit's kept keys and sort values.
+struct State<'p, 'de> {
+    plan: &'p SourcePlan,
+    columns: &'p mut [Builder],
+    kept: Vec<Option<Value>>,
+    /// Hits completed so far (the row the current hit appends).
+    rows: usize,
+    scratch: String,
+    /// The first value that did not convert (the parse stops there).
+    failure: Option<String>,
+    sort: Option<&'de RawValue>,
+    last_sort: Option<&'de RawValue>,
+}
+
+impl<'de> State<'_, 'de> {
+    /// Appends `value` to `column` for the current hit; a failure is recorded and stops the parse.
+    fn append<E: de::Error>(&mut self, column: usize, value: Datum<'_>) -> Result<(), E> {
+        let builder = &mut self.columns[column];
+        let outcome = if builder.len() != self.rows {
+            Err("a key given twice in one document".to_string())
+        } else {
+            builder.append(value, &mut self.scratch)
+        };
+        outcome.map_err(|why| {
+            let message = format!("field {:?}: {why}", self.plan.paths[column]);
+            self.failure = Some(message.clone());
+            E::custom(message)
+        })
     }
 
-    /// Column `column`'s value in `row`: None when the document does not have it.
-    pub fn lookup<'r>(&self, row: &'r Row, column: usize) -> Option<&'r Value> {
-        let (literal, walk) = &self.lookups[column];
-        if let Some(v) = &row.slots[*literal] {
-            return Some(v);
+    /// The current hit is complete: columns that got no value take their fallback, or NULL.
+    fn end_hit<E: de::Error>(&mut self) -> Result<(), E> {
+        // moved out while the columns are appended to, and put back emptied for the next hit
+        let mut kept = std::mem::take(&mut self.kept);
+        for column in 0..self.columns.len() {
+            if self.columns[column].len() != self.rows {
+                continue;
+            }
+            match self.plan.fallbacks[column].as_ref().and_then(|f| lookup(f, &kept)) {
+                Some(value) => self.append(column, Datum::of(value))?,
+                None => self.columns[column].append_null(),
+            }
         }
-        let (first, rest) = walk.as_ref()?;
-        let mut value = row.slots[*first].as_ref()?;
-        for part in rest {
-            value = value.as_object()?.get(part)?;
-        }
-        Some(value)
+        kept.iter_mut().for_each(|slot| *slot = None);
+        self.kept = kept;
+        self.last_sort = self.sort.take();
+        self.rows += 1;
+        Ok(())
     }
 }
 
-/// One hit: `_id`, the kept `_source` values and the sort values (for `search_after`).
-#[derive(Debug, Default)]
-pub struct Row {
-    pub id: Option<String>,
-    pub slots: Vec<Option<Value>>,
-    pub sort: Vec<Value>,
-}
-
-const SORT_KEY: &[u8] = b"\"sort\":[";
-
-/// Without parsing the page: how many hits it has at most (occurrences of `"sort":[`, every hit has
-/// one; a `_source` key named "sort" counts too) and the last hit's sort values (the last
-/// occurrence: a hit's `sort` follows its `_source`, and a quote inside a JSON string is escaped).
-/// The parse checks the values against the last row's.
-pub fn last_sort(bytes: &[u8]) -> (usize, Option<Vec<Value>>) {
-    let mut count = 0;
-    let mut last = None;
-    let mut at = 0;
-    while let Some(i) = find(&bytes[at..], SORT_KEY) {
-        count += 1;
-        last = Some(at + i + SORT_KEY.len() - 1);
-        at += i + SORT_KEY.len();
+/// A column's value in the kept keys of a hit: the literal key, else the walk.
+fn lookup<'k>(fallback: &Fallback, kept: &'k [Option<Value>]) -> Option<&'k Value> {
+    if let Some(v) = fallback.literal.and_then(|slot| kept[slot].as_ref()) {
+        return Some(v);
     }
-    let after = last.and_then(|start| {
-        let mut de = serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<Vec<Value>>();
-        de.next().and_then(Result::ok)
-    });
-    (count, after)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Parses `{"hits": {"hits": [...]}}` (anything else ignored) into rows.
-pub fn parse(bytes: &[u8], plan: &SourcePlan) -> Result<Vec<Row>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let rows = Outer { plan, depth: 0 }.deserialize(&mut de)?;
-    de.end()?;
-    Ok(rows)
+    let (first, rest) = fallback.walk.as_ref()?;
+    let mut value = kept[*first].as_ref()?;
+    for part in rest {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
 }
 
 /// The response object (depth 0) and `hits` object (depth 1): both are maps whose `hits` we want.
-struct Outer<'p> {
-    plan: &'p SourcePlan,
+struct Outer<'s, 'p, 'de> {
+    state: &'s mut State<'p, 'de>,
     depth: u8,
 }
 
-impl<'de> DeserializeSeed<'de> for Outer<'_> {
-    type Value = Vec<Row>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Row>, D::Error> {
+impl<'de> DeserializeSeed<'de> for Outer<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for Outer<'_> {
-    type Value = Vec<Row>;
+impl<'de> Visitor<'de> for Outer<'_, '_, 'de> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a search response")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Row>, A::Error> {
-        let mut rows = Vec::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "hits" {
-                rows = if self.depth == 0 {
-                    map.next_value_seed(Outer { plan: self.plan, depth: 1 })?
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(hits) = map.next_key_seed(Key(|key: &str| key == "hits"))? {
+            if hits {
+                if self.depth == 0 {
+                    map.next_value_seed(Outer { state: self.state, depth: 1 })?
                 } else {
-                    map.next_value_seed(HitList(self.plan))?
-                };
+                    map.next_value_seed(HitList(self.state))?
+                }
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(rows)
+        Ok(())
     }
 }
 
-struct HitList<'p>(&'p SourcePlan);
+struct HitList<'s, 'p, 'de>(&'s mut State<'p, 'de>);
 
-impl<'de> DeserializeSeed<'de> for HitList<'_> {
-    type Value = Vec<Row>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Row>, D::Error> {
+impl<'de> DeserializeSeed<'de> for HitList<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for HitList<'_> {
-    type Value = Vec<Row>;
+impl<'de> Visitor<'de> for HitList<'_, '_, 'de> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of hits")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Row>, A::Error> {
-        let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(1024));
-        while let Some(row) = seq.next_element_seed(HitSeed(self.0))? {
-            rows.push(row);
-        }
-        Ok(rows)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Hit(&mut *self.0))?.is_some() {}
+        Ok(())
     }
 }
 
-struct HitSeed<'p>(&'p SourcePlan);
+struct Hit<'s, 'p, 'de>(&'s mut State<'p, 'de>);
 
-impl<'de> DeserializeSeed<'de> for HitSeed<'_> {
-    type Value = Row;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Row, D::Error> {
+impl<'de> DeserializeSeed<'de> for Hit<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for HitSeed<'_> {
-    type Value = Row;
+impl<'de> Visitor<'de> for Hit<'_, '_, 'de> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a hit")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
-        let mut row = Row { slots: vec![None; self.0.keys.len()], ..Row::default() };
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "_id" => row.id = map.next_value()?,
-                "sort" => row.sort = map.next_value::<Option<Vec<Value>>>()?.unwrap_or_default(),
-                "_source" => map.next_value_seed(SourceSeed { plan: self.0, row: &mut row })?,
-                _ => {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let state = self.0;
+        state.sort = None;
+        while let Some(key) = map.next_key_seed(Key(HitKey::of))? {
+            match key {
+                HitKey::Id => map.next_value_seed(Id(&mut *state))?,
+                HitKey::Sort => state.sort = map.next_value::<Option<&'de RawValue>>()?,
+                HitKey::Source => map.next_value_seed(Source(&mut *state))?,
+                HitKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(row)
+        state.end_hit()
     }
 }
 
-struct SourceSeed<'p, 'r> {
-    plan: &'p SourcePlan,
-    row: &'r mut Row,
+/// The keys of a hit that are read.
+enum HitKey {
+    Id,
+    Sort,
+    Source,
+    Other,
 }
 
-impl<'de> DeserializeSeed<'de> for SourceSeed<'_, '_> {
+impl HitKey {
+    fn of(key: &str) -> HitKey {
+        match key {
+            "_id" => HitKey::Id,
+            "sort" => HitKey::Sort,
+            "_source" => HitKey::Source,
+            _ => HitKey::Other,
+        }
+    }
+}
+
+/// A map key, borrowed from the page (or unescaped by the parser) and classified by the closure
+/// without allocating (serde's own `Cow<str>` always copies into a `String`).
+struct Key<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> T> DeserializeSeed<'de> for Key<F> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, T, F: FnOnce(&str) -> T> Visitor<'de> for Key<F> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Ok((self.0)(v))
+    }
+}
+
+/// The hit's `_id`, appended to the `_id` columns.
+struct Id<'s, 'p, 'de>(&'s mut State<'p, 'de>);
+
+impl<'de> DeserializeSeed<'de> for Id<'_, '_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_option(self)
     }
 }
 
-impl<'de> Visitor<'de> for SourceSeed<'_, '_> {
+impl<'de> Visitor<'de> for Id<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a document id")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        for &column in &self.0.plan.ids {
+            self.0.append(column, Datum::Null)?;
+        }
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        for &column in &self.0.plan.ids {
+            self.0.append(column, Datum::Str(v))?;
+        }
+        Ok(())
+    }
+}
+
+struct Source<'s, 'p, 'de>(&'s mut State<'p, 'de>);
+
+impl<'de> DeserializeSeed<'de> for Source<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Source<'_, '_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a _source object")
@@ -214,9 +413,13 @@ impl<'de> Visitor<'de> for SourceSeed<'_, '_> {
         d.deserialize_map(self)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match self.plan.keys.iter().position(|k| k.as_str() == key.as_ref()) {
-                Some(slot) => self.row.slots[slot] = Some(map.next_value()?),
+        let state = self.0;
+        let plan = state.plan;
+        let mut guess = 0;
+        while let Some(target) = map.next_key_seed(Key(|key: &str| plan.target(key, &mut guess)))? {
+            match target {
+                Some(Target::Direct(column)) => map.next_value_seed(Field { state: &mut *state, column })?,
+                Some(Target::Kept(slot)) => state.kept[slot] = Some(map.next_value()?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -226,29 +429,194 @@ impl<'de> Visitor<'de> for SourceSeed<'_, '_> {
     }
 }
 
+/// One `_source` value appended to its column as it is parsed.
+struct Field<'s, 'p, 'de> {
+    state: &'s mut State<'p, 'de>,
+    column: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Field<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Field<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.state.append(self.column, Datum::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.state.append(self.column, Datum::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.state.append(self.column, Datum::I64(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        // as `serde_json::Value` holds it: signed when it fits
+        let datum = i64::try_from(v).map_or(Datum::U64(v), Datum::I64);
+        self.state.append(self.column, datum)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.state.append(self.column, Datum::F64(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.state.append(self.column, Datum::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let value = Value::deserialize(SeqAccessDeserializer::new(seq))?;
+        self.state.append(self.column, Datum::of(&value))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let value = Value::deserialize(MapAccessDeserializer::new(map))?;
+        self.state.append(self.column, Datum::of(&value))
+    }
+}
+
+const SORT_KEY: &[u8] = b"\"sort\":[";
+
+/// Without parsing the page: how many hits it has at most (occurrences of `"sort":[`, every hit has
+/// one; a `_source` key named "sort" counts too) and the last hit's sort values (the last
+/// occurrence: a hit's `sort` follows its `_source`, and a quote inside a JSON string is escaped).
+/// The parse checks the values against the last row's.
+pub fn last_sort(bytes: &[u8]) -> (usize, Option<Vec<Value>>) {
+    let count = memmem::find_iter(bytes, SORT_KEY).count();
+    let after = memmem::rfind(bytes, SORT_KEY).and_then(|at| {
+        let start = at + SORT_KEY.len() - 1;
+        let mut de = serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<Vec<Value>>();
+        de.next().and_then(Result::ok)
+    });
+    (count, after)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+    use arrow_array::{Array, RecordBatch};
+    use arrow_schema::{DataType, Field as ArrowField, Schema, TimeUnit};
+
     use super::*;
+    use crate::OsError;
+
+    fn columns(spec: &[(&str, Kind, DataType)]) -> (Vec<Column>, Arc<Schema>) {
+        let columns = spec.iter().map(|(p, k, _)| Column { path: p.to_string(), kind: *k }).collect();
+        let fields: Vec<_> = spec.iter().map(|(p, _, t)| ArrowField::new(*p, t.clone(), true)).collect();
+        (columns, Arc::new(Schema::new(fields)))
+    }
+
+    fn read(body: &[u8], spec: &[(&str, Kind, DataType)]) -> Result<(Page, RecordBatch), String> {
+        let (columns, schema) = columns(spec);
+        let plan = SourcePlan::new(&columns);
+        let mut builders = Builders::new(&schema, &columns, 4).unwrap();
+        let page = parse(body, &plan, &mut builders).map_err(|e| match e {
+            PageError::Json(e) => format!("json: {e}"),
+            PageError::Value(why) => format!("value: {why}"),
+        })?;
+        let batch = builders.finish().map_err(|e: OsError| e.to_string())?;
+        Ok((page, batch))
+    }
+
+    fn texts(batch: &RecordBatch, column: usize) -> Vec<Option<String>> {
+        let array = batch.column(column).as_string::<i32>();
+        (0..array.len()).map(|i| array.is_valid(i).then(|| array.value(i).to_string())).collect()
+    }
 
     #[test]
-    fn keeps_only_the_planned_keys_and_walks_dotted_paths() {
-        let plan = SourcePlan::new(["a", "o.x.y", "missing"]);
-        let body = br#"{"hits":{"hits":[
-            {"_id":"1","_source":{"a":1,"skip":{"deep":[1,2]},"o":{"x":{"y":"walked"}}},"sort":[7]},
-            {"_id":"2","_source":{"o.x.y":null,"o":{"x":{"y":"not this"}}},"sort":[8]},
-            {"_id":"3","sort":[9]}
+    fn writes_each_field_into_its_typed_builder() {
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let spec = [
+            ("_id", Kind::Id, DataType::Utf8),
+            ("n", Kind::Int64, DataType::Int64),
+            ("x", Kind::Float64, DataType::Float64),
+            ("k", Kind::Text, DataType::Utf8),
+            ("flag", Kind::Bool, DataType::Boolean),
+            ("at", Kind::Date(false), ts),
+            ("o.x.y", Kind::Text, DataType::Utf8),
+            ("raw", Kind::Json, DataType::Utf8),
+        ];
+        let body = br#"{"took":3,"hits":{"total":{"value":4},"hits":[
+            {"_index":"i","_id":"1","_score":null,"_source":{"n":1,"x":1.5,"k":"plain","flag":true,
+             "at":"2024-01-01T00:00:00.123Z","skip":{"deep":[1,2,{"k":"no"}]},"o":{"x":{"y":"walked"}},
+             "raw":{"b":[1,2.5],"a":"\u00e9"}},"sort":[7]},
+            {"_id":"2","_source":{"o.x.y":null,"o":{"x":{"y":"not this"}},"n":"42","x":"2.5",
+             "k":"a \"quoted\" \\ line\nbreak \ud83d\ude00","flag":"TRUE","at":86400000},"sort":[8]},
+            {"_id":"3","_source":{"k":["one"],"n":[9],"x":[3],"flag":["false"],"at":[],"o.x.y":"literal",
+             "raw":"s"},"sort":[9]},
+            {"_id":"4","_source":{"k":12,"n":null,"x":null,"o":{"x":{}},"raw":null},"sort":[10,"t"]}
         ]}}"#;
-        let rows = parse(body, &plan).unwrap();
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].id.as_deref(), Some("1"));
-        assert_eq!(plan.lookup(&rows[0], 0), Some(&Value::from(1)));
-        assert_eq!(plan.lookup(&rows[0], 1), Some(&Value::from("walked")));
-        assert_eq!(plan.lookup(&rows[1], 1), Some(&Value::Null)); // the literal key wins, even null
-        assert_eq!(plan.lookup(&rows[2], 0), None);
-        assert_eq!(plan.lookup(&rows[0], 2), None);
-        assert_eq!(rows[2].sort, vec![Value::from(9)]);
-        assert!(parse(b"{}", &plan).unwrap().is_empty());
-        assert_eq!(last_sort(body), (3, Some(vec![Value::from(9)])));
+        let (page, batch) = read(body, &spec).unwrap();
+        assert_eq!(page, Page { rows: 4, last_sort: Some(vec![Value::from(10), Value::from("t")]) });
+        assert_eq!(texts(&batch, 0), ["1", "2", "3", "4"].map(|s| Some(s.to_string())));
+        let n = batch.column(1).as_primitive::<Int64Type>();
+        assert_eq!(n.iter().collect::<Vec<_>>(), [Some(1), Some(42), Some(9), None]);
+        let x = batch.column(2).as_primitive::<Float64Type>();
+        assert_eq!(x.iter().collect::<Vec<_>>(), [Some(1.5), Some(2.5), Some(3.0), None]);
+        assert_eq!(
+            texts(&batch, 3),
+            [
+                Some("plain".to_string()),
+                Some("a \"quoted\" \\ line\nbreak \u{1F600}".to_string()),
+                Some("one".to_string()),
+                Some("12".to_string())
+            ]
+        );
+        let flag = batch.column(4).as_boolean();
+        assert_eq!(flag.iter().collect::<Vec<_>>(), [Some(true), Some(true), Some(false), None]);
+        let at = batch.column(5).as_primitive::<TimestampMillisecondType>();
+        assert_eq!(at.iter().collect::<Vec<_>>(), [Some(1_704_067_200_123), Some(86_400_000), None, None]);
+        assert_eq!(batch.column(5).data_type(), &spec[5].2);
+        // the literal key wins, even null; else the walk; a walk that ends early is NULL
+        assert_eq!(texts(&batch, 6), [Some("walked".to_string()), None, Some("literal".to_string()), None]);
+        assert_eq!(
+            texts(&batch, 7),
+            [Some(r#"{"a":"é","b":[1,2.5]}"#.to_string()), None, Some(r#""s""#.to_string()), None]
+        );
+    }
+
+    #[test]
+    fn a_column_read_whole_and_walked_through_is_kept_for_both() {
+        let spec = [("o", Kind::Json, DataType::Utf8), ("o.a", Kind::Int64, DataType::Int64)];
+        let body = br#"{"hits":{"hits":[{"_source":{"o":{"a":"5"}},"sort":[1]},{"_source":{"o.a":6}}]}}"#;
+        let (page, batch) = read(body, &spec).unwrap();
+        assert_eq!(page, Page { rows: 2, last_sort: Some(vec![]) });
+        assert_eq!(texts(&batch, 0), [Some(r#"{"a":"5"}"#.to_string()), None]);
+        let a = batch.column(1).as_primitive::<Int64Type>();
+        assert_eq!(a.iter().collect::<Vec<_>>(), [Some(5), Some(6)]);
+    }
+
+    #[test]
+    fn values_that_do_not_convert_name_their_field() {
+        let spec = [("n", Kind::Int64, DataType::Int64)];
+        let err = |body: &[u8]| read(body, &spec).unwrap_err();
+        assert!(err(br#"{"hits":{"hits":[{"_source":{"n":[1,2]}}]}}"#)
+            .contains(r#"value: field "n": multi-valued"#));
+        assert!(err(br#"{"hits":{"hits":[{"_source":{"n":"x1"}}]}}"#).contains("not an integer"));
+        assert!(err(br#"{"hits":{"hits":[{"_source":{"n":true}}]}}"#).contains("not an integer: true"));
+        assert!(err(br#"{"hits":{"hits":[{"_source":{"n":1e300}}]}}"#).contains("is not an integer"));
+        assert!(err(br#"{"hits":{"hits":[{"_source":{"n":1,"n":2}}]}}"#).contains("twice"));
+        assert!(err(br#"{"hits":{"hits":[{"_source":{"n":1}}"#).starts_with("json:"));
+        assert!(err(b"{\"hits\":{\"hits\":[{\"_source\":{\"n\":\"\xff\"}}]}}").starts_with("json:"));
+        // an escaped key is the same key
+        let (_, batch) = read(br#"{"hits":{"hits":[{"_source":{"\u006e":3}}]}}"#, &spec).unwrap();
+        assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(0), 3);
+        let (page, batch) = read(b"{}", &spec).unwrap();
+        assert_eq!((page.rows, page.last_sort, batch.num_rows()), (0, None, 0));
+    }
+
+    #[test]
+    fn the_last_sort_values_are_cut_out_unparsed() {
+        let body = br#"{"hits":{"hits":[{"_id":"1","sort":[7]},{"_id":"3","sort":[9]}]}}"#;
+        assert_eq!(last_sort(body), (2, Some(vec![Value::from(9)])));
         assert_eq!(last_sort(br#"{"hits":{"hits":[]}}"#), (0, None));
         let tricky = br#"{"hits":{"hits":[{"_source":{"t":"\"sort\":[1]","sort":[5]},"sort":[6,"x"]}]}}"#;
         assert_eq!(last_sort(tricky), (2, Some(vec![Value::from(6), Value::from("x")])));
