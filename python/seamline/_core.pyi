@@ -170,6 +170,7 @@ def os_search_stream(
     address: str,
     what: str,
     index: str,
+    concurrency: int = ...,
 ) -> Any: ...
 def kafka_fetch_stream(
     bootstrap: str,

@@ -3,7 +3,7 @@
 //! exponential backoff on 429 / 502 / 503 / 504 and lost connections. Credentials never appear in
 //! a message: the URL's user info is moved into the Authorization header before anything else.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
@@ -92,9 +92,15 @@ impl Client {
         self.retries.load(Ordering::Relaxed)
     }
 
-    /// One `_search` page: the response body, retried while the cluster is busy or unreachable.
-    /// `filter_path` may be empty (the whole response).
-    pub fn search(&self, body: &Map<String, Value>, filter_path: &str) -> Result<Vec<u8>, OsError> {
+    /// One `_search` page: the response body (read into `buffer`, a spent page's, so that its
+    /// memory is reused), retried while the cluster is busy or unreachable. `filter_path` may be
+    /// empty (the whole response).
+    pub fn search(
+        &self,
+        body: &Map<String, Value>,
+        filter_path: &str,
+        mut buffer: Vec<u8>,
+    ) -> Result<Vec<u8>, OsError> {
         let payload = serde_json::to_vec(body).expect("a JSON map serialises");
         // No filter_path at all when none is asked: filtering makes the node re-parse every hit.
         let url = if filter_path.is_empty() {
@@ -105,8 +111,8 @@ impl Client {
         let mut delay = self.options.backoff;
         let mut attempt = 1;
         loop {
-            match self.attempt(&url, &payload) {
-                Ok(bytes) => return Ok(bytes),
+            match self.attempt(&url, &payload, &mut buffer) {
+                Ok(()) => return Ok(buffer),
                 Err(Failure::Retryable(why)) if attempt < self.options.attempts => {
                     let _ = why;
                     self.retries.fetch_add(1, Ordering::Relaxed);
@@ -127,19 +133,24 @@ impl Client {
         }
     }
 
-    fn attempt(&self, url: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+    fn attempt(&self, url: &str, payload: &[u8], body: &mut Vec<u8>) -> Result<(), Failure> {
         let mut request = self.agent.post(url).header("Content-Type", "application/json");
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
         let mut response = request.send(payload).map_err(|e| self.transport(e))?;
         let status = response.status().as_u16();
-        let body =
-            response.body_mut().with_config().limit(u64::MAX).read_to_vec().map_err(|e| self.transport(e))?;
+        body.clear();
+        if let Some(length) = response.body().content_length() {
+            body.reserve(usize::try_from(length).unwrap_or(0));
+        }
+        let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        reader.read_to_end(body).map_err(|e| self.transport(ureq::Error::from(e)))?;
+        let body = body.as_slice();
         match status {
-            200..=299 => Ok(body),
-            429 | 502 | 503 | 504 => Err(Failure::Retryable(format!("HTTP {status}{}", reason(&body)))),
-            404 => Err(Failure::Final(self.not_found(&body))),
+            200..=299 => Ok(()),
+            429 | 502 | 503 | 504 => Err(Failure::Retryable(format!("HTTP {status}{}", reason(body)))),
+            404 => Err(Failure::Final(self.not_found(body))),
             401 | 403 => Err(Failure::Final(OsError::Unavailable(format!(
                 "opensearch at {}: HTTP {status} (authentication or permission refused)",
                 self.options.address
@@ -147,12 +158,12 @@ impl Client {
             400..=499 => Err(Failure::Final(OsError::Request(format!(
                 "opensearch index {}: HTTP {status}{}",
                 self.options.index,
-                reason(&body)
+                reason(body)
             )))),
             _ => Err(Failure::Final(OsError::Unavailable(format!(
                 "opensearch at {}: HTTP {status}{}",
                 self.options.address,
-                reason(&body)
+                reason(body)
             )))),
         }
     }

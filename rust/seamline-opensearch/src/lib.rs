@@ -63,6 +63,9 @@ pub struct ScanRequest {
     pub columns: Vec<Column>,
     /// `filter_path` of every page request (empty: none, the whole response).
     pub filter_path: String,
+    /// How many bodies are paged at once (each by its own worker, batches merged into the one
+    /// stream): the node answers several searches at once while one consumer hashes.
+    pub concurrency: usize,
 }
 
 /// Batches of one stream, produced by its worker thread.
@@ -72,19 +75,28 @@ pub struct SearchStream {
 }
 
 impl SearchStream {
-    /// Starts the worker; the first request is sent at once (errors arrive with the first batch).
+    /// Starts the workers (bodies dealt round-robin); the first requests are sent at once (errors
+    /// arrive with the first batch).
     pub fn open(client: Arc<Client>, request: ScanRequest) -> SearchStream {
         let schema = request.schema.clone();
-        let (sender, receiver) = bounded(2);
-        thread::Builder::new()
-            .name("seamline-os-scan".into())
-            .spawn(move || {
-                let mut emit = |item: Result<RecordBatch, OsError>| sender.send(item).is_ok();
-                if let Err(e) = run(&client, &request, &mut emit) {
-                    emit(Err(e));
-                }
-            })
-            .expect("spawn a reader thread");
+        let workers = request.concurrency.clamp(1, request.bodies.len().max(1));
+        let (sender, receiver) = bounded(2 * workers);
+        for worker in 0..workers {
+            let part = ScanRequest {
+                bodies: request.bodies.iter().skip(worker).step_by(workers).cloned().collect(),
+                ..request.clone()
+            };
+            let (client, sender) = (client.clone(), sender.clone());
+            thread::Builder::new()
+                .name("seamline-os-scan".into())
+                .spawn(move || {
+                    let mut emit = |item: Result<RecordBatch, OsError>| sender.send(item).is_ok();
+                    if let Err(e) = run(&client, &part, &mut emit) {
+                        emit(Err(e));
+                    }
+                })
+                .expect("spawn a reader thread");
+        }
         SearchStream { schema, receiver }
     }
 
@@ -115,9 +127,12 @@ fn run(
     let plan = page::SourcePlan::new(&request.columns);
     let mut builders = convert::Builders::new(&request.schema, &request.columns, request.page_size)?;
     let (pages, fetched) = bounded::<Result<Fetched, OsError>>(1);
+    // spent page buffers go back to the fetcher: a page is ~1 MB, and a fresh one per page costs
+    // page faults and copies as it grows
+    let (spent, spare) = bounded::<Vec<u8>>(2);
     thread::scope(|scope| {
         scope.spawn(move || {
-            if let Err(e) = fetch(client, request, &pages) {
+            if let Err(e) = fetch(client, request, &pages, &spare) {
                 let _ = pages.send(Err(e));
             }
         });
@@ -129,7 +144,7 @@ fn run(
                     OsError::Unavailable(format!("an unreadable search response ({e})"))
                 }
             })?;
-            drop(bytes);
+            let _ = spent.try_send(bytes);
             if page.rows == 0 {
                 continue;
             }
@@ -158,6 +173,7 @@ fn fetch(
     client: &Client,
     request: &ScanRequest,
     pages: &crossbeam_channel::Sender<Result<Fetched, OsError>>,
+    spare: &Receiver<Vec<u8>>,
 ) -> Result<(), OsError> {
     for template in &request.bodies {
         let mut body = template.clone();
@@ -167,7 +183,8 @@ fn fetch(
         pit.insert("keep_alive".into(), Value::String(request.keep_alive.clone()));
         body.insert("pit".into(), Value::Object(pit));
         loop {
-            let bytes = client.search(&body, &request.filter_path)?;
+            let buffer = spare.try_recv().unwrap_or_default();
+            let bytes = client.search(&body, &request.filter_path, buffer)?;
             let (hits, after) = page::last_sort(&bytes);
             // `hits` may over-count (a source key named "sort"): then one more, empty, page is asked
             let next = after.clone().filter(|_| hits >= request.page_size);

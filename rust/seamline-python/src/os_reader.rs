@@ -36,11 +36,12 @@ impl NativeStream for SearchStream {
 
 /// Page `bodies` (JSON search requests without `pit`/`size`/`search_after`) one after another in
 /// the point in time `pit_id`, each hit converted by `columns` ((`_source` path, kind)) into
-/// `schema`. `address` (host:port, no credentials), `what` and `index` name the store in errors.
+/// `schema`. `address` (host:port, no credentials), `what` and `index` name the store in errors;
+/// up to `concurrency` bodies are paged at once.
 #[pyfunction]
 #[pyo3(signature = (
     url, *, username, password, verify_certs, ca_certs, timeout, attempts, backoff, pit_id,
-    keep_alive, page_size, bodies, schema, columns, filter_path, address, what, index
+    keep_alive, page_size, bodies, schema, columns, filter_path, address, what, index, concurrency=1
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn os_search_stream(
@@ -63,6 +64,7 @@ pub fn os_search_stream(
     address: String,
     what: String,
     index: String,
+    concurrency: usize,
 ) -> PyResult<PyRecordBatchReader> {
     let fail = |e: OsError| {
         let (class, message) = classify_os(&e, &what);
@@ -101,6 +103,7 @@ pub fn os_search_stream(
         schema: schema.into_inner(),
         columns,
         filter_path,
+        concurrency,
     };
     let client = py.detach(|| Client::new(options)).map_err(fail)?;
     let stream = SearchStream::open(Arc::new(client), request);
