@@ -7,8 +7,9 @@ What it measures
     scaled_float, in_stock boolean, updated_at/deleted_at date; 0.2% drift), loaded by it if absent.
 
     Methods (each run a fresh subprocess, interleaved; seconds are the wall time of the measured work):
-    os_raw_scan         the floor: one PIT, 2 streams read by 2 threads as Seamline's reader plans them
-                        for its default parallelism 2 on a 1-shard index with an integer key: the key's
+    os_raw_scan         the floor: one PIT, 2 streams read by 2 threads as Seamline's Rust reader pages
+                        a full read on a 1-shard index with an integer key (one stream per side on 2
+                        cores, its 2 key ranges fetched at once; 2 streams for parallelism 2): the key's
                         [min, max] (one min/max aggregation) cut into 2 range queries, the first thread
                         also reading the documents without a key (no hash slices: see
                         OpenSearchReader._key_splits), search_after pages of 5,000 hits sorted by _doc,
