@@ -352,7 +352,7 @@ pub struct Fold {
     /// field names picked from a JSON value (json mode: key, version, delete markers)
     names: Vec<String>,
     /// per key its slot, held in the table itself (no second lookup into a vector of slots)
-    index: HashMap<IndexKey, Slot>,
+    index: HashMap<IndexKey, Slot, ahash::RandomState>,
     /// where the key field, the version field and the delete markers sit in `names` (json mode)
     at_key: Option<usize>,
     at_version: Option<usize>,
@@ -413,7 +413,7 @@ impl Fold {
         Self {
             spec,
             names,
-            index: HashMap::new(),
+            index: HashMap::default(),
             at_key,
             at_version,
             at_deleted,

@@ -74,6 +74,9 @@ _RUST_PREFETCH = {
     "max.partition.fetch.bytes": 8 << 20,
     "queued.min.messages": 20_000,
     "queued.max.messages.kbytes": 32 << 10,
+    # a partition whose queue is over those bounds is not fetched for this long: librdkafka's default
+    # (1 s) idles the broker for most of a second each time the bounded queue fills
+    "fetch.queue.backoff.ms": 10,
 }
 # an error that crossed the Arrow C stream: "seamline.exceptions.StoreUnavailableError: text"
 _STREAM_ERROR = re.compile(r"seamline\.exceptions\.(\w+): (.*)")
