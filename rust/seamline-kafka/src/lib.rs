@@ -29,8 +29,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use rdkafka::config::ClientConfig;
 use rdkafka::bindings as rdsys;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -216,9 +216,10 @@ impl FetchStream {
         }
         let consumer: BaseConsumer = config.create().map_err(|e| KafkaError::Config(config_error(&e)))?;
         // SAFETY: the client is live; the queue holds its own reference until `ConsumerQueue` drops
-        let queue = NonNull::new(unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) })
-            .map(ConsumerQueue)
-            .ok_or_else(|| KafkaError::Config("librdkafka has no consumer queue".into()))?;
+        let queue =
+            NonNull::new(unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) })
+                .map(ConsumerQueue)
+                .ok_or_else(|| KafkaError::Config("librdkafka has no consumer queue".into()))?;
         keep_freed_memory();
         let mut assignment = TopicPartitionList::new();
         let mut ends = HashMap::new();
@@ -307,7 +308,8 @@ impl FetchStream {
                 }
             }
             drop(messages); // back to librdkafka, and their fetch buffers with them
-            if self.builders.rows >= self.request.batch_rows || self.builders.bytes >= self.request.batch_bytes
+            if self.builders.rows >= self.request.batch_rows
+                || self.builders.bytes >= self.request.batch_bytes
             {
                 return Some(Ok(self.batch()));
             }
