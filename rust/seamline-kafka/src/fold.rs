@@ -1195,6 +1195,64 @@ mod tests {
         assert_eq!((h.tombstones, h.out_of_order), (2, 1));
     }
 
+    /// The messages as one batch of `message_schema()` (no headers).
+    fn batch_of(msgs: &[OwnedMessage]) -> RecordBatch {
+        let mut key = BinaryBuilder::new();
+        let mut partition = Int32Builder::new();
+        let mut offset = Int64Builder::new();
+        let mut timestamp = TimestampMillisecondBuilder::new().with_timezone("UTC");
+        let header = StructBuilder::new(
+            header_fields(),
+            vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
+        );
+        let mut headers = ListBuilder::new(header).with_field(Arc::new(header_item()));
+        let mut value = BinaryBuilder::new();
+        for m in msgs {
+            key.append_option(m.key());
+            partition.append_value(m.partition());
+            offset.append_value(m.offset());
+            timestamp.append_option(m.timestamp().to_millis());
+            headers.append_null();
+            value.append_option(m.payload());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(key.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(timestamp.finish()),
+            Arc::new(headers.finish()),
+            Arc::new(value.finish()),
+        ];
+        RecordBatch::try_new(message_schema(), columns).unwrap()
+    }
+
+    #[test]
+    fn a_batch_picked_ahead_folds_as_its_messages_one_by_one() {
+        // tombstones between events: each row's key is its own in the batch's shared key buffer
+        let msgs = [
+            msg(0, 0, Some("1"), Some(r#"{"id":1,"v":4}"#)),
+            msg(0, 1, Some("22"), Some(r#"{"id":22,"v":1}"#)),
+            msg(0, 2, Some("1"), None),
+            msg(0, 3, Some("333"), Some(r#"{"id":"333","v":7}"#)),
+            msg(0, 4, Some("22"), None),
+            msg(0, 5, Some("22"), Some(r#"{"id":22,"v":1}"#)),
+            msg(0, 6, Some("333"), Some("not json")),
+            msg(0, 7, Some("333"), Some(r#"{"id":"333","v":9}"#)),
+        ];
+        let (one_by_one, h1) = fold_all(json_spec(), &msgs);
+        let mut fold = Fold::new(json_spec(), "t");
+        fold.add_batch(&batch_of(&msgs[..3])).unwrap();
+        fold.add_batch(&batch_of(&msgs[3..])).unwrap();
+        let (batched, h2) = winners(fold);
+        assert_eq!(batched, one_by_one);
+        assert_eq!(batched, vec![(0, 2), (0, 5), (0, 7)]);
+        assert_eq!(
+            (h2.tombstones, h2.undecodable, h2.replayed, h2.gaps),
+            (h1.tombstones, h1.undecodable, h1.replayed, h1.gaps)
+        );
+        assert_eq!((h2.tombstones, h2.undecodable, h2.replayed, h2.gaps), (2, 1, 1, Some(1)));
+    }
+
     #[test]
     fn versions_compare_numerically_and_strings_bytewise() {
         let msgs = [
