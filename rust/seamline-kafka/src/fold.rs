@@ -1,8 +1,13 @@
 //! `fold="latest"` in Rust: the messages of a topic folded as they are polled into the state a
 //! correct consumer holds, per key the winning message (kept whole: partition, offset, timestamp,
-//! key, headers, value) and the highest version seen, plus the stream's health. No Arrow batch is
-//! built per message and no value is decoded in full: serde_json picks only the key field, the
-//! version field and the delete marker out of each value (borrowed, the rest skipped).
+//! key, headers, value) and the highest version seen, plus the stream's health. No value is decoded
+//! in full: serde_json picks only the key field, the version field and the delete marker out of
+//! each value (borrowed, the rest skipped).
+//!
+//! `fold_topic` runs three stages on three threads, a few batches apart: librdkafka polled into
+//! message batches (`Prefetch`), the values of a batch picked (`Reader`, stateless), and the picks
+//! folded in arrival order (`Fold`, the only one holding state). Picking and folding each took
+//! about a third of the CPU; on one thread they were the read's bottleneck.
 //!
 //! The rules are those of the DuckDB fold in `python/seamline/stores/kafka/read.py` (`_Pipeline`):
 //! - per key the event with the highest version wins, a NULL version ranking lowest; ties go to the
@@ -23,7 +28,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use arrow_array::builder::{
@@ -344,22 +349,68 @@ struct Picked<'a> {
     key: Option<&'a RawValue>,
     version: Option<&'a RawValue>,
     deleted: bool,
+    key_seen: bool,
+    version_seen: bool,
 }
 
-/// The fold's running state.
-pub struct Fold {
+/// What the fold reads out of one message before it looks at its key's state: on a thread of its
+/// own in `fold_topic` (parsing the values is a third of the fold's work).
+#[derive(Debug, Clone, PartialEq)]
+enum Pick {
+    /// a null value: a delete of the message key's key
+    Tombstone,
+    /// not a JSON object
+    Undecodable,
+    Event {
+        /// the version: None when absent or null; Err when an object or array (an error, raised in
+        /// order by the fold)
+        version: Result<Option<Version>, ()>,
+        deleted: bool,
+        key_seen: bool,
+        version_seen: bool,
+        /// the key field's kind, when the value has it
+        key_kind: Option<KeyKind>,
+    },
+}
+
+/// The picks of a batch, one per row, and their canonical keys (`ends[i]`: where row i's key ends
+/// in `keys`).
+#[derive(Default)]
+struct Picks {
+    picks: Vec<Pick>,
+    keys: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Picks {
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.keys[start..self.ends[i]]
+    }
+}
+
+/// Reads the key, the version and the delete marker out of messages (no state: any thread).
+#[derive(Debug, Clone)]
+struct Reader {
     spec: FoldSpec,
     /// field names picked from a JSON value (json mode: key, version, delete markers)
     names: Vec<String>,
-    /// per key its slot, held in the table itself (no second lookup into a vector of slots)
-    index: HashMap<IndexKey, Slot>,
     /// where the key field, the version field and the delete markers sit in `names` (json mode)
     at_key: Option<usize>,
     at_version: Option<usize>,
     at_deleted: Option<usize>,
     at_dunder_op: Option<usize>,
     at_op: Option<usize>,
+}
+
+/// The fold's running state.
+pub struct Fold {
+    spec: FoldSpec,
+    reader: Reader,
+    /// per key its slot, held in the table itself (no second lookup into a vector of slots)
+    index: HashMap<IndexKey, Slot, ahash::RandomState>,
     scratch: Vec<u8>,
+    picks: Picks,
     version_kind: Option<&'static str>,
     any_float: bool,
     any_int: bool,
@@ -374,9 +425,8 @@ const KEY_SCALAR: u8 = 1;
 const KEY_JSON: u8 = 2;
 const KEY_BYTES: u8 = 3;
 
-impl Fold {
-    /// `what` names the topic in errors (`kafka HOST:PORT topic T`).
-    pub fn new(spec: FoldSpec, what: impl Into<String>) -> Self {
+impl Reader {
+    fn new(spec: FoldSpec) -> Self {
         let mut names: Vec<String> = Vec::new();
         let mut add = |n: &str| {
             if !names.iter().any(|x| x == n) {
@@ -410,91 +460,30 @@ impl Fold {
         };
         let (at_deleted, at_dunder_op, at_op) =
             if json { (at("__deleted"), at("__op"), at("op")) } else { (None, None, None) };
-        Self {
-            spec,
-            names,
-            index: HashMap::new(),
-            at_key,
-            at_version,
-            at_deleted,
-            at_dunder_op,
-            at_op,
-            scratch: Vec::with_capacity(64),
-            version_kind: None,
-            any_float: false,
-            any_int: false,
-            key_kind: KeyKind::Other,
-            health: FoldHealth::default(),
-            what: what.into(),
-        }
+        Self { spec, names, at_key, at_version, at_deleted, at_dunder_op, at_op }
     }
 
-    /// Keys held (winners and delete markers).
-    pub fn keys(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Fold one message (in arrival order).
-    pub fn add<M: Message>(&mut self, msg: &M) -> Result<(), KafkaError> {
-        let headers = msg.headers().filter(|h| h.count() > 0).map(|headers| {
-            headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()
-        });
-        self.add_row(&Row {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            timestamp: msg.timestamp().to_millis().filter(|t| *t >= 0),
-            key: msg.key(),
-            value: msg.payload(),
-            headers: headers.map_or(RowHeaders::Absent, RowHeaders::Owned),
-        })
-    }
-
-    /// Fold every message of a batch of `message_schema()` (in arrival order).
-    pub fn add_batch(&mut self, batch: &RecordBatch) -> Result<(), KafkaError> {
-        fn column<T: 'static>(batch: &RecordBatch, i: usize) -> Result<&T, KafkaError> {
-            batch
-                .column(i)
-                .as_any()
-                .downcast_ref::<T>()
-                .ok_or_else(|| KafkaError::Schema(format!("message batch column {i} has another type")))
-        }
+    /// Every row of a batch of `message_schema()`, into `out` (cleared first).
+    fn pick_batch(&self, batch: &RecordBatch, out: &mut Picks) -> Result<(), KafkaError> {
+        out.picks.clear();
+        out.keys.clear();
+        out.ends.clear();
         let key = column::<BinaryArray>(batch, 0)?;
-        let partition = column::<Int32Array>(batch, 1)?;
-        let offset = column::<Int64Array>(batch, 2)?;
-        let timestamp = column::<TimestampMillisecondArray>(batch, 3)?;
-        let headers = column::<ListArray>(batch, 4)?;
         let value = column::<BinaryArray>(batch, 5)?;
-        let headers_present = headers.null_count() < headers.len();
-        fn opt(a: &BinaryArray, i: usize) -> Option<&[u8]> {
-            (!a.is_null(i)).then(|| a.value(i))
-        }
         for i in 0..batch.num_rows() {
-            self.add_row(&Row {
-                partition: partition.value(i),
-                offset: offset.value(i),
-                timestamp: (!timestamp.is_null(i)).then(|| timestamp.value(i)),
-                key: opt(key, i),
-                value: opt(value, i),
-                headers: if headers_present { RowHeaders::Column(headers, i) } else { RowHeaders::Absent },
-            })?;
+            let pick = self.pick(opt(key, i), opt(value, i), &mut out.keys);
+            out.picks.push(pick);
+            out.ends.push(out.keys.len());
         }
         Ok(())
     }
 
-    fn add_row(&mut self, msg: &Row<'_>) -> Result<(), KafkaError> {
-        self.health.events += 1;
-        if let Some(t) = msg.timestamp {
-            self.health.newest_ms = Some(self.health.newest_ms.map_or(t, |n| n.max(t)));
-        }
-        let Some(payload) = msg.value else {
+    /// One message: its pick, and its canonical key appended to `keys`.
+    fn pick(&self, message_key: Option<&[u8]>, value: Option<&[u8]>, keys: &mut Vec<u8>) -> Pick {
+        let Some(payload) = value else {
             // a tombstone: its key from the message key, no version of its own
-            self.health.tombstones += 1;
-            self.health.key_seen = true;
-            let mut scratch = std::mem::take(&mut self.scratch);
-            tombstone_key(&mut scratch, self.spec.key_field.as_deref(), msg.key);
-            let out = self.apply(msg, &scratch, None, true);
-            self.scratch = scratch;
-            return out;
+            tombstone_key(keys, self.spec.key_field.as_deref(), message_key);
+            return Pick::Tombstone;
         };
         let mut slots: [Option<&RawValue>; 6] = [None; 6];
         let picked = match self.spec.value {
@@ -502,46 +491,41 @@ impl Fold {
             ValueMode::Debezium => self.pick_debezium(payload),
         };
         let Some(picked) = picked else {
-            self.health.undecodable += 1;
-            if self.health.undecodable_sample.len() < SAMPLES {
-                self.health.undecodable_sample.push(format!("{}/{}", msg.partition, msg.offset));
-            }
-            return Ok(());
+            return Pick::Undecodable;
         };
-        if picked.deleted {
-            self.health.tombstones += 1;
-        }
-        let version = match picked.version {
-            None => None,
-            Some(raw) => self.version_of(raw, msg)?,
+        let version = match picked.version.map(scalar) {
+            None | Some(Scalar::Null) => Ok(None),
+            Some(Scalar::Bool(b)) => Ok(Some(Version::Bool(b))),
+            Some(Scalar::Int(i)) => Ok(Some(Version::Int(i))),
+            Some(Scalar::Float(f)) => Ok(Some(Version::Float(f))),
+            Some(Scalar::Str(s)) => Ok(Some(Version::Str(s.into_owned()))),
+            Some(Scalar::Json(_)) => Err(()),
         };
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
+        let mut key_kind = None;
         match (&self.spec.key_field, picked.key) {
-            (None, _) => bytes_key(&mut scratch, msg.key),
-            (Some(_), None) => scratch.push(KEY_NULL),
+            (None, _) => bytes_key(keys, message_key),
+            (Some(_), None) => keys.push(KEY_NULL),
             (Some(_), Some(raw)) => {
                 let s = scalar(raw);
-                self.key_kind = match s {
+                key_kind = Some(match s {
                     Scalar::Str(_) => KeyKind::Text,
                     Scalar::Int(_) => KeyKind::Int,
                     Scalar::Float(_) => KeyKind::Float,
                     Scalar::Bool(_) => KeyKind::Bool,
                     Scalar::Null | Scalar::Json(_) => KeyKind::Other,
-                };
-                scalar_key(&mut scratch, s)
+                });
+                scalar_key(keys, s)
             }
         }
-        let out = self.apply(msg, &scratch, version, picked.deleted);
-        self.scratch = scratch;
-        out
+        Pick::Event {
+            version,
+            deleted: picked.deleted,
+            key_seen: picked.key_seen,
+            version_seen: picked.version_seen,
+            key_kind,
+        }
     }
-
-    fn pick_json<'a>(
-        &mut self,
-        payload: &'a [u8],
-        out: &mut [Option<&'a RawValue>; 6],
-    ) -> Option<Picked<'a>> {
+    fn pick_json<'a>(&self, payload: &'a [u8], out: &mut [Option<&'a RawValue>; 6]) -> Option<Picked<'a>> {
         let names = &self.names;
         if !pick(payload, names, &mut out[..names.len()]) {
             return None;
@@ -552,11 +536,10 @@ impl Fold {
         let deleted = at(self.at_deleted).is_some_and(|r| matches!(r.get(), "true" | "\"true\""))
             || at(self.at_dunder_op).is_some_and(|r| r.get() == "\"d\"")
             || at(self.at_op).is_some_and(|r| r.get() == "\"d\"");
-        self.note_seen(key.is_some(), version.is_some());
-        Some(Picked { key, version, deleted })
+        Some(Picked { key, version, deleted, key_seen: key.is_some(), version_seen: version.is_some() })
     }
 
-    fn pick_debezium<'a>(&mut self, payload: &'a [u8]) -> Option<Picked<'a>> {
+    fn pick_debezium<'a>(&self, payload: &'a [u8]) -> Option<Picked<'a>> {
         const NAMES: [&str; 6] = ["payload", "op", "after", "before", "source", "ts_ms"];
         let mut top: [Option<&RawValue>; 6] = [None; 6];
         if !pick(payload, &NAMES, &mut top) {
@@ -597,8 +580,126 @@ impl Fold {
             VersionSource::Field(_) => fields[1].is_some(),
             _ => true,
         };
-        self.note_seen(fields[0].is_some(), version_seen);
-        Some(Picked { key: fields[0], version, deleted })
+        Some(Picked { key: fields[0], version, deleted, key_seen: fields[0].is_some(), version_seen })
+    }
+}
+
+impl Fold {
+    /// `what` names the topic in errors (`kafka HOST:PORT topic T`).
+    pub fn new(spec: FoldSpec, what: impl Into<String>) -> Self {
+        Self {
+            reader: Reader::new(spec.clone()),
+            spec,
+            index: HashMap::default(),
+            scratch: Vec::with_capacity(64),
+            picks: Picks::default(),
+            version_kind: None,
+            any_float: false,
+            any_int: false,
+            key_kind: KeyKind::Other,
+            health: FoldHealth::default(),
+            what: what.into(),
+        }
+    }
+
+    /// Keys held (winners and delete markers).
+    pub fn keys(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Fold one message (in arrival order).
+    pub fn add<M: Message>(&mut self, msg: &M) -> Result<(), KafkaError> {
+        let headers = msg.headers().filter(|h| h.count() > 0).map(|headers| {
+            headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()
+        });
+        let mut keys = std::mem::take(&mut self.scratch);
+        keys.clear();
+        let pick = self.reader.pick(msg.key(), msg.payload(), &mut keys);
+        let row = Row {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp: msg.timestamp().to_millis().filter(|t| *t >= 0),
+            key: msg.key(),
+            value: msg.payload(),
+            headers: headers.map_or(RowHeaders::Absent, RowHeaders::Owned),
+        };
+        let out = self.settle(&row, &pick, &keys);
+        self.scratch = keys;
+        out
+    }
+
+    /// Fold every message of a batch of `message_schema()` (in arrival order).
+    pub fn add_batch(&mut self, batch: &RecordBatch) -> Result<(), KafkaError> {
+        let mut picks = std::mem::take(&mut self.picks);
+        let out = self.reader.pick_batch(batch, &mut picks).and_then(|()| self.add_picked(batch, &picks));
+        self.picks = picks;
+        out
+    }
+
+    /// Fold a batch whose rows were picked already (`Reader::pick_batch`).
+    fn add_picked(&mut self, batch: &RecordBatch, picks: &Picks) -> Result<(), KafkaError> {
+        let key = column::<BinaryArray>(batch, 0)?;
+        let partition = column::<Int32Array>(batch, 1)?;
+        let offset = column::<Int64Array>(batch, 2)?;
+        let timestamp = column::<TimestampMillisecondArray>(batch, 3)?;
+        let headers = column::<ListArray>(batch, 4)?;
+        let value = column::<BinaryArray>(batch, 5)?;
+        let headers_present = headers.null_count() < headers.len();
+        for (i, pick) in picks.picks.iter().enumerate() {
+            let row = Row {
+                partition: partition.value(i),
+                offset: offset.value(i),
+                timestamp: (!timestamp.is_null(i)).then(|| timestamp.value(i)),
+                key: opt(key, i),
+                value: opt(value, i),
+                headers: if headers_present { RowHeaders::Column(headers, i) } else { RowHeaders::Absent },
+            };
+            self.settle(&row, pick, picks.key(i))?;
+        }
+        Ok(())
+    }
+
+    /// One picked message against its key's state, and the health.
+    fn settle(&mut self, msg: &Row<'_>, pick: &Pick, key: &[u8]) -> Result<(), KafkaError> {
+        self.health.events += 1;
+        if let Some(t) = msg.timestamp {
+            self.health.newest_ms = Some(self.health.newest_ms.map_or(t, |n| n.max(t)));
+        }
+        let (version, deleted, key_kind) = match pick {
+            Pick::Tombstone => {
+                self.health.tombstones += 1;
+                self.health.key_seen = true;
+                return self.apply(msg, key, None, true);
+            }
+            Pick::Undecodable => {
+                self.health.undecodable += 1;
+                if self.health.undecodable_sample.len() < SAMPLES {
+                    self.health.undecodable_sample.push(format!("{}/{}", msg.partition, msg.offset));
+                }
+                return Ok(());
+            }
+            Pick::Event { version, deleted, key_seen, version_seen, key_kind } => {
+                self.note_seen(*key_seen, *version_seen);
+                (version, *deleted, *key_kind)
+            }
+        };
+        if deleted {
+            self.health.tombstones += 1;
+        }
+        let version = match version {
+            Err(()) => {
+                return Err(KafkaError::Schema(format!(
+                    "{}: the version field is an object or array at partition {} offset {}",
+                    self.what, msg.partition, msg.offset
+                )))
+            }
+            Ok(None) => None,
+            Ok(Some(v)) => Some(self.version_of(borrow_version(v), msg)?),
+        };
+        if let Some(kind) = key_kind {
+            self.key_kind = kind;
+        }
+        self.apply(msg, key, version, deleted)
     }
 
     fn note_seen(&mut self, key: bool, version: bool) {
@@ -606,24 +707,8 @@ impl Fold {
         self.health.version_seen |= version;
     }
 
-    fn version_of<'a>(
-        &mut self,
-        raw: &'a RawValue,
-        msg: &Row<'_>,
-    ) -> Result<Option<VersionRef<'a>>, KafkaError> {
-        let v = match scalar(raw) {
-            Scalar::Null => return Ok(None),
-            Scalar::Bool(b) => VersionRef::Bool(b),
-            Scalar::Int(i) => VersionRef::Int(i),
-            Scalar::Float(f) => VersionRef::Float(f),
-            Scalar::Str(s) => VersionRef::Str(s),
-            Scalar::Json(_) => {
-                return Err(KafkaError::Schema(format!(
-                    "{}: the version field is an object or array at partition {} offset {}",
-                    self.what, msg.partition, msg.offset
-                )))
-            }
-        };
+    /// A version, checked against the kinds seen before (one kind per topic).
+    fn version_of<'a>(&mut self, v: VersionRef<'a>, msg: &Row<'_>) -> Result<VersionRef<'a>, KafkaError> {
         match self.version_kind {
             None => self.version_kind = Some(v.kind()),
             Some(kind) if kind != v.kind() => {
@@ -642,7 +727,7 @@ impl Fold {
             VersionRef::Int(_) => self.any_int = true,
             _ => {}
         }
-        Ok(Some(v))
+        Ok(v)
     }
 
     fn apply(
@@ -776,6 +861,18 @@ impl Fold {
     }
 }
 
+fn column<T: 'static>(batch: &RecordBatch, i: usize) -> Result<&T, KafkaError> {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| KafkaError::Schema(format!("message batch column {i} has another type")))
+}
+
+fn opt(a: &BinaryArray, i: usize) -> Option<&[u8]> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
 /// Message batches handed from the polling thread to the fold: small, so that the fold starts at
 /// once and the batches in flight (`FOLD_QUEUE` of them) weigh little beside the keys' state.
 const FOLD_BATCH_ROWS: usize = 8192;
@@ -799,13 +896,36 @@ pub fn fold_topic(
         ..request
     };
     let mut fold = Fold::new(spec, what);
-    // returning drops the prefetch: its thread stops at its next batch
-    for batch in FetchStream::open(request)?.prefetch(FOLD_QUEUE) {
-        if cancel.load(AtomicOrdering::Relaxed) {
-            return Err(KafkaError::Cancelled);
-        }
-        fold.add_batch(&batch?)?;
-    }
+    let reader = fold.reader.clone();
+    let batches = FetchStream::open(request)?.prefetch(FOLD_QUEUE);
+    let (send, picked) = mpsc::sync_channel::<Result<(RecordBatch, Picks), KafkaError>>(FOLD_QUEUE);
+    std::thread::scope(|scope| {
+        // the values parsed on a thread of their own, a batch ahead of the fold
+        scope.spawn(move || {
+            for batch in batches {
+                let item = batch.and_then(|batch| {
+                    let mut picks = Picks::default();
+                    reader.pick_batch(&batch, &mut picks).map(|()| (batch, picks))
+                });
+                let failed = item.is_err();
+                if send.send(item).is_err() || failed {
+                    return; // the fold is gone (or this is the last word): the prefetch stops too
+                }
+            }
+        });
+        let folded = (|| {
+            for item in picked.iter() {
+                if cancel.load(AtomicOrdering::Relaxed) {
+                    return Err(KafkaError::Cancelled);
+                }
+                let (batch, picks) = item?;
+                fold.add_picked(&batch, &picks)?;
+            }
+            Ok(())
+        })();
+        drop(picked); // the picking thread's next send fails: it ends (and the scope with it)
+        folded
+    })?;
     Ok(fold.finish())
 }
 
@@ -885,9 +1005,8 @@ fn bytes_key(out: &mut Vec<u8>, key: Option<&[u8]>) {
 
 /// A tombstone's key: the message key itself (no key field), else the key field of a JSON-object
 /// message key (inside Debezium's `payload` when there is one), a JSON scalar key's value, or the
-/// key's text (as `_key_from_message_key` in read.py).
+/// key's text (as `_key_from_message_key` in read.py). Appended to `out`.
 fn tombstone_key(out: &mut Vec<u8>, key_field: Option<&str>, key: Option<&[u8]>) {
-    out.clear();
     let Some(field) = key_field else {
         return bytes_key(out, key);
     };
@@ -1076,6 +1195,64 @@ mod tests {
         assert_eq!((h.tombstones, h.out_of_order), (2, 1));
     }
 
+    /// The messages as one batch of `message_schema()` (no headers).
+    fn batch_of(msgs: &[OwnedMessage]) -> RecordBatch {
+        let mut key = BinaryBuilder::new();
+        let mut partition = Int32Builder::new();
+        let mut offset = Int64Builder::new();
+        let mut timestamp = TimestampMillisecondBuilder::new().with_timezone("UTC");
+        let header = StructBuilder::new(
+            header_fields(),
+            vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
+        );
+        let mut headers = ListBuilder::new(header).with_field(Arc::new(header_item()));
+        let mut value = BinaryBuilder::new();
+        for m in msgs {
+            key.append_option(m.key());
+            partition.append_value(m.partition());
+            offset.append_value(m.offset());
+            timestamp.append_option(m.timestamp().to_millis());
+            headers.append_null();
+            value.append_option(m.payload());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(key.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(timestamp.finish()),
+            Arc::new(headers.finish()),
+            Arc::new(value.finish()),
+        ];
+        RecordBatch::try_new(message_schema(), columns).unwrap()
+    }
+
+    #[test]
+    fn a_batch_picked_ahead_folds_as_its_messages_one_by_one() {
+        // tombstones between events: each row's key is its own in the batch's shared key buffer
+        let msgs = [
+            msg(0, 0, Some("1"), Some(r#"{"id":1,"v":4}"#)),
+            msg(0, 1, Some("22"), Some(r#"{"id":22,"v":1}"#)),
+            msg(0, 2, Some("1"), None),
+            msg(0, 3, Some("333"), Some(r#"{"id":"333","v":7}"#)),
+            msg(0, 4, Some("22"), None),
+            msg(0, 5, Some("22"), Some(r#"{"id":22,"v":1}"#)),
+            msg(0, 6, Some("333"), Some("not json")),
+            msg(0, 7, Some("333"), Some(r#"{"id":"333","v":9}"#)),
+        ];
+        let (one_by_one, h1) = fold_all(json_spec(), &msgs);
+        let mut fold = Fold::new(json_spec(), "t");
+        fold.add_batch(&batch_of(&msgs[..3])).unwrap();
+        fold.add_batch(&batch_of(&msgs[3..])).unwrap();
+        let (batched, h2) = winners(fold);
+        assert_eq!(batched, one_by_one);
+        assert_eq!(batched, vec![(0, 2), (0, 5), (0, 7)]);
+        assert_eq!(
+            (h2.tombstones, h2.undecodable, h2.replayed, h2.gaps),
+            (h1.tombstones, h1.undecodable, h1.replayed, h1.gaps)
+        );
+        assert_eq!((h2.tombstones, h2.undecodable, h2.replayed, h2.gaps), (2, 1, 1, Some(1)));
+    }
+
     #[test]
     fn versions_compare_numerically_and_strings_bytewise() {
         let msgs = [
@@ -1154,6 +1331,7 @@ mod tests {
         let mut body = Vec::new();
         scalar_key(&mut body, Scalar::Int(5));
         assert_eq!(out, body);
+        out.clear();
         tombstone_key(&mut out, Some("id"), Some(b"sku-1"));
         body.clear();
         scalar_key(&mut body, Scalar::Str(Cow::Borrowed("sku-1")));
