@@ -130,24 +130,32 @@ fn key_columns(batch: &RecordBatch, spec: &SideSpec) -> Result<Vec<CanonColumn>>
 }
 
 /// Keys of a batch: digest, ordering key (optional) and leaf of every row.
+#[derive(Default)]
 pub struct KeyDigests {
     pub key_digest: Vec<u128>,
     pub leaf: Vec<u64>,
 }
 
+impl KeyDigests {
+    /// Empty, with room for `rows` rows.
+    fn clear(&mut self, rows: usize) {
+        self.key_digest.clear();
+        self.leaf.clear();
+        self.key_digest.reserve(rows);
+        self.leaf.reserve(rows);
+    }
+}
+
 /// The common case, a single integer key column of a native integer type: digest and leaf straight
 /// from the values, with the same bytes the general path would produce.
-fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner) -> Option<KeyDigests> {
+fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner, out: &mut KeyDigests) -> bool {
     if arr.null_count() > 0 {
-        return None; // the general path reports the NULL key
+        return false; // the general path reports the NULL key
     }
     macro_rules! digest_all {
         ($t:ty) => {{
             let values = arr.as_primitive::<$t>().values();
-            let mut out = KeyDigests {
-                key_digest: Vec::with_capacity(values.len()),
-                leaf: Vec::with_capacity(values.len()),
-            };
+            out.clear(values.len());
             // keys mostly arrive in key order: remember the last range's span and search again
             // only when a key leaves it (an empty span at first)
             let (mut range, mut lo, mut hi) = (0u64, 1u128, Some(0u128));
@@ -164,7 +172,7 @@ fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner) -> Option<KeyD
                 }
                 out.leaf.push((range << bits) | partitioner.prefix_of(kd));
             }
-            Some(out)
+            true
         }};
     }
     match arr.data_type() {
@@ -176,23 +184,36 @@ fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner) -> Option<KeyD
         DataType::UInt16 => digest_all!(UInt16Type),
         DataType::UInt32 => digest_all!(UInt32Type),
         DataType::UInt64 => digest_all!(UInt64Type),
-        _ => None,
+        _ => false,
     }
 }
 
 /// Canonical key bytes for each row, framed, plus the order-preserving form.
 pub fn key_digests(batch: &RecordBatch, spec: &SideSpec, partitioner: &Partitioner) -> Result<KeyDigests> {
+    let mut out = KeyDigests::default();
+    key_digests_into(batch, spec, partitioner, &mut out)?;
+    Ok(out)
+}
+
+/// `key_digests` written into `out` (its buffers reused: a pass digests block after block, and a
+/// fresh pair of vectors per block was mapped and faulted in anew each time).
+pub fn key_digests_into(
+    batch: &RecordBatch,
+    spec: &SideSpec,
+    partitioner: &Partitioner,
+    out: &mut KeyDigests,
+) -> Result<()> {
     if let [only] = spec.key.as_slice() {
-        if only.logical == LogicalType::Integer {
-            if let Some(out) = integer_key_digests(column(batch, &only.name, &spec.side)?, partitioner) {
-                return Ok(out);
-            }
+        if only.logical == LogicalType::Integer
+            && integer_key_digests(column(batch, &only.name, &spec.side)?, partitioner, out)
+        {
+            return Ok(());
         }
     }
     let n = batch.num_rows();
     let composite = spec.key.len() > 1;
     let cols = key_columns(batch, spec)?;
-    let mut out = KeyDigests { key_digest: Vec::with_capacity(n), leaf: Vec::with_capacity(n) };
+    out.clear(n);
     let mut framed = Vec::with_capacity(64);
     let mut ordering = Vec::with_capacity(64);
     for row in 0..n {
@@ -212,7 +233,7 @@ pub fn key_digests(batch: &RecordBatch, spec: &SideSpec, partitioner: &Partition
         out.key_digest.push(kd);
         out.leaf.push(partitioner.leaf_of(&ordering, kd));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Ordering keys of every row (used to turn sampled key values into range boundaries).

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use arrow_array::RecordBatch;
 
 use crate::digest::{
-    admitted, key_digests, row_digests, row_digests_into, select, selection, LeafFilter, RowDigests,
+    admitted, key_digests, key_digests_into, row_digests, row_digests_into, select, selection, KeyDigests,
+    LeafFilter, RowDigests,
 };
 use crate::error::Result;
 use crate::leaves::{LeafAccumulator, LeafSet};
@@ -88,23 +89,27 @@ fn hash_pass_inner(
         cfg.cancel,
         || {
             let acc = LeafAccumulator::new(p.num_leaves(), cfg.filter);
-            (acc, RowDigests::default(), Vec::<(SliceTag, Vec<u32>)>::new())
+            (acc, KeyDigests::default(), RowDigests::default(), Vec::<(SliceTag, Vec<u32>)>::new())
         },
-        |(acc, rows, seen), tag, batch| {
+        |(acc, block_keys, rows, seen), tag, batch| {
             cfg.count(batch.num_rows());
             let mut slice_leaves = Vec::with_capacity(if remember { batch.num_rows() } else { 0 });
             // blocks small enough that the per-column hashes of a block stay in cache
             for offset in (0..batch.num_rows()).step_by(BLOCK_ROWS) {
                 let block = batch.slice(offset, BLOCK_ROWS.min(batch.num_rows() - offset));
-                let keys = key_digests(&block, cfg.spec, p)?;
+                key_digests_into(&block, cfg.spec, p, block_keys)?;
                 if remember {
-                    slice_leaves.extend(keys.leaf.iter().map(|&l| l as u32));
+                    slice_leaves.extend(block_keys.leaf.iter().map(|&l| l as u32));
                 }
-                let (block, keys) = match selection(&keys, cfg.filter) {
-                    Some(sel) => select(&block, keys, &sel)?,
-                    None => (block, keys),
+                let selected;
+                let (block, keys) = match selection(block_keys, cfg.filter) {
+                    Some(sel) => {
+                        selected = select(&block, std::mem::take(block_keys), &sel)?;
+                        (&selected.0, &selected.1)
+                    }
+                    None => (&block, &*block_keys),
                 };
-                row_digests_into(&block, cfg.spec, &keys.key_digest, rows, false)?;
+                row_digests_into(block, cfg.spec, &keys.key_digest, rows, false)?;
                 for i in 0..block.num_rows() {
                     acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
                 }
@@ -117,7 +122,7 @@ fn hash_pass_inner(
     )?;
     let mut accs = Vec::with_capacity(states.len());
     let mut remembered = RowLeaves { shape: (p.num_ranges(), p.fanout_bits()), ..RowLeaves::default() };
-    for (acc, _, seen) in states {
+    for (acc, _, _, seen) in states {
         accs.push(acc);
         remembered.slices.extend(seen);
     }
