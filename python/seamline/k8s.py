@@ -51,7 +51,7 @@ EXIT_DRIFT, EXIT_BAD_INPUT = 1, 2
 # still grows is the differences (0.2% of the rows here). Between measured points the peak is
 # interpolated; past the last one the last segment's slope goes on. A pod's request is that peak
 # plus SIZING_MARGIN, the limit twice that.
-MEASURED_PEAK_MB: dict[int, float] = {5_000_000: 165.5, 20_000_000: 224.9, 50_000_000: 371.4}
+MEASURED_PEAK_MB: dict[int, float] = {5_000_000: 155.6, 20_000_000: 204.3, 50_000_000: 254.2}
 SIZING_MARGIN = 1.25
 
 

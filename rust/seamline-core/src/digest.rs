@@ -238,17 +238,24 @@ pub fn key_digests_into(
 
 /// Ordering keys of every row (used to turn sampled key values into range boundaries).
 pub fn ordering_keys(batch: &RecordBatch, spec: &SideSpec) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for_each_ordering_key(batch, spec, |key| out.push(key.to_vec()))?;
+    Ok(out)
+}
+
+/// Each row's ordering key in turn, built in one reused buffer (no allocation per row).
+pub fn for_each_ordering_key(batch: &RecordBatch, spec: &SideSpec, mut f: impl FnMut(&[u8])) -> Result<()> {
     let composite = spec.key.len() > 1;
     let cols = key_columns(batch, spec)?;
-    Ok((0..batch.num_rows())
-        .map(|row| {
-            let mut ordering = Vec::new();
-            for (c, spec_col) in cols.iter().zip(&spec.key) {
-                push_ordering(&spec_col.logical, c.get(row), composite, &mut ordering);
-            }
-            ordering
-        })
-        .collect())
+    let mut ordering = Vec::new();
+    for row in 0..batch.num_rows() {
+        ordering.clear();
+        for (c, spec_col) in cols.iter().zip(&spec.key) {
+            push_ordering(&spec_col.logical, c.get(row), composite, &mut ordering);
+        }
+        f(&ordering);
+    }
+    Ok(())
 }
 
 /// Value hashes (row-major: row * n_values + column) and row digests of every row of a batch.

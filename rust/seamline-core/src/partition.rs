@@ -2,41 +2,89 @@
 //! source's boundaries so stores can push a range predicate down; the digest prefix splits each
 //! range further without needing finer boundaries (and is all there is for keys with no order).
 
+use std::sync::Arc;
+
 use crate::error::{CoreError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partitioner {
-    /// Strictly increasing ordering keys; range i is [bounds[i-1], bounds[i]).
-    bounds: Vec<Vec<u8>>,
+    /// Strictly increasing ordering keys; range i is [bounds[i-1], bounds[i]). Shared with the
+    /// partitioners refined from this one.
+    bounds: Arc<Bounds>,
     /// Each range is split into 2^fanout_bits leaves by the top bits of the key digest.
     fanout_bits: u32,
-    /// The bounds as big-endian u128 when every bound is 16 bytes (integer and decimal keys):
-    /// the same order, compared without touching memory per byte.
-    wide_bounds: Option<Vec<u128>>,
+}
+
+/// Range boundaries held compactly: up to 2^20 of them (engine.MAX_PUSHED_RANGES), so one heap
+/// allocation per boundary (a `Vec<u8>` each, ~56 bytes with its header) cost ~60 MB at 1M.
+#[derive(Debug, PartialEq, Eq)]
+enum Bounds {
+    /// Every bound is 16 bytes (integer and decimal keys): big-endian u128, the same order,
+    /// compared without touching memory per byte.
+    Wide(Vec<u128>),
+    /// All bounds concatenated; bound i is bytes[ends[i-1]..ends[i]].
+    Bytes { bytes: Vec<u8>, ends: Vec<usize> },
+}
+
+impl Bounds {
+    fn len(&self) -> usize {
+        match self {
+            Bounds::Wide(w) => w.len(),
+            Bounds::Bytes { ends, .. } => ends.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Bounds::Wide(w) => std::borrow::Cow::Owned(w[i].to_be_bytes().to_vec()),
+            Bounds::Bytes { bytes, ends } => {
+                std::borrow::Cow::Borrowed(&bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
+            }
+        }
+    }
+
+    /// How many bounds are <= `key` (the range `key` falls in).
+    fn count_at_or_below(&self, key: &[u8]) -> usize {
+        match self {
+            Bounds::Wide(w) => match <[u8; 16]>::try_from(key) {
+                Ok(k) => {
+                    let k = u128::from_be_bytes(k);
+                    w.partition_point(|&x| x <= k)
+                }
+                Err(_) => w.partition_point(|&x| x.to_be_bytes().as_slice() <= key),
+            },
+            Bounds::Bytes { bytes, ends } => {
+                let (mut lo, mut hi) = (0, ends.len());
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    let start = if mid == 0 { 0 } else { ends[mid - 1] };
+                    if &bytes[start..ends[mid]] <= key {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+        }
+    }
 }
 
 pub const MAX_FANOUT_BITS: u32 = 40;
 
 impl Partitioner {
     pub fn new(bounds: Vec<Vec<u8>>, fanout_bits: u32) -> Result<Self> {
-        if fanout_bits > MAX_FANOUT_BITS {
-            return Err(CoreError::Invalid(format!("fanout_bits {fanout_bits} > {MAX_FANOUT_BITS}")));
+        let mut builder = BoundsBuilder::default();
+        for b in &bounds {
+            builder.push(b);
         }
-        if let Some(i) = bounds.windows(2).position(|w| w[0] >= w[1]) {
-            return Err(CoreError::Invalid(format!(
-                "range boundaries must be strictly increasing (boundary {} is not)",
-                i + 1
-            )));
-        }
-        let wide_bounds = bounds
-            .iter()
-            .map(|b| <[u8; 16]>::try_from(b.as_slice()).ok().map(u128::from_be_bytes))
-            .collect::<Option<Vec<u128>>>();
-        Ok(Self { bounds, fanout_bits, wide_bounds })
+        drop(bounds);
+        builder.finish(fanout_bits)
     }
 
-    pub fn bounds(&self) -> &[Vec<u8>] {
-        &self.bounds
+    /// The bounds, each as its own vector (tests and diagnostics; the partitioner keeps them compact).
+    pub fn bounds(&self) -> Vec<Vec<u8>> {
+        (0..self.bounds.len()).map(|i| self.bounds.get(i).into_owned()).collect()
     }
 
     pub fn fanout_bits(&self) -> u32 {
@@ -53,7 +101,7 @@ impl Partitioner {
 
     #[inline]
     pub fn range_of(&self, ordering_key: &[u8]) -> u64 {
-        self.bounds.partition_point(|b| b.as_slice() <= ordering_key) as u64
+        self.bounds.count_at_or_below(ordering_key) as u64
     }
 
     #[inline]
@@ -65,9 +113,9 @@ impl Partitioner {
     /// `leaf_of` for a 16-byte ordering key given as a big-endian u128 (integer and decimal keys).
     #[inline]
     pub fn leaf_of_wide(&self, ordering_key: u128, key_digest: u128) -> u64 {
-        let range = match &self.wide_bounds {
-            Some(b) => b.partition_point(|&x| x <= ordering_key) as u64,
-            None => self.range_of(&ordering_key.to_be_bytes()),
+        let range = match &*self.bounds {
+            Bounds::Wide(b) => b.partition_point(|&x| x <= ordering_key) as u64,
+            Bounds::Bytes { .. } => self.range_of(&ordering_key.to_be_bytes()),
         };
         let prefix = if self.fanout_bits == 0 { 0 } else { (key_digest >> (128 - self.fanout_bits)) as u64 };
         (range << self.fanout_bits) | prefix
@@ -77,13 +125,15 @@ impl Partitioner {
     /// so a caller walking keys in order can skip the search while keys stay inside the span.
     #[inline]
     pub fn wide_range(&self, ordering_key: u128) -> (u64, u128, Option<u128>) {
-        match &self.wide_bounds {
-            Some(b) => {
+        match &*self.bounds {
+            Bounds::Wide(b) => {
                 let r = b.partition_point(|&x| x <= ordering_key);
                 let lo = if r == 0 { 0 } else { b[r - 1] };
                 (r as u64, lo, b.get(r).copied())
             }
-            None => (self.range_of(&ordering_key.to_be_bytes()), ordering_key, Some(ordering_key)),
+            Bounds::Bytes { .. } => {
+                (self.range_of(&ordering_key.to_be_bytes()), ordering_key, Some(ordering_key))
+            }
         }
     }
 
@@ -102,7 +152,63 @@ impl Partitioner {
 
     /// The same ranges, each leaf split into 2^extra_bits children (child >> extra_bits == parent).
     pub fn refined(&self, extra_bits: u32) -> Result<Self> {
-        Self::new(self.bounds.clone(), self.fanout_bits + extra_bits)
+        let fanout_bits = self.fanout_bits + extra_bits;
+        check_fanout(fanout_bits)?;
+        Ok(Self { bounds: Arc::clone(&self.bounds), fanout_bits })
+    }
+}
+
+fn check_fanout(fanout_bits: u32) -> Result<()> {
+    if fanout_bits > MAX_FANOUT_BITS {
+        return Err(CoreError::Invalid(format!("fanout_bits {fanout_bits} > {MAX_FANOUT_BITS}")));
+    }
+    Ok(())
+}
+
+/// Builds a partitioner's bounds one ordering key at a time, straight into the compact form.
+#[derive(Default)]
+pub struct BoundsBuilder {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Set while every bound so far is 16 bytes.
+    wide: Option<Vec<u128>>,
+    /// The first bound that is not above the one before it (1-based), if any.
+    unordered: Option<usize>,
+}
+
+impl BoundsBuilder {
+    pub fn push(&mut self, bound: &[u8]) {
+        let n = self.ends.len();
+        if self.unordered.is_none() && n > 0 {
+            let start = if n == 1 { 0 } else { self.ends[n - 2] };
+            if &self.bytes[start..self.ends[n - 1]] >= bound {
+                self.unordered = Some(n);
+            }
+        }
+        if n == 0 {
+            self.wide = Some(Vec::new());
+        }
+        match (&mut self.wide, <[u8; 16]>::try_from(bound)) {
+            (Some(w), Ok(b)) => w.push(u128::from_be_bytes(b)),
+            _ => self.wide = None,
+        }
+        self.bytes.extend_from_slice(bound);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn finish(self, fanout_bits: u32) -> Result<Partitioner> {
+        check_fanout(fanout_bits)?;
+        if let Some(i) = self.unordered {
+            return Err(CoreError::Invalid(format!(
+                "range boundaries must be strictly increasing (boundary {i} is not)"
+            )));
+        }
+        let bounds = match self.wide {
+            Some(w) => Bounds::Wide(w),
+            None if self.ends.is_empty() => Bounds::Wide(Vec::new()),
+            None => Bounds::Bytes { bytes: self.bytes, ends: self.ends },
+        };
+        Ok(Partitioner { bounds: Arc::new(bounds), fanout_bits })
     }
 }
 

@@ -410,3 +410,30 @@ fn root_of_equals_the_built_trees_root() {
         assert_eq!(MerkleTree::root_of(&set), MerkleTree::build(&set).root());
     }
 }
+
+#[test]
+fn compact_bounds_place_keys_as_a_search_over_the_bounds_would() {
+    // variable-length bounds (text keys) and 16-byte ones (integer keys) are held in two compact
+    // forms; both must answer as a binary search over the bounds themselves
+    let mut rng = Rng::new(11);
+    let mut text: Vec<Vec<u8>> =
+        (0..300).map(|_| (0..(rng.next() % 6)).map(|_| b'a' + (rng.next() % 4) as u8).collect()).collect();
+    text.sort();
+    text.dedup();
+    let ints = int_keys((0..300).map(|i| i * 7 - 1000).collect());
+    for bounds in [text, ints] {
+        let p = Partitioner::new(bounds.clone(), 2).unwrap();
+        assert_eq!(p.bounds(), bounds);
+        for _ in 0..2000 {
+            let key: Vec<u8> = if bounds[0].len() == 16 {
+                int_keys(vec![(rng.next() % 2400) as i64 - 1200]).remove(0)
+            } else {
+                (0..(rng.next() % 7)).map(|_| b'a' + (rng.next() % 4) as u8).collect()
+            };
+            let want = bounds.partition_point(|b| b.as_slice() <= key.as_slice()) as u64;
+            assert_eq!(p.range_of(&key), want);
+        }
+    }
+    let err = Partitioner::new(vec![b"b".to_vec(), b"a".to_vec()], 0).unwrap_err();
+    assert!(err.to_string().contains("boundary 1 is not"), "{err}");
+}

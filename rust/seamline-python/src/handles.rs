@@ -151,13 +151,14 @@ impl PyPartitioner {
     #[pyo3(signature = (spec, bounds, fanout_bits))]
     fn new(spec: &PySideSpec, bounds: Option<&Bound<'_, PyAny>>, fanout_bits: u32) -> BResult<Self> {
         guarded(|| {
-            let mut keys = Vec::new();
+            // straight into the compact bounds: up to 2^20 of them, no allocation per key
+            let mut keys = core::partition::BoundsBuilder::default();
             if let Some(bounds) = bounds {
                 for batch in read_all(bounds)? {
-                    keys.extend(core::digest::ordering_keys(&batch, &spec.0)?);
+                    core::digest::for_each_ordering_key(&batch, &spec.0, |key| keys.push(key))?;
                 }
             }
-            Ok(Self(Arc::new(core::Partitioner::new(keys, fanout_bits)?)))
+            Ok(Self(Arc::new(keys.finish(fanout_bits)?)))
         })
     }
 
