@@ -21,7 +21,7 @@
 #                           pki/, etcd data, logs, pids, kubeconfig, kwok stage configs
 #   SEAMLINE_K8S_CACHE      binary cache (default /var/cache/seamline/k8s-v1.34.4-etcd-3.6.4-kwok-0.8.0):
 #                           bin/ holds the six binaries once `build` completed; src/ the wrapper module
-#   SEAMLINE_K8S_PORT       kube-apiserver secure port (default 56443); etcd uses PORT+1 and PORT+2,
+#   SEAMLINE_K8S_PORT       kube-apiserver secure port (default 26443); etcd uses PORT+1 and PORT+2,
 #                           controller-manager PORT+3, scheduler PORT+4, kwok PORT+5 (health/metrics)
 #
 # Security: the API server serves TLS with this folder's own CA (openssl), authenticates with static
@@ -38,7 +38,7 @@ CACHE="${SEAMLINE_K8S_CACHE:-/var/cache/seamline/k8s-${K8S_VERSION}-etcd-${ETCD_
 BIN="$CACHE/bin"
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 STATE="${SEAMLINE_SERVICES_DIR:-$REPO/.services}/k8s"
-API_PORT="${SEAMLINE_K8S_PORT:-56443}"
+API_PORT="${SEAMLINE_K8S_PORT:-26443}"
 ETCD_CLIENT_PORT=$((API_PORT + 1))
 ETCD_PEER_PORT=$((API_PORT + 2))
 KCM_PORT=$((API_PORT + 3))
@@ -401,6 +401,13 @@ check_port_free() { # port component
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
         die "$2: port 127.0.0.1:$1 is already taken by another process (set SEAMLINE_K8S_PORT to move the whole set)"
     fi
+    # When SEAMLINE_K8S_PORT lies in the ephemeral range, a connection (not a listener) may hold the
+    # port as its local end and bind then fails (TIME-WAIT does not). Such connections are short-lived.
+    local waited=0
+    while command -v ss >/dev/null && [[ -n "$(ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null)" ]]; do
+        ((waited < 30)) || die "$2: port 127.0.0.1:$1 is held by a connection for 30s (set SEAMLINE_K8S_PORT to move the whole set)"
+        sleep 1; waited=$((waited + 1))
+    done
 }
 
 fail_with_log() { # component message

@@ -11,18 +11,20 @@
 #   SERVICE: postgres, opensearch, kafka, debezium (default: all)
 #
 # Prints (stdout; all progress goes to stderr):
-#   export SEAMLINE_PG_DSN='postgresql://seamline@127.0.0.1:55432/seamline'
-#   export SEAMLINE_OPENSEARCH_URL='http://127.0.0.1:59200'
-#   export SEAMLINE_KAFKA_BOOTSTRAP='127.0.0.1:59092'
+#   export SEAMLINE_PG_DSN='postgresql://seamline@127.0.0.1:25432/seamline'
+#   export SEAMLINE_OPENSEARCH_URL='http://127.0.0.1:29200'
+#   export SEAMLINE_KAFKA_BOOTSTRAP='127.0.0.1:29092'
 #   export SEAMLINE_CDC_TOPIC_PREFIX='seamline.cdc'     (tables of schema cdc stream to seamline.cdc.<table>)
 #
 # Inputs (environment):
 #   SEAMLINE_SERVICES_DIR  state dir (default <repo>/.services): pg/ (cluster, log), opensearch/ (data, logs, pid)
-#   SEAMLINE_PG_PORT       Postgres port (default 55432)
-#   SEAMLINE_OS_PORT       OpenSearch HTTP port (default 59200); transport port is SEAMLINE_OS_PORT+100
+#   SEAMLINE_PG_PORT       Postgres port (default 25432). Every default port here and in k8s.sh lies below
+#                          32768, outside Linux's ephemeral range, so an outgoing connection's local port
+#                          can never hold one of them when a service starts
+#   SEAMLINE_OS_PORT       OpenSearch HTTP port (default 29200); transport port is SEAMLINE_OS_PORT+100
 #   SEAMLINE_PG_LOCALE     cluster locale (default en_US.UTF-8; generated with locale-gen if missing —
 #                          tests need a non-C collation, C.UTF-8 is only a last-resort fallback)
-#   SEAMLINE_KAFKA_PORT    Kafka broker port (default 59092); the KRaft controller listens on SEAMLINE_KAFKA_PORT+1
+#   SEAMLINE_KAFKA_PORT    Kafka broker port (default 29092); the KRaft controller listens on SEAMLINE_KAFKA_PORT+1
 #   SEAMLINE_CDC_SCHEMA    the Postgres schema Debezium captures (default cdc)
 #   SEAMLINE_JAVA          java binary for OpenSearch, Kafka and Debezium (default: java, must be 17+)
 #
@@ -42,8 +44,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${SEAMLINE_SERVICES_DIR:-$REPO/.services}"
-PG_PORT="${SEAMLINE_PG_PORT:-55432}"
-OS_PORT="${SEAMLINE_OS_PORT:-59200}"
+PG_PORT="${SEAMLINE_PG_PORT:-25432}"
+OS_PORT="${SEAMLINE_OS_PORT:-29200}"
 OS_TPORT="$((OS_PORT + 100))"
 PG_LOCALE="${SEAMLINE_PG_LOCALE:-en_US.UTF-8}"
 JAVA="${SEAMLINE_JAVA:-java}"
@@ -51,7 +53,7 @@ PG_WAIT=60     # seconds
 OS_WAIT=180    # seconds
 OS_SRC="$REPO/services/opensearch"
 OS_MAIN="dev.seamline.services.SeamlineOpenSearch"
-KAFKA_PORT="${SEAMLINE_KAFKA_PORT:-59092}"
+KAFKA_PORT="${SEAMLINE_KAFKA_PORT:-29092}"
 KAFKA_CPORT="$((KAFKA_PORT + 1))"
 KAFKA_WAIT=90  # seconds
 KAFKA_SRC="$REPO/services/kafka"

@@ -21,7 +21,7 @@ import org.opensearch.transport.Netty4Plugin;
  *
  * Started by scripts/services.sh. Configuration comes from system properties:
  *   seamline.os.home (required), seamline.os.data, seamline.os.logs,
- *   seamline.os.port (HTTP, default 59200), seamline.os.transport.port (default 59300).
+ *   seamline.os.port (HTTP, default 29200), seamline.os.transport.port (default 29300).
  *
  * Node's constructor is protected, so we subclass it and hand it the modules a distribution would
  * load from modules/ as classpath plugins: Netty4 (HTTP/REST + transport; named Netty4ModulePlugin
@@ -41,8 +41,8 @@ public final class SeamlineOpenSearch {
         String home = required("seamline.os.home");
         String data = System.getProperty("seamline.os.data", Path.of(home, "data").toString());
         String logs = System.getProperty("seamline.os.logs", Path.of(home, "logs").toString());
-        String port = System.getProperty("seamline.os.port", "59200");
-        String tport = System.getProperty("seamline.os.transport.port", "59300");
+        String port = System.getProperty("seamline.os.port", "29200");
+        String tport = System.getProperty("seamline.os.transport.port", "29300");
 
         Settings settings = Settings.builder()
             .put("cluster.name", "seamline-test")
