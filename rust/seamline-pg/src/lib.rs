@@ -6,8 +6,8 @@
 //! polls the connection and the COPY together): it begins a REPEATABLE READ, READ ONLY
 //! transaction, imports the snapshot the caller exported (so every stream of one reconcile reads the
 //! same data), stores the range bounds as transaction-local settings (the query reads them back with
-//! `current_setting`), then streams the COPY, decoding the rows of each
-//! CopyData chunk in place (a row split across chunks is the only one copied) into batches that a
+//! `current_setting`), then streams the COPY, decoding each row in place in its CopyData message
+//! into batches that a
 //! bounded channel hands to the consumer. The SQL itself is built by the Python adapter; this crate only runs it.
 //! Dropping the stream closes the connection (the server ends the COPY).
 
@@ -272,7 +272,6 @@ async fn read(
         rows: 0,
         header_done: false,
         finished: false,
-        pending: Vec::new(),
     };
     let result = async {
         match (&raw, stream) {
@@ -312,8 +311,6 @@ struct RowReader {
     header_done: bool,
     /// the trailer (-1) was read
     finished: bool,
-    /// The unparsed tail of the previous chunks (a row split across CopyData messages).
-    pending: Vec<u8>,
 }
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -324,89 +321,55 @@ fn be_u32(data: &[u8], at: usize) -> u32 {
 }
 
 impl RowReader {
-    /// Decode the rows of the next chunk of the COPY stream (with the partial row left before it).
+    /// Decode the rows of one CopyData message. The server sends each row in a message of its own
+    /// (the protocol's CopyData: "messages sent from the backend will always correspond to single
+    /// data rows"; the first also carries the header), so every field is read in one pass, checked
+    /// against the message's end, and a row that runs past it is a malformed stream.
     fn feed(
-        &mut self,
-        chunk: &[u8],
-        batches: &crossbeam_channel::Sender<Result<RecordBatch, PgError>>,
-    ) -> Result<(), PgError> {
-        if self.pending.is_empty() {
-            let used = self.parse(chunk, batches)?;
-            self.pending.extend_from_slice(&chunk[used..]);
-        } else {
-            let mut pending = std::mem::take(&mut self.pending);
-            pending.extend_from_slice(chunk);
-            let used = self.parse(&pending, batches)?;
-            pending.drain(..used);
-            self.pending = pending;
-        }
-        Ok(())
-    }
-
-    /// Decode the complete rows at the start of `data`; returns the bytes used (a partial row at
-    /// the end is left for the next chunk).
-    fn parse(
         &mut self,
         data: &[u8],
         batches: &crossbeam_channel::Sender<Result<RecordBatch, PgError>>,
-    ) -> Result<usize, PgError> {
+    ) -> Result<(), PgError> {
         let mut at = 0;
         if !self.header_done {
-            if data.len() < SIGNATURE.len() + 8 {
-                return Ok(0);
-            }
-            if &data[..SIGNATURE.len()] != SIGNATURE {
+            let fixed = SIGNATURE.len() + 8;
+            if data.len() < fixed || &data[..SIGNATURE.len()] != SIGNATURE {
                 return Err(PgError::Decode("not a binary COPY stream".into()));
             }
-            let extension = be_u32(data, SIGNATURE.len() + 4) as usize;
-            let end = SIGNATURE.len() + 8 + extension;
-            if data.len() < end {
-                return Ok(0);
+            at = fixed + be_u32(data, SIGNATURE.len() + 4) as usize;
+            if data.len() < at {
+                return Err(PgError::Decode("the binary COPY header is cut short".into()));
             }
-            at = end;
             self.header_done = true;
         }
+        let split = || PgError::Decode("a COPY row runs past its CopyData message".into());
         let width = self.decoders.len();
-        while !self.finished {
-            // a row: field count, then (length, bytes) per field; check it is all here first
-            if data.len() < at + 2 {
-                break;
+        while at < data.len() {
+            if self.finished {
+                return Err(PgError::Decode("data after the binary COPY trailer".into()));
             }
-            let count = i16::from_be_bytes([data[at], data[at + 1]]);
+            let count = i16::from_be_bytes(data.get(at..at + 2).ok_or_else(split)?.try_into().unwrap());
+            at += 2;
             if count == -1 {
                 self.finished = true;
-                at += 2;
-                break;
+                continue;
             }
             if count as usize != width {
                 return Err(PgError::Decode(format!("row of {count} fields, expected {width}")));
             }
-            let mut end = at + 2;
-            let mut complete = true;
-            for _ in 0..width {
-                if data.len() < end + 4 {
-                    complete = false;
-                    break;
-                }
-                let len = be_u32(data, end) as i32;
-                end += 4 + len.max(0) as usize;
-            }
-            if !complete || data.len() < end {
-                break;
-            }
-            let mut field = at + 2;
             for decoder in self.decoders.iter_mut() {
-                let len = be_u32(data, field) as i32;
-                field += 4;
+                let len = i32::from_be_bytes(data.get(at..at + 4).ok_or_else(split)?.try_into().unwrap());
+                at += 4;
                 if len < 0 {
-                    decoder.append(None).map_err(PgError::Decode)?;
+                    decoder.append(None)
                 } else {
-                    let value = &data[field..field + len as usize];
-                    field += len as usize;
-                    decoder.append(Some(value)).map_err(PgError::Decode)?;
+                    let end = at + len as usize;
+                    let value = data.get(at..end).ok_or_else(split)?;
+                    at = end;
+                    decoder.append(Some(value))
                 }
+                .map_err(PgError::Decode)?;
             }
-            at = end;
             self.rows += 1;
             if self.rows == self.batch_rows {
                 let batch = self.batch()?;
@@ -415,7 +378,7 @@ impl RowReader {
                 }
             }
         }
-        Ok(at)
+        Ok(())
     }
 
     fn batch(&mut self) -> Result<RecordBatch, PgError> {
@@ -430,5 +393,91 @@ impl RowReader {
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map_err(|e| PgError::Decode(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use tokio_postgres::types::Type;
+
+    fn reader(batch_rows: usize) -> RowReader {
+        let decoders: Vec<Decoder> =
+            [Type::INT8, Type::TEXT].iter().map(|t| Decoder::for_type(t, -1).unwrap()).collect();
+        let fields: Vec<Field> =
+            ["id", "name"].iter().zip(&decoders).map(|(n, d)| Field::new(*n, d.data_type(), true)).collect();
+        RowReader {
+            decoders,
+            schema: Arc::new(Schema::new(fields)),
+            batch_rows,
+            rows: 0,
+            header_done: false,
+            finished: false,
+        }
+    }
+
+    fn header() -> Vec<u8> {
+        let mut h = SIGNATURE.to_vec();
+        h.extend(0u32.to_be_bytes()); // flags
+        h.extend(0u32.to_be_bytes()); // header extension length
+        h
+    }
+
+    fn row(id: i64, name: Option<&str>) -> Vec<u8> {
+        let mut r = 2i16.to_be_bytes().to_vec();
+        r.extend(8i32.to_be_bytes());
+        r.extend(id.to_be_bytes());
+        match name {
+            Some(n) => {
+                r.extend((n.len() as i32).to_be_bytes());
+                r.extend(n.as_bytes());
+            }
+            None => r.extend((-1i32).to_be_bytes()),
+        }
+        r
+    }
+
+    const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+
+    #[test]
+    fn rows_are_read_one_message_at_a_time() {
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let mut rows = reader(2);
+        let first = [header(), row(1, Some("a"))].concat();
+        rows.feed(&first, &tx).unwrap();
+        rows.feed(&row(2, None), &tx).unwrap();
+        // several rows in one message are read too (the server sends one each; others may not)
+        rows.feed(&[row(3, Some("𝄞")), TRAILER.to_vec()].concat(), &tx).unwrap();
+        assert!(rows.finished);
+        assert_eq!(rows.rows, 1);
+        let batch = rx.try_recv().unwrap().unwrap();
+        assert_eq!(batch.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![1, 2]);
+        assert!(batch.column(1).is_null(1));
+        let last = rows.batch().unwrap();
+        assert_eq!(last.column(1).as_string::<i32>().value(0), "𝄞");
+    }
+
+    #[test]
+    fn a_malformed_stream_is_an_error() {
+        let (tx, _rx) = crossbeam_channel::bounded(8);
+        let message = |r: Result<(), PgError>| match r {
+            Err(PgError::Decode(m)) => m,
+            other => panic!("expected a decode error, got {other:?}"),
+        };
+        let full = [header(), row(1, Some("abc"))].concat();
+        for cut in [full.len() - 1, header().len() + 5, header().len() + 1] {
+            let e = message(reader(8).feed(&full[..cut], &tx));
+            assert!(e.contains("runs past its CopyData message"), "{e}");
+        }
+        assert!(message(reader(8).feed(b"1\t2\n", &tx)).contains("not a binary COPY stream"));
+        assert!(message(reader(8).feed(&header()[..12], &tx)).contains("not a binary COPY stream"));
+        let mut rows = reader(8);
+        rows.feed(&[header(), TRAILER.to_vec()].concat(), &tx).unwrap();
+        assert!(message(rows.feed(&row(1, None), &tx)).contains("after the binary COPY trailer"));
+        let mut three = row(1, None);
+        three[1] = 3;
+        assert!(message(reader(8).feed(&[header(), three].concat(), &tx)).contains("row of 3 fields"));
     }
 }
