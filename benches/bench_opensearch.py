@@ -12,7 +12,8 @@ What it measures
                         cores, its 2 key ranges fetched at once; 2 streams for parallelism 2): the key's
                         [min, max] (one min/max aggregation) cut into 2 range queries, the first thread
                         also reading the documents without a key (no hash slices: see
-                        OpenSearchReader._key_splits), search_after pages of 5,000 hits sorted by _doc,
+                        OpenSearchReader._key_splits), search_after pages of the reader's PAGE_SIZE
+                        (10,000 hits) sorted by _doc,
                         the whole _source (the 7 compared fields are every mapped field) and no
                         filter_path, as Seamline's Rust reader asks; the response bytes are discarded
                         (only the last hit's sort values are cut out, for search_after). urllib3, no
@@ -51,12 +52,13 @@ from bench_stores import (  # noqa: E402
     DRIFT,
     INDEX,
     OS_MAPPING,
-    PAGE_SIZE,
     PREFIX,
     SRC,
     ensure_loaded,
     ensure_opensearch,
 )
+
+from seamline.stores.opensearch.read import PAGE_SIZE  # noqa: E402
 
 SLICES = 2
 FIELDS = list(OS_MAPPING["properties"])
