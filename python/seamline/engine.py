@@ -149,7 +149,19 @@ def _bounds(source: Source, seam: SeamColumns, opts: Options, fine: bool) -> pa.
     if len(order) < 2:
         return None
     if want > len(order) and len(key_names) == 1 and isinstance(seam.logical[seam.key[0][0]], Integer):
-        return _interpolated(sample.take(order), want)
+        keys = sample.take(order)
+        bounds = _interpolated(keys, want)
+        # Pushed-down ranges as fine as the leaves: ranges cut a little coarser than `want` get 2
+        # leaves each (a digest bit), and the diff pass reads whole ranges, so twice the rows of
+        # the mismatched leaves. Cut 2^bits times as many ranges instead, one leaf each: as many
+        # leaves as before (the memory of a pass is unchanged), half the rows read again. 1M
+        # documents in OpenSearch, 0.2% drift: the diff pass fetched 62,932 documents for 32,631
+        # under mismatched leaves (node CPU 1.07-1.19 s), now 31,772 (0.58-0.65 s).
+        # (not with a fan-out given in the options, nor for a source of unknown size)
+        split = _fanout_bits(rows, bounds.num_rows + 1) if fine and rows and opts.fanout_bits is None else 0
+        if split:
+            bounds = _interpolated(keys, min(MAX_PUSHED_RANGES, want << split))
+        return bounds
     ranges = min(want, len(order))
     # interior quantiles of the distinct sampled keys: ranges-1 boundaries
     positions = sorted({(i * len(order)) // ranges for i in range(1, ranges)})
