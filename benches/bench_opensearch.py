@@ -52,13 +52,12 @@ from bench_stores import (  # noqa: E402
     DRIFT,
     INDEX,
     OS_MAPPING,
+    PAGE_SIZE,
     PREFIX,
     SRC,
     ensure_loaded,
     ensure_opensearch,
 )
-
-from seamline.stores.opensearch.read import PAGE_SIZE  # noqa: E402
 
 SLICES = 2
 FIELDS = list(OS_MAPPING["properties"])
@@ -189,6 +188,11 @@ def main() -> None:
         raise SystemExit(
             'SEAMLINE_PG_DSN / SEAMLINE_OPENSEARCH_URL not set: eval "$(scripts/services.sh env)"'
         )
+    # the floor pages as the reader does (its child imports no seamline: its CPU and peak are its own)
+    from seamline.stores.opensearch.read import PAGE_SIZE as READER_PAGE_SIZE
+
+    if READER_PAGE_SIZE != PAGE_SIZE:
+        raise SystemExit(f"bench_stores.PAGE_SIZE {PAGE_SIZE} != the reader's {READER_PAGE_SIZE}")
     OUT.mkdir(exist_ok=True)
     loaded = ensure_loaded(dsn, PREFIX, args.rows, False)
     index = ensure_opensearch(dsn, url, args.rows, False)
