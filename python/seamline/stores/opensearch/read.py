@@ -427,11 +427,14 @@ class OpenSearchReader:
         """PAGE_SIZE, or the smallest `index.max_result_window` of the indices read when that is less
         (a search_after page larger than the window is refused)."""
         if self._page is None:
-            settings = self._call(
-                lambda: self._client.indices.get_settings(
-                    index=self._index, name="index.max_result_window", params={"include_defaults": "true"}
+            try:
+                settings = self._call(
+                    lambda: self._client.indices.get_settings(
+                        index=self._index, name="index.max_result_window", params={"include_defaults": "true"}
+                    )
                 )
-            )
+            except opensearchpy.AuthorizationException:
+                settings = {}  # a user who may search but not read settings: the default window
             windows = [
                 int(window)
                 for entry in settings.values()
