@@ -129,7 +129,9 @@ class EngineOutput:
         return self.known_roots
 
 
-def _bounds(source: Source, seam: SeamColumns, opts: Options, fine: bool) -> pa.Table | None:
+def _bounds(
+    source: Source, seam: SeamColumns, opts: Options, fine: bool, leaf_fine: bool = False
+) -> pa.Table | None:
     """Range boundaries from a cheap sample of the source's keys, in canonical key order.
 
     `fine`: the stores can push ranges down, so cut about ROWS_PER_PUSHED_RANGE rows per range:
@@ -151,14 +153,20 @@ def _bounds(source: Source, seam: SeamColumns, opts: Options, fine: bool) -> pa.
     if want > len(order) and len(key_names) == 1 and isinstance(seam.logical[seam.key[0][0]], Integer):
         keys = sample.take(order)
         bounds = _interpolated(keys, want)
-        # Pushed-down ranges as fine as the leaves: ranges cut a little coarser than `want` get 2
-        # leaves each (a digest bit), and the diff pass reads whole ranges, so twice the rows of
-        # the mismatched leaves. Cut 2^bits times as many ranges instead, one leaf each: as many
-        # leaves as before (the memory of a pass is unchanged), half the rows read again. 1M
-        # documents in OpenSearch, 0.2% drift: the diff pass fetched 62,932 documents for 32,631
-        # under mismatched leaves (node CPU 1.07-1.19 s), now 31,772 (0.58-0.65 s).
-        # (not with a fan-out given in the options, nor for a source of unknown size)
-        split = _fanout_bits(rows, bounds.num_rows + 1) if fine and rows and opts.fanout_bits is None else 0
+        # `leaf_fine`: pushed-down ranges as fine as the leaves. Ranges cut a little coarser than
+        # `want` get 2 leaves each (a digest bit), and a store that fetches every document of a
+        # re-read range (OpenSearch) then fetches twice the rows of the mismatched leaves. Cut 2^bits
+        # times as many ranges instead, one leaf each: as many leaves (a pass's memory is
+        # unchanged), half the documents fetched again. 1M documents, 0.2% drift: 62,932 -> 31,772
+        # fetched, node CPU 1.07-1.19 -> 0.58-0.65 s. Not for stores that re-read covering spans
+        # (Postgres, Iceberg): there the larger bounds table only costs the hash pass (5M rows per
+        # side, 312k bounds instead of 155k: 3.91-3.93 -> 4.21-4.28 CPU s, the same rows re-read).
+        # Never with a fan-out given in the options, nor for a source of unknown size.
+        split = (
+            _fanout_bits(rows, bounds.num_rows + 1)
+            if fine and leaf_fine and rows and opts.fanout_bits is None
+            else 0
+        )
         if split:
             bounds = _interpolated(keys, min(MAX_PUSHED_RANGES, want << split))
         return bounds
@@ -433,7 +441,8 @@ class Engine:
         bounds = self.opts.bounds
         if bounds is None:
             fine = self.pushdown["source"] and self.pushdown["target"]
-            bounds = _bounds(source, self.seam, self.opts, fine)
+            leaf_fine = any(getattr(side, "refetches_each_row", False) for side in self.sides.values())
+            bounds = _bounds(source, self.seam, self.opts, fine, leaf_fine)
         bits = self.opts.fanout_bits
         if bits is None:
             bits = _fanout_bits(source.estimated_rows(), (bounds.num_rows if bounds is not None else 0) + 1)
