@@ -39,7 +39,7 @@ from seamline.exceptions import (
     ValueParseError,
 )
 from seamline.seam import SeamColumns
-from seamline.stores.protocols import KeyRange, Replayable, ScanRequest, Source
+from seamline.stores.protocols import KeyRange, Replayable, RowFetchPushdown, ScanRequest, Source
 
 ROWS_PER_PUSHED_RANGE = 32
 # Pushed-down ranges cut from the sample, at most. Finer ranges make the diff pass read fewer rows it
@@ -441,7 +441,7 @@ class Engine:
         bounds = self.opts.bounds
         if bounds is None:
             fine = self.pushdown["source"] and self.pushdown["target"]
-            leaf_fine = any(getattr(side, "refetches_each_row", False) for side in self.sides.values())
+            leaf_fine = any(_refetches_each_row(side) for side in self.sides.values())
             bounds = _bounds(source, self.seam, self.opts, fine, leaf_fine)
         bits = self.opts.fanout_bits
         if bits is None:
@@ -528,6 +528,10 @@ def _groups(leaves: list[int], sizes: list[int], budget: int) -> list[list[int]]
 
 def _replays(source: Source) -> bool:
     return isinstance(source, Replayable) and source.replays_identically()
+
+
+def _refetches_each_row(source: Source) -> bool:
+    return isinstance(source, RowFetchPushdown) and source.refetches_each_row()
 
 
 # The last line of a Python traceback carried in an Arrow C stream error: the adapter's own error.

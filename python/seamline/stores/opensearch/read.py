@@ -101,11 +101,6 @@ def _all_of(filters: list[dict[str, Any]]) -> dict[str, Any]:
 class OpenSearchReader:
     """One OpenSearch index, alias or pattern; key is ``_id`` unless ``key_field`` names a field."""
 
-    #: A re-read range costs the node a fetch per document (~20 us each when scattered, against ~3 us
-    #: in a full read's consecutive pages), so the engine cuts pushed-down ranges as fine as the leaves
-    #: (engine._bounds `leaf_fine`): the diff pass then fetches only the mismatched leaves' documents.
-    refetches_each_row = True
-
     def __init__(
         self,
         url: str | OpenSearchStore,
@@ -138,6 +133,12 @@ class OpenSearchReader:
     def can_push_down(self, key: Sequence[str]) -> bool:
         """A single key field takes `range` queries; `_id` does not."""
         return len(key) == 1 and key[0] != "_id"
+
+    def refetches_each_row(self) -> bool:
+        """A re-read range costs the node a fetch per document (~20 us each when scattered, against
+        ~3 us in a full read's consecutive pages): the engine cuts pushed-down ranges as fine as the
+        leaves (engine._bounds `leaf_fine`), so the diff pass fetches only the mismatched leaves'."""
+        return True
 
     def describe(self) -> str:
         text = f"{self.store.describe()} index {self._index}"
