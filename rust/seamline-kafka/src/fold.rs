@@ -1435,3 +1435,60 @@ mod tests {
         assert_eq!(out, body);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// This thread's CPU time (ns): wall time on a shared machine counts the others' turns.
+    fn cpu_ns() -> u128 {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid timespec to fill
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+    }
+
+    /// `cargo test --release -p seamline-kafka -- --ignored --nocapture pick_timing`
+    #[test]
+    #[ignore]
+    fn pick_timing() {
+        let values: Vec<String> = (0..200_000)
+            .map(|i| {
+                let k = (i * 7919) % 100_000;
+                format!(
+                    r#"{{"event_id":"e{i}","id":{k},"version":{},"name":"product {k}","price":{}.99,"in_stock":true}}"#,
+                    i / 7,
+                    k % 997
+                )
+            })
+            .collect();
+        let names = ["id", "version", "__deleted", "__op", "op"];
+        for (label, fast) in [("fast", true), ("serde", false), ("fast", true), ("serde", false)] {
+            let t = cpu_ns();
+            let mut n = 0usize;
+            for v in &values {
+                let mut out: [Option<&str>; 5] = [None; 5];
+                let ok = if fast {
+                    pick(v.as_bytes(), &names, &mut out)
+                } else {
+                    pick_serde(v.as_bytes(), &names, &mut out)
+                };
+                n += usize::from(ok) + out[0].map_or(0, str::len);
+            }
+            let ns = (cpu_ns() - t) as f64 / values.len() as f64;
+            println!("{label}: {ns:.0} ns per value ({n})");
+        }
+        let reader = Reader::new(FoldSpec {
+            value: ValueMode::Json,
+            key_field: Some("id".into()),
+            version: VersionSource::Field("version".into()),
+        });
+        let mut keys = Vec::new();
+        let t = cpu_ns();
+        for v in &values {
+            keys.clear();
+            std::hint::black_box(reader.pick(Some(b"1"), Some(v.as_bytes()), &mut keys));
+        }
+        println!("Reader::pick: {:.0} ns per value", (cpu_ns() - t) as f64 / values.len() as f64);
+    }
+}

@@ -238,7 +238,6 @@ impl FetchStream {
             NonNull::new(unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) })
                 .map(ConsumerQueue)
                 .ok_or_else(|| KafkaError::Config("librdkafka has no consumer queue".into()))?;
-        keep_freed_memory();
         let mut assignment = TopicPartitionList::new();
         let mut ends = Vec::new();
         let mut todo = HashSet::new();
@@ -449,24 +448,6 @@ impl Drop for RawMessage {
     fn drop(&mut self) {
         // SAFETY: taken from rd_kafka_consume_batch_queue, destroyed once
         unsafe { rdsys::rd_kafka_message_destroy(self.0.as_ptr()) }
-    }
-}
-
-/// Freed memory stays with the process (glibc): the batches are allocated on one thread and freed
-/// on another, and by default glibc gives each freed batch's pages back to the kernel, which zeroes
-/// fresh ones for the next (a fifth of an events read's CPU went to clearing pages). Bounded: at
-/// most 64 MiB kept free per arena, allocations up to 32 MiB from the arenas.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only changes thresholds; a refused value leaves glibc's own
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-            }
-        });
     }
 }
 
