@@ -12,7 +12,8 @@ What it measures
                         cores, its 2 key ranges fetched at once; 2 streams for parallelism 2): the key's
                         [min, max] (one min/max aggregation) cut into 2 range queries, the first thread
                         also reading the documents without a key (no hash slices: see
-                        OpenSearchReader._key_splits), search_after pages of 5,000 hits sorted by _doc,
+                        OpenSearchReader._key_splits), search_after pages of the reader's PAGE_SIZE
+                        (10,000 hits) sorted by _doc,
                         the whole _source (the 7 compared fields are every mapped field) and no
                         filter_path, as Seamline's Rust reader asks; the response bytes are discarded
                         (only the last hit's sort values are cut out, for search_after). urllib3, no
@@ -187,6 +188,11 @@ def main() -> None:
         raise SystemExit(
             'SEAMLINE_PG_DSN / SEAMLINE_OPENSEARCH_URL not set: eval "$(scripts/services.sh env)"'
         )
+    # the floor pages as the reader does (its child imports no seamline: its CPU and peak are its own)
+    from seamline.stores.opensearch.read import PAGE_SIZE as READER_PAGE_SIZE
+
+    if READER_PAGE_SIZE != PAGE_SIZE:
+        raise SystemExit(f"bench_stores.PAGE_SIZE {PAGE_SIZE} != the reader's {READER_PAGE_SIZE}")
     OUT.mkdir(exist_ok=True)
     loaded = ensure_loaded(dsn, PREFIX, args.rows, False)
     index = ensure_opensearch(dsn, url, args.rows, False)

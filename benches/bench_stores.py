@@ -23,7 +23,7 @@ What it measures
     pg_adbc_read        ADBC: cursor.execute("SELECT * FROM public.bench_stores_src");
                         cursor.fetch_arrow_table()
     iceberg_scan        pyiceberg: load_catalog(...).load_table("bench.products").scan().to_arrow()
-    os_scan             opensearch-py: one PIT, search_after pages of 5,000 hits sorted by _doc,
+    os_scan             opensearch-py: one PIT, search_after pages of 10,000 hits sorted by _doc,
                         _source includes the 7 compared fields, filter_path as Seamline's adapter,
                         no Arrow conversion: the plain floor for reading the index.
     os_scan_2slices     the same split in 2 PIT slices read by 2 threads (what Seamline's adapter
@@ -99,7 +99,7 @@ CATALOG = {
 }
 ICEBERG_TABLE = "bench.products"
 INDEX = "bench_products"
-PAGE_SIZE = 5000  # as Seamline's OpenSearch adapter
+PAGE_SIZE = 10_000  # as Seamline's OpenSearch adapter (seamline.stores.opensearch.read.PAGE_SIZE)
 FILTER_PATH = "hits.hits._id,hits.hits._source,hits.hits.sort"  # as Seamline's OpenSearch adapter
 TARGET_FILE_BYTES = 8 * 1024 * 1024
 OS_MAPPING = {
@@ -248,7 +248,7 @@ def ensure_opensearch(dsn: str, url: str, rows: int, reload: bool) -> dict[str, 
 
     failed = 0
     for ok, item in helpers.parallel_bulk(
-        client, actions(), thread_count=2, chunk_size=PAGE_SIZE, raise_on_error=False
+        client, actions(), thread_count=2, chunk_size=5000, raise_on_error=False
     ):
         if not ok:
             failed += 1

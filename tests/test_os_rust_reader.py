@@ -9,6 +9,7 @@ the real node, checked against the opensearch-py reader (`reader="python"`) on t
   nulls, one-element arrays, strings in numeric fields, dates at years 1 and 9999, non-BMP text, big
   longs and NaN-free doubles;
 - slices (parallelism, a 3-shard index) and pushed-down key ranges give the same rows;
+- pages fit an index whose `max_result_window` is below the reader's page size;
 - 429 answers are retried with backoff (a local proxy in front of the node answers 429 to the first K
   page requests and counts them), and past the retries it is one line StoreUnavailableError;
 - a node that stops answering mid-scan is one line StoreUnavailableError naming host and port;
@@ -287,6 +288,29 @@ def test_slices_and_ranges_read_the_same_rows_as_the_python_reader(
         expected = 12_000 if ranges is None else (400 + 1 + 10 if ranges else 0)
         assert tables["rust"].num_rows == expected
         assert len(set(tables["rust"]["id"].to_pylist())) == expected  # no page read twice
+
+
+def test_pages_fit_an_index_whose_result_window_is_smaller(node: Node) -> None:
+    """Pages are PAGE_SIZE hits, or the index's `max_result_window` when smaller (a larger page is
+    refused by the node): every document once, in both readers, full and by ranges."""
+    from seamline.stores.opensearch.read import PAGE_SIZE
+
+    index = node.index("window", {"id": {"type": "long"}, "k": {"type": "keyword"}})
+    node.client.indices.put_settings(index=index, body={"index": {"max_result_window": 1500}})
+    node.load(index, [{"id": i, "k": f"k{i}"} for i in range(4_000)])
+    assert PAGE_SIZE > 1500
+    for reader in ("rust", "python"):
+        source = sl.opensearch(node.url, index, key_field="id", reader=reader)
+        try:
+            whole = read(source, ["id", "k"])
+            ranged = read(source, ["id", "k"], 2, [KeyRange(lo=(10,), hi=(3_990,))])
+            streams = source.open(ScanRequest(columns=["id"], key=["id"], parallelism=1))
+            pages = [b.num_rows for s in streams for b in pa.RecordBatchReader.from_stream(s)]
+        finally:
+            source.close()
+        assert whole["id"].to_pylist() == list(range(4_000))
+        assert ranged["id"].to_pylist() == list(range(10, 3_990))
+        assert sum(pages) == 4_000 and max(pages) <= 1500  # one batch a page
 
 
 @pytest.mark.parametrize("key_type", ["long", "date"])

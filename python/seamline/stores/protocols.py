@@ -111,6 +111,15 @@ class RangePushdown(Protocol):
 
 
 @runtime_checkable
+class RowFetchPushdown(Protocol):
+    """A range pushdown that fetches every row of a re-read range one by one, at a cost per row far
+    above a full read's (OpenSearch: scattered documents): the engine then cuts pushed-down ranges as
+    fine as the leaves, so the diff pass re-reads only the mismatched leaves' rows."""
+
+    def refetches_each_row(self) -> bool: ...
+
+
+@runtime_checkable
 class Replayable(Protocol):
     """A source whose every `open` with one request yields the same batches in the same order (data
     held in memory): the engine then remembers the leaf of each row during the hash pass instead of

@@ -9,7 +9,15 @@ from typing import Any
 
 from seamline.stores.opensearch.read import OpenSearchReader
 from seamline.stores.opensearch.write import OpenSearchRepairWriter
-from seamline.stores.protocols import Embed, RangePushdown, Repairable, RepairWriter, Source, Versioned
+from seamline.stores.protocols import (
+    Embed,
+    RangePushdown,
+    Repairable,
+    RepairWriter,
+    RowFetchPushdown,
+    Source,
+    Versioned,
+)
 from seamline.stores.registry import StoreAdapter
 
 
@@ -41,9 +49,9 @@ def from_contract(store: Any, side: Any, *, key_field: str | None, as_of: Any) -
 
 def _conforms(
     source: OpenSearchSource, writer: OpenSearchRepairWriter
-) -> tuple[Source, RangePushdown, Versioned, Repairable, RepairWriter]:
+) -> tuple[Source, RangePushdown, RowFetchPushdown, Versioned, Repairable, RepairWriter]:
     """Never called: mypy checks here that the adapter has every capability it claims."""
-    return source, source, source, source, writer
+    return source, source, source, source, source, writer
 
 
 ADAPTERS = {"opensearch": StoreAdapter(open=OpenSearchSource, from_contract=from_contract)}

@@ -39,7 +39,11 @@ from seamline.stores.opensearch.store import KEEP_ALIVE as _KEEP_ALIVE
 from seamline.stores.opensearch.store import OpenSearchStore
 from seamline.stores.protocols import AsOf, KeyRange, ScanRequest
 
-_PAGE_SIZE = 5000
+#: hits per search_after page, at most: the node's default `index.max_result_window` (a smaller
+#: window of the index is honoured, see `_page_size`). Each page is a search of its own: at 10,000
+#: hits a full read of 1M documents costs the node 3.2-3.5 CPU s against 4.1-4.5 s at 5,000 (a
+#: sliced PIT scan discarding the bodies, benches/bench_opensearch.py's floor, load 5.7-6.2).
+PAGE_SIZE = 10_000
 #: the page readers: "rust" (seamline._core.os_search_stream) and "python" (opensearch-py)
 READERS = ("rust", "python")
 DEFAULT_READER = "rust"
@@ -77,7 +81,13 @@ _TYPES: dict[str, pa.DataType] = {
 
 #: key field types whose value range a scan splits between its streams (OpenSearchReader._key_splits)
 _SPLIT_TYPES = ("long", "integer", "short", "byte", "date")
-_MAX_RANGES = 400  # a range on a numeric field counts as two clauses toward the 1024 limit
+# Ranges per query, at most (a range on a numeric field counts as two clauses toward the 1024 limit).
+# Few enough that a query of fine ranges (~35 documents each) is about one page: the diff pass's
+# 1,810 ranges of 1M documents (0.2% drift) cost the node 1.56-2.04 CPU s in queries of 400 on
+# 5,000-hit pages, 0.94-1.18 s in queries of 200 on 10,000-hit pages. Its cost is the hits' fetch
+# (scattered documents: ~20 us of node CPU each against ~3 us in a full read), not the clauses:
+# the same queries without any hit fetched (stored_fields _none_) cost the node under 0.05 s.
+_MAX_RANGES = 200
 #: key ranges a full read of fewer streams is paged as, at once, by the Rust reader (see `open`)
 _FETCHERS = 2
 
@@ -116,12 +126,19 @@ class OpenSearchReader:
         self._as_of: AsOf | None = None
         self._sort: list[Any] | None = None
         self._min_slices = 1
+        self._page: int | None = None
 
     # -- Source protocol -------------------------------------------------------------------------
 
     def can_push_down(self, key: Sequence[str]) -> bool:
         """A single key field takes `range` queries; `_id` does not."""
         return len(key) == 1 and key[0] != "_id"
+
+    def refetches_each_row(self) -> bool:
+        """A re-read range costs the node a fetch per document (~20 us each when scattered, against
+        ~3 us in a full read's consecutive pages): the engine cuts pushed-down ranges as fine as the
+        leaves (engine._bounds `leaf_fine`), so the diff pass fetches only the mismatched leaves'."""
+        return True
 
     def describe(self) -> str:
         text = f"{self.store.describe()} index {self._index}"
@@ -349,7 +366,7 @@ class OpenSearchReader:
             backoff=self.retry_backoff,
             pit_id=str(self._pit_id),
             keep_alive=_KEEP_ALIVE,
-            page_size=_PAGE_SIZE,
+            page_size=self._page_size(),
             bodies=bodies,
             schema=schema,
             columns=columns,
@@ -374,9 +391,10 @@ class OpenSearchReader:
     ) -> Iterator[pa.RecordBatch]:
         """search_after pages over some (query, slice) pairs of the PIT, one record batch per page."""
         converters = [_converter(f.type, spec) for f, (_, _, spec) in zip(schema, plan, strict=True)]
+        size = self._page_size()
         for query, slice_id in work:
             body = _search_body(query, sort, sources, whole, slice_id, slices)
-            body["size"] = _PAGE_SIZE
+            body["size"] = size
             yield from self._slice_pages(body, schema, plan, converters)
 
     def _slice_pages(
@@ -408,8 +426,29 @@ class OpenSearchReader:
                 arrays.append(conv(values, field.type))
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
             after = hits[-1]["sort"]
-            if len(hits) < _PAGE_SIZE:
+            if len(hits) < body["size"]:
                 return
+
+    def _page_size(self) -> int:
+        """PAGE_SIZE, or the smallest `index.max_result_window` of the indices read when that is less
+        (a search_after page larger than the window is refused)."""
+        if self._page is None:
+            try:
+                settings = self._call(
+                    lambda: self._client.indices.get_settings(
+                        index=self._index, name="index.max_result_window", params={"include_defaults": "true"}
+                    )
+                )
+            except opensearchpy.AuthorizationException:
+                settings = {}  # a user who may search but not read settings: the default window
+            windows = [
+                int(window)
+                for entry in settings.values()
+                for group in ("settings", "defaults")
+                if (window := entry.get(group, {}).get("index", {}).get("max_result_window")) is not None
+            ]
+            self._page = max(1, min([PAGE_SIZE, *windows]))
+        return self._page
 
     def _ordering(self) -> tuple[list[Any], int]:
         """The search_after sort that is a total order within the PIT, and the fewest slices it needs.
