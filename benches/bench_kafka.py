@@ -161,8 +161,10 @@ def child(method: str, bootstrap: str, topic: str, events: int) -> dict[str, Any
         import pyarrow as pa
 
         from seamline._core import kafka_fetch_stream
+        from seamline.engine import _return_freed_memory
         from seamline.stores.kafka.store import KafkaStore
 
+        _return_freed_memory("stream")  # the malloc policy the source reads with
         t0 = time.perf_counter()
         store = KafkaStore(bootstrap)
         c = store.consumer()

@@ -28,22 +28,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use arrow_array::builder::{
-    BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
-    TimestampMillisecondBuilder,
-};
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    Array, BinaryArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
     TimestampMillisecondArray,
 };
 use rdkafka::message::{Headers, Message};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::{header_fields, header_item, message_schema, FetchRequest, FetchStream, KafkaError};
+use crate::{message_schema, Builders, FetchRequest, FetchStream, KafkaError};
 
 /// At most this many sample keys (or positions) per health count, as the DuckDB path keeps.
 pub const SAMPLES: usize = 5;
@@ -295,6 +291,30 @@ impl RowHeaders<'_> {
     }
 }
 
+/// `Fold::found` of a key not looked up (or not there) yet.
+const NO_SLOT: u32 = u32::MAX;
+
+/// How many rows ahead of the fold a slot, and the message buffer it holds, are prefetched.
+const PREFETCH_SLOTS: usize = 16;
+const PREFETCH_BYTES: usize = 8;
+
+/// Ask the CPU for the cache lines of `len` bytes at `at` (a hint: never faults, whatever `at`).
+#[inline(always)]
+fn prefetch_lines(at: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in (0..len.max(1)).step_by(64) {
+        // SAFETY: a prefetch reads nothing and cannot fault
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                at.wrapping_add(line) as *const i8,
+                std::arch::x86_64::_MM_HINT_T0,
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, len);
+}
+
 /// A canonical key as the index holds it: up to 22 bytes inline, so that a lookup compares
 /// against the table's own memory instead of chasing a pointer to a boxed key (a cache miss per
 /// message once the keys outgrow the cache); longer keys boxed.
@@ -346,8 +366,8 @@ impl Borrow<[u8]> for IndexKey {
 
 /// The fields picked out of one JSON object.
 struct Picked<'a> {
-    key: Option<&'a RawValue>,
-    version: Option<&'a RawValue>,
+    key: Option<&'a str>,
+    version: Option<&'a str>,
     deleted: bool,
     key_seen: bool,
     version_seen: bool,
@@ -407,8 +427,11 @@ struct Reader {
 pub struct Fold {
     spec: FoldSpec,
     reader: Reader,
-    /// per key its slot, held in the table itself (no second lookup into a vector of slots)
-    index: HashMap<IndexKey, Slot, ahash::RandomState>,
+    /// per key the number of its slot in `slots`: a small entry, so that the table stays in cache
+    index: HashMap<IndexKey, u32, ahash::RandomState>,
+    slots: Vec<Slot>,
+    /// per row of the batch at hand, its key's slot looked up ahead (`NO_SLOT`: none then)
+    found: Vec<u32>,
     scratch: Vec<u8>,
     picks: Picks,
     version_kind: Option<&'static str>,
@@ -485,7 +508,7 @@ impl Reader {
             tombstone_key(keys, self.spec.key_field.as_deref(), message_key);
             return Pick::Tombstone;
         };
-        let mut slots: [Option<&RawValue>; 6] = [None; 6];
+        let mut slots: [Option<&str>; 6] = [None; 6];
         let picked = match self.spec.value {
             ValueMode::Json => self.pick_json(payload, &mut slots),
             ValueMode::Debezium => self.pick_debezium(payload),
@@ -514,7 +537,14 @@ impl Reader {
                     Scalar::Bool(_) => KeyKind::Bool,
                     Scalar::Null | Scalar::Json(_) => KeyKind::Other,
                 });
-                scalar_key(keys, s)
+                match s {
+                    // a JSON integer's text is its canonical form (but "-0"): not formatted again
+                    Scalar::Int(_) if raw != "-0" => {
+                        keys.push(KEY_SCALAR);
+                        keys.extend_from_slice(raw.as_bytes());
+                    }
+                    s => scalar_key(keys, s),
+                }
             }
         }
         Pick::Event {
@@ -525,7 +555,7 @@ impl Reader {
             key_kind,
         }
     }
-    fn pick_json<'a>(&self, payload: &'a [u8], out: &mut [Option<&'a RawValue>; 6]) -> Option<Picked<'a>> {
+    fn pick_json<'a>(&self, payload: &'a [u8], out: &mut [Option<&'a str>; 6]) -> Option<Picked<'a>> {
         let names = &self.names;
         if !pick(payload, names, &mut out[..names.len()]) {
             return None;
@@ -533,33 +563,33 @@ impl Reader {
         let at = |i: Option<usize>| i.and_then(|i| out[i]);
         let key = at(self.at_key);
         let version = at(self.at_version);
-        let deleted = at(self.at_deleted).is_some_and(|r| matches!(r.get(), "true" | "\"true\""))
-            || at(self.at_dunder_op).is_some_and(|r| r.get() == "\"d\"")
-            || at(self.at_op).is_some_and(|r| r.get() == "\"d\"");
+        let deleted = at(self.at_deleted).is_some_and(|r| matches!(r, "true" | "\"true\""))
+            || at(self.at_dunder_op).is_some_and(|r| r == "\"d\"")
+            || at(self.at_op).is_some_and(|r| r == "\"d\"");
         Some(Picked { key, version, deleted, key_seen: key.is_some(), version_seen: version.is_some() })
     }
 
     fn pick_debezium<'a>(&self, payload: &'a [u8]) -> Option<Picked<'a>> {
         const NAMES: [&str; 6] = ["payload", "op", "after", "before", "source", "ts_ms"];
-        let mut top: [Option<&RawValue>; 6] = [None; 6];
+        let mut top: [Option<&str>; 6] = [None; 6];
         if !pick(payload, &NAMES, &mut top) {
             return None;
         }
-        if let Some(inner) = top[0].filter(|r| r.get().starts_with('{')) {
-            if !pick(inner.get().as_bytes(), &NAMES, &mut top) {
+        if let Some(inner) = top[0].filter(|r| r.starts_with('{')) {
+            if !pick(inner.as_bytes(), &NAMES, &mut top) {
                 return None;
             }
         }
-        let deleted = top[1].is_some_and(|r| r.get() == "\"d\"");
+        let deleted = top[1].is_some_and(|r| r == "\"d\"");
         let side = if deleted { top[3] } else { top[2] };
-        let mut fields: [Option<&RawValue>; 2] = [None; 2];
+        let mut fields: [Option<&str>; 2] = [None; 2];
         let key_name = self.spec.key_field.as_deref().unwrap_or("");
         let version_name = match &self.spec.version {
             VersionSource::Field(v) => v.as_str(),
             _ => "",
         };
-        if let Some(side) = side.filter(|r| r.get().starts_with('{')) {
-            pick(side.get().as_bytes(), &[key_name, version_name], &mut fields);
+        if let Some(side) = side.filter(|r| r.starts_with('{')) {
+            pick(side.as_bytes(), &[key_name, version_name], &mut fields);
             if key_name == version_name {
                 fields[1] = fields[0];
             }
@@ -569,9 +599,9 @@ impl Reader {
             VersionSource::Field(_) => fields[1],
             VersionSource::TsMs => top[5],
             VersionSource::Lsn => {
-                let mut lsn: [Option<&RawValue>; 1] = [None];
-                if let Some(source) = top[4].filter(|r| r.get().starts_with('{')) {
-                    pick(source.get().as_bytes(), &["lsn"], &mut lsn);
+                let mut lsn: [Option<&str>; 1] = [None];
+                if let Some(source) = top[4].filter(|r| r.starts_with('{')) {
+                    pick(source.as_bytes(), &["lsn"], &mut lsn);
                 }
                 lsn[0]
             }
@@ -591,6 +621,8 @@ impl Fold {
             reader: Reader::new(spec.clone()),
             spec,
             index: HashMap::default(),
+            slots: Vec::new(),
+            found: Vec::new(),
             scratch: Vec::with_capacity(64),
             picks: Picks::default(),
             version_kind: None,
@@ -604,7 +636,7 @@ impl Fold {
 
     /// Keys held (winners and delete markers).
     pub fn keys(&self) -> usize {
-        self.index.len()
+        self.slots.len()
     }
 
     /// Fold one message (in arrival order).
@@ -623,7 +655,7 @@ impl Fold {
             value: msg.payload(),
             headers: headers.map_or(RowHeaders::Absent, RowHeaders::Owned),
         };
-        let out = self.settle(&row, &pick, &keys);
+        let out = self.settle(&row, &pick, &keys, NO_SLOT);
         self.scratch = keys;
         out
     }
@@ -645,7 +677,25 @@ impl Fold {
         let headers = column::<ListArray>(batch, 4)?;
         let value = column::<BinaryArray>(batch, 5)?;
         let headers_present = headers.null_count() < headers.len();
+        // every row's slot looked up before any is folded: the lookups do not wait on each other,
+        // so their cache misses overlap, and each slot (and its message buffer) is prefetched a few
+        // rows before it is used (row by row, a miss per lookup and per copy stalled the fold for
+        // most of its time)
+        let mut found = std::mem::take(&mut self.found);
+        found.clear();
+        found
+            .extend((0..picks.picks.len()).map(|i| self.index.get(picks.key(i)).copied().unwrap_or(NO_SLOT)));
         for (i, pick) in picks.picks.iter().enumerate() {
+            if let Some(&at) = found.get(i + PREFETCH_SLOTS) {
+                if let Some(slot) = self.slots.get(at as usize) {
+                    prefetch_lines(slot as *const Slot as *const u8, std::mem::size_of::<Slot>());
+                }
+            }
+            if let Some(&at) = found.get(i + PREFETCH_BYTES) {
+                if let Some(slot) = self.slots.get(at as usize) {
+                    prefetch_lines(slot.bytes.as_ptr(), slot.bytes.len());
+                }
+            }
             let row = Row {
                 partition: partition.value(i),
                 offset: offset.value(i),
@@ -654,13 +704,18 @@ impl Fold {
                 value: opt(value, i),
                 headers: if headers_present { RowHeaders::Column(headers, i) } else { RowHeaders::Absent },
             };
-            self.settle(&row, pick, picks.key(i))?;
+            if let Err(e) = self.settle(&row, pick, picks.key(i), found[i]) {
+                self.found = found;
+                return Err(e);
+            }
         }
+        self.found = found;
         Ok(())
     }
 
     /// One picked message against its key's state, and the health.
-    fn settle(&mut self, msg: &Row<'_>, pick: &Pick, key: &[u8]) -> Result<(), KafkaError> {
+    /// `found`: the key's slot if it was looked up already (else `NO_SLOT`).
+    fn settle(&mut self, msg: &Row<'_>, pick: &Pick, key: &[u8], found: u32) -> Result<(), KafkaError> {
         self.health.events += 1;
         if let Some(t) = msg.timestamp {
             self.health.newest_ms = Some(self.health.newest_ms.map_or(t, |n| n.max(t)));
@@ -669,7 +724,7 @@ impl Fold {
             Pick::Tombstone => {
                 self.health.tombstones += 1;
                 self.health.key_seen = true;
-                return self.apply(msg, key, None, true);
+                return self.apply(msg, key, found, None, true);
             }
             Pick::Undecodable => {
                 self.health.undecodable += 1;
@@ -699,7 +754,7 @@ impl Fold {
         if let Some(kind) = key_kind {
             self.key_kind = kind;
         }
-        self.apply(msg, key, version, deleted)
+        self.apply(msg, key, found, version, deleted)
     }
 
     fn note_seen(&mut self, key: bool, version: bool) {
@@ -734,11 +789,13 @@ impl Fold {
         &mut self,
         msg: &Row<'_>,
         key: &[u8],
+        found: u32,
         version: Option<VersionRef<'_>>,
         deleted: bool,
     ) -> Result<(), KafkaError> {
         let dense = !matches!(self.spec.version, VersionSource::Lsn | VersionSource::None);
-        let Some(slot) = self.index.get_mut(key) else {
+        let at = if found != NO_SLOT { Some(found) } else { self.index.get(key).copied() };
+        let Some(slot) = at.map(|at| &mut self.slots[at as usize]) else {
             let mut slot = Slot {
                 max_version: version.as_ref().map(VersionRef::to_owned),
                 rank: None,
@@ -752,7 +809,8 @@ impl Fold {
             };
             // a first event: no earlier version, so a delete ranks at its own version (or NULL)
             slot.take(msg, version.as_ref().map(VersionRef::to_owned));
-            self.index.insert(IndexKey::new(key), slot);
+            self.index.insert(IndexKey::new(key), self.slots.len() as u32);
+            self.slots.push(slot);
             return Ok(());
         };
         if let (Some(v), Some(prev)) = (&version, &slot.max_version) {
@@ -812,51 +870,18 @@ impl Fold {
             self.health.gaps = None;
             self.health.gaps_sample.clear();
         }
-        let mut order: Vec<Slot> = std::mem::take(&mut self.index).into_values().collect();
+        drop(std::mem::take(&mut self.index));
+        let mut order: Vec<Slot> = std::mem::take(&mut self.slots);
         order.sort_unstable_by_key(|s| (s.partition, s.offset));
-        let rows = order.len();
-        let header = StructBuilder::new(
-            header_fields(),
-            vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
-        );
-        let mut key = BinaryBuilder::with_capacity(rows, rows * 8);
-        let mut partition = Int32Builder::with_capacity(rows);
-        let mut offset = Int64Builder::with_capacity(rows);
-        let mut timestamp = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
-        let mut headers = ListBuilder::new(header).with_field(Arc::new(header_item()));
-        let mut value = BinaryBuilder::with_capacity(rows, rows * 64);
+        let mut columns = Builders::new(order.len());
         for s in &order {
-            key.append_option(s.key());
-            partition.append_value(s.partition);
-            offset.append_value(s.offset);
-            timestamp.append_option(s.timestamp);
-            match &s.headers {
-                Some(hs) => {
-                    let items = headers.values();
-                    for (k, v) in hs {
-                        items.field_builder::<StringBuilder>(0).expect("key builder").append_value(k);
-                        items
-                            .field_builder::<BinaryBuilder>(1)
-                            .expect("value builder")
-                            .append_option(v.as_deref());
-                        items.append(true);
-                    }
-                    headers.append(true);
+            columns.append_row(s.key(), s.partition, s.offset, s.timestamp, s.value(), |header| {
+                for (name, value) in s.headers.iter().flatten() {
+                    header(name, value.as_deref());
                 }
-                None => headers.append_null(),
-            }
-            value.append_option(s.value());
+            });
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(key.finish()),
-            Arc::new(partition.finish()),
-            Arc::new(offset.finish()),
-            Arc::new(timestamp.finish()),
-            Arc::new(headers.finish()),
-            Arc::new(value.finish()),
-        ];
-        let batch =
-            RecordBatch::try_new(message_schema(), columns).expect("columns match the message schema");
+        let batch = columns.finish(&message_schema());
         (batch, self.health)
     }
 }
@@ -939,8 +964,7 @@ enum Scalar<'a> {
     Json(&'a str),
 }
 
-fn scalar(raw: &RawValue) -> Scalar<'_> {
-    let text = raw.get();
+fn scalar(text: &str) -> Scalar<'_> {
     match text.as_bytes().first() {
         None | Some(b'n') => Scalar::Null,
         Some(b't') => Scalar::Bool(true),
@@ -1019,11 +1043,11 @@ fn tombstone_key(out: &mut Vec<u8>, key_field: Option<&str>, key: Option<&[u8]>)
             out.extend_from_slice(String::from_utf8_lossy(key).as_bytes());
         }
         Ok(raw) if raw.get().starts_with('{') => {
-            let mut top: [Option<&RawValue>; 2] = [None; 2];
+            let mut top: [Option<&str>; 2] = [None; 2];
             pick(raw.get().as_bytes(), &["payload", field], &mut top);
-            if let Some(payload) = top[0].filter(|r| r.get().starts_with('{')) {
-                let mut inner: [Option<&RawValue>; 1] = [None];
-                pick(payload.get().as_bytes(), &[field], &mut inner);
+            if let Some(payload) = top[0].filter(|r| r.starts_with('{')) {
+                let mut inner: [Option<&str>; 1] = [None];
+                pick(payload.as_bytes(), &[field], &mut inner);
                 top[1] = inner[0];
             }
             match top[1] {
@@ -1031,7 +1055,7 @@ fn tombstone_key(out: &mut Vec<u8>, key_field: Option<&str>, key: Option<&[u8]>)
                 Some(v) => scalar_key(out, scalar(v)),
             }
         }
-        Ok(raw) => scalar_key(out, scalar(raw)),
+        Ok(raw) => scalar_key(out, scalar(raw.get())),
     }
 }
 
@@ -1052,7 +1076,16 @@ fn sample_key(key: &[u8], kind: KeyKind) -> SampleKey {
 
 /// Pick the values of `names` out of the JSON object `text` (the rest is skipped unparsed beyond
 /// validation). False when `text` is not one JSON object.
-fn pick<'de, S: AsRef<str>>(text: &'de [u8], names: &[S], out: &mut [Option<&'de RawValue>]) -> bool {
+fn pick<'de, S: AsRef<str>>(text: &'de [u8], names: &[S], out: &mut [Option<&'de str>]) -> bool {
+    out.iter_mut().for_each(|o| *o = None);
+    if let Some(answer) = crate::scan::pick_fields(text, names, out) {
+        return answer;
+    }
+    pick_serde(text, names, out)
+}
+
+/// `pick` by serde_json (every form the fast path leaves undecided).
+fn pick_serde<'de, S: AsRef<str>>(text: &'de [u8], names: &[S], out: &mut [Option<&'de str>]) -> bool {
     out.iter_mut().for_each(|o| *o = None);
     let mut de = serde_json::Deserializer::from_slice(text);
     Picker { names, out }.deserialize(&mut de).is_ok() && de.end().is_ok()
@@ -1060,7 +1093,7 @@ fn pick<'de, S: AsRef<str>>(text: &'de [u8], names: &[S], out: &mut [Option<&'de
 
 struct Picker<'n, 'o, 'de, S> {
     names: &'n [S],
-    out: &'o mut [Option<&'de RawValue>],
+    out: &'o mut [Option<&'de str>],
 }
 
 impl<'de, S: AsRef<str>> DeserializeSeed<'de> for Picker<'_, '_, 'de, S> {
@@ -1081,7 +1114,7 @@ impl<'de, S: AsRef<str>> Visitor<'de> for Picker<'_, '_, 'de, S> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(name) = map.next_key::<FieldName<'de>>()? {
             match self.names.iter().position(|n| n.as_ref() == name.0.as_ref()) {
-                Some(i) => self.out[i] = Some(map.next_value::<&'de RawValue>()?),
+                Some(i) => self.out[i] = Some(map.next_value::<&'de RawValue>()?.get()),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -1197,33 +1230,12 @@ mod tests {
 
     /// The messages as one batch of `message_schema()` (no headers).
     fn batch_of(msgs: &[OwnedMessage]) -> RecordBatch {
-        let mut key = BinaryBuilder::new();
-        let mut partition = Int32Builder::new();
-        let mut offset = Int64Builder::new();
-        let mut timestamp = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let header = StructBuilder::new(
-            header_fields(),
-            vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
-        );
-        let mut headers = ListBuilder::new(header).with_field(Arc::new(header_item()));
-        let mut value = BinaryBuilder::new();
+        let mut columns = Builders::new(msgs.len());
         for m in msgs {
-            key.append_option(m.key());
-            partition.append_value(m.partition());
-            offset.append_value(m.offset());
-            timestamp.append_option(m.timestamp().to_millis());
-            headers.append_null();
-            value.append_option(m.payload());
+            let timestamp = m.timestamp().to_millis();
+            columns.append_row(m.key(), m.partition(), m.offset(), timestamp, m.payload(), |_| {});
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(key.finish()),
-            Arc::new(partition.finish()),
-            Arc::new(offset.finish()),
-            Arc::new(timestamp.finish()),
-            Arc::new(headers.finish()),
-            Arc::new(value.finish()),
-        ];
-        RecordBatch::try_new(message_schema(), columns).unwrap()
+        columns.finish(&message_schema())
     }
 
     #[test]
@@ -1324,6 +1336,91 @@ mod tests {
         assert_eq!((h.tombstones, h.gaps), (2, None));
     }
 
+    /// The fast picker and serde_json agree on every value the fast one decides: crafted edge
+    /// cases, then thousands of random byte edits of valid objects (a fixed seed).
+    #[test]
+    fn the_fast_picker_decides_as_serde_json_does() {
+        let names = ["id", "v", "op", "__deleted"];
+        let decided = std::cell::Cell::new([0usize; 2]);
+        let check = |text: &[u8]| {
+            let mut fast: [Option<&str>; 4] = [None; 4];
+            let mut slow: [Option<&str>; 4] = [None; 4];
+            let ok = pick_serde(text, &names, &mut slow);
+            if let Some(answer) = crate::scan::pick_fields(text, &names, &mut fast) {
+                let shown = String::from_utf8_lossy(text);
+                assert_eq!(answer, ok, "{shown}");
+                let mut d = decided.get();
+                d[usize::from(answer)] += 1;
+                decided.set(d);
+                if ok {
+                    assert_eq!(fast, slow, "{shown}");
+                }
+            }
+        };
+        let cases: &[&str] = &[
+            r#"{"id":1,"v":2}"#,
+            r#" { "id" : "a\"b" , "v" : -0.5e+3 , "x" : [1, {"y": [true, false, null]}], "op": "d" } "#,
+            r#"{"id":1,"id":2}"#,
+            r#"{}"#,
+            r#"{"id":01}"#,
+            r#"{"id":1.}"#,
+            r#"{"id":1e}"#,
+            r#"{"id":-}"#,
+            r#"{"id":1,}"#,
+            r#"{"id":[1,]}"#,
+            r#"{"id":tru}"#,
+            r#"{"id":nulll}"#,
+            r#"{"id":1} x"#,
+            r#"{"id":1}{"#,
+            r#"{"i\u0064":1}"#,
+            r#"{"id":"\u00e9"}"#,
+            r#"{"id":"\q"}"#,
+            "{\"id\":\"a\tb\"}",
+            r#"{"id":"é","v":"ü"}"#,
+            r#"{"id" 1}"#,
+            r#"{id:1}"#,
+            r#"[1]"#,
+            r#""s""#,
+            "",
+            "not json",
+            r#"{"id":1"#,
+            r#"{"id":{"a":{"b":{"c":[[[[]]]]}}}}"#,
+        ];
+        for c in cases {
+            check(c.as_bytes());
+        }
+        check(&[b'{', b'"', b'i', b'd', b'"', b':', b'"', 0xff, b'"', b'}']);
+        let alphabet = b"{}[]\":,.-+eE0129tfnul \\/x\t\n";
+        let seeds = [
+            r#"{"event_id":"e1","id":17,"v":3,"name":"product 17","price":16.99,"in_stock":true}"#,
+            r#"{"id":"sku-1","v":null,"tags":["a","b\"c"],"nested":{"x":[1,2.5e3,{"y":null}]},"op":"d"}"#,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for round in 0..20_000 {
+            let mut text = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(text.len());
+                match next(3) {
+                    0 => text[at] = alphabet[next(alphabet.len())],
+                    1 => text.insert(at, alphabet[next(alphabet.len())]),
+                    _ => {
+                        text.remove(at);
+                    }
+                }
+            }
+            check(&text);
+        }
+        // the fast path decides most edits both ways (not a test of serde_json alone)
+        let [rejected, accepted] = decided.get();
+        assert!(rejected > 100 && accepted > 1000, "{rejected} rejected, {accepted} accepted");
+    }
+
     #[test]
     fn tombstone_keys_match_number_and_text_keys() {
         let mut out = Vec::new();
@@ -1336,5 +1433,62 @@ mod tests {
         body.clear();
         scalar_key(&mut body, Scalar::Str(Cow::Borrowed("sku-1")));
         assert_eq!(out, body);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// This thread's CPU time (ns): wall time on a shared machine counts the others' turns.
+    fn cpu_ns() -> u128 {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid timespec to fill
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+    }
+
+    /// `cargo test --release -p seamline-kafka -- --ignored --nocapture pick_timing`
+    #[test]
+    #[ignore]
+    fn pick_timing() {
+        let values: Vec<String> = (0..200_000)
+            .map(|i| {
+                let k = (i * 7919) % 100_000;
+                format!(
+                    r#"{{"event_id":"e{i}","id":{k},"version":{},"name":"product {k}","price":{}.99,"in_stock":true}}"#,
+                    i / 7,
+                    k % 997
+                )
+            })
+            .collect();
+        let names = ["id", "version", "__deleted", "__op", "op"];
+        for (label, fast) in [("fast", true), ("serde", false), ("fast", true), ("serde", false)] {
+            let t = cpu_ns();
+            let mut n = 0usize;
+            for v in &values {
+                let mut out: [Option<&str>; 5] = [None; 5];
+                let ok = if fast {
+                    pick(v.as_bytes(), &names, &mut out)
+                } else {
+                    pick_serde(v.as_bytes(), &names, &mut out)
+                };
+                n += usize::from(ok) + out[0].map_or(0, str::len);
+            }
+            let ns = (cpu_ns() - t) as f64 / values.len() as f64;
+            println!("{label}: {ns:.0} ns per value ({n})");
+        }
+        let reader = Reader::new(FoldSpec {
+            value: ValueMode::Json,
+            key_field: Some("id".into()),
+            version: VersionSource::Field("version".into()),
+        });
+        let mut keys = Vec::new();
+        let t = cpu_ns();
+        for v in &values {
+            keys.clear();
+            std::hint::black_box(reader.pick(Some(b"1"), Some(v.as_bytes()), &mut keys));
+        }
+        println!("Reader::pick: {:.0} ns per value", (cpu_ns() - t) as f64 / values.len() as f64);
     }
 }

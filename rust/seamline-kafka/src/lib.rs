@@ -16,8 +16,9 @@
 //! event and an allocation per message, a tenth of the read's CPU.
 
 pub mod fold;
+mod scan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ptr::NonNull;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -104,7 +105,8 @@ pub(crate) fn header_item() -> Field {
     Field::new("item", DataType::Struct(header_fields()), true)
 }
 
-struct Builders {
+/// The columns of `message_schema()`, built row by row: the reader's batches, the fold's winners.
+pub(crate) struct Builders {
     key: BinaryBuilder,
     partition: Int32Builder,
     offset: Int64Builder,
@@ -116,7 +118,7 @@ struct Builders {
 }
 
 impl Builders {
-    fn new(rows: usize) -> Self {
+    pub(crate) fn new(rows: usize) -> Self {
         let header = StructBuilder::new(
             header_fields(),
             vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
@@ -134,14 +136,30 @@ impl Builders {
     }
 
     fn append(&mut self, msg: &RawMessage) {
-        self.key.append_option(msg.key());
-        self.partition.append_value(msg.partition());
-        self.offset.append_value(msg.offset());
-        self.timestamp.append_option(msg.timestamp());
+        self.append_row(msg.key(), msg.partition(), msg.offset(), msg.timestamp(), msg.payload(), |header| {
+            msg.headers(header)
+        });
+    }
+
+    /// One row. `headers` hands each header (name, value) to the function it is given; none at
+    /// all is a null list.
+    pub(crate) fn append_row(
+        &mut self,
+        key: Option<&[u8]>,
+        partition: i32,
+        offset: i64,
+        timestamp: Option<i64>,
+        value: Option<&[u8]>,
+        headers: impl FnOnce(&mut dyn FnMut(&str, Option<&[u8]>)),
+    ) {
+        self.key.append_option(key);
+        self.partition.append_value(partition);
+        self.offset.append_value(offset);
+        self.timestamp.append_option(timestamp);
         let mut any = false;
-        msg.headers(|key, value| {
-            let items = self.headers.values();
-            items.field_builder::<StringBuilder>(0).expect("key builder").append_value(key);
+        let items = self.headers.values();
+        headers(&mut |name, value| {
+            items.field_builder::<StringBuilder>(0).expect("key builder").append_value(name);
             items.field_builder::<BinaryBuilder>(1).expect("value builder").append_option(value);
             items.append(true);
             any = true;
@@ -151,13 +169,12 @@ impl Builders {
         } else {
             self.headers.append_null();
         }
-        let value = msg.payload();
         self.bytes += value.map_or(0, <[u8]>::len);
         self.value.append_option(value);
         self.rows += 1;
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> RecordBatch {
+    pub(crate) fn finish(&mut self, schema: &SchemaRef) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.key.finish()),
             Arc::new(self.partition.finish()),
@@ -179,7 +196,8 @@ pub struct FetchStream {
     consumer: BaseConsumer,
     request: FetchRequest,
     schema: SchemaRef,
-    ends: HashMap<i32, i64>,
+    /// the pinned end offset by partition number (i64::MIN: not read)
+    ends: Vec<i64>,
     todo: HashSet<i32>,
     builders: Builders,
     /// when polls began to come back empty (None while messages flow: no clock read per message)
@@ -220,16 +238,20 @@ impl FetchStream {
             NonNull::new(unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) })
                 .map(ConsumerQueue)
                 .ok_or_else(|| KafkaError::Config("librdkafka has no consumer queue".into()))?;
-        keep_freed_memory();
         let mut assignment = TopicPartitionList::new();
-        let mut ends = HashMap::new();
+        let mut ends = Vec::new();
         let mut todo = HashSet::new();
         for p in &request.partitions {
             if p.end > p.start {
                 assignment
                     .add_partition_offset(&request.topic, p.partition, Offset::Offset(p.start.max(0)))
                     .map_err(|e| KafkaError::Config(e.to_string()))?;
-                ends.insert(p.partition, p.end);
+                let at = usize::try_from(p.partition)
+                    .map_err(|_| KafkaError::Config(format!("partition {} is negative", p.partition)))?;
+                if ends.len() <= at {
+                    ends.resize(at + 1, i64::MIN);
+                }
+                ends[at] = p.end;
                 todo.insert(p.partition);
             }
         }
@@ -284,7 +306,10 @@ impl FetchStream {
                 match msg.error() {
                     None => {
                         let offset = msg.offset();
-                        let end = self.ends.get(&partition).copied().unwrap_or(i64::MIN);
+                        let end = usize::try_from(partition)
+                            .ok()
+                            .and_then(|p| self.ends.get(p).copied())
+                            .unwrap_or(i64::MIN);
                         if offset < end {
                             self.builders.append(msg);
                         }
@@ -396,7 +421,7 @@ impl RawMessage {
     }
 
     /// Each header in order: its name (lossy UTF-8) and value (None: a null value).
-    fn headers(&self, mut each: impl FnMut(&str, Option<&[u8]>)) {
+    fn headers(&self, each: &mut dyn FnMut(&str, Option<&[u8]>)) {
         let mut headers: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
         // SAFETY: a live message; the headers belong to it
         let err = unsafe { rdsys::rd_kafka_message_headers(self.0.as_ptr(), &mut headers) };
@@ -423,24 +448,6 @@ impl Drop for RawMessage {
     fn drop(&mut self) {
         // SAFETY: taken from rd_kafka_consume_batch_queue, destroyed once
         unsafe { rdsys::rd_kafka_message_destroy(self.0.as_ptr()) }
-    }
-}
-
-/// Freed memory stays with the process (glibc): the batches are allocated on one thread and freed
-/// on another, and by default glibc gives each freed batch's pages back to the kernel, which zeroes
-/// fresh ones for the next (a fifth of an events read's CPU went to clearing pages). Bounded: at
-/// most 64 MiB kept free per arena, allocations up to 32 MiB from the arenas.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only changes thresholds; a refused value leaves glibc's own
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-            }
-        });
     }
 }
 

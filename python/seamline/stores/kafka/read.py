@@ -305,6 +305,10 @@ class KafkaReader:
 
     def _read(self) -> pa.Table:
         if self.reader == "rust":
+            from seamline.engine import _return_freed_memory
+
+            # freed fetch and batch buffers kept by the process (the one malloc policy: engine.py)
+            _return_freed_memory("stream")
             return self._read_rust_fold() if self._folds_in_rust() else self._read_rust()
         return self._read_confluent()
 
