@@ -161,10 +161,10 @@ def child(method: str, bootstrap: str, topic: str, events: int) -> dict[str, Any
         import pyarrow as pa
 
         from seamline._core import kafka_fetch_stream
-        from seamline.engine import _return_freed_memory
+        from seamline.malloc_policy import set_malloc_policy
         from seamline.stores.kafka.store import KafkaStore
 
-        _return_freed_memory("stream")  # the malloc policy the source reads with
+        set_malloc_policy("stream")  # the malloc policy the source reads with
         t0 = time.perf_counter()
         store = KafkaStore(bootstrap)
         c = store.consumer()

@@ -1,4 +1,4 @@
-"""The process's malloc policy (engine._return_freed_memory): one place sets it, per workload, and a
+"""The process's malloc policy (seamline.malloc_policy): one place sets it, per workload, and a
 reconcile's policy wins over a stream read's whichever comes first. Each case runs in a fresh
 process: the policy is process-wide and set once per workload."""
 
@@ -12,10 +12,10 @@ import pytest
 
 def _policy_after(calls: list[str]) -> list[str]:
     code = (
-        "from seamline import engine\n"
+        "from seamline import malloc_policy\n"
         f"for w in {calls!r}:\n"
-        "    engine._return_freed_memory(w)\n"
-        "print(','.join(engine._MALLOC_POLICY))\n"
+        "    malloc_policy.set_malloc_policy(w)\n"
+        "print(','.join(malloc_policy._MALLOC_POLICY))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return [w for w in out.stdout.strip().split(",") if w]
@@ -29,7 +29,7 @@ def test_a_reconcile_policy_wins_whichever_comes_first() -> None:
 
 
 def test_an_unknown_workload_is_refused() -> None:
-    from seamline.engine import _return_freed_memory
+    from seamline.malloc_policy import set_malloc_policy
 
     with pytest.raises(ValueError, match="unknown workload"):
-        _return_freed_memory("batch")
+        set_malloc_policy("batch")

@@ -46,6 +46,7 @@ import pyarrow.json as pajson
 
 from seamline import exceptions
 from seamline.exceptions import InvalidInputError, SchemaError, StoreUnavailableError
+from seamline.malloc_policy import set_malloc_policy
 from seamline.stores.kafka.store import KafkaStore, PartitionOffsets
 from seamline.stores.protocols import AsOf, ScanRequest
 from seamline.stores.sql_view import run_sql
@@ -305,10 +306,8 @@ class KafkaReader:
 
     def _read(self) -> pa.Table:
         if self.reader == "rust":
-            from seamline.engine import _return_freed_memory
-
-            # freed fetch and batch buffers kept by the process (the one malloc policy: engine.py)
-            _return_freed_memory("stream")
+            # freed fetch and batch buffers kept by the process (seamline.malloc_policy)
+            set_malloc_policy("stream")
             return self._read_rust_fold() if self._folds_in_rust() else self._read_rust()
         return self._read_confluent()
 
