@@ -28,14 +28,13 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from seamline._core import pg_copy_stream
 from seamline.exceptions import InvalidInputError, SchemaError, SeamlineError, StoreUnavailableError
 from seamline.stores._common import cover
-from seamline.stores.postgres.store import PostgresStore, Relation, close_quietly, ident
+from seamline.stores.postgres.store import PostgresStore, Relation, close_quietly, driver_errors, ident
 from seamline.stores.protocols import AsOf, KeyBound, KeyRange, ScanRequest
 
 # Above this many ranges per reader, neighbouring ranges are merged into one covering range: a few
@@ -267,7 +266,7 @@ class PostgresReader:
             cur.execute(export)
             row = cur.fetchone()
             cur.close()
-        except adbc_driver_manager.Error as exc:
+        except driver_errors() as exc:
             close_quietly(conn)
             raise self.store.error(exc, self.describe()) from None
         except BaseException:
@@ -328,7 +327,7 @@ class PostgresReader:
                 cur.fetchall()
             cur.execute(sql)
             adbc_reader = cur.fetch_record_batch()
-        except adbc_driver_manager.Error as exc:
+        except driver_errors() as exc:
             self._drop_reader(conn)
             raise self.store.error(exc, self.describe()) from None
         except BaseException:
@@ -339,7 +338,7 @@ class PostgresReader:
             # Close the connection as soon as the stream is drained (or dropped), not at close().
             try:
                 yield from adbc_reader
-            except (adbc_driver_manager.Error, OSError, pa.ArrowException) as exc:
+            except (*driver_errors(), OSError, pa.ArrowException) as exc:
                 # e.g. the backend terminated mid-scan: one line naming the server, no traceback
                 raise self.store.error(exc, self.describe()) from None
             finally:
@@ -571,7 +570,7 @@ class PostgresReader:
             table: pa.Table = cur.fetch_arrow_table()
             cur.close()
             return table
-        except adbc_driver_manager.Error as exc:
+        except driver_errors() as exc:
             raise self.store.error(exc, self.describe()) from None
         finally:
             close_quietly(conn)

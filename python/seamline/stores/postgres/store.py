@@ -13,11 +13,11 @@ carry the DSN's password.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-import adbc_driver_manager
 import pyarrow as pa
 
 from seamline._core import PgSession
@@ -40,10 +40,17 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def driver_errors() -> tuple[type[Exception], ...]:
+    """The ADBC driver's error class, for an ``except``: none while the driver is not loaded (it
+    cannot have raised then), so a reader on the Rust client never imports the driver manager."""
+    adbc = sys.modules.get("adbc_driver_manager")
+    return (adbc.Error,) if adbc is not None else ()
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of a driver error, if the server sent one."""
-    if isinstance(exc, adbc_driver_manager.Error):
-        state: str | None = exc.sqlstate
+    if isinstance(exc, driver_errors()):
+        state: str | None = getattr(exc, "sqlstate", None)
         return state
     return None
 
@@ -105,7 +112,7 @@ class PostgresStore:
 
         try:
             return pgdbapi.connect(self.dsn, autocommit=autocommit)
-        except adbc_driver_manager.Error as exc:
+        except driver_errors() as exc:
             # from None: the driver's message may echo connection parameters.
             raise self.unavailable(exc) from None
 
@@ -137,7 +144,7 @@ class PostgresStore:
             cur.execute(sql, params)
             table: pa.Table = cur.fetch_arrow_table()
             return table
-        except adbc_driver_manager.Error as exc:
+        except driver_errors() as exc:
             raise self.error(exc, what or self.describe()) from None
         finally:
             close_quietly(cur)
@@ -219,5 +226,5 @@ def close_quietly(conn: Any) -> None:
         return
     try:
         conn.close()  # a PgSession's close never raises
-    except adbc_driver_manager.Error:
+    except driver_errors():
         pass

@@ -43,12 +43,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import adbc_driver_manager
 import pyarrow as pa
 
 from seamline.exceptions import InvalidInputError, RepairRefusedError, SchemaError
 from seamline.stores._common import chunks
-from seamline.stores.postgres.store import PostgresStore, Relation, close_quietly, ident, sqlstate
+from seamline.stores.postgres.store import (
+    PostgresStore,
+    Relation,
+    close_quietly,
+    driver_errors,
+    ident,
+    sqlstate,
+)
 from seamline.stores.protocols import PlanData, WriteCounts
 
 BATCH = 1000  # rows per transaction
@@ -303,7 +309,7 @@ class _Run:
                 newer = self.count_newer(cur, payload)
                 conn.commit()
                 return newer, None
-            except adbc_driver_manager.Error as exc:
+            except driver_errors() as exc:
                 _rollback(conn)
                 state = sqlstate(exc)
                 if state is None or state[:2] in ("08", "57"):
@@ -319,7 +325,7 @@ class _Run:
 def _rollback(conn: Any) -> None:
     try:
         conn.rollback()
-    except adbc_driver_manager.Error:
+    except driver_errors():
         pass
 
 

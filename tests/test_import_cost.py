@@ -1,0 +1,85 @@
+"""What a process imports for the work at hand (issue 13's CPU goal counts the whole process, its
+interpreter start and imports included): `import seamline` loads no Arrow, and a Postgres -> Postgres
+reconcile loads no other store's client, no file-system layer of pyarrow (pyarrow.dataset: S3, GCS,
+TLS), no ADBC, no polars and nothing of the contract, report or metrics layers. Each check runs in a
+fresh interpreter and asserts on its `sys.modules`, so an eager import anywhere on the path fails it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from repair_helpers import Pg
+
+# Modules a Postgres reconcile on the Rust reader must not load, and why they are heavy.
+NOT_FOR_A_POSTGRES_RECONCILE = (
+    "pyiceberg",  # Iceberg store
+    "lancedb",  # LanceDB store
+    "opensearchpy",  # OpenSearch store
+    "confluent_kafka",  # Kafka store's librdkafka client
+    "duckdb",  # sql= views
+    "polars",  # made from the differences only when asked for (0.25 CPU-s)
+    "pyarrow.dataset",  # Parquet sources only: file systems, S3, TLS
+    "adbc_driver_manager",  # the ADBC reader and repair writes only
+    "adbc_driver_postgresql",
+    "pydantic",  # the contract layer
+    "yaml",
+    "prometheus_client",  # --metrics
+    "jinja2",  # the HTML report
+    "kubernetes",
+    "seamline.stores.postgres.write",  # the repair writer: made when a plan is written
+    "seamline.keyspace",  # the report's key-space picture
+    "seamline.repair",
+)
+
+
+def _loaded(script: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of `watched` a fresh interpreter has loaded after `script` (printed last)."""
+    probe = (
+        script
+        + f"\nimport sys, json\nprint(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SEAMLINE_PG_READER"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_import_seamline_loads_no_arrow_and_no_store() -> None:
+    watched = ("pyarrow", "numpy", "polars", "seamline._core", *NOT_FOR_A_POSTGRES_RECONCILE)
+    assert _loaded("import seamline", watched) == []
+
+
+def test_a_postgres_source_is_made_without_other_stores_or_the_adbc_driver() -> None:
+    script = "import seamline as sl\nsl.postgres('postgresql://u@127.0.0.1:1/db', 'public.t')"
+    assert _loaded(script, NOT_FOR_A_POSTGRES_RECONCILE) == []
+
+
+@pytest.mark.services
+def test_a_postgres_reconcile_loads_only_what_it_uses(pg_dsn: str) -> None:
+    db = Pg(pg_dsn)
+    try:
+        a, b = db.table("lean_a"), db.table("lean_b")
+        for t in (a, b):
+            db.execute(
+                f"CREATE TABLE {t} AS SELECT i::int8 AS id, md5(i::text) AS name,"
+                " (i * 0.5)::numeric(12, 2) AS price, timestamptz '2024-01-01' + i * interval '1 s' AS at"
+                " FROM generate_series(1, 3000) i"
+            )
+            db.execute(f"ALTER TABLE {t} ADD PRIMARY KEY (id)")
+        db.execute(f"UPDATE {b} SET name = 'x' WHERE id = 77")
+        script = (
+            "import seamline as sl\n"
+            f"r = sl.reconcile(sl.postgres({pg_dsn!r}, {a!r}), sl.postgres({pg_dsn!r}, {b!r}), key='id')\n"
+            "assert dict(r.counts)['changed'] == 1, r.counts\n"
+            "assert r.diffs_arrow.column('id').to_pylist() == [77]\n"
+            "r.passes, r.ranges, r.clean, repr(r)\n"
+        )
+        assert _loaded(script, NOT_FOR_A_POSTGRES_RECONCILE) == []
+    finally:
+        db.close()
