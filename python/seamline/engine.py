@@ -105,7 +105,6 @@ class EngineOutput:
     bounds: pa.Table | None
     partitioner: _core.Partitioner
     mismatched_leaves: list[int]
-    ranges: list[KeyRange]
     diffs: list[Diffs]
     passes: list[PassStats]
     #: the first hash pass of both sides (what a shard ships to the merge)
@@ -114,6 +113,17 @@ class EngineOutput:
     root_sets: tuple[_core.LeafSet, _core.LeafSet] | None = None
     #: roots known without leaf sets (merged shards); else computed when first asked for
     known_roots: tuple[str, str] | None = None
+    #: the mismatched key ranges, if already made; else made when first asked for
+    known_ranges: list[KeyRange] | None = None
+
+    @property
+    def ranges(self) -> list[KeyRange]:
+        """The mismatched leaves as key ranges, made on first use: a Python object per range (40k
+        at 20M rows per side, 0.2% drift: ~0.1 s) that most callers never look at."""
+        if self.known_ranges is None:
+            bits = self.partitioner.fanout_bits
+            self.known_ranges = key_ranges(self.mismatched_leaves, bits, _bound_tuples(self.bounds))
+        return self.known_ranges
 
     @property
     def merkle_roots(self) -> tuple[str, str]:
@@ -176,16 +186,40 @@ def _bounds(
 
 def _interpolated(sorted_keys: pa.Table, want: int) -> pa.Table:
     """About `want` integer boundaries: the sampled keys, and evenly spaced points between them
-    (statistics bounds are equi-depth, so rows are spread evenly within each gap)."""
+    (statistics bounds are equi-depth, so rows are spread evenly within each gap). The keys are
+    distinct and ascending, so the points are too: each gap's run stops short of the next key."""
     values = sorted_keys.column(0).to_pylist()
     per_gap = max(1, -(-want // (len(values) - 1)))
-    points: list[int] = []
-    for a, b in zip(values, values[1:], strict=False):
-        step = max(1, (b - a) // per_gap)
-        points.extend(range(a, b, step))
-    points.append(values[-1])
-    column = pa.array(sorted(set(points)), sorted_keys.schema.field(0).type)
+    kind = sorted_keys.schema.field(0).type
+    column = _interpolated_numpy(values, per_gap, kind)
+    if column is None:
+        points: list[int] = []
+        for a, b in zip(values, values[1:], strict=False):
+            step = max(1, (b - a) // per_gap)
+            points.extend(range(a, b, step))
+        points.append(values[-1])
+        column = pa.array(points, kind)
     return pa.table({sorted_keys.column_names[0]: column})
+
+
+def _interpolated_numpy(values: list[int], per_gap: int, kind: pa.DataType) -> pa.Array | None:
+    """`_interpolated`'s points computed by numpy, when it is installed (pyarrow then has already
+    imported it) and the keys' span cannot overflow int64: 5-10x faster than building the Python
+    list (20M rows: ~290 ms of CPU for 2^19 bounds). None: use the list."""
+    if not -(1 << 62) <= values[0] <= values[-1] < (1 << 62):
+        return None
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    keys = np.asarray(values, dtype=np.int64)
+    lo, gap = keys[:-1], np.diff(keys)
+    step = np.maximum(1, gap // per_gap)
+    count = -(-gap // step)  # len(range(lo, hi, step))
+    first = np.cumsum(count) - count  # where each gap's points start
+    at = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(first, count)
+    points = np.append(np.repeat(lo, count) + at * np.repeat(step, count), keys[-1])
+    return pa.array(points).cast(kind)
 
 
 def _fanout_bits(rows: int | None, num_ranges: int) -> int:
@@ -241,21 +275,20 @@ def _bound_tuples(bounds: pa.Table | None) -> BoundRows:
 def key_ranges(leaves: Sequence[int], fanout_bits: int, bounds: Sequence[tuple[Any, ...]]) -> list[KeyRange]:
     """Mismatched leaves -> half-open key ranges [lo, hi) between range boundaries."""
     runs = _core.coalesce_ranges(sorted(leaves), fanout_bits)
-    n = len(bounds)
-    wanted = sorted({i for first, last in runs for i in (first - 1, last) if 0 <= i < n})
-    at = dict(
-        zip(
-            wanted,
-            bounds.take(wanted) if isinstance(bounds, BoundRows) else [bounds[i] for i in wanted],
-            strict=True,
-        )
-    )
-    out = []
-    for first, last in runs:
-        lo = at[first - 1] if first > 0 else None
-        hi = at[last] if last < n else None
-        out.append(KeyRange(lo, hi))
-    return out
+    if not runs:
+        return []
+    # Runs are ascending and never adjacent (next first >= last + 2), so the boundaries they need,
+    # bounds[first - 1] and bounds[last] of each run in turn, are at strictly increasing indices:
+    # only the first can be -1 (the first range: no lower bound) and only the last can be len(bounds)
+    # (the last range: no upper bound). 20M rows per side, 40k runs: 190 -> 40 ms.
+    wanted = [i for first, last in runs for i in (first - 1, last)]
+    start = 1 if wanted[0] < 0 else 0
+    end = len(wanted) - 1 if wanted[-1] >= len(bounds) else len(wanted)
+    inner = wanted[start:end]
+    taken = bounds.take(inner) if isinstance(bounds, BoundRows) else [bounds[i] for i in inner]
+    edges: list[tuple[Any, ...] | None] = [None] * start + list(taken) + [None] * (len(wanted) - end)
+    pairs = iter(edges)
+    return [KeyRange(lo, hi) for lo, hi in zip(pairs, pairs, strict=True)]
 
 
 class Engine:
@@ -399,7 +432,6 @@ class Engine:
             bounds=previous.bounds,
             partitioner=p,
             mismatched_leaves=still,
-            ranges=key_ranges(still, p.fanout_bits, bounds),
             diffs=self._diff(p, still, sizes, bounds),
             passes=self.passes,
             root_sets=(src, dst),
@@ -471,7 +503,6 @@ class Engine:
             bounds=bounds,
             partitioner=p,
             mismatched_leaves=mismatched,
-            ranges=key_ranges(mismatched, p.fanout_bits, bound_values),
             diffs=diffs,
             passes=self.passes,
             leafsets=leafsets,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from seamline import _core, shard
 from seamline.durations import parse_duration
-from seamline.engine import EngineOutput, Options, key_ranges
+from seamline.engine import EngineOutput, Options
 from seamline.exceptions import InvalidInputError, StoreUnavailableError
 from seamline.k8s import RenderOptions, check_no_literal_secrets, render_yaml, run_id_from_job_name
 
@@ -243,7 +243,6 @@ def _merge_repair(merged: shard.MergedRun, contract: Any, *, apply: bool, out: O
     finally:
         src.close()
         dst.close()
-    bounds = [tuple(r.values()) for r in merged.bounds.to_pylist()] if merged.bounds is not None else []
     p = _core.Partitioner(cols.key_spec("source"), merged.bounds, merged.fanout_bits)
     prior = _Prior(
         output=EngineOutput(
@@ -252,7 +251,6 @@ def _merge_repair(merged: shard.MergedRun, contract: Any, *, apply: bool, out: O
             bounds=merged.bounds,
             partitioner=p,
             mismatched_leaves=merged.mismatched_leaves,
-            ranges=key_ranges(merged.mismatched_leaves, merged.fanout_bits, bounds),
             diffs=[],
             passes=[],
             known_roots=merged.merkle_roots,
