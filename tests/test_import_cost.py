@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from repair_helpers import Pg
@@ -60,8 +62,9 @@ def test_a_postgres_source_is_made_without_other_stores_or_the_adbc_driver() -> 
     assert _loaded(script, NOT_FOR_A_POSTGRES_RECONCILE) == []
 
 
-@pytest.mark.services
-def test_a_postgres_reconcile_loads_only_what_it_uses(pg_dsn: str) -> None:
+@pytest.fixture(scope="module")
+def seam(pg_dsn: str) -> Iterator[tuple[str, str, str]]:
+    """Two 3000-row tables that differ in one row: (dsn, source, target)."""
     db = Pg(pg_dsn)
     try:
         a, b = db.table("lean_a"), db.table("lean_b")
@@ -73,13 +76,45 @@ def test_a_postgres_reconcile_loads_only_what_it_uses(pg_dsn: str) -> None:
             )
             db.execute(f"ALTER TABLE {t} ADD PRIMARY KEY (id)")
         db.execute(f"UPDATE {b} SET name = 'x' WHERE id = 77")
-        script = (
-            "import seamline as sl\n"
-            f"r = sl.reconcile(sl.postgres({pg_dsn!r}, {a!r}), sl.postgres({pg_dsn!r}, {b!r}), key='id')\n"
-            "assert dict(r.counts)['changed'] == 1, r.counts\n"
-            "assert r.diffs_arrow.column('id').to_pylist() == [77]\n"
-            "r.passes, r.ranges, r.clean, repr(r)\n"
-        )
-        assert _loaded(script, NOT_FOR_A_POSTGRES_RECONCILE) == []
+        yield pg_dsn, a, b
     finally:
         db.close()
+
+
+@pytest.mark.services
+def test_a_postgres_reconcile_loads_only_what_it_uses(seam: tuple[str, str, str]) -> None:
+    dsn, a, b = seam
+    script = (
+        "import seamline as sl\n"
+        f"r = sl.reconcile(sl.postgres({dsn!r}, {a!r}), sl.postgres({dsn!r}, {b!r}), key='id')\n"
+        "assert dict(r.counts)['changed'] == 1, r.counts\n"
+        "assert r.diffs_arrow.column('id').to_pylist() == [77]\n"
+        "r.passes, r.ranges, r.clean, repr(r)\n"
+    )
+    assert _loaded(script, NOT_FOR_A_POSTGRES_RECONCILE) == []
+
+
+@pytest.mark.services
+def test_seamline_check_of_a_postgres_seam_loads_no_polars_and_no_metrics_client(
+    seam: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """The contract layer (pydantic, yaml) is the command's own; the differences it prints come from
+    the Arrow table, and prometheus_client is loaded only to write --metrics."""
+    dsn, a, b = seam
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(
+        "version: 1\n"
+        f"stores:\n  pg: {{type: postgres, dsn: {json.dumps(dsn)}}}\n"
+        f"seams:\n  - name: lean\n    source: {{store: pg, table: {a}}}\n"
+        f"    target: {{store: pg, table: {b}}}\n    key: id\n"
+    )
+    script = (
+        "import contextlib, io\n"
+        "from seamline.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = main(['check', {str(contract)!r}])\n"
+        "assert code == 1 and 'changed   id=77  name:' in out.getvalue(), (code, out.getvalue())\n"
+    )
+    heavy = tuple(m for m in NOT_FOR_A_POSTGRES_RECONCILE if m not in ("pydantic", "yaml"))
+    assert _loaded(script, heavy) == []

@@ -13,9 +13,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 KINDS = ("missing", "extra", "changed", "duplicate")
 _FRESHNESS_LEVEL = {"pass": 0, "warn": 1, "error": 2}
@@ -88,7 +89,10 @@ class Metrics:
         self.add("seamline_seam_error", 1, seam=seam)
 
     def registry(self, exit_code: int, now: float | None = None) -> CollectorRegistry:
-        """A registry holding every family that has samples, plus when and how this run ended."""
+        """A registry holding every family that has samples, plus when and how this run ended.
+        prometheus_client is imported here: a run that writes no metrics file never loads it."""
+        from prometheus_client import CollectorRegistry, Gauge
+
         now = time.time() if now is None else now
         self.samples.pop("seamline_last_run_timestamp_seconds", None)
         self.samples.pop("seamline_last_run_exit_code", None)
@@ -109,11 +113,15 @@ class Metrics:
         return registry
 
     def render(self, exit_code: int, now: float | None = None) -> str:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry(exit_code, now)).decode("utf-8")
 
     def write(self, path: str | Path, exit_code: int) -> None:
         """Atomically (prometheus_client writes a temporary file and renames it). Labels are seam
         names, commands and fixed words, never a value from a store, so nothing here needs redaction."""
+        from prometheus_client import write_to_textfile
+
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_to_textfile(str(target), self.registry(exit_code))
