@@ -28,6 +28,12 @@ What it measures
     Both Seamline methods assert that counts and the (key, kind) set of the diffs equal the injected
     drift. Ratios are to os_raw_scan.
 
+    CPU seconds per part, for each run: the method's process (user+sys, from wait4), the OpenSearch
+    node (utime+stime of its JVM from /proc when it runs on this machine, else its process stats,
+    which refresh once a second) and the Postgres server (the postmaster, its reaped backends and the
+    live ones, from /proc; "-" when the server is not local). The server columns count every client's
+    work, so they mean something on a quiet machine only.
+
 Run (from the repository root, services up):
 
     eval "$(scripts/services.sh env)"
@@ -145,12 +151,57 @@ def child_raw_scan(url: str, docvalues: bool) -> dict[str, Any]:
 
 def node_cpu_seconds(url: str) -> float:
     """CPU seconds the OpenSearch node's process has used so far (its side of a scan, undisturbed by
-    the load of other processes on the machine)."""
+    the load of other processes on the machine): from /proc when the node runs on this machine (the
+    node's own stats refresh only once a second), else from the node's process stats."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{url}/_nodes/_local/stats/process?filter_path=**.cpu") as resp:
+    with urllib.request.urlopen(f"{url}/_nodes/_local/stats/process?filter_path=**.process") as resp:
         (node,) = json.load(resp)["nodes"].values()
-    return float(node["process"]["cpu"]["total_in_millis"]) / 1000
+    local = proc_cpu_seconds(int(node["process"].get("id", 0)), children=False)
+    return local if local is not None else float(node["process"]["cpu"]["total_in_millis"]) / 1000
+
+
+def proc_cpu_seconds(pid: int, children: bool) -> float | None:
+    """utime + stime of a local process (+ its reaped children's), None when it is not local."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = sum(int(f) for f in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pid(dsn: str) -> int | None:
+    """The postmaster's pid when the server runs on this machine (its data directory is readable)."""
+    import adbc_driver_postgresql.dbapi as pgdbapi
+
+    with pgdbapi.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
+        (datadir,) = cur.fetchone() or (None,)
+    try:
+        return int(Path(str(datadir), "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postgres_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds of the local Postgres server so far: the postmaster, its exited backends (reaped
+    by it) and the live ones. Counts every client's work, so only meaningful on a quiet server."""
+    if pid is None:
+        return None
+    total = proc_cpu_seconds(pid, children=True)
+    if total is None:
+        return None
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            parent = int(Path(child, "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            total += proc_cpu_seconds(int(child.name), children=True) or 0.0
+    return total
 
 
 def child_main(child: str) -> None:
@@ -200,11 +251,15 @@ def main() -> None:
     me = [sys.executable, str(Path(__file__).resolve())]
     commands = {m: shlex.join([*me, "--child", m]) for m in methods}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    pg_pid = postgres_pid(dsn)
     for i in range(args.repeat):
         for m in methods:
-            node_cpu = node_cpu_seconds(url)
+            node_cpu, pg_cpu = node_cpu_seconds(url), postgres_cpu_seconds(pg_pid)
             r = measured(shlex.split(commands[m]))
             r["node_cpu_seconds"] = round(node_cpu_seconds(url) - node_cpu, 2)
+            pg_after = postgres_cpu_seconds(pg_pid)
+            if pg_cpu is not None and pg_after is not None:
+                r["postgres_cpu_seconds"] = round(pg_after - pg_cpu, 2)
             if m.startswith("seamline"):
                 r["code"] = code_state()
             runs[m].append(r)
@@ -219,15 +274,15 @@ def main() -> None:
     lines = [
         f"## Postgres -> OpenSearch, {index['docs']:,} documents, drift {json.dumps(loaded['expected'])}",
         "",
-        "| method | median s | x os_raw_scan | min-max s | peak MB | process CPU s | node CPU s | load 1m"
-        " | drift found |",
-        "|---|---:|---:|---|---:|---:|---:|---|---|",
+        "| method | median s | x os_raw_scan | min-max s | peak MB | process CPU s | node CPU s"
+        " | Postgres CPU s | load 1m | drift found |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     summary = {}
     for m in methods:
         ok = [r for r in runs[m] if "error" not in r]
         if not ok:
-            lines.append(f"| {m} | failed: {runs[m][0].get('error')} | | | | | | | |")
+            lines.append(f"| {m} | failed: {runs[m][0].get('error')} | | | | | | | | |")
             continue
         secs = [r["seconds"] for r in ok]
         s = statistics.median(secs)
@@ -239,11 +294,13 @@ def main() -> None:
         )
         cpu = statistics.median(r["cpu_seconds"] for r in ok)
         node = statistics.median(r["node_cpu_seconds"] for r in ok)
+        pgs = [r["postgres_cpu_seconds"] for r in ok if "postgres_cpu_seconds" in r]
+        pg = f"{statistics.median(pgs):.1f}" if pgs else "-"
         loads = [r["load_1m_before"] for r in ok]
         peak = max(r["peak_mb"] or 0 for r in ok)
         lines.append(
             f"| {m} | {s:.2f} | {ratio} | {min(secs):.2f}-{max(secs):.2f} | {peak:.0f}"
-            f" | {cpu:.1f} | {node:.1f} | {min(loads):.1f}-{max(loads):.1f} | {found} |"
+            f" | {cpu:.1f} | {node:.1f} | {pg} | {min(loads):.1f}-{max(loads):.1f} | {found} |"
         )
         summary[m] = {"median": s, "ratio": s / floor if floor else None, "runs": len(ok)}
     rust, python = med("seamline_rust"), med("seamline_python")

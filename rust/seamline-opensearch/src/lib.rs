@@ -126,6 +126,7 @@ fn run(
 ) -> Result<(), OsError> {
     let plan = page::SourcePlan::new(&request.columns);
     let mut builders = convert::Builders::new(&request.schema, &request.columns, request.page_size)?;
+    let mut parser = page::Parser::default();
     let (pages, fetched) = bounded::<Result<Fetched, OsError>>(1);
     // spent page buffers go back to the fetcher: a page is ~1 MB, and a fresh one per page costs
     // page faults and copies as it grows
@@ -137,8 +138,8 @@ fn run(
             }
         });
         for item in fetched.iter() {
-            let Fetched { bytes, after } = item?;
-            let page = page::parse(&bytes, &plan, &mut builders).map_err(|e| match e {
+            let Fetched { mut bytes, after } = item?;
+            let page = page::parse(&mut bytes, &mut parser, &plan, &mut builders).map_err(|e| match e {
                 page::PageError::Value(why) => OsError::Value(why),
                 page::PageError::Json(e) => {
                     OsError::Unavailable(format!("an unreadable search response ({e})"))
