@@ -185,14 +185,15 @@ fn walk<'de>(
         failure: None,
         sort: Vec::new(),
         last_sort: Vec::new(),
-        _page: std::marker::PhantomData,
     };
     let parsed = Outer { state: &mut state, depth: 0 }.deserialize(de);
     if let Some(why) = state.failure.take() {
         return Err(PageError::Value(why));
     }
     parsed.map_err(|e| PageError::Json(e.to_string()))?;
-    let last_sort = (state.rows > 0).then_some(state.last_sort);
+    // only now, and only the last hit's: the values become owned `Value`s (a string key's copy)
+    let last_sort =
+        (state.rows > 0).then(|| state.last_sort.into_iter().map(SortValue::into_value).collect());
     Ok(Page { rows: state.rows, last_sort })
 }
 
@@ -206,10 +207,10 @@ struct State<'p, 'de> {
     scratch: String,
     /// The first value that did not convert (the parse stops there).
     failure: Option<String>,
-    /// The current hit's sort values, and the previous hit's (buffers swapped per hit; empty: none).
-    sort: Vec<Value>,
-    last_sort: Vec<Value>,
-    _page: std::marker::PhantomData<&'de ()>,
+    /// The current hit's sort values, and the previous hit's (buffers swapped per hit; empty: none),
+    /// as borrowed from the page: a string key costs no copy per hit.
+    sort: Vec<SortValue<'de>>,
+    last_sort: Vec<SortValue<'de>>,
 }
 
 impl<'de> State<'_, 'de> {
@@ -389,16 +390,16 @@ impl<'de, T, F: FnOnce(&str) -> T> Visitor<'de> for Key<F> {
 }
 
 /// A hit's sort values (null: none), into a buffer reused from hit to hit.
-struct Sort<'s>(&'s mut Vec<Value>);
+struct Sort<'s, 'de>(&'s mut Vec<SortValue<'de>>);
 
-impl<'de> DeserializeSeed<'de> for Sort<'_> {
+impl<'de> DeserializeSeed<'de> for Sort<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Sort<'_> {
+impl<'de> Visitor<'de> for Sort<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of sort values")
@@ -411,10 +412,94 @@ impl<'de> Visitor<'de> for Sort<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         self.0.clear();
-        while let Some(value) = seq.next_element::<Value>()? {
+        while let Some(value) = seq.next_element::<SortValue<'de>>()? {
             self.0.push(value);
         }
         Ok(())
+    }
+}
+
+/// One sort value as the parser handed it over, a string borrowed from the page: every hit's are
+/// read, only the page's last hit's become a `Value` (`into_value`, as `serde_json::Value` would
+/// have built it from the same calls).
+#[derive(Debug)]
+enum SortValue<'de> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(&'de str),
+    /// Anything else (an array, an object, a string the parser did not lend): parsed whole.
+    Whole(Value),
+}
+
+impl SortValue<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            SortValue::Null => Value::Null,
+            SortValue::Bool(b) => Value::Bool(b),
+            SortValue::I64(n) => Value::from(n),
+            SortValue::U64(n) => Value::from(n),
+            // a non-finite float is null, as in serde_json's own visitor
+            SortValue::F64(x) => Value::from(x),
+            SortValue::Str(s) => Value::String(s.to_string()),
+            SortValue::Whole(value) => value,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SortValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SortValueVisitor)
+    }
+}
+
+struct SortValueVisitor;
+
+impl<'de> Visitor<'de> for SortValueVisitor {
+    type Value = SortValue<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sort value")
+    }
+    fn visit_unit<E>(self) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::Null)
+    }
+    fn visit_none<E>(self) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<SortValue<'de>, D::Error> {
+        Value::deserialize(d).map(SortValue::Whole)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::I64(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::U64(v))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<SortValue<'de>, E> {
+        Value::deserialize(de::value::I128Deserializer::new(v)).map(SortValue::Whole)
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<SortValue<'de>, E> {
+        Value::deserialize(de::value::U128Deserializer::new(v)).map(SortValue::Whole)
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::F64(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::Str(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<SortValue<'de>, E> {
+        Ok(SortValue::Whole(Value::String(v.to_string())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SortValue<'de>, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(SortValue::Whole)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SortValue<'de>, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(SortValue::Whole)
     }
 }
 
@@ -685,6 +770,36 @@ mod tests {
         assert_eq!(last_sort(br#"{"hits":{"hits":[]}}"#), (0, None));
         let tricky = br#"{"hits":{"hits":[{"_source":{"t":"\"sort\":[1]","sort":[5]},"sort":[6,"x"]}]}}"#;
         assert_eq!(last_sort(tricky), (2, Some(vec![Value::from(6), Value::from("x")])));
+    }
+
+    #[test]
+    fn only_the_last_hits_sort_values_come_out_as_serde_json_parses_them() {
+        let spec = [("_id", Kind::Id, DataType::Utf8)];
+        // a string key then numeric keys: past i64::MAX, i64::MIN, floats (exact text), null
+        let last = r#"["k\u00e9y \"9\"",18446744073709551615,-9223372036854775808,0.30000000000000004,46.1,1e-7,7,null,true]"#;
+        let earlier = r#"["a",9223372036854775808,-1,2.5,0.1,1,8,null,false]"#;
+        let body = format!(
+            r#"{{"hits":{{"hits":[{{"_id":"1","sort":{earlier}}},{{"_id":"2","sort":["b",1,2,3,4,5,6,7,8]}},{{"_id":"3","sort":{last}}}]}}}}"#
+        );
+        let want: Vec<Value> = serde_json::from_str(last).unwrap();
+        let (page, _) = read(body.as_bytes(), &spec).unwrap();
+        let got = page.last_sort.unwrap();
+        assert_eq!(got, want);
+        // the same numbers of the same kinds (Value's equality tells 7 from 7.0), and the same text
+        assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&want).unwrap());
+        assert!(got[1].is_u64() && got[2].is_i64() && got[3].is_f64() && got[6].is_u64());
+        assert_eq!(got[3].as_f64().unwrap().to_bits(), 0.30000000000000004f64.to_bits());
+        // the fetcher's cut, checked against the parse in `run`, agrees
+        assert_eq!(last_sort(body.as_bytes()), (3, Some(want)));
+        assert_ne!(got, serde_json::from_str::<Vec<Value>>(earlier).unwrap());
+        // the last hit without sort values: none, whatever the earlier hits had
+        let body = format!(r#"{{"hits":{{"hits":[{{"_id":"1","sort":{last}}},{{"_id":"2"}}]}}}}"#);
+        assert_eq!(read(body.as_bytes(), &spec).unwrap().0.last_sort, Some(vec![]));
+        // values no search returns still come out as serde_json builds them
+        let odd = r#"[[1,"x"],{"a":{"b":null}},-0.0,""]"#;
+        let body = format!(r#"{{"hits":{{"hits":[{{"_id":"1","sort":{odd}}}]}}}}"#);
+        let got = read(body.as_bytes(), &spec).unwrap().0.last_sort.unwrap();
+        assert_eq!(got, serde_json::from_str::<Vec<Value>>(odd).unwrap());
     }
 
     #[test]
