@@ -30,6 +30,8 @@ What it measures
                        venvs, same tables, key and six columns, their default settings; their
                        differing keys are checked against the injected drift ('-' rows = missing +
                        changed, '+' rows = extra + changed, distinct keys = all three).
+    Every child runs as a scheduled `seamline` run would (child_env: one OpenBLAS thread, as the
+    command sets it, and the package's bytecode compiled, as an installed wheel has it).
     CPU s/M is the child's own CPU (user+sys, os.wait4) per million rows per side (psql: the
     client's, the server's is not counted), the interpreter's start and imports included; for
     Seamline also the CPU of the reconcile call alone (os.times() around it, every thread).
@@ -65,6 +67,8 @@ Peers' venvs (gitignored):
 from __future__ import annotations
 
 import argparse
+import compileall
+import functools
 import json
 import os
 import platform
@@ -228,10 +232,25 @@ def ensure_loaded(dsn: str, prefix: str, rows: int, reload: bool) -> dict[str, A
 # -- children -----------------------------------------------------------------------------------
 
 
+@functools.cache
+def child_env() -> dict[str, str]:
+    """The environment every measured child runs in, the one a scheduled `seamline` run has:
+    - OPENBLAS_NUM_THREADS=1, which the command's main sets (seamline/cli.py): pyarrow loads numpy,
+      whose OpenBLAS would start a thread per core that spins ~0.1 CPU-s at start-up, and the
+      children here call the API, not the command;
+    - the package's bytecode, compiled once here as installing a wheel compiles it: this tree's
+      develop build has none and PYTHONDONTWRITEBYTECODE may be set, so each child would compile
+      the modules it imports again (~60 ms)."""
+    compileall.compile_dir(str(HERE.parent / "python" / "seamline"), quiet=1)
+    return os.environ | {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def measured(
     cmd: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """Run one measured subprocess: wall time, peak RSS of the child (os.wait4), its JSON line."""
+    """Run one measured subprocess (in `child_env()` unless given another): wall time, peak RSS of
+    the child (os.wait4), its JSON line."""
+    env = child_env() if env is None else env
     load = os.getloadavg()[0]
     started = time.perf_counter()
     proc = subprocess.Popen(

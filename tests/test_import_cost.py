@@ -118,3 +118,26 @@ def test_seamline_check_of_a_postgres_seam_loads_no_polars_and_no_metrics_client
     )
     heavy = tuple(m for m in NOT_FOR_A_POSTGRES_RECONCILE if m not in ("pydantic", "yaml"))
     assert _loaded(script, heavy) == []
+
+
+def _threads_once_pyarrow_is_loaded(prelude: str) -> int:
+    """The threads of a fresh interpreter (OPENBLAS_NUM_THREADS unset) after `prelude`, then
+    `import pyarrow` (which loads numpy and its OpenBLAS)."""
+    script = prelude + "\nimport os, pyarrow\nprint(len(os.listdir('/proc/self/task')))\n"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_seamline_command_runs_numpy_with_one_openblas_thread() -> None:
+    """OpenBLAS starts a thread per core that spins ~0.1 CPU-s at start-up; the command, which does
+    no linear algebra, asks for one (an explicit setting in the environment would win)."""
+    default = _threads_once_pyarrow_is_loaded("")
+    one = _threads_once_pyarrow_is_loaded("import os\nos.environ['OPENBLAS_NUM_THREADS'] = '1'")
+    command = _threads_once_pyarrow_is_loaded(
+        "from seamline.cli import main\nassert main(['check', '/nonexistent/contract.yaml']) == 2"
+    )
+    assert command == one
+    if (os.cpu_count() or 1) > 1:
+        assert default > one  # the check can fail: without the setting OpenBLAS starts more
