@@ -145,7 +145,13 @@ impl Decoder {
     #[inline(always)]
     pub fn append(&mut self, value: Option<&[u8]>) -> Result<(), String> {
         let Some(v) = value else {
-            self.append_null();
+            // the common types' NULLs inline too (a column of mostly NULLs is common: deleted_at)
+            match self {
+                Decoder::Int64(b) | Decoder::Timestamp(b, _) => b.push_null(),
+                Decoder::Text(b) => b.append_null(),
+                Decoder::Decimal(b, ..) => b.push_null(),
+                _ => self.append_null(),
+            }
             return Ok(());
         };
         match self {
@@ -155,7 +161,10 @@ impl Decoder {
             Decoder::Float64(b) => b.push(f64::from_be_bytes(fixed(v)?)),
             Decoder::Bool(b) => b.push(u8::from_be_bytes(fixed(v)?) != 0),
             Decoder::Text(b) => b.append(v)?,
-            Decoder::Decimal(b, _, scale) => b.push(numeric_unscaled(v, *scale as i32)?),
+            Decoder::Decimal(b, _, scale) => b.push(match numeric_unscaled_small(v, *scale as i32) {
+                Some(unscaled) => unscaled,
+                None => numeric_unscaled(v, *scale as i32)?,
+            }),
             Decoder::Timestamp(b, _) => {
                 let micros = i64::from_be_bytes(fixed(v)?);
                 b.push(micros.checked_add(PG_EPOCH_MICROS).unwrap_or(micros));
@@ -589,6 +598,26 @@ pub fn numeric_unscaled(v: &[u8], scale: i32) -> Result<i128, String> {
     Ok(if negative { -acc } else { acc })
 }
 
+/// `numeric_unscaled` of the common value (1 to 4 base-10000 digits, exact at the scale, below
+/// 2^64), inlined into the row loop; None for anything else, which `numeric_unscaled` then decodes
+/// or rejects with its reason. As a call returning a `Result<i128, String>` it cost 14 ns a value.
+#[inline(always)]
+fn numeric_unscaled_small(v: &[u8], scale: i32) -> Option<i128> {
+    let header: [u8; 8] = v.get(..8)?.try_into().ok()?;
+    let ndigits = i16::from_be_bytes([header[0], header[1]]) as i32;
+    if !(1..=4).contains(&ndigits) || v.len() != 8 + 2 * ndigits as usize {
+        return None;
+    }
+    let weight = i16::from_be_bytes([header[2], header[3]]) as i32;
+    let negative = match u16::from_be_bytes([header[4], header[5]]) {
+        0x0000 => false,
+        0x4000 => true,
+        _ => return None,
+    };
+    let small = numeric_unscaled_u64(v, ndigits, weight, scale)? as i128;
+    Some(if negative { -small } else { small })
+}
+
 /// The common case in 64-bit arithmetic (at most 4 base-10000 digits, at most 3 cut off, the
 /// result below 2^64): None to take the 128-bit path.
 #[inline]
@@ -739,7 +768,7 @@ mod tests {
     fn numeric_unscaled_equals_the_exact_value_on_every_path() {
         // the 64-bit path (a constant divisor per cut) and the 128-bit one against the exact value
         // of sum(d_i * 10000^(weight - i)), computed here at 10^-20 and cut to the scale
-        use super::numeric_unscaled;
+        use super::{numeric_unscaled, numeric_unscaled_small};
         const K: i32 = 20;
         let digits = [0i16, 1, 7, 10, 99, 100, 1234, 5000, 9999];
         let mut groups: Vec<Vec<i16>> = digits.iter().map(|d| vec![*d]).collect();
@@ -751,6 +780,9 @@ mod tests {
                 .collect();
             groups.extend(longer);
         }
+        // the common values take the inlined path: 123.45 and -0.07 at scale 2
+        assert_eq!(numeric_unscaled_small(&numeric(&[123, 4500], 0, 0, 2), 2), Some(12345));
+        assert_eq!(numeric_unscaled_small(&numeric(&[700], -1, 0x4000, 2), 2), Some(-7));
         // Postgres sends its normal form: no leading or trailing zero groups
         for group in groups.iter().filter(|g| g[0] != 0 && g[g.len() - 1] != 0) {
             for weight in -2i16..=3 {
@@ -763,8 +795,13 @@ mod tests {
                     let unit = 10i128.pow((K - scale) as u32);
                     let want = (at_k % unit == 0).then_some(at_k / unit);
                     for (sign, negate) in [(0x0000u16, 1i128), (0x4000, -1)] {
-                        let got = numeric_unscaled(&numeric(group, weight, sign, scale as i16), scale).ok();
+                        let value = numeric(group, weight, sign, scale as i16);
+                        let got = numeric_unscaled(&value, scale).ok();
                         assert_eq!(got, want.map(|w| w * negate), "{group:?} weight {weight} scale {scale}");
+                        // the row loop's inlined path: the same value, or None to take the one above
+                        if let Some(small) = numeric_unscaled_small(&value, scale) {
+                            assert_eq!(Some(small), got, "{group:?} weight {weight} scale {scale}");
+                        }
                     }
                 }
             }
