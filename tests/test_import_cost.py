@@ -1,8 +1,10 @@
 """What a process imports for the work at hand (issue 13's CPU goal counts the whole process, its
 interpreter start and imports included): `import seamline` loads no Arrow, and a Postgres -> Postgres
 reconcile loads no other store's client, no file-system layer of pyarrow (pyarrow.dataset: S3, GCS,
-TLS), no ADBC, no polars and nothing of the contract, report or metrics layers. Each check runs in a
-fresh interpreter and asserts on its `sys.modules`, so an eager import anywhere on the path fails it.
+TLS), no ADBC, no polars and nothing of the contract, report or metrics layers; a Postgres ->
+OpenSearch reconcile on the Rust reader loads no opensearch-py (nor requests, urllib3, aiohttp: ~0.5
+CPU-s). Each check runs in a fresh interpreter and asserts on its `sys.modules`, so an eager import
+anywhere on the path fails it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from repair_helpers import Pg
+from repair_helpers import Pg, Search
 
 # Modules a Postgres reconcile on the Rust reader must not load, and why they are heavy.
 NOT_FOR_A_POSTGRES_RECONCILE = (
@@ -37,6 +39,8 @@ NOT_FOR_A_POSTGRES_RECONCILE = (
     "seamline.keyspace",  # the report's key-space picture
     "seamline.repair",
 )
+# The Python HTTP stack opensearch-py brings: only its reader ("python") and repair writes need it.
+PYTHON_HTTP_STACK = ("opensearchpy", "requests", "urllib3", "aiohttp")
 
 
 def _loaded(script: str, watched: tuple[str, ...]) -> list[str]:
@@ -118,6 +122,40 @@ def test_seamline_check_of_a_postgres_seam_loads_no_polars_and_no_metrics_client
     )
     heavy = tuple(m for m in NOT_FOR_A_POSTGRES_RECONCILE if m not in ("pydantic", "yaml"))
     assert _loaded(script, heavy) == []
+
+
+@pytest.mark.services
+def test_a_postgres_to_opensearch_reconcile_on_the_rust_reader_loads_no_python_http_stack(
+    pg_dsn: str, opensearch_url: str
+) -> None:
+    """Every request of the reconcile (mappings, count, PIT, key splits, pages, the diff pass's range
+    fetches, freshness, PIT deletion) goes through the Rust client; the "python" reader loads it."""
+    pg, search = Pg(pg_dsn), Search(opensearch_url)
+    try:
+        table = pg.products(3000)
+        index = search.copy(pg, table, skip=[77])
+        script = (
+            "import seamline as sl\n"
+            f"src = sl.postgres({pg_dsn!r}, {table!r})\n"
+            "def target(reader):\n"
+            f"    return sl.opensearch({opensearch_url!r}, {index!r}, key_field='id', reader=reader)\n"
+            "dst = target('rust')\n"
+            "r = sl.reconcile(src, dst, key='id', compare=sl.Compare(timestamp_precision='ms'))\n"
+            "assert dict(r.counts)['missing'] == 1 and r.diffs_arrow.column('id').to_pylist() == [77], r\n"
+            "dst.pin()\n"
+            "assert dst.max_value('updated_at') is not None and dst.count_newer('updated_at', None) == 2999\n"
+            "dst.close()\n"
+        )
+        assert _loaded(script, PYTHON_HTTP_STACK) == []
+        python_reader = (
+            "import seamline as sl\n"
+            f"dst = sl.opensearch({opensearch_url!r}, {index!r}, key_field='id', reader='python')\n"
+            "dst.pin()\ndst.close()\n"
+        )
+        assert _loaded(python_reader, ("opensearchpy",)) == ["opensearchpy"]
+    finally:
+        search.close()
+        pg.close()
 
 
 def _threads_once_pyarrow_is_loaded(prelude: str) -> int:

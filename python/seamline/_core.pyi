@@ -29,6 +29,7 @@ __all__ = [
     "pg_copy_stream",
     "PgSession",
     "os_search_stream",
+    "OsHttp",
     "kafka_fetch_stream",
     "kafka_fold",
     "__version__",
@@ -172,6 +173,26 @@ def os_search_stream(
     index: str,
     concurrency: int = ...,
 ) -> Any: ...
+
+@final
+class OsHttp:
+    """The Rust reader's HTTP client for the OpenSearch adapter's catalog requests."""
+
+    def __new__(
+        cls,
+        url: str,
+        *,
+        username: str | None,
+        password: str | None,
+        verify_certs: bool,
+        ca_certs: str | None,
+        timeout: float,
+        attempts: int,
+        backoff: float,
+        address: str,
+    ) -> Self: ...
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]: ...
+
 def kafka_fetch_stream(
     bootstrap: str,
     topic: str,

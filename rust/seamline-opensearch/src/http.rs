@@ -41,6 +41,7 @@ pub struct ClientOptions {
 /// A cluster to search.
 pub struct Client {
     agent: Agent,
+    base_url: String,
     search_url: String,
     authorization: Option<String>,
     options: ClientOptions,
@@ -81,6 +82,7 @@ impl Client {
         Ok(Client {
             agent: config.into(),
             search_url: format!("{}/_search", base.trim_end_matches('/')),
+            base_url: base.trim_end_matches('/').to_string(),
             authorization,
             options,
             retries: AtomicU64::new(0),
@@ -108,13 +110,35 @@ impl Client {
         } else {
             format!("{}?filter_path={filter_path}", self.search_url)
         };
+        self.retrying(|| self.attempt(&url, &payload, &mut buffer))?;
+        Ok(buffer)
+    }
+
+    /// Any request (`method`, `path` with its query string, an optional JSON `body`): the status and
+    /// body of the answer, retried like a page while the cluster is busy or unreachable. Statuses
+    /// are the caller's to judge (the catalog requests of the Python adapter, mapped there).
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), OsError> {
+        let url = format!("{}{path}", self.base_url);
+        let mut buffer = Vec::new();
+        let status = self.retrying(|| {
+            let status = self.exchange(method, &url, body, &mut buffer)?;
+            match status {
+                429 | 502 | 503 | 504 => Err(Failure::Retryable(format!("HTTP {status}{}", reason(&buffer)))),
+                _ => Ok(status),
+            }
+        })?;
+        Ok((status, buffer))
+    }
+
+    /// `once` until it succeeds, fails for good, or has been tried `attempts` times (exponential
+    /// backoff between tries).
+    fn retrying<T>(&self, mut once: impl FnMut() -> Result<T, Failure>) -> Result<T, OsError> {
         let mut delay = self.options.backoff;
         let mut attempt = 1;
         loop {
-            match self.attempt(&url, &payload, &mut buffer) {
-                Ok(()) => return Ok(buffer),
-                Err(Failure::Retryable(why)) if attempt < self.options.attempts => {
-                    let _ = why;
+            match once() {
+                Ok(value) => return Ok(value),
+                Err(Failure::Retryable(_)) if attempt < self.options.attempts => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(8));
@@ -133,12 +157,30 @@ impl Client {
         }
     }
 
-    fn attempt(&self, url: &str, payload: &[u8], body: &mut Vec<u8>) -> Result<(), Failure> {
-        let mut request = self.agent.post(url).header("Content-Type", "application/json");
+    /// One exchange: the answer's status, its body read into `body`.
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        payload: Option<&[u8]>,
+        body: &mut Vec<u8>,
+    ) -> Result<u16, Failure> {
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        if payload.is_some() {
+            request = request.header("Content-Type", "application/json");
+        }
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
-        let mut response = request.send(payload).map_err(|e| self.transport(e))?;
+        let sent = match payload {
+            Some(bytes) => request.body(bytes).map(|r| self.agent.run(r)),
+            None => request.body(()).map(|r| self.agent.run(r)),
+        };
+        let mut response = sent
+            .map_err(|e| {
+                Failure::Final(OsError::Config(format!("request {method} {}: {e}", self.options.address)))
+            })?
+            .map_err(|e| self.transport(e))?;
         let status = response.status().as_u16();
         body.clear();
         if let Some(length) = response.body().content_length() {
@@ -146,6 +188,11 @@ impl Client {
         }
         let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
         reader.read_to_end(body).map_err(|e| self.transport(ureq::Error::from(e)))?;
+        Ok(status)
+    }
+
+    fn attempt(&self, url: &str, payload: &[u8], body: &mut Vec<u8>) -> Result<(), Failure> {
+        let status = self.exchange("POST", url, Some(payload), body)?;
         let body = body.as_slice();
         match status {
             200..=299 => Ok(()),

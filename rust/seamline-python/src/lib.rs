@@ -29,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pg_reader::pg_copy_stream, m)?)?;
     m.add_class::<pg_reader::PyPgSession>()?;
     m.add_function(wrap_pyfunction!(os_reader::os_search_stream, m)?)?;
+    m.add_class::<os_reader::OsHttp>()?;
     m.add_function(wrap_pyfunction!(kafka_reader::kafka_fetch_stream, m)?)?;
     m.add_function(wrap_pyfunction!(kafka_reader::kafka_fold, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

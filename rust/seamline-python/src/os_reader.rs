@@ -110,3 +110,65 @@ pub fn os_search_stream(
     let batches = Batches { stream, address, what, done: false };
     Ok(PyRecordBatchReader::new(Box::new(batches)))
 }
+
+/// The catalog requests of the OpenSearch adapter (count, PIT, mappings, settings, aggregations,
+/// freshness) on the Rust reader's HTTP client, so that a read needs no Python HTTP stack: one
+/// pooled client per store, the same TLS, auth and retries as the pages.
+#[pyclass(frozen, module = "seamline._core")]
+pub struct OsHttp {
+    client: Client,
+}
+
+#[pymethods]
+impl OsHttp {
+    #[new]
+    #[pyo3(signature = (url, *, username, password, verify_certs, ca_certs, timeout, attempts, backoff, address))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        url: String,
+        username: Option<String>,
+        password: Option<String>,
+        verify_certs: bool,
+        ca_certs: Option<String>,
+        timeout: f64,
+        attempts: u32,
+        backoff: f64,
+        address: String,
+    ) -> PyResult<OsHttp> {
+        let options = ClientOptions {
+            url,
+            username,
+            password,
+            verify_certs,
+            ca_certs,
+            timeout: Duration::from_secs_f64(timeout.max(0.001)),
+            attempts: attempts.max(1),
+            backoff: Duration::from_secs_f64(backoff.max(0.0)),
+            address: address.clone(),
+            index: String::new(),
+            keep_alive: String::new(),
+        };
+        let client = Client::new(options).map_err(|e| http_error(&e, &address))?;
+        Ok(OsHttp { client })
+    }
+
+    /// `method` `path` (with its query string) with an optional JSON `body`: (status, body). Only a
+    /// transport failure (or busy answers past the retries) raises: StoreUnavailableError.
+    #[pyo3(signature = (method, path, body=None))]
+    fn request(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> PyResult<(u16, Py<pyo3::types::PyBytes>)> {
+        let answer = py.detach(|| self.client.request(method, path, body.as_deref()));
+        let (status, bytes) = answer.map_err(|e| http_error(&e, "opensearch"))?;
+        Ok((status, pyo3::types::PyBytes::new(py, &bytes).unbind()))
+    }
+}
+
+fn http_error(e: &OsError, what: &str) -> PyErr {
+    let (class, message) = classify_os(e, what);
+    exception(class, message)
+}

@@ -4,8 +4,17 @@ reader to its writer; `ADAPTERS` registers it (`seamline.stores.registry`)."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Mapping
 from typing import Any
+
+# opensearch-py is imported only when its client is used (the "python" reader, repair writes), but
+# the store needs it all the same: without it, the store is refused as the registry says (by name).
+if sys.modules.get("opensearchpy", 0) is None or (
+    "opensearchpy" not in sys.modules and importlib.util.find_spec("opensearchpy") is None
+):
+    raise ModuleNotFoundError("No module named 'opensearchpy'", name="opensearchpy")
 
 from seamline.stores.opensearch.read import OpenSearchReader
 from seamline.stores.opensearch.write import OpenSearchRepairWriter

@@ -2,8 +2,9 @@
 readers: "rust" (the default: `seamline._core.os_search_stream`, pages fetched, parsed and converted to
 Arrow in Rust on one worker thread per stream, no GIL) or "python" (opensearch-py, JSON parsed in
 Python, then `pa.array`). Both run the requests planned here (PIT, queries with the pushed-down key
-ranges, sort, slices, `_source` includes) and convert values by the same rules; the PIT, mappings,
-counts, freshness and repair writes always go through opensearch-py.
+ranges, sort, slices, `_source` includes) and convert values by the same rules. The PIT, mappings,
+counts and freshness go through the reader's client: the Rust one (`seamline._core.OsHttp`, so a read
+never imports opensearch-py) or opensearch-py; repair writes always through opensearch-py.
 
 Reading uses a point in time (PIT) plus ``search_after``: the PIT fixes the view of the index for the
 whole reconcile (created by ``pin``, deleted by ``close``), ``search_after`` pages through it without the
@@ -28,7 +29,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import opensearchpy
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,7 +36,7 @@ from seamline._core import os_search_stream
 from seamline.exceptions import InvalidInputError, SchemaError, ValueParseError
 from seamline.stores._common import redact_url
 from seamline.stores.opensearch.store import KEEP_ALIVE as _KEEP_ALIVE
-from seamline.stores.opensearch.store import OpenSearchStore
+from seamline.stores.opensearch.store import AccessRefused, OpenSearchStore
 from seamline.stores.protocols import AsOf, KeyRange, ScanRequest
 
 #: hits per search_after page, at most: the node's default `index.max_result_window` (a smaller
@@ -119,12 +119,16 @@ class OpenSearchReader:
         if chosen not in READERS:
             raise InvalidInputError(f"opensearch reader {chosen!r}: expected one of {', '.join(READERS)}")
         self.reader = chosen
-        self.store = url if isinstance(url, OpenSearchStore) else OpenSearchStore(url, **client_options)
+        self.store = (
+            url
+            if isinstance(url, OpenSearchStore)
+            else OpenSearchStore(url, python_client=chosen == "python", **client_options)
+        )
         self.index = index
         self.key_field = key_field or "_id"
         self._index = index
         self._query = query
-        self._client = self.store.client
+        self._client = self.store.client if chosen == "python" else self.store.catalog
         self._lock = threading.Lock()
         self._pit_id: str | None = None
         self._as_of: AsOf | None = None
@@ -233,8 +237,8 @@ class OpenSearchReader:
             pit, self._pit_id, self._as_of = self._pit_id, None, None
         if pit is not None:
             try:
-                self._client.delete_pit(body={"pit_id": [pit]})
-            except opensearchpy.OpenSearchException:
+                self._call(lambda: self._client.delete_pit(body={"pit_id": [pit]}))
+            except Exception:
                 pass  # expired or node gone: the PIT dies with its keep-alive anyway
 
     # -- internals -------------------------------------------------------------------------------
@@ -443,7 +447,9 @@ class OpenSearchReader:
                         index=self._index, name="index.max_result_window", params={"include_defaults": "true"}
                     )
                 )
-            except opensearchpy.AuthorizationException:
+            except AccessRefused as exc:
+                if exc.status != 403:
+                    raise
                 settings = {}  # a user who may search but not read settings: the default window
             windows = [
                 int(window)
