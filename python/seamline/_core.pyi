@@ -152,13 +152,8 @@ class PgSession:
     def close(self) -> None: ...
 
 def os_search_stream(
-    url: str,
+    http: OsHttp,
     *,
-    username: str | None,
-    password: str | None,
-    verify_certs: bool,
-    ca_certs: str | None,
-    timeout: float,
     attempts: int,
     backoff: float,
     pit_id: str,
@@ -168,7 +163,6 @@ def os_search_stream(
     schema: Any,
     columns: list[tuple[str, str]],
     filter_path: str,
-    address: str,
     what: str,
     index: str,
     concurrency: int = ...,

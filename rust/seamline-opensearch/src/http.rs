@@ -89,6 +89,11 @@ impl Client {
         })
     }
 
+    /// How this client reaches the cluster (a scan's client starts from a catalog client's).
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
     /// Requests retried so far (429/503/lost connections), over every stream of this client.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)

@@ -36,22 +36,18 @@ impl NativeStream for SearchStream {
 
 /// Page `bodies` (JSON search requests without `pit`/`size`/`search_after`) one after another in
 /// the point in time `pit_id`, each hit converted by `columns` ((`_source` path, kind)) into
-/// `schema`. `address` (host:port, no credentials), `what` and `index` name the store in errors;
-/// up to `concurrency` bodies are paged at once.
+/// `schema`, on a client with `http`'s connection (URL, auth, TLS, timeout) and the reader's own
+/// `attempts` and `backoff`. `what` and `index` name the store in errors; up to `concurrency`
+/// bodies are paged at once.
 #[pyfunction]
 #[pyo3(signature = (
-    url, *, username, password, verify_certs, ca_certs, timeout, attempts, backoff, pit_id,
-    keep_alive, page_size, bodies, schema, columns, filter_path, address, what, index, concurrency=1
+    http, *, attempts, backoff, pit_id, keep_alive, page_size, bodies, schema, columns, filter_path,
+    what, index, concurrency=1
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn os_search_stream(
     py: Python<'_>,
-    url: String,
-    username: Option<String>,
-    password: Option<String>,
-    verify_certs: bool,
-    ca_certs: Option<String>,
-    timeout: f64,
+    http: &OsHttp,
     attempts: u32,
     backoff: f64,
     pit_id: String,
@@ -61,7 +57,6 @@ pub fn os_search_stream(
     schema: PySchema,
     columns: Vec<(String, String)>,
     filter_path: String,
-    address: String,
     what: String,
     index: String,
     concurrency: usize,
@@ -82,19 +77,16 @@ pub fn os_search_stream(
         .map(|text| serde_json::from_str::<Map<String, Value>>(text))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(OsError::Config(format!("a search body is not a JSON object ({e})"))))?;
+    // the catalog client's connection; the scan names its index and PIT in errors, and retries
+    // its pages as the reader says
     let options = ClientOptions {
-        url,
-        username,
-        password,
-        verify_certs,
-        ca_certs,
-        timeout: Duration::from_secs_f64(timeout.max(0.001)),
         attempts: attempts.max(1),
         backoff: Duration::from_secs_f64(backoff.max(0.0)),
-        address: address.clone(),
         index,
         keep_alive: keep_alive.clone(),
+        ..http.client.options().clone()
     };
+    let address = options.address.clone();
     let request = ScanRequest {
         pit_id,
         keep_alive,

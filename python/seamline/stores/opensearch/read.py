@@ -34,7 +34,6 @@ import pyarrow.compute as pc
 
 from seamline._core import os_search_stream
 from seamline.exceptions import InvalidInputError, SchemaError, ValueParseError
-from seamline.stores._common import redact_url
 from seamline.stores.opensearch.store import KEEP_ALIVE as _KEEP_ALIVE
 from seamline.stores.opensearch.store import AccessRefused, OpenSearchStore
 from seamline.stores.protocols import AsOf, KeyRange, ScanRequest
@@ -362,14 +361,8 @@ class OpenSearchReader:
             (path, "id" if path == "_id" else _kind(field.type, spec))
             for field, (_, path, spec) in zip(schema, plan, strict=True)
         ]
-        conn = self.store.connection
         return os_search_stream(
-            conn.url,
-            username=conn.username,
-            password=conn.password,
-            verify_certs=conn.verify_certs,
-            ca_certs=conn.ca_certs,
-            timeout=conn.timeout,
+            self.store.http.native,
             attempts=self.retry_attempts,
             backoff=self.retry_backoff,
             pit_id=str(self._pit_id),
@@ -381,7 +374,6 @@ class OpenSearchReader:
             # No filter_path: it makes the node re-parse every hit (1M documents: ~3 node CPU s);
             # the extra fields of each hit cost the Rust parser only skipped bytes.
             filter_path="",
-            address=redact_url(self.store.url),
             what=self.describe(),
             index=self._index,
             concurrency=max(1, concurrency),

@@ -99,8 +99,12 @@ class OpenSearchStore:
     @property
     def catalog(self) -> Any:
         """The client of a read's catalog requests: opensearch-py's, or the Rust one with its calls."""
-        if self.python_client:
-            return self.client
+        return self.client if self.python_client else self.http
+
+    @property
+    def http(self) -> HttpClient:
+        """The Rust client (catalog requests of the Rust reader; its scans start from its
+        connection), made on first use."""
         with self._lock:
             if self._http is None:
                 self._http = HttpClient(self.connection, self.retry_attempts, self.retry_backoff)
@@ -224,7 +228,7 @@ class HttpClient:
     def __init__(self, connection: Connection, attempts: int, backoff: float) -> None:
         from seamline._core import OsHttp
 
-        self._http = OsHttp(
+        self.native = OsHttp(
             connection.url,
             username=connection.username,
             password=connection.password,
@@ -242,7 +246,7 @@ class HttpClient:
             path += "?" + urlencode(params, safe=",*")
         # A POST always has a body (an empty one has Content-Length 0, where ureq would send chunks).
         payload = json.dumps(body).encode() if body is not None else b"" if method == "POST" else None
-        status, answer = self._http.request(method, path, payload)
+        status, answer = self.native.request(method, path, payload)
         if status >= 400:
             raise HttpStatusError(status, answer)
         return json.loads(answer) if answer else {}
