@@ -1,10 +1,10 @@
 """The diff pass's pushed-down ranges against the real Postgres and OpenSearch (issue 13).
 
-A single integer key is cut into ranges by interpolating the Postgres statistics; where that leaves
-two leaves per range (a digest bit) and a side is OpenSearch (which fetches every document of a
-re-read range), the ranges are cut twice as fine instead, one leaf each, so the diff pass fetches
-only the documents of mismatched leaves (Postgres -> Postgres keeps the coarser cut; the key sample
-is shaped like the statistics of a large table, see StatsLikeALargeTable). The result must not
+A single integer key is cut into ranges by interpolating the Postgres statistics; where a side is
+OpenSearch (which fetches every document of a re-read range), the ranges are cut finer (about
+ROWS_PER_REFETCHED_RANGE rows each, one leaf each), so the diff pass fetches only the few documents
+of mismatched leaves (Postgres -> Postgres keeps ranges of ~32 rows in two leaves; the key sample is
+shaped like the statistics of a large table, see StatsLikeALargeTable). The result must not
 depend on the cut:
 
 - a Postgres -> OpenSearch seam (key field `id`) has one leaf per range and finds exactly the drift
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pytest
 
 import seamline as sl
+from seamline.engine import ROWS_PER_REFETCHED_RANGE
 from seamline.exceptions import ValueParseError
 from seamline.stores.postgres import PostgresSource
 
@@ -117,8 +118,9 @@ def test_ranges_are_one_leaf_each_and_the_drift_at_their_edges_is_found_exactly(
     assert clean.clean
     out = clean.output
     # interpolated from the statistics: ~N/32 ranges would get 2 leaves each; cut as fine as leaves
+    # of about 4 rows
     assert out.partitioner.fanout_bits == 0
-    assert out.bounds is not None and out.bounds.num_rows > N // 32 * 3 // 2
+    assert out.bounds is not None and out.bounds.num_rows > N // 8
     bounds = sorted(out.bounds.column(0).to_pylist())
     # Postgres re-reads covering spans: there the same key keeps 2 leaves per range
     alone = sl.reconcile(
@@ -156,10 +158,10 @@ def test_ranges_are_one_leaf_each_and_the_drift_at_their_edges_is_found_exactly(
     )
     assert found == expected
     assert result.counts["changed"] == len(changed)
-    # one leaf per range: the OpenSearch diff pass keeps every document it fetches, those of the
-    # mismatched leaves (~N/ranges each)
+    # one leaf per range of ~ROWS_PER_REFETCHED_RANGE rows: the OpenSearch diff pass fetches the
+    # documents of the mismatched leaves only (ranges of 32 rows, 2 leaves each, fetched ~16 each)
     diff_rows = sum(p["rows"] for p in result.passes if p["kind"] == "diff" and p["side"] == "target")
-    assert diff_rows <= len(expected) * 32
+    assert ROWS_PER_REFETCHED_RANGE <= 4 and diff_rows <= len(expected) * 8
 
 
 def test_a_document_without_the_key_is_still_a_value_error(seam: Seam) -> None:
