@@ -34,10 +34,17 @@ What it measures
     live ones, from /proc; "-" when the server is not local). The server columns count every client's
     work, so they mean something on a quiet machine only.
 
+    --node-cores N gives the node cores of its own, as a search cluster has in production: every
+    thread of the node's JVM is pinned to the first N cores, and the Postgres server (postmaster,
+    live backends, and the ones forked later, which inherit it) with every method's process to the
+    others; both the floor and Seamline then run against a node that nothing else competes with.
+    Affinities are restored when the run ends. Linux, the node and the server local.
+
 Run (from the repository root, services up):
 
     eval "$(scripts/services.sh env)"
     .venv/bin/python benches/bench_opensearch.py              # 1M documents, 3 rounds
+    .venv/bin/python benches/bench_opensearch.py --node-cores 1   # the node on a core of its own
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +212,64 @@ def postgres_cpu_seconds(pid: int | None) -> float | None:
     return total
 
 
+def node_pid(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/_nodes/_local/process?filter_path=**.process.id") as resp:
+        (node,) = json.load(resp)["nodes"].values()
+    return int(node["process"]["id"])
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for child in Path("/proc").iterdir():
+        if child.name.isdigit():
+            try:
+                if int(Path(child, "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(child.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (sched_setaffinity applies to one thread)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except (ProcessLookupError, FileNotFoundError):
+            continue  # a thread that ended meanwhile
+
+
+def split_cores(url: str, pg: int | None, node_cores: int) -> Callable[[], None]:
+    """The node on the first `node_cores` cores, the Postgres server and this process (so every
+    method's child) on the rest; returns what undoes it."""
+    every = os.sched_getaffinity(0)
+    ordered = sorted(every)
+    if pg is None or not 0 < node_cores < len(ordered):
+        raise SystemExit(
+            f"--node-cores {node_cores}: needs a local node and server and 1..{len(ordered) - 1} cores"
+        )
+    node_set, rest = set(ordered[:node_cores]), set(ordered[node_cores:])
+    node = node_pid(url)
+    servers = [pg, *children_of(pg)]
+    pin(node, node_set)
+    for pid in servers:
+        pin(pid, rest)
+    os.sched_setaffinity(0, rest)
+    print(
+        f"node pid {node} on cores {sorted(node_set)}; Postgres and the methods on {sorted(rest)}",
+        file=sys.stderr,
+    )
+
+    def undo() -> None:
+        for pid in [node, pg, *children_of(pg)]:
+            pin(pid, every)
+        os.sched_setaffinity(0, every)
+
+    return undo
+
+
 def child_main(child: str) -> None:
     dsn = os.environ["SEAMLINE_PG_DSN"]
     url = os.environ["SEAMLINE_OPENSEARCH_URL"]
@@ -229,6 +295,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--node-cores", type=int, default=0, help="cores of the node's own (0: shared)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -252,19 +319,24 @@ def main() -> None:
     commands = {m: shlex.join([*me, "--child", m]) for m in methods}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     pg_pid = postgres_pid(dsn)
-    for i in range(args.repeat):
-        for m in methods:
-            node_cpu, pg_cpu = node_cpu_seconds(url), postgres_cpu_seconds(pg_pid)
-            r = measured(shlex.split(commands[m]))
-            r["node_cpu_seconds"] = round(node_cpu_seconds(url) - node_cpu, 2)
-            pg_after = postgres_cpu_seconds(pg_pid)
-            if pg_cpu is not None and pg_after is not None:
-                r["postgres_cpu_seconds"] = round(pg_after - pg_cpu, 2)
-            if m.startswith("seamline"):
-                r["code"] = code_state()
-            runs[m].append(r)
-            shown = {k: v for k, v in r.items() if k not in ("passes", "code", "stderr_tail")}
-            print(f"run {i + 1} {m}: {json.dumps(shown, default=str)}", file=sys.stderr, flush=True)
+    undo = split_cores(url, pg_pid, args.node_cores) if args.node_cores else None
+    try:
+        for i in range(args.repeat):
+            for m in methods:
+                node_cpu, pg_cpu = node_cpu_seconds(url), postgres_cpu_seconds(pg_pid)
+                r = measured(shlex.split(commands[m]))
+                r["node_cpu_seconds"] = round(node_cpu_seconds(url) - node_cpu, 2)
+                pg_after = postgres_cpu_seconds(pg_pid)
+                if pg_cpu is not None and pg_after is not None:
+                    r["postgres_cpu_seconds"] = round(pg_after - pg_cpu, 2)
+                if m.startswith("seamline"):
+                    r["code"] = code_state()
+                runs[m].append(r)
+                shown = {k: v for k, v in r.items() if k not in ("passes", "code", "stderr_tail")}
+                print(f"run {i + 1} {m}: {json.dumps(shown, default=str)}", file=sys.stderr, flush=True)
+    finally:
+        if undo is not None:
+            undo()
 
     def med(m: str) -> float | None:
         ok = [r["seconds"] for r in runs.get(m, []) if "error" not in r]
@@ -272,7 +344,8 @@ def main() -> None:
 
     floor = med("os_raw_scan")
     lines = [
-        f"## Postgres -> OpenSearch, {index['docs']:,} documents, drift {json.dumps(loaded['expected'])}",
+        f"## Postgres -> OpenSearch, {index['docs']:,} documents, drift {json.dumps(loaded['expected'])}"
+        + (f", the node on {args.node_cores} core(s) of its own" if args.node_cores else ""),
         "",
         "| method | median s | x os_raw_scan | min-max s | peak MB | process CPU s | node CPU s"
         " | Postgres CPU s | load 1m | drift found |",
@@ -307,7 +380,7 @@ def main() -> None:
     if rust and python:
         lines.append(f"\nseamline_python / seamline_rust: {python / rust:.2f}x")
     print("\n".join(lines))
-    out = OUT / f"bench_opensearch_{args.rows}.json"
+    out = OUT / f"bench_opensearch_{args.rows}{f'_node{args.node_cores}' if args.node_cores else ''}.json"
     out.write_text(
         json.dumps({"commands": commands, "runs": runs, "summary": summary}, indent=1, default=str)
     )
