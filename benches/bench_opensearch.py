@@ -192,35 +192,8 @@ def postgres_pid(dsn: str) -> int | None:
         return None
 
 
-def postgres_cpu_seconds(pid: int | None) -> float | None:
-    """CPU seconds of the local Postgres server so far: the postmaster, its exited backends (reaped
-    by it) and the live ones. Counts every client's work, so only meaningful on a quiet server."""
-    if pid is None:
-        return None
-    total = proc_cpu_seconds(pid, children=True)
-    if total is None:
-        return None
-    for child in Path("/proc").iterdir():
-        if not child.name.isdigit():
-            continue
-        try:
-            parent = int(Path(child, "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
-            total += proc_cpu_seconds(int(child.name), children=True) or 0.0
-    return total
-
-
-def node_pid(url: str) -> int:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{url}/_nodes/_local/process?filter_path=**.process.id") as resp:
-        (node,) = json.load(resp)["nodes"].values()
-    return int(node["process"]["id"])
-
-
 def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (from /proc)."""
     found = []
     for child in Path("/proc").iterdir():
         if child.name.isdigit():
@@ -230,6 +203,25 @@ def children_of(pid: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
     return found
+
+
+def postgres_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds of the local Postgres server so far: the postmaster, its exited backends (reaped
+    by it) and the live ones. Counts every client's work, so only meaningful on a quiet server."""
+    if pid is None:
+        return None
+    total = proc_cpu_seconds(pid, children=True)
+    if total is None:
+        return None
+    return total + sum(proc_cpu_seconds(child, children=True) or 0.0 for child in children_of(pid))
+
+
+def node_pid(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/_nodes/_local/process?filter_path=**.process.id") as resp:
+        (node,) = json.load(resp)["nodes"].values()
+    return int(node["process"]["id"])
 
 
 def pin(pid: int, cpus: set[int]) -> None:

@@ -179,13 +179,16 @@ def _bounds(
         # (Postgres, Iceberg): there the larger bounds table only costs the hash pass (5M rows per
         # side, 312k bounds instead of 155k: 3.91-3.93 -> 4.21-4.28 CPU s, the same rows re-read).
         # Never with a fan-out given in the options, nor for a source of unknown size.
+        # (With ROWS_PER_REFETCHED_RANGE `want` is already finer than the leaves, so this only
+        # acts where interpolation fell short; at the MAX_PUSHED_RANGES cap it cannot add ranges.)
         split = (
             _fanout_bits(rows, bounds.num_rows + 1)
             if fine and leaf_fine and rows and opts.fanout_bits is None
             else 0
         )
-        if split:
-            bounds = _interpolated(keys, min(MAX_PUSHED_RANGES, want << split))
+        finer = min(MAX_PUSHED_RANGES, want << split)
+        if finer > want:
+            bounds = _interpolated(keys, finer)
         return bounds
     ranges = min(want, len(order))
     # interior quantiles of the distinct sampled keys: ranges-1 boundaries
