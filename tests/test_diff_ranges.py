@@ -11,6 +11,8 @@ depend on the cut:
   injected at the range edges (the key equal to a boundary, the last key below it, a key added in
   the gap before it) and in the first and last (open) ranges;
 - its OpenSearch diff pass fetches only the documents under mismatched leaves (one leaf per range);
+- with the index's batches kept from the hash pass (Options.retain_bytes, the default) the index is
+  read once and the differences are the same; past the budget the diff fetches its ranges again;
 - a document without the key is still one line ValueParseError (the full read keeps it).
 """
 
@@ -24,9 +26,11 @@ import pyarrow as pa
 import pytest
 
 import seamline as sl
-from seamline.engine import ROWS_PER_REFETCHED_RANGE
+from seamline.engine import ROWS_PER_REFETCHED_RANGE, Options
 from seamline.exceptions import ValueParseError
+from seamline.stores.opensearch import OpenSearchReader
 from seamline.stores.postgres import PostgresSource
+from seamline.stores.protocols import ScanRequest
 
 pytestmark = pytest.mark.services
 
@@ -51,6 +55,18 @@ class StatsLikeALargeTable(PostgresSource):
         keys = [FIRST + STEP * i for i in range(N)]
         histogram = [keys[1 + i * (N - 3) // 10] for i in range(11)]
         return pa.table({"id": pa.array([keys[0], *histogram, keys[-1]], pa.int64())})
+
+
+class CountingOpens(OpenSearchReader):
+    """The real OpenSearch reader, counting the scans it opens (one per pass that reads it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened: list[ScanRequest] = []
+
+    def open(self, request: ScanRequest) -> list[Any]:
+        self.opened.append(request)
+        return super().open(request)
 
 
 class Seam:
@@ -85,11 +101,15 @@ class Seam:
             refresh="wait_for",
         )
 
-    def reconcile(self) -> sl.ReconcileResult:
+    def reconcile(self, retain_bytes: int = 0) -> sl.ReconcileResult:
+        """Without `retain_bytes` the diff re-reads the index by pushed-down ranges (what these
+        tests check); with it the OpenSearch side's batches are kept from the hash pass."""
+        self.target = CountingOpens(self.url, self.index, key_field="id")
         return sl.reconcile(
             StatsLikeALargeTable(self.dsn, self.table),
-            sl.opensearch(self.url, self.index, key_field="id"),
+            self.target,
             key="id",
+            options=Options(retain_bytes=retain_bytes),
         )
 
     def close(self) -> None:
@@ -162,10 +182,22 @@ def test_ranges_are_one_leaf_each_and_the_drift_at_their_edges_is_found_exactly(
     # documents of the mismatched leaves only (ranges of 32 rows, 2 leaves each, fetched ~16 each)
     diff_rows = sum(p["rows"] for p in result.passes if p["kind"] == "diff" and p["side"] == "target")
     assert ROWS_PER_REFETCHED_RANGE <= 4 and diff_rows <= len(expected) * 8
+    assert [r.ranges is None for r in seam.target.opened] == [True, False]
+
+    # Kept from the hash pass (the default budget): the same differences, and the index is read
+    # once, the diff taking the mismatched leaves' rows from memory
+    kept = seam.reconcile(retain_bytes=Options().retain_bytes)
+    assert {(row["id"], row["kind"]) for row in kept.diffs.iter_rows(named=True)} == expected
+    assert kept.counts == result.counts
+    assert [r.ranges for r in seam.target.opened] == [None]
+    # a budget the index does not fit in keeps nothing: the diff fetches its ranges again
+    over = seam.reconcile(retain_bytes=100_000)
+    assert over.counts == result.counts
+    assert [r.ranges is None for r in seam.target.opened] == [True, False]
 
 
 def test_a_document_without_the_key_is_still_a_value_error(seam: Seam) -> None:
     seam.os.index(index=seam.index, id="no-key", body={"name": "orphan", "qty": 1}, refresh="wait_for")
     with pytest.raises(ValueParseError) as exc:
-        seam.reconcile()
+        seam.reconcile(retain_bytes=Options().retain_bytes)
     assert "NULL" in str(exc.value) and "\n" not in str(exc.value)

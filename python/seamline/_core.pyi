@@ -21,6 +21,7 @@ __all__ = [
     "LeafSet",
     "Collected",
     "RowLeaves",
+    "RetainedBatches",
     "hash_pass",
     "collect_pass",
     "classify",
@@ -64,6 +65,17 @@ class RowLeaves:
     def __init__(self) -> None: ...
     @property
     def num_rows(self) -> int: ...
+
+@final
+class RetainedBatches:
+    def __new__(cls, budget: int, expected_rows: int | None = None) -> Self: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def num_rows(self) -> int: ...
+    def streams(self) -> list[Any] | None: ...
 
 @final
 class SideSpec:
@@ -115,6 +127,7 @@ def hash_pass(
     counter: RowCounter | None = None,
     remember: RowLeaves | None = None,
     workers: int | None = None,
+    retain: RetainedBatches | None = None,
 ) -> LeafSet: ...
 def collect_pass(
     streams: list[Any],

@@ -11,6 +11,7 @@ pub mod logical;
 pub mod merkle;
 pub mod partition;
 pub mod passes;
+pub mod retain;
 pub mod scan;
 
 pub use diff::{classify, compact, differences_batch, DiffKind, Difference, Side};
@@ -23,4 +24,5 @@ pub use partition::{coalesce_ranges, Partitioner};
 pub use passes::{
     collect_pass, collect_pass_known, hash_pass, hash_pass_remembering, Collected, PassConfig, RowLeaves,
 };
+pub use retain::Retained;
 pub use scan::{BatchStream, SliceTag};

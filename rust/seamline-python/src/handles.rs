@@ -6,7 +6,8 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, RecordBatchIterator};
+use arrow_schema::SchemaRef;
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -104,7 +105,7 @@ fn workers() -> usize {
 }
 
 /// Import every object of `streams` through `__arrow_c_stream__` (needs the GIL).
-fn import_streams(streams: &Bound<'_, PyList>) -> BResult<Vec<BatchStream>> {
+fn import_streams(streams: &Bound<'_, PyList>) -> BResult<Vec<(SchemaRef, BatchStream)>> {
     streams
         .iter()
         .map(|obj| {
@@ -112,7 +113,7 @@ fn import_streams(streams: &Bound<'_, PyList>) -> BResult<Vec<BatchStream>> {
                 InvalidInputError::new_err(format!("not an Arrow stream (no __arrow_c_stream__): {e}"))
             })?;
             let reader = reader.into_reader()?;
-            Ok(Box::new(reader) as BatchStream)
+            Ok((reader.schema(), Box::new(reader) as BatchStream))
         })
         .collect()
 }
@@ -277,6 +278,53 @@ impl PyRowLeaves {
     }
 }
 
+/// The batches of one side's hash pass kept in memory, within `budget` bytes, so the passes after
+/// it read them again from here instead of from the store (`hash_pass(..., retain=)`). With
+/// `expected_rows`, a side whose first batch shows it would not fit is not kept at all.
+#[pyclass(name = "RetainedBatches", module = "seamline._core", frozen)]
+pub struct PyRetainedBatches(Arc<core::Retained>);
+
+#[pymethods]
+impl PyRetainedBatches {
+    #[new]
+    #[pyo3(signature = (budget, expected_rows=None))]
+    fn new(budget: usize, expected_rows: Option<u64>) -> Self {
+        Self(Arc::new(core::Retained::new(budget, expected_rows)))
+    }
+
+    /// Whether a whole pass is kept (`streams` gives it again).
+    #[getter]
+    fn complete(&self) -> bool {
+        self.0.complete()
+    }
+
+    /// Bytes of the kept batches' buffers.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.0.bytes()
+    }
+
+    /// Rows kept.
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.0.rows()
+    }
+
+    /// The kept streams as Arrow streams, in the order and batches they were read (None when no
+    /// whole pass is kept).
+    fn streams(&self) -> Option<Vec<PyRecordBatchReader>> {
+        let kept = self.0.replay()?;
+        Some(
+            kept.into_iter()
+                .map(|(schema, batches)| {
+                    let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
+                    PyRecordBatchReader::new(Box::new(reader))
+                })
+                .collect(),
+        )
+    }
+}
+
 fn make_filter(parents: Option<Vec<u64>>, shift: u32) -> Option<LeafFilter> {
     parents.map(|p| LeafFilter::new(p, shift))
 }
@@ -290,6 +338,8 @@ struct PassArgs<'a> {
     counter: Option<&'a PyRowCounter>,
     /// Hashing threads (None: one per core).
     workers: Option<usize>,
+    /// Keep the batches read, for the passes after this one (`RetainedBatches`).
+    retain: Option<Arc<core::Retained>>,
 }
 
 /// Import the streams, then run `pass` over them detached from the GIL (see `detached`).
@@ -299,11 +349,15 @@ fn run_pass<T: Send>(
     args: PassArgs<'_>,
     pass: impl FnOnce(Vec<BatchStream>, &core::PassConfig) -> core::Result<T> + Send,
 ) -> BResult<T> {
-    let streams = import_streams(streams)?;
+    let imported = import_streams(streams)?;
+    let streams = match &args.retain {
+        Some(kept) => kept.tee(imported),
+        None => imported.into_iter().map(|(_, stream)| stream).collect(),
+    };
     let rows_read = args.counter.map(|c| c.0.clone());
     let workers = args.workers.unwrap_or_else(workers).max(1);
     let (spec, partitioner, filter) = (&args.spec.0, &args.partitioner.0, args.filter);
-    detached(py, args.cancel, |cancel| {
+    let out = detached(py, args.cancel, |cancel| {
         let cfg = core::PassConfig {
             spec,
             partitioner,
@@ -313,14 +367,19 @@ fn run_pass<T: Send>(
             rows_read: rows_read.as_deref(),
         };
         pass(streams, &cfg)
-    })
+    })?;
+    // only a pass that read every stream to its end leaves something whole to replay
+    if let Some(kept) = &args.retain {
+        kept.seal();
+    }
+    Ok(out)
 }
 
 /// Leaf summaries of every row of `streams` (list of Arrow stream objects), read in parallel.
 /// With `parents`, only rows whose `leaf >> shift` is in `parents` count.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // a Python signature: keyword arguments with defaults
-#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None, counter=None, remember=None, workers=None))]
+#[pyo3(signature = (streams, spec, partitioner, parents=None, shift=0, cancel=None, counter=None, remember=None, workers=None, retain=None))]
 pub fn hash_pass(
     py: Python<'_>,
     streams: &Bound<'_, PyList>,
@@ -332,8 +391,11 @@ pub fn hash_pass(
     counter: Option<&PyRowCounter>,
     remember: Option<&PyRowLeaves>,
     workers: Option<usize>,
+    retain: Option<&PyRetainedBatches>,
 ) -> BResult<PyLeafSet> {
-    let args = PassArgs { spec, partitioner, filter: make_filter(parents, shift), cancel, counter, workers };
+    let filter = make_filter(parents, shift);
+    let retain = retain.map(|r| Arc::clone(&r.0));
+    let args = PassArgs { spec, partitioner, filter, cancel, counter, workers, retain };
     guarded(|| {
         let Some(remember) = remember else {
             return Ok(PyLeafSet(run_pass(py, streams, args, core::hash_pass)?));
@@ -362,7 +424,7 @@ pub fn collect_pass(
     workers: Option<usize>,
 ) -> BResult<PyCollected> {
     let filter = make_filter(Some(parents), shift);
-    let args = PassArgs { spec, partitioner, filter, cancel, counter, workers };
+    let args = PassArgs { spec, partitioner, filter, cancel, counter, workers, retain: None };
     let known = known.map_or_else(
         || Arc::new(core::RowLeaves::default()),
         |k| k.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),

@@ -21,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::PyLeafSet>()?;
     m.add_class::<handles::PyCollected>()?;
     m.add_class::<handles::PyRowLeaves>()?;
+    m.add_class::<handles::PyRetainedBatches>()?;
     m.add_function(wrap_pyfunction!(handles::hash_pass, m)?)?;
     m.add_function(wrap_pyfunction!(handles::collect_pass, m)?)?;
     m.add_function(wrap_pyfunction!(handles::classify, m)?)?;
