@@ -22,7 +22,8 @@ What it measures
                         as epoch_millis), for the docvalue_fields question of issue 13.
     seamline_rust       sl.reconcile(sl.postgres(dsn, "public.bench_stores_src"),
                         sl.opensearch(url, "bench_products", key_field="id"), key="id",
-                        compare=sl.Compare(timestamp_precision="ms")): the Rust reader (the default).
+                        compare=sl.Compare(timestamp_precision="ms")): the Rust reader (the default),
+                        the index's batches kept for the diff (Options.retain_bytes, the default).
     seamline_python     the same with reader="python": opensearch-py, JSON parsed in Python (the path
                         before issue 13).
     Both Seamline methods assert that counts and the (key, kind) set of the diffs equal the injected

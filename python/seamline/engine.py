@@ -8,7 +8,9 @@
    (16 children each, only their ranges re-read) and compare again.
 5. Diff: fetch the mismatched ranges again (pushed down to the store), keep only the rows of
    mismatched leaves, and classify each differing key. Leaves are diffed in groups that fit the
-   budget, so many differences never make one huge in-memory join.
+   budget, so many differences never make one huge in-memory join. A side whose re-read costs a
+   fetch per document (OpenSearch) and fits Options.retain_bytes is replayed from the batches its
+   hash pass kept instead.
 """
 
 from __future__ import annotations
