@@ -381,6 +381,7 @@ class Engine:
         started = time.perf_counter()
         with _adapter_errors():
             streams = opened.pop(side) if opened and side in opened else self._streams(side, ranges)
+            retain = self._retain(side)
             leaves = _core.hash_pass(
                 streams,
                 self.specs[side],
@@ -391,8 +392,10 @@ class Engine:
                 self.rows_read[side],
                 remember=self.row_leaves[side] if parents is None else None,
                 workers=self._workers(),
-                retain=self._retain(side),
+                retain=retain,
             )
+        if retain is not None and not retain.complete:
+            self.row_leaves[side] = None  # remembered for a replay that will not come
         kind = "hash" if parents is None else "refine"
         self.passes.append(PassStats(kind, side, leaves.total_rows, time.perf_counter() - started))
         return leaves
@@ -401,8 +404,14 @@ class Engine:
         """Where the side's first pass keeps its batches (Options.retain_bytes), else None."""
         if not self.retaining[side] or self.retained[side] is not None:
             return None
-        kept = _core.RetainedBatches(self.opts.retain_bytes, self.sides[side].estimated_rows())
+        expected = self.sides[side].estimated_rows()
+        kept = _core.RetainedBatches(self.opts.retain_bytes, expected)
         self.retained[side] = kept
+        # The leaf of every row too (4 bytes a row), so the replays pick the mismatched leaves' rows
+        # without hashing every key again (1M documents: ~0.05 CPU-s a pass); only where that costs
+        # an eighth of the budget at most, which is all it costs if the batches turn out not to fit.
+        if expected is not None and expected * 4 * 8 <= self.opts.retain_bytes:
+            self.row_leaves[side] = _core.RowLeaves()
         return kept
 
     def _collect(
