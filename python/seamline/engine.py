@@ -334,10 +334,6 @@ class Engine:
         }
         #: the batches of a side's first hash pass, kept for the passes after it (Options.retain_bytes)
         self.retained: dict[str, _core.RetainedBatches | None] = {side: None for side in self.sides}
-        self.retaining = {
-            side: opts.retain_bytes > 0 and opts.shard is None and _refetches_each_row(src)
-            for side, src in self.sides.items()
-        }
 
     def _readers(self, ranges: list[KeyRange] | None) -> int:
         """Streams per side. A full read runs both sides at once, so each gets half the cores (more
@@ -402,15 +398,18 @@ class Engine:
 
     def _retain(self, side: str) -> _core.RetainedBatches | None:
         """Where the side's first pass keeps its batches (Options.retain_bytes), else None."""
-        if not self.retaining[side] or self.retained[side] is not None:
+        opts, src = self.opts, self.sides[side]
+        if self.retained[side] is not None or opts.retain_bytes <= 0 or opts.shard is not None:
+            return None  # kept once, and never in a shard (its pod is sized by rows)
+        if not _refetches_each_row(src):
             return None
-        expected = self.sides[side].estimated_rows()
-        kept = _core.RetainedBatches(self.opts.retain_bytes, expected)
+        expected = src.estimated_rows()
+        kept = _core.RetainedBatches(opts.retain_bytes, expected)
         self.retained[side] = kept
         # The leaf of every row too (4 bytes a row), so the replays pick the mismatched leaves' rows
         # without hashing every key again (1M documents: ~0.05 CPU-s a pass); only where that costs
         # an eighth of the budget at most, which is all it costs if the batches turn out not to fit.
-        if expected is not None and expected * 4 * 8 <= self.opts.retain_bytes:
+        if expected is not None and expected * 4 * 8 <= opts.retain_bytes:
             self.row_leaves[side] = _core.RowLeaves()
         return kept
 
