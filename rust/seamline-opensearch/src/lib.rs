@@ -145,8 +145,8 @@ fn run(
             }
         });
         for item in fetched.iter() {
-            let Fetched { mut bytes, after } = item?;
-            let page = page::parse(&mut bytes, &mut parser, &plan, &mut builders).map_err(|e| match e {
+            let Fetched { bytes, after } = item?;
+            let page = page::parse(&bytes, &mut parser, &plan, &mut builders).map_err(|e| match e {
                 page::PageError::Value(why) => OsError::Value(why),
                 page::PageError::Json(e) => {
                     OsError::Unavailable(format!("an unreadable search response ({e})"))
