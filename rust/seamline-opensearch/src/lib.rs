@@ -193,9 +193,12 @@ fn fetch(
         loop {
             let buffer = spare.try_recv().unwrap_or_default();
             let bytes = client.search(&body, &request.filter_path, buffer)?;
-            let (hits, after) = page::last_sort(&bytes);
-            // `hits` may over-count (a source key named "sort"): then one more, empty, page is asked
-            let next = after.clone().filter(|_| hits >= request.page_size);
+            let after = page::last_sort(&bytes);
+            // A page too short to hold a full page of hits ends the body. A longer one is taken as
+            // full without counting its hits (that count was ~2.5% of a reconcile's CPU): the
+            // next page is asked, an empty one at worst, once per body.
+            let full = bytes.len() >= request.page_size.saturating_mul(page::MIN_HIT_BYTES);
+            let next = after.clone().filter(|_| full);
             if pages.send(Ok(Fetched { bytes, after })).is_err() {
                 return Ok(());
             }

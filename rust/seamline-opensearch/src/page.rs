@@ -2,7 +2,7 @@
 //! its layout: one pass over the page (checked as UTF-8 first, with SIMD) that walks `hits.hits[]`
 //! and hands each `_source` value a column reads to that column's builder (a string borrowed from
 //! the page unless it has escapes, a number, a boolean); every other value is stepped over by its
-//! quotes and brackets (memchr) without being built. An array or object in a column's place, a key
+//! quotes and brackets (eight bytes a step) without being built. An array or object in a column's place, a key
 //! kept whole for the hit, and the last hit's sort values are cut out of the page and parsed by
 //! serde_json. A column missing from a document is NULL. (It replaced simd-json's SIMD index of the
 //! page walked by a serde visitor: on a saved page of bench_products, conversions included, 8
@@ -692,18 +692,20 @@ impl<'a> Scanner<'a> {
 
 const SORT_KEY: &[u8] = b"\"sort\":[";
 
-/// Without parsing the page: how many hits it has at most (occurrences of `"sort":[`, every hit has
-/// one; a `_source` key named "sort" counts too) and the last hit's sort values (the last
-/// occurrence: a hit's `sort` follows its `_source`, and a quote inside a JSON string is escaped).
-/// The parse checks the values against the last row's.
-pub fn last_sort(bytes: &[u8]) -> (usize, Option<Vec<Value>>) {
-    let count = memmem::find_iter(bytes, SORT_KEY).count();
-    let after = memmem::rfind(bytes, SORT_KEY).and_then(|at| {
+/// The fewest bytes a hit takes in a search response: `{"sort":[0]},` (every hit of a paged scan has
+/// its sort values, whatever else is filtered out). A page shorter than `page_size` of these cannot
+/// hold `page_size` hits.
+pub const MIN_HIT_BYTES: usize = 13;
+
+/// Without parsing the page: the last hit's sort values (the last occurrence of `"sort":[`: a hit's
+/// `sort` follows its `_source`, and a quote inside a JSON string is escaped; None: no hits). The
+/// parse checks them against the last row's.
+pub fn last_sort(bytes: &[u8]) -> Option<Vec<Value>> {
+    memmem::rfind(bytes, SORT_KEY).and_then(|at| {
         let start = at + SORT_KEY.len() - 1;
         let mut de = serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<Vec<Value>>();
         de.next().and_then(Result::ok)
-    });
-    (count, after)
+    })
 }
 
 #[cfg(test)]
@@ -826,10 +828,10 @@ mod tests {
     #[test]
     fn the_last_sort_values_are_cut_out_unparsed() {
         let body = br#"{"hits":{"hits":[{"_id":"1","sort":[7]},{"_id":"3","sort":[9]}]}}"#;
-        assert_eq!(last_sort(body), (2, Some(vec![Value::from(9)])));
-        assert_eq!(last_sort(br#"{"hits":{"hits":[]}}"#), (0, None));
+        assert_eq!(last_sort(body), Some(vec![Value::from(9)]));
+        assert_eq!(last_sort(br#"{"hits":{"hits":[]}}"#), None);
         let tricky = br#"{"hits":{"hits":[{"_source":{"t":"\"sort\":[1]","sort":[5]},"sort":[6,"x"]}]}}"#;
-        assert_eq!(last_sort(tricky), (2, Some(vec![Value::from(6), Value::from("x")])));
+        assert_eq!(last_sort(tricky), Some(vec![Value::from(6), Value::from("x")]));
     }
 
     #[test]
@@ -850,7 +852,7 @@ mod tests {
         assert!(got[1].is_u64() && got[2].is_i64() && got[3].is_f64() && got[6].is_u64());
         assert_eq!(got[3].as_f64().unwrap().to_bits(), 0.30000000000000004f64.to_bits());
         // the fetcher's cut, checked against the parse in `run`, agrees
-        assert_eq!(last_sort(body.as_bytes()), (3, Some(want)));
+        assert_eq!(last_sort(body.as_bytes()), Some(want));
         assert_ne!(got, serde_json::from_str::<Vec<Value>>(earlier).unwrap());
         // the last hit without sort values: none, whatever the earlier hits had
         let body = format!(r#"{{"hits":{{"hits":[{{"_id":"1","sort":{last}}},{{"_id":"2"}}]}}}}"#);
