@@ -39,6 +39,8 @@ struct Fallback {
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
     keys: Vec<(String, Target)>,
+    /// Each key as it appears in a page without escapes, quotes included (`"price"`).
+    quoted: Vec<Vec<u8>>,
     kept: usize,
     /// Per column (`None`: the hit's `_id`).
     fallbacks: Vec<Option<Fallback>>,
@@ -91,6 +93,10 @@ impl SourcePlan {
             fallbacks.push(Some(fallback));
         }
         SourcePlan {
+            quoted: keys
+                .iter()
+                .map(|(key, _)| serde_json::to_vec(key).expect("a string serialises"))
+                .collect(),
             keys,
             kept,
             fallbacks,
@@ -99,18 +105,9 @@ impl SourcePlan {
         }
     }
 
-    /// The target of a `_source` key; `guess` is where the previous key matched (documents of one
-    /// index mostly list their keys in the same order), advanced past a match.
-    fn target(&self, key: &str, guess: &mut usize) -> Option<Target> {
-        if let Some((k, t)) = self.keys.get(*guess) {
-            if k == key {
-                *guess += 1;
-                return Some(*t);
-            }
-        }
-        let at = self.keys.iter().position(|(k, _)| k == key)?;
-        *guess = at + 1;
-        Some(self.keys[at].1)
+    /// Which of the read keys `key` is.
+    fn position(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|(k, _)| k == key)
     }
 }
 
@@ -186,11 +183,16 @@ pub fn parse(
     Ok(Page { rows: state.rows, last_sort: Some(last_sort) })
 }
 
-/// The buffers a string with escapes is unescaped into, kept from page to page.
+/// What a stream's pages share: the buffers a string with escapes is unescaped into, and the order
+/// its documents list the read keys in.
 #[derive(Default)]
 pub struct Parser {
     key: String,
     value: String,
+    /// For each read `_source` key (and, last, the object's start): the read key that followed it
+    /// in the previous document. Documents of one index mostly list their keys in one order, so the
+    /// next key is compared in place, quotes included, before it is scanned and looked up.
+    follows: Vec<usize>,
 }
 
 /// The parse of one page: the builders, the current hit's kept keys and sort values.
@@ -283,7 +285,20 @@ fn hit(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) -> Re
     scan.eat(b'{')?;
     let mut first = true;
     while scan.key(&mut first)? {
-        let key = scan.string(&mut parser.key)?;
+        // the keys read, compared in place as the node writes them; any other spelling is scanned
+        let rest = &scan.bytes[scan.at..];
+        let key = if rest.starts_with(b"\"_id\"") {
+            scan.at += 5;
+            "_id"
+        } else if rest.starts_with(b"\"_source\"") {
+            scan.at += 9;
+            "_source"
+        } else if rest.starts_with(b"\"sort\"") {
+            scan.at += 6;
+            "sort"
+        } else {
+            scan.string(&mut parser.key)?
+        };
         scan.eat(b':')?;
         match key {
             "_id" => {
@@ -319,13 +334,27 @@ fn hit(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) -> Re
 /// A hit's `_source`: each key a column reads goes to its builder (or is kept for the hit).
 fn source(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) -> Result<(), Fail> {
     let plan = state.plan;
-    let mut guess = 0;
+    if parser.follows.len() != plan.keys.len() + 1 {
+        parser.follows = vec![usize::MAX; plan.keys.len() + 1];
+    }
+    let mut previous = plan.keys.len();
     scan.eat(b'{')?;
     let mut first = true;
     while scan.key(&mut first)? {
-        let target = plan.target(scan.string(&mut parser.key)?, &mut guess);
+        let predicted = parser.follows[previous];
+        let read = match plan.quoted.get(predicted) {
+            Some(quoted) if scan.bytes[scan.at..].starts_with(quoted) => {
+                scan.at += quoted.len();
+                Some(predicted)
+            }
+            _ => plan.position(scan.string(&mut parser.key)?),
+        };
         scan.eat(b':')?;
-        match target {
+        if let Some(at) = read {
+            parser.follows[previous] = at;
+            previous = at;
+        }
+        match read.map(|at| plan.keys[at].1) {
             Some(Target::Direct(column)) => {
                 let value = match scan.peek() {
                     Some(b'"') => Datum::Str(scan.string(&mut parser.value)?),
