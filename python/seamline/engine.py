@@ -39,7 +39,14 @@ from seamline.exceptions import (
 )
 from seamline.malloc_policy import set_malloc_policy
 from seamline.seam import SeamColumns
-from seamline.stores.protocols import KeyRange, Replayable, RowFetchPushdown, ScanRequest, Source
+from seamline.stores.protocols import (
+    KeyRange,
+    Replayable,
+    RowFetchPushdown,
+    RowSeekPushdown,
+    ScanRequest,
+    Source,
+)
 
 ROWS_PER_PUSHED_RANGE = 32
 # The same where a side fetches every row of a re-read range again (RowFetchPushdown, OpenSearch):
@@ -49,6 +56,18 @@ ROWS_PER_PUSHED_RANGE = 32
 # node's CPU 3.6-5.3 -> 2.8-4.3 s, the process's CPU unchanged, +23 MB of peak (139 -> 162); 2 rows
 # halved the documents again for no time and +60 MB.
 ROWS_PER_REFETCHED_RANGE = 4
+# Finer where both sides read only a re-read range's rows (RowSeekPushdown: Postgres) and the ranges
+# stay few: a mismatched range is read again whole, so halving its rows halves what the diff
+# re-reads. Postgres -> Postgres, 5M rows per side, 0.2% drift, a fresh process per run, 3
+# interleaved pairs: 32 -> 16 rows a range took the rows re-read per side from 316k to 160k, the
+# diff 0.48-0.68 -> 0.30-0.32 s a side, the run 1.22-1.28x -> 0.99-1.15x of the two COPYs, the
+# process CPU 1.80-2.58 -> 1.66-2.11 s, +7-18 MB of peak. Only up to FINE_PUSHED_RANGES ranges:
+# each range is a leaf held in the pass, and at 20M rows 16-row ranges (2^20) cost +60 MB of peak
+# (189-194 -> 248-253 MB, 2 pairs); from ~8.4M rows on the ranges are as many as 32 rows gives or
+# FINE_PUSHED_RANGES, whichever is more, so past ~16.8M rows nothing changes. Not where a side
+# re-reads covering files (Iceberg; Postgres -> Iceberg, 1M rows, 2 pairs: no faster, +0.1 CPU-s).
+FINE_ROWS_PER_PUSHED_RANGE = 16
+FINE_PUSHED_RANGES = 1 << 19
 # Pushed-down ranges cut from the sample, at most. Finer ranges make the diff pass read fewer rows it
 # then drops: at 20M rows per side (0.2% drift) 2^20 ranges took the diff pass from 6.3-6.5 s to
 # 3.4-3.7 s against 2^18, and the peak from 240-249 to 218-219 MB (benches/bench_postgres.py tables).
@@ -153,20 +172,33 @@ class EngineOutput:
 
 
 def _bounds(
-    source: Source, seam: SeamColumns, opts: Options, fine: bool, leaf_fine: bool = False
+    source: Source,
+    seam: SeamColumns,
+    opts: Options,
+    fine: bool,
+    leaf_fine: bool = False,
+    seek_fine: bool = False,
 ) -> pa.Table | None:
     """Range boundaries from a cheap sample of the source's keys, in canonical key order.
 
     `fine`: the stores can push ranges down, so cut about ROWS_PER_PUSHED_RANGE rows per range
-    (ROWS_PER_REFETCHED_RANGE when `leaf_fine`): scattered drift then marks only a fraction of the
+    (ROWS_PER_REFETCHED_RANGE when `leaf_fine`; FINE_ROWS_PER_PUSHED_RANGE when `seek_fine`, while
+    that is at most FINE_PUSHED_RANGES ranges): scattered drift then marks only a fraction of the
     ranges, and only those are read again. A single
     integer key is cut between the sampled keys by interpolation (statistics give ~100 bounds)."""
     key_names = seam.key_names("source")
     rows = source.estimated_rows() or 0
     want = opts.max_ranges
     if fine:
-        per_range = ROWS_PER_REFETCHED_RANGE if leaf_fine else ROWS_PER_PUSHED_RANGE
-        want = max(want, min(MAX_PUSHED_RANGES, rows // per_range))
+        if leaf_fine:
+            ranges = rows // ROWS_PER_REFETCHED_RANGE
+        elif not seek_fine:
+            ranges = rows // ROWS_PER_PUSHED_RANGE
+        else:
+            ranges = max(
+                rows // ROWS_PER_PUSHED_RANGE, min(rows // FINE_ROWS_PER_PUSHED_RANGE, FINE_PUSHED_RANGES)
+            )
+        want = max(want, min(MAX_PUSHED_RANGES, ranges))
     # ~16 samples per range place the quantiles well; more only costs time
     sample = source.sample_keys(key_names, min(opts.sample_size, max(1024, 16 * want)))
     if sample is None or sample.num_rows < 2:
@@ -494,7 +526,11 @@ class Engine:
         if bounds is None:
             fine = self.pushdown["source"] and self.pushdown["target"]
             leaf_fine = any(_refetches_each_row(side) for side in self.sides.values())
-            bounds = _bounds(source, self.seam, self.opts, fine, leaf_fine)
+            seek_fine = all(
+                isinstance(side, RowSeekPushdown) and side.seeks_range_rows(self.seam.key_names(name))
+                for name, side in self.sides.items()
+            )
+            bounds = _bounds(source, self.seam, self.opts, fine, leaf_fine, seek_fine)
         bits = self.opts.fanout_bits
         if bits is None:
             bits = _fanout_bits(source.estimated_rows(), (bounds.num_rows if bounds is not None else 0) + 1)

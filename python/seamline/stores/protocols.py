@@ -8,6 +8,8 @@ so pushdown is an optimisation, never a correctness requirement.
 
 Capabilities:
 - `RangePushdown`: reads just the requested key ranges.
+- `RowFetchPushdown`: a re-read fetches every row of its ranges one by one (OpenSearch).
+- `RowSeekPushdown`: a re-read reads only the rows its ranges hold, by an index walk (Postgres).
 - `Replayable`: every `open` with one request yields the same batches in the same order (in memory).
 - `Versioned`: the newest value of a column and how many rows are newer than a value (freshness).
 - `Repairable`: returns a `RepairWriter`, whose `apply(plan)` returns `WriteCounts`.
@@ -117,6 +119,15 @@ class RowFetchPushdown(Protocol):
     fine as the leaves, so the diff pass re-reads only the mismatched leaves' rows."""
 
     def refetches_each_row(self) -> bool: ...
+
+
+@runtime_checkable
+class RowSeekPushdown(Protocol):
+    """A range pushdown that, for ranges over `key`, reads only the rows inside them (Postgres: the
+    key index walked once per range), so a re-read costs by the rows its ranges hold: where both
+    sides do, the engine cuts finer ranges, and the diff re-reads fewer rows."""
+
+    def seeks_range_rows(self, key: Sequence[str]) -> bool: ...
 
 
 @runtime_checkable

@@ -9,7 +9,15 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from seamline.stores.postgres.read import PostgresReader
-from seamline.stores.protocols import Embed, RangePushdown, Repairable, RepairWriter, Source, Versioned
+from seamline.stores.protocols import (
+    Embed,
+    RangePushdown,
+    Repairable,
+    RepairWriter,
+    RowSeekPushdown,
+    Source,
+    Versioned,
+)
 from seamline.stores.registry import StoreAdapter
 
 if TYPE_CHECKING:
@@ -40,9 +48,9 @@ def from_contract(store: Any, side: Any, *, key_field: str | None, as_of: Any) -
 
 def _conforms(
     source: PostgresSource, writer: PostgresRepairWriter
-) -> tuple[Source, RangePushdown, Versioned, Repairable, RepairWriter]:
+) -> tuple[Source, RangePushdown, RowSeekPushdown, Versioned, Repairable, RepairWriter]:
     """Never called: mypy checks here that the adapter has every capability it claims."""
-    return source, source, source, source, writer
+    return source, source, source, source, source, writer
 
 
 ADAPTERS = {"postgres": StoreAdapter(open=PostgresSource, from_contract=from_contract)}

@@ -130,6 +130,14 @@ class PostgresReader:
         """Key ranges become predicates (text keys COLLATE "C"), or a join against bound arrays."""
         return True
 
+    def seeks_range_rows(self, key: Sequence[str]) -> bool:
+        """Many ranges of a single integer key are read by a join against bound arrays, the key
+        index walked once per range: only their rows are read. Other keys' ranges are merged into
+        a bounded number of covering spans."""
+        self.schema()
+        columns = [self._columns[k] for k in key if k in self._columns]
+        return len(columns) == len(key) and _joinable(columns)
+
     def describe(self) -> str:
         where = self.store.describe()
         if self._table is not None:
