@@ -279,6 +279,31 @@ fn response(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) 
     })
 }
 
+/// The keys of a hit that are read.
+#[derive(Clone, Copy)]
+enum HitKey {
+    Id,
+    Source,
+    Sort,
+    Other,
+}
+
+impl HitKey {
+    /// The read keys as the node writes them, quotes included.
+    const IN_PLACE: [(HitKey, &'static [u8]); 3] =
+        [(HitKey::Id, b"\"_id\""), (HitKey::Source, b"\"_source\""), (HitKey::Sort, b"\"sort\"")];
+
+    /// A key spelled some other way (with escapes, say).
+    fn named(key: &str) -> HitKey {
+        match key {
+            "_id" => HitKey::Id,
+            "_source" => HitKey::Source,
+            "sort" => HitKey::Sort,
+            _ => HitKey::Other,
+        }
+    }
+}
+
 /// One hit: its `_id`, `_source` and `sort`; then the row is complete.
 fn hit(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) -> Result<(), Fail> {
     state.sort = None;
@@ -286,22 +311,17 @@ fn hit(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) -> Re
     let mut first = true;
     while scan.key(&mut first)? {
         // the keys read, compared in place as the node writes them; any other spelling is scanned
-        let rest = &scan.bytes[scan.at..];
-        let key = if rest.starts_with(b"\"_id\"") {
-            scan.at += 5;
-            "_id"
-        } else if rest.starts_with(b"\"_source\"") {
-            scan.at += 9;
-            "_source"
-        } else if rest.starts_with(b"\"sort\"") {
-            scan.at += 6;
-            "sort"
-        } else {
-            scan.string(&mut parser.key)?
+        let key = match HitKey::IN_PLACE.iter().find(|(_, quoted)| scan.bytes[scan.at..].starts_with(quoted))
+        {
+            Some(&(key, quoted)) => {
+                scan.at += quoted.len();
+                key
+            }
+            None => HitKey::named(scan.string(&mut parser.key)?),
         };
         scan.eat(b':')?;
         match key {
-            "_id" => {
+            HitKey::Id => {
                 let id = match scan.peek() {
                     Some(b'"') => Datum::Str(scan.string(&mut parser.value)?),
                     _ => {
@@ -313,7 +333,7 @@ fn hit(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) -> Re
                     state.append(column, id)?;
                 }
             }
-            "sort" => {
+            HitKey::Sort => {
                 let start = scan.at_value();
                 match scan.peek() {
                     Some(b'[') => scan.skip(4)?,
@@ -321,11 +341,11 @@ fn hit(scan: &mut Scanner<'_>, state: &mut State<'_>, parser: &mut Parser) -> Re
                 }
                 state.sort = Some((start, scan.at));
             }
-            "_source" => match scan.peek() {
+            HitKey::Source => match scan.peek() {
                 Some(b'{') => source(scan, state, parser)?,
                 _ => scan.literal("null")?,
             },
-            _ => scan.skip(4)?,
+            HitKey::Other => scan.skip(4)?,
         }
     }
     state.end_hit()
@@ -505,10 +525,12 @@ impl<'a> Scanner<'a> {
     /// consumes that value.
     fn object(&mut self, mut value: impl FnMut(&mut Self, &str) -> Result<(), Fail>) -> Result<(), Fail> {
         self.eat(b'{')?;
-        let mut key = String::new();
+        // the key is copied out of the page (the closure takes the cursor), into one buffer per object
+        let (mut key, mut name) = (String::new(), String::new());
         let mut first = true;
         while self.key(&mut first)? {
-            let name = self.string(&mut key)?.to_string();
+            name.clear();
+            name.push_str(self.string(&mut key)?);
             self.eat(b':')?;
             value(self, &name)?;
         }
@@ -1119,13 +1141,16 @@ mod tests {
                 let w = ws(&mut next);
                 let id = string(&format!("id {round}.{h} é"), &mut next);
                 let sort = value(&mut next, 2);
+                // the hit's own keys too are written with escapes at times
+                let [id_key, source_key, sort_key] = ["_id", "_source", "sort"].map(|k| string(k, &mut next));
                 hits.push(format!(
-                    r#"{w}{{{w}"_index"{w}:{w}"i","_id":{id},{w}"_score":{w}null,"_source":{w}{{{w}{}{w}}},"sort":{w}[{sort},{h}]{w}}}"#,
+                    r#"{w}{{{w}"_index"{w}:{w}"i",{id_key}:{id},{w}"_score":{w}null,{source_key}:{w}{{{w}{}{w}}},{sort_key}:{w}[{sort},{h}]{w}}}"#,
                     fields.join(&format!("{w},{w}"))
                 ));
             }
+            let [outer, inner] = ["hits", "hits"].map(|k| string(k, &mut next));
             let body =
-                format!(r#" {{"took":1,"hits":{{"total":{{"value":1}},"hits":[{}]}} }} "#, hits.join(","));
+                format!(r#" {{"took":1,{outer}:{{"total":{{"value":1}},{inner}:[{}]}} }} "#, hits.join(","));
             let (page, batch) = read(body.as_bytes(), &spec).unwrap_or_else(|e| panic!("{e}: {body}"));
             // the reference: each column's value looked up in serde_json's parse of the page
             let parsed: Value = serde_json::from_str(&body).unwrap();
