@@ -26,6 +26,9 @@ What it measures
                         the index's batches kept for the diff (Options.retain_bytes, the default).
     seamline_python     the same with reader="python": opensearch-py, JSON parsed in Python (the path
                         before issue 13).
+    Every child runs in the environment a scheduled `seamline` run has (bench_postgres.child_env):
+    OPENBLAS_NUM_THREADS=1, as the command sets it, so numpy's OpenBLAS, which pyarrow loads, does
+    not spin a thread per core at start-up (~0.15 CPU-s of a Seamline child otherwise).
     Both Seamline methods assert that counts and the (key, kind) set of the diffs equal the injected
     drift. Ratios are to os_raw_scan.
 
@@ -62,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_postgres import OUT, child_seamline, code_state, measured, vmhwm_mb  # noqa: E402
+from bench_postgres import OUT, child_env, child_seamline, code_state, measured, vmhwm_mb  # noqa: E402
 from bench_stores import (  # noqa: E402
     DRIFT,
     INDEX,
@@ -317,7 +320,8 @@ def main() -> None:
         for i in range(args.repeat):
             for m in methods:
                 node_cpu, pg_cpu = node_cpu_seconds(url), postgres_cpu_seconds(pg_pid)
-                r = measured(shlex.split(commands[m]))
+                # every child in the environment a scheduled `seamline` run has (one OpenBLAS thread)
+                r = measured(shlex.split(commands[m]), env=child_env())
                 r["node_cpu_seconds"] = round(node_cpu_seconds(url) - node_cpu, 2)
                 pg_after = postgres_cpu_seconds(pg_pid)
                 if pg_cpu is not None and pg_after is not None:
