@@ -28,6 +28,7 @@ import pyarrow as pa
 import pytest
 
 import seamline as sl
+from seamline import engine
 from seamline.engine import ROWS_PER_REFETCHED_RANGE, Options
 from seamline.exceptions import ValueParseError
 from seamline.stores.opensearch import OpenSearchReader
@@ -152,6 +153,12 @@ def test_ranges_are_one_leaf_each_and_the_drift_at_their_edges_is_found_exactly(
     alone = sl.reconcile(source, sl.postgres(seam.dsn, seam.table), key="id")
     assert alone.clean and alone.output.partitioner.fanout_bits == 0
     assert alone.output.bounds is not None and N // 32 < alone.output.bounds.num_rows < N // 8
+    # and never more than MAX_PUSHED_RANGES of them (each is a leaf a pass holds, 48 bytes a side)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "MAX_PUSHED_RANGES", N // 64)
+        capped = sl.reconcile(source, sl.postgres(seam.dsn, seam.table), key="id")
+    assert capped.clean and capped.output.bounds is not None
+    assert N // 128 < capped.output.bounds.num_rows <= N // 64
 
     present = set(seam.keys)
     changed: set[int] = set()

@@ -90,8 +90,10 @@ def test_memory_request_follows_the_measured_peaks_plus_margin() -> None:
     (a, pa_), (b, pb), *_ = sorted(points.items())
     assert k8s.peak_mb((a + b) // 2) == pytest.approx((pa_ + pb) / 2)  # interpolated between points
     assert k8s.peak_mb(1) == pa_  # fewer rows never need more than the smallest measured point
-    (y, py), (z, pz) = sorted(points.items())[-2:]
-    assert k8s.peak_mb(2 * z) == pytest.approx(pz + (pz - py) / (z - y) * z)  # the last slope goes on
+    z, pz = max(points.items())
+    # past the last point the refinement and diff's measured growth goes on
+    assert k8s.peak_mb(2 * z) == pytest.approx(pz + k8s.PEAK_GROWTH_PAST_LAST_MB * z / 1e6)
+    assert k8s.PEAK_GROWTH_PAST_LAST_MB > 0
     for total, shards in ((1, 1), (5_000_000, 1), (1_000_000_000, 16), (4_000_000_000, 64)):
         per_shard = -(-total // shards)
         want_mb = k8s.peak_mb(per_shard) * k8s.SIZING_MARGIN

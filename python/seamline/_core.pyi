@@ -27,6 +27,7 @@ __all__ = [
     "classify",
     "sorted_unique_rows",
     "coalesce_ranges",
+    "available_cores",
     "pg_copy_stream",
     "PgSession",
     "os_search_stream",
@@ -143,6 +144,7 @@ def collect_pass(
 def classify(source: Collected, target: Collected, n_values: int) -> tuple[Any | None, Any | None, Any]: ...
 def sorted_unique_rows(sample: Any, spec: SideSpec) -> list[int]: ...
 def coalesce_ranges(leaves: list[int], fanout_bits: int) -> list[tuple[int, int]]: ...
+def available_cores() -> int: ...
 def pg_copy_stream(
     params: list[tuple[str, str]],
     query: str,

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,18 +55,18 @@ ROWS_PER_PUSHED_RANGE = 32
 # node's CPU 3.6-5.3 -> 2.8-4.3 s, the process's CPU unchanged, +23 MB of peak (139 -> 162); 2 rows
 # halved the documents again for no time and +60 MB.
 ROWS_PER_REFETCHED_RANGE = 4
-# Finer where both sides read only a re-read range's rows (RowSeekPushdown: Postgres) and the ranges
-# stay few: a mismatched range is read again whole, so halving its rows halves what the diff
-# re-reads. Postgres -> Postgres, 5M rows per side, 0.2% drift, a fresh process per run, 3
-# interleaved pairs: 32 -> 16 rows a range took the rows re-read per side from 316k to 160k, the
-# diff 0.48-0.68 -> 0.30-0.32 s a side, the run 1.22-1.28x -> 0.99-1.15x of the two COPYs, the
-# process CPU 1.80-2.58 -> 1.66-2.11 s, +7-18 MB of peak. Only up to FINE_PUSHED_RANGES ranges:
-# each range is a leaf held in the pass, and at 20M rows 16-row ranges (2^20) cost +60 MB of peak
-# (189-194 -> 248-253 MB, 2 pairs); from ~8.4M rows on the ranges are as many as 32 rows gives or
-# FINE_PUSHED_RANGES, whichever is more, so past ~16.8M rows nothing changes. Not where a side
-# re-reads covering files (Iceberg; Postgres -> Iceberg, 1M rows, 2 pairs: no faster, +0.1 CPU-s).
+# Finer where both sides read only a re-read range's rows (RowSeekPushdown: Postgres): a mismatched
+# range is read again whole, so halving its rows halves what the diff re-reads. Postgres -> Postgres,
+# 5M rows per side, 0.2% drift, a fresh process per run, 3 interleaved pairs: 32 -> 16 rows a range
+# took the rows re-read per side from 316k to 160k, the diff 0.48-0.68 -> 0.30-0.32 s a side, the
+# run 1.22-1.28x -> 0.99-1.15x of the two COPYs, the process CPU 1.80-2.58 -> 1.66-2.11 s, +7-18 MB
+# of peak. Up to MAX_PUSHED_RANGES like every pushed-down layout (each range is a leaf held in the
+# pass, 48 bytes a side): at 20M rows 2^20 ranges instead of 2^19 took the rows re-read per side from
+# 1.27M to 764k, the diff 2.0-2.2 -> 1.4 s and the run 12.6-12.7 -> 11.9-12.0 s (2 interleaved
+# pairs), for +55-65 MB of peak (191 -> 245-256 MB): the peak a 50M-row run has anyway, since from
+# 32M rows on 32-row ranges reach the cap too. Not where a side re-reads covering files (Iceberg;
+# Postgres -> Iceberg, 1M rows, 2 pairs: no faster, +0.1 CPU-s).
 FINE_ROWS_PER_PUSHED_RANGE = 16
-FINE_PUSHED_RANGES = 1 << 19
 # Pushed-down ranges cut from the sample, at most. Finer ranges make the diff pass read fewer rows it
 # then drops: at 20M rows per side (0.2% drift) 2^20 ranges took the diff pass from 6.3-6.5 s to
 # 3.4-3.7 s against 2^18, and the peak from 240-249 to 218-219 MB (benches/bench_postgres.py tables).
@@ -97,7 +96,10 @@ class Options:
     #: digests): larger diffs are read in several groups of consecutive leaves
     diff_group_rows: int = 100_000
     max_ranges: int = 256
-    parallelism: int = field(default_factory=lambda: os.cpu_count() or 2)
+    #: threads: readers and hashing workers (half each side while both sides are read at once). By
+    #: default the cores this process may use, its cgroup's CPU quota included: in a pod limited to
+    #: 2 CPUs on a 32-core node os.cpu_count() says 32, and each hashing thread holds its own leaves
+    parallelism: int = field(default_factory=_core.available_cores)
     sample_size: int = 20_000
     #: explicit range boundaries (a table of key rows, source names) and leaf fan-out, instead of
     #: sampling the source: shards of one run must all use the same layout
@@ -182,9 +184,9 @@ def _bounds(
     """Range boundaries from a cheap sample of the source's keys, in canonical key order.
 
     `fine`: the stores can push ranges down, so cut about ROWS_PER_PUSHED_RANGE rows per range
-    (ROWS_PER_REFETCHED_RANGE when `leaf_fine`; FINE_ROWS_PER_PUSHED_RANGE when `seek_fine`, while
-    that is at most FINE_PUSHED_RANGES ranges): scattered drift then marks only a fraction of the
-    ranges, and only those are read again. A single
+    (ROWS_PER_REFETCHED_RANGE when `leaf_fine`, FINE_ROWS_PER_PUSHED_RANGE when `seek_fine`; at most
+    MAX_PUSHED_RANGES): scattered drift then marks only a fraction of the ranges, and only those are
+    read again. A single
     integer key is cut between the sampled keys by interpolation (statistics give ~100 bounds)."""
     key_names = seam.key_names("source")
     rows = source.estimated_rows() or 0
@@ -195,9 +197,7 @@ def _bounds(
         elif not seek_fine:
             ranges = rows // ROWS_PER_PUSHED_RANGE
         else:
-            ranges = max(
-                rows // ROWS_PER_PUSHED_RANGE, min(rows // FINE_ROWS_PER_PUSHED_RANGE, FINE_PUSHED_RANGES)
-            )
+            ranges = rows // FINE_ROWS_PER_PUSHED_RANGE
         want = max(want, min(MAX_PUSHED_RANGES, ranges))
     # ~16 samples per range place the quantiles well; more only costs time
     sample = source.sample_keys(key_names, min(opts.sample_size, max(1024, 16 * want)))
@@ -270,8 +270,10 @@ def _interpolated_numpy(values: list[int], per_gap: int, kind: pa.DataType) -> p
     count = -(-gap // step)  # len(range(lo, hi, step))
     first = np.cumsum(count) - count  # where each gap's points start
     at = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(first, count)
-    points = np.append(np.repeat(lo, count) + at * np.repeat(step, count), keys[-1])
-    return pa.array(points).cast(kind)
+    points = np.ascontiguousarray(np.append(np.repeat(lo, count) + at * np.repeat(step, count), keys[-1]))
+    # from the buffer: pa.array() of an ndarray imports numpy.ma to check for a masked array (~12-27
+    # ms of a process's CPU)
+    return pa.Array.from_buffers(pa.int64(), len(points), [None, pa.py_buffer(points)]).cast(kind)
 
 
 def _fanout_bits(rows: int | None, num_ranges: int) -> int:

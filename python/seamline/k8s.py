@@ -46,31 +46,40 @@ EXIT_DRIFT, EXIT_BAD_INPUT = 1, 2
 
 # Memory sizing, from measurements, not arithmetic: peak RSS (VmHWM at the end of the reconcile) of
 # one process reconciling a Postgres -> Postgres seam (0.2% drift, default options, 2 cores), MB by
-# rows per side, measured with benches/bench_memory.py (README, Sizing). Up to ~33M rows the leaves
-# grow to their cap (engine.MAX_LEAVES); past it refinements and diff groups are bounded and what
-# still grows is the differences (0.2% of the rows here). Between measured points the peak is
-# interpolated; past the last one the last segment's slope goes on. A pod's request is that peak
-# plus SIZING_MARGIN, the limit twice that. The 10M point was measured after ranges of 16 rows
-# (engine.FINE_ROWS_PER_PUSHED_RANGE, up to 2^19 ranges) came in, which put it above the line from 5M
-# to 20M (172-178 MB against 172); 5M then measured 147, under its point.
+# rows per side, measured with benches/bench_memory.py (README, Sizing). Up to ~16.8M rows the leaves
+# of the hash pass grow to their cap (engine.MAX_PUSHED_RANGES ranges of ~16 rows, one leaf each,
+# 48 bytes a leaf a side) and the peak is the hash pass's; past it the hash pass is level and what
+# still grows is the refinement's and the diff's share, bounded in groups but holding the differences
+# (0.2% of the rows here). Between measured points the peak is interpolated; past the last one it
+# grows by PEAK_GROWTH_PAST_LAST_MB a million rows. A pod's request is that peak plus SIZING_MARGIN,
+# the limit twice that. The 10M and 20M points were measured again (2026-12-01, 2 runs each, the
+# larger kept) when the ranges of 16 rows lost their 2^19 cap: 183-194 and 242-253 MB, where they
+# had been 178 and 204; 5M and 50M measured 143 and 253, under their points, which were kept.
 MEASURED_PEAK_MB: dict[int, float] = {
     5_000_000: 155.6,
-    10_000_000: 178.0,
-    20_000_000: 204.3,
+    10_000_000: 194.0,
+    20_000_000: 252.6,
     50_000_000: 254.2,
 }
+# Past the last point: the refinement and diff passes' own peak (after the hash pass, from the same
+# runs' timelines) was 149-159 MB at 20M and 250 MB at 50M, ~3.0 MB more a million rows per side;
+# that share goes on growing where the hash pass's no longer does.
+PEAK_GROWTH_PAST_LAST_MB = 3.0
 SIZING_MARGIN = 1.25
 
 
 def peak_mb(rows_per_side: int, points: dict[int, float] = MEASURED_PEAK_MB) -> float:
     """The expected peak for `rows_per_side`: piecewise linear through the measured points, the first
-    point's value below it (fewer rows never need more), the last segment extended above."""
+    point's value below it (fewer rows never need more), PEAK_GROWTH_PAST_LAST_MB a million rows
+    more above the last."""
     xs = sorted(points)
     if rows_per_side <= xs[0] or len(xs) == 1:
         return points[xs[0]]
     segment = 1
     while segment < len(xs) - 1 and rows_per_side > xs[segment]:
         segment += 1
+    if rows_per_side > xs[-1]:
+        return points[xs[-1]] + PEAK_GROWTH_PAST_LAST_MB * (rows_per_side - xs[-1]) / 1e6
     lo, hi = xs[segment - 1], xs[segment]
     slope = max(0.0, (points[hi] - points[lo]) / (hi - lo))
     return points[lo] + slope * (rows_per_side - lo)

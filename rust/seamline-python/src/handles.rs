@@ -101,6 +101,13 @@ where
 }
 
 fn workers() -> usize {
+    available_cores()
+}
+
+/// The cores this process may run on: its CPU affinity and its cgroup's CPU quota (a Kubernetes
+/// pod's `limits.cpu`), which Python's `os.cpu_count()` ignores (it counts the node's cores).
+#[pyfunction]
+pub fn available_cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
