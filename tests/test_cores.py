@@ -1,8 +1,8 @@
 """The default parallelism is the cores this process may use, not the machine's.
 
-A Kubernetes pod limited to 2 CPUs on a 32-core node sees os.cpu_count() == 32; every hashing thread
-holds its own leaf accumulator, so a reconcile sized by that count would start 16 of them per side
-and use several times the memory its pod was sized for. `Options().parallelism` follows the CPU
+A Kubernetes pod limited to 2 CPUs on a 32-core node sees os.cpu_count() == 32; a reconcile sized
+by that count would open 16 reader streams per side, each with batches in flight, to take turns on
+2 CPUs, over the memory its pod was sized for. `Options().parallelism` follows the CPU
 affinity and the cgroup's CPU quota (v1 `cpu.cfs_quota_us` or v2 `cpu.max`), which is what the
 pod's `limits.cpu` sets. Both are checked here on real kernels' mechanisms, in a child process.
 """

@@ -75,7 +75,7 @@ REFINE_BITS = 4
 MAX_REFINEMENTS = 4
 TARGET_ROWS_PER_LEAF = 32
 MAX_FANOUT_BITS = 22
-# Leaves of a whole-side pass, at most: each costs 48 bytes per side (and per hashing thread) during
+# Leaves of a whole-side pass, at most: each costs 48 bytes per side (one accumulator a side) during
 # the pass, so past ~32M rows leaves hold more rows instead of growing in number, and the refinement
 # passes (which re-read only mismatched ranges) localise the drift. Memory stays flat in rows.
 MAX_LEAVES = 1 << 20
@@ -98,7 +98,7 @@ class Options:
     max_ranges: int = 256
     #: threads: readers and hashing workers (half each side while both sides are read at once). By
     #: default the cores this process may use, its cgroup's CPU quota included: in a pod limited to
-    #: 2 CPUs on a 32-core node os.cpu_count() says 32, and each hashing thread holds its own leaves
+    #: 2 CPUs on a 32-core node os.cpu_count() says 32 (16 reader streams a side on 2 CPUs)
     parallelism: int = field(default_factory=_core.available_cores)
     sample_size: int = 20_000
     #: explicit range boundaries (a table of key rows, source names) and leaf fan-out, instead of

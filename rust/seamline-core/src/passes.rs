@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
 
@@ -83,15 +84,20 @@ fn hash_pass_inner(
     remember: bool,
 ) -> Result<(LeafSet, RowLeaves)> {
     let p = cfg.partitioner;
+    // One accumulator a side however many workers hash it: a dense one is 48 bytes a leaf (up to
+    // 2^20 leaves), so one a worker made the pass's memory grow with the cores (8 workers a side:
+    // ~800 MB at the cap). Workers add a block's rows under the lock: ~8k additions against the
+    // hashing of 8k rows, a few percent of a worker's time. A single worker keeps its own.
+    let shared = (cfg.workers > 1).then(|| Mutex::new(LeafAccumulator::new(p.num_leaves(), cfg.filter)));
     let states = run_parallel(
         streams,
         cfg.workers,
         cfg.cancel,
         || {
-            let acc = LeafAccumulator::new(p.num_leaves(), cfg.filter);
-            (acc, KeyDigests::default(), RowDigests::default(), Vec::<(SliceTag, Vec<u32>)>::new())
+            let own = shared.is_none().then(|| LeafAccumulator::new(p.num_leaves(), cfg.filter));
+            (own, KeyDigests::default(), RowDigests::default(), Vec::<(SliceTag, Vec<u32>)>::new())
         },
-        |(acc, block_keys, rows, seen), tag, batch| {
+        |(own, block_keys, rows, seen), tag, batch| {
             cfg.count(batch.num_rows());
             let mut slice_leaves = Vec::with_capacity(if remember { batch.num_rows() } else { 0 });
             // blocks small enough that the per-column hashes of a block stay in cache
@@ -110,8 +116,16 @@ fn hash_pass_inner(
                     None => (&block, &*block_keys),
                 };
                 row_digests_into(block, cfg.spec, &keys.key_digest, rows, false)?;
-                for i in 0..block.num_rows() {
-                    acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
+                let add = |acc: &mut LeafAccumulator| {
+                    for i in 0..block.num_rows() {
+                        acc.add(keys.leaf[i], keys.key_digest[i], rows.row_digest[i]);
+                    }
+                };
+                match (own.as_mut(), &shared) {
+                    (Some(acc), _) => add(acc),
+                    // a worker that panicked mid-block fails the pass anyway: the lock's poison adds nothing
+                    (None, Some(shared)) => add(&mut shared.lock().unwrap_or_else(PoisonError::into_inner)),
+                    (None, None) => unreachable!("a worker without an accumulator of its own shares one"),
                 }
             }
             if remember {
@@ -122,10 +136,11 @@ fn hash_pass_inner(
     )?;
     let mut accs = Vec::with_capacity(states.len());
     let mut remembered = RowLeaves { shape: (p.num_ranges(), p.fanout_bits()), ..RowLeaves::default() };
-    for (acc, _, _, seen) in states {
-        accs.push(acc);
+    for (own, _, _, seen) in states {
+        accs.extend(own);
         remembered.slices.extend(seen);
     }
+    accs.extend(shared.map(|s| s.into_inner().unwrap_or_else(PoisonError::into_inner)));
     Ok((LeafSet::from_accumulators(p.num_ranges(), p.fanout_bits(), accs), remembered))
 }
 
