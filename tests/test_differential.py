@@ -26,8 +26,9 @@ import seamline as sl
 
 UTC = dt.UTC
 PLUS_0530 = dt.timezone(dt.timedelta(hours=5, minutes=30))
-# Small leaves and a tiny diff budget: every example goes through ranges, refinement and groups.
-SMALL = sl.Options(diff_budget_rows=8, max_ranges=8, sample_size=40, parallelism=3)
+# Small leaves and a tiny diff budget: every example goes through ranges, refinement and groups;
+# parallelism 5: two hashing threads a side, adding into the side's one accumulator.
+SMALL = sl.Options(diff_budget_rows=8, max_ranges=8, sample_size=40, parallelism=5)
 INT64 = (-(2**63), 2**63 - 1)
 
 # ------------------------------------------------------------------------------- value columns
