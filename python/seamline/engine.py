@@ -186,8 +186,8 @@ def _bounds(
     `fine`: the stores can push ranges down, so cut about ROWS_PER_PUSHED_RANGE rows per range
     (ROWS_PER_REFETCHED_RANGE when `leaf_fine`, FINE_ROWS_PER_PUSHED_RANGE when `seek_fine`; at most
     MAX_PUSHED_RANGES): scattered drift then marks only a fraction of the ranges, and only those are
-    read again. A single
-    integer key is cut between the sampled keys by interpolation (statistics give ~100 bounds)."""
+    read again. A single integer key is cut between the sampled keys by interpolation (statistics
+    give ~100 bounds)."""
     key_names = seam.key_names("source")
     rows = source.estimated_rows() or 0
     want = opts.max_ranges

@@ -75,11 +75,11 @@ def peak_mb(rows_per_side: int, points: dict[int, float] = MEASURED_PEAK_MB) -> 
     xs = sorted(points)
     if rows_per_side <= xs[0] or len(xs) == 1:
         return points[xs[0]]
-    segment = 1
-    while segment < len(xs) - 1 and rows_per_side > xs[segment]:
-        segment += 1
     if rows_per_side > xs[-1]:
         return points[xs[-1]] + PEAK_GROWTH_PAST_LAST_MB * (rows_per_side - xs[-1]) / 1e6
+    segment = 1
+    while rows_per_side > xs[segment]:
+        segment += 1
     lo, hi = xs[segment - 1], xs[segment]
     slope = max(0.0, (points[hi] - points[lo]) / (hi - lo))
     return points[lo] + slope * (rows_per_side - lo)
