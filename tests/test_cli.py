@@ -517,11 +517,6 @@ def test_lineage_as_of_reads_the_snapshots_the_dashboard_read(shop: Shop) -> Non
 
 
 def test_repair_dry_run_then_apply(shop: Shop) -> None:
-    from seamline.result import ReconcileResult
-    from seamline.stores.opensearch import OpenSearchSource
-
-    if not hasattr(ReconcileResult, "plan_repair") or not hasattr(OpenSearchSource, "repair_writer"):
-        pytest.skip("the repair API (result.plan_repair, an OpenSearch repair writer) is not there yet")
     refused = run(shop, "repair", str(shop.contract), "--seam", "products_repair", "--max-fraction", "0.01")
     assert refused.returncode == 1
     assert "repair refused" in refused.stderr and "drift not repaired" in refused.stderr
