@@ -66,7 +66,7 @@ ROWS_PER_REFETCHED_RANGE = 4
 # pairs), for +55-65 MB of peak (191 -> 245-256 MB): the peak a 50M-row run has anyway, since from
 # 32M rows on 32-row ranges reach the cap too. Not where a side re-reads covering files (Iceberg;
 # Postgres -> Iceberg, 1M rows, 2 pairs: no faster, +0.1 CPU-s). 4 rows (the cap reached at 5M, so the
-# peak flat from there) measured no faster at 5M in 11 pairs, for +0.1-0.5 CPU-s and 259-281 MB
+# peak flat from there) measured no faster at 5M in 11 pairs, for up to +0.56 CPU-s and 259-281 MB
 # against 154-159 (docs/benchmarks-history.md, 2026-12-02).
 FINE_ROWS_PER_PUSHED_RANGE = 16
 # Pushed-down ranges cut from the sample, at most. Finer ranges make the diff pass read fewer rows it
