@@ -157,8 +157,11 @@ fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner, out: &mut KeyD
             let values = arr.as_primitive::<$t>().values();
             out.clear(values.len());
             // keys mostly arrive in key order: remember the last range's span and search again
-            // only when a key leaves it (an empty span at first)
+            // only when a key leaves it (an empty span at first), forward from it when the key is
+            // above it (the next range, mostly: with ranges of a few rows, a binary search over
+            // every bound each few rows cost more than the hashing)
             let (mut range, mut lo, mut hi) = (0u64, 1u128, Some(0u128));
+            let mut searched = false;
             let bits = partitioner.fanout_bits();
             for &v in values.iter() {
                 let v = v as i128;
@@ -168,7 +171,12 @@ fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner, out: &mut KeyD
                 // big-endian with the sign bit flipped, as push_ordering does for integers
                 let ord = (v as u128) ^ (1 << 127);
                 if ord < lo || hi.is_some_and(|h| ord >= h) {
-                    (range, lo, hi) = partitioner.wide_range(ord);
+                    (range, lo, hi) = if searched && ord >= lo {
+                        partitioner.wide_range_after(ord, range)
+                    } else {
+                        partitioner.wide_range(ord)
+                    };
+                    searched = true;
                 }
                 out.leaf.push((range << bits) | partitioner.prefix_of(kd));
             }

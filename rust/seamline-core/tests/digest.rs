@@ -283,6 +283,43 @@ fn mixed_composite_keys_order_as_tuples() {
 }
 
 #[test]
+fn native_integer_keys_find_their_range_in_any_order_among_many_bounds() {
+    // The native path searches forward from the last key's range when keys ascend (galloping over
+    // the bounds), from scratch otherwise: ascending runs, steps of every size, jumps back and
+    // keys below the first and above the last bound must all land where the general path puts them.
+    let bounds: Vec<i64> = (0..2000).map(|i| i * 10 - 5000).collect();
+    let mut values: Vec<i64> = (-6000..16_000).step_by(7).collect(); // ascending, ranges of 1-2 keys
+    let (mut x, mut at): (u64, i64) = (42, 0);
+    for _ in 0..5000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // forward by 0..2^14 (crossing up to ~1600 ranges), or back, or a key past either end
+        // (which leaves the walk where it was)
+        match x >> 60 {
+            0 => values.push(i64::MIN),
+            1 => values.push(i64::MAX),
+            2 | 3 => at -= ((x >> 20) % 20_000) as i64,
+            _ => at += ((x >> 20) % (1 << ((x >> 40) % 15))) as i64,
+        }
+        at = at.clamp(-6000, 16_000);
+        values.push(at);
+    }
+    let text: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    let spec = side("s", vec![col("id", INT)], vec![]);
+    let p = Partitioner::new(ord_int(arr(Int64Array::from(bounds.clone()))), 0).unwrap();
+    let native = key_digests(&batch(vec![("id", arr(Int64Array::from(values.clone())))]), &spec, &p).unwrap();
+    let general = key_digests(
+        &batch(vec![("id", arr(StringArray::from(text.iter().map(|s| s.as_str()).collect::<Vec<_>>())))]),
+        &spec,
+        &p,
+    )
+    .unwrap();
+    assert_eq!(native.leaf, general.leaf);
+    // and where the bounds say: the number of bounds at or below the key
+    let want: Vec<u64> = values.iter().map(|v| bounds.partition_point(|b| b <= v) as u64).collect();
+    assert_eq!(native.leaf, want);
+}
+
+#[test]
 fn native_integer_keys_digest_like_every_other_form_of_the_key() {
     // Native integer key columns may take a faster path: it must give the same digests and
     // leaves as the general one (here: the keys as text, and as a decimal at scale 0).
