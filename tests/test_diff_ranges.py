@@ -4,7 +4,7 @@ A single integer key is cut into ranges by interpolating the Postgres statistics
 OpenSearch (which fetches every document of a re-read range), the ranges are cut finer (about
 ROWS_PER_REFETCHED_RANGE rows each, one leaf each), so the diff pass fetches only the few documents
 of mismatched leaves. Postgres -> Postgres, where both sides read only a re-read range's rows
-(RowSeekPushdown: the key index walked once per range), is cut at ~16 rows a range
+(RowSeekPushdown: the key index walked once per range), is cut at ~4 rows a range
 (FINE_ROWS_PER_PUSHED_RANGE), one leaf each, where other keys and stores keep ~32 rows in two
 leaves. (The key sample is shaped like the statistics of a large table, see StatsLikeALargeTable.)
 The result must not depend on the cut:
@@ -146,13 +146,13 @@ def test_ranges_are_one_leaf_each_and_the_drift_at_their_edges_is_found_exactly(
     assert out.bounds is not None and out.bounds.num_rows > N // 8
     bounds = sorted(out.bounds.column(0).to_pylist())
     # Postgres -> Postgres: both sides read only a range's rows (an integer key's index walked per
-    # range), so ranges of ~16 rows, one leaf each; a text key's ranges are merged into covering
+    # range), so ranges of ~4 rows, one leaf each; a text key's ranges are merged into covering
     # spans, so it keeps the coarser cut
     source = StatsLikeALargeTable(seam.dsn, seam.table)
     assert source.seeks_range_rows(["id"]) and not source.seeks_range_rows(["name"])
     alone = sl.reconcile(source, sl.postgres(seam.dsn, seam.table), key="id")
     assert alone.clean and alone.output.partitioner.fanout_bits == 0
-    assert alone.output.bounds is not None and N // 32 < alone.output.bounds.num_rows < N // 8
+    assert alone.output.bounds is not None and N // 8 < alone.output.bounds.num_rows < N // 2
     # and never more than MAX_PUSHED_RANGES of them (each is a leaf a pass holds, 48 bytes a side)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(engine, "MAX_PUSHED_RANGES", N // 64)

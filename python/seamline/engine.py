@@ -65,10 +65,14 @@ ROWS_PER_REFETCHED_RANGE = 4
 # 1.27M to 764k, the diff 2.0-2.2 -> 1.4 s and the run 12.6-12.7 -> 11.9-12.0 s (2 interleaved
 # pairs), for +55-65 MB of peak (191 -> 245-256 MB): the peak a 50M-row run has anyway, since from
 # 32M rows on 32-row ranges reach the cap too. Not where a side re-reads covering files (Iceberg;
-# Postgres -> Iceberg, 1M rows, 2 pairs: no faster, +0.1 CPU-s). 4 rows (the cap reached at 5M, so the
-# peak flat from there) measured no faster at 5M in 11 pairs, for up to +0.56 CPU-s and 259-281 MB
-# against 154-159 (docs/benchmarks-history.md, 2026-12-02).
-FINE_ROWS_PER_PUSHED_RANGE = 16
+# Postgres -> Iceberg, 1M rows, 2 pairs: no faster, +0.1 CPU-s). 16 -> 4 rows: the cap is reached at
+# ~4.2M rows, so a pass holds the same 2^20 leaves from there on and the peak is flat from 5M rows
+# (issue 13): 5M rows, 5 interleaved pairs, 2026-12-02: 138-154 -> 265-270 MB (20M and 50M: 256-261
+# and 253-257 either way), the rows re-read per side 98.7k -> 46.3k, the run 5.94-7.89 -> 6.68-7.00 s
+# and the reconcile's CPU +0.04 s on average (-0.16 to +0.19) once a key leaving its range is
+# searched for forward from it (before that, binary searches over 2^20 bounds every ~5 rows: up
+# to +0.56 CPU-s in 11 pairs; docs/benchmarks-history.md).
+FINE_ROWS_PER_PUSHED_RANGE = 4
 # Pushed-down ranges cut from the sample, at most. Finer ranges make the diff pass read fewer rows it
 # then drops: at 20M rows per side (0.2% drift) 2^20 ranges took the diff pass from 6.3-6.5 s to
 # 3.4-3.7 s against 2^18, and the peak from 240-249 to 218-219 MB (benches/bench_postgres.py tables).

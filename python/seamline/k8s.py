@@ -46,19 +46,20 @@ EXIT_DRIFT, EXIT_BAD_INPUT = 1, 2
 
 # Memory sizing, from measurements, not arithmetic: peak RSS (VmHWM at the end of the reconcile) of
 # one process reconciling a Postgres -> Postgres seam (0.2% drift, default options, 2 cores), MB by
-# rows per side, measured with benches/bench_memory.py (README, Sizing). Up to ~16.8M rows the leaves
-# of the hash pass grow to their cap (engine.MAX_PUSHED_RANGES ranges of ~16 rows, one leaf each,
-# 48 bytes a leaf a side) and the peak is the hash pass's; past it the hash pass is level and what
-# still grows is the refinement's and the diff's share, bounded in groups but holding the differences
-# (0.2% of the rows here). Between measured points the peak is interpolated; past the last one it
-# grows by PEAK_GROWTH_PAST_LAST_MB a million rows. A pod's request is that peak plus SIZING_MARGIN,
-# the limit twice that. The 10M and 20M points were measured again (2026-12-01, 2 runs each, the
-# larger kept) when the ranges of 16 rows lost their 2^19 cap: 183-194 and 242-253 MB, where they
-# had been 178 and 204; 5M and 50M measured 143 and 253, under their points, which were kept.
+# rows per side, measured with benches/bench_memory.py (README, Sizing). From ~4.2M rows the leaves
+# of the hash pass are at their cap (engine.MAX_PUSHED_RANGES ranges of ~4 rows or more, one leaf
+# each, 48 bytes a leaf a side) and the hash pass's peak is level; what still grows is the
+# refinement's and the diff's share, bounded in groups but holding the differences (0.2% of the rows
+# here). Between measured points the peak is interpolated (never falling); past the last one it grows
+# by PEAK_GROWTH_PAST_LAST_MB a million rows. A pod's request is that peak plus SIZING_MARGIN, the
+# limit twice that. 5M, 10M and 20M were measured again (2026-12-02, 4, 4 and 2 runs, the largest
+# kept) when the ranges of 16 rows became ranges of 4 (the cap reached at 4.2M rows instead of
+# 16.8M): 250-272, 253-263 and 235-264 MB, where they had been 155.6, 194 and 252.6 (20M and 50M have
+# the same 2^20 leaves either way).
 MEASURED_PEAK_MB: dict[int, float] = {
-    5_000_000: 155.6,
-    10_000_000: 194.0,
-    20_000_000: 252.6,
+    5_000_000: 272.1,
+    10_000_000: 263.2,
+    20_000_000: 263.7,
     50_000_000: 254.2,
 }
 # Past the last point: the refinement and diff passes' own peak (after the hash pass, from the same
@@ -71,18 +72,20 @@ SIZING_MARGIN = 1.25
 def peak_mb(rows_per_side: int, points: dict[int, float] = MEASURED_PEAK_MB) -> float:
     """The expected peak for `rows_per_side`: piecewise linear through the measured points, the first
     point's value below it (fewer rows never need more), PEAK_GROWTH_PAST_LAST_MB a million rows
-    more above the last."""
+    more above the last; never less than a point measured at fewer rows (on the plateau the points
+    differ by the noise of a run, and more rows never need less)."""
     xs = sorted(points)
+    floor = max(points[x] for x in xs if x <= max(rows_per_side, xs[0]))
     if rows_per_side <= xs[0] or len(xs) == 1:
-        return points[xs[0]]
+        return max(floor, points[xs[0]])
     if rows_per_side > xs[-1]:
-        return points[xs[-1]] + PEAK_GROWTH_PAST_LAST_MB * (rows_per_side - xs[-1]) / 1e6
+        return max(floor, points[xs[-1]] + PEAK_GROWTH_PAST_LAST_MB * (rows_per_side - xs[-1]) / 1e6)
     segment = 1
     while rows_per_side > xs[segment]:
         segment += 1
     lo, hi = xs[segment - 1], xs[segment]
     slope = max(0.0, (points[hi] - points[lo]) / (hi - lo))
-    return points[lo] + slope * (rows_per_side - lo)
+    return max(floor, points[lo] + slope * (rows_per_side - lo))
 
 
 def memory_request_mib(rows_per_shard: int) -> int:
