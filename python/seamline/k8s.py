@@ -76,16 +76,21 @@ def peak_mb(rows_per_side: int, points: dict[int, float] = MEASURED_PEAK_MB) -> 
     differ by the noise of a run, and more rows never need less)."""
     xs = sorted(points)
     floor = max(points[x] for x in xs if x <= max(rows_per_side, xs[0]))
+    return max(floor, _through_points(rows_per_side, xs, points))
+
+
+def _through_points(rows_per_side: int, xs: list[int], points: dict[int, float]) -> float:
+    """`peak_mb` before its floor: the line through the sorted points `xs`."""
     if rows_per_side <= xs[0] or len(xs) == 1:
-        return max(floor, points[xs[0]])
+        return points[xs[0]]
     if rows_per_side > xs[-1]:
-        return max(floor, points[xs[-1]] + PEAK_GROWTH_PAST_LAST_MB * (rows_per_side - xs[-1]) / 1e6)
+        return points[xs[-1]] + PEAK_GROWTH_PAST_LAST_MB * (rows_per_side - xs[-1]) / 1e6
     segment = 1
     while rows_per_side > xs[segment]:
         segment += 1
     lo, hi = xs[segment - 1], xs[segment]
     slope = max(0.0, (points[hi] - points[lo]) / (hi - lo))
-    return max(floor, points[lo] + slope * (rows_per_side - lo))
+    return points[lo] + slope * (rows_per_side - lo)
 
 
 def memory_request_mib(rows_per_shard: int) -> int:
