@@ -152,46 +152,57 @@ fn integer_key_digests(arr: &ArrayRef, partitioner: &Partitioner, out: &mut KeyD
     if arr.null_count() > 0 {
         return false; // the general path reports the NULL key
     }
-    macro_rules! digest_all {
+    out.clear(arr.len());
+    // keys mostly arrive in key order: remember the last range's span and search again only when a
+    // key leaves it (an empty span at first), forward from it when the key is above it (the next
+    // range, mostly: with ranges of a few rows, a binary search over every bound each few rows cost
+    // more than the hashing)
+    let (mut range, mut lo, mut hi) = (0u64, 1u128, Some(0u128));
+    let mut searched = false;
+    let bits = partitioner.fanout_bits();
+    for_each_integer(arr, |v| {
+        // fixed width: no length prefix (see key_digests)
+        let kd = xxh3_128(&v.to_le_bytes());
+        out.key_digest.push(kd);
+        let ord = integer_ordering(v);
+        if ord < lo || hi.is_some_and(|h| ord >= h) {
+            (range, lo, hi) = if searched && ord >= lo {
+                partitioner.wide_range_after(ord, range)
+            } else {
+                partitioner.wide_range(ord)
+            };
+            searched = true;
+        }
+        out.leaf.push((range << bits) | partitioner.prefix_of(kd));
+    })
+}
+
+/// The ordering key of an integer as a big-endian u128: its 16 bytes with the sign bit flipped, as
+/// push_ordering makes them from the canonical little-endian i128.
+#[inline(always)]
+fn integer_ordering(v: i128) -> u128 {
+    (v as u128) ^ (1 << 127)
+}
+
+/// `f` for every value of an integer array (NULL slots included, as their placeholder values),
+/// widened to i128; false, and `f` never called, for an array of another type.
+#[inline(always)]
+fn for_each_integer(arr: &ArrayRef, mut f: impl FnMut(i128)) -> bool {
+    macro_rules! each {
         ($t:ty) => {{
-            let values = arr.as_primitive::<$t>().values();
-            out.clear(values.len());
-            // keys mostly arrive in key order: remember the last range's span and search again
-            // only when a key leaves it (an empty span at first), forward from it when the key is
-            // above it (the next range, mostly: with ranges of a few rows, a binary search over
-            // every bound each few rows cost more than the hashing)
-            let (mut range, mut lo, mut hi) = (0u64, 1u128, Some(0u128));
-            let mut searched = false;
-            let bits = partitioner.fanout_bits();
-            for &v in values.iter() {
-                let v = v as i128;
-                // fixed width: no length prefix (see key_digests)
-                let kd = xxh3_128(&v.to_le_bytes());
-                out.key_digest.push(kd);
-                // big-endian with the sign bit flipped, as push_ordering does for integers
-                let ord = (v as u128) ^ (1 << 127);
-                if ord < lo || hi.is_some_and(|h| ord >= h) {
-                    (range, lo, hi) = if searched && ord >= lo {
-                        partitioner.wide_range_after(ord, range)
-                    } else {
-                        partitioner.wide_range(ord)
-                    };
-                    searched = true;
-                }
-                out.leaf.push((range << bits) | partitioner.prefix_of(kd));
-            }
+            arr.as_primitive::<$t>().values().iter().for_each(|&v| f(v as i128));
             true
         }};
     }
     match arr.data_type() {
-        DataType::Int8 => digest_all!(Int8Type),
-        DataType::Int16 => digest_all!(Int16Type),
-        DataType::Int32 => digest_all!(Int32Type),
-        DataType::Int64 => digest_all!(Int64Type),
-        DataType::UInt8 => digest_all!(UInt8Type),
-        DataType::UInt16 => digest_all!(UInt16Type),
-        DataType::UInt32 => digest_all!(UInt32Type),
-        DataType::UInt64 => digest_all!(UInt64Type),
+        DataType::Int8 => each!(Int8Type),
+        DataType::Int16 => each!(Int16Type),
+        DataType::Int32 => each!(Int32Type),
+        DataType::Int64 => each!(Int64Type),
+        DataType::UInt8 => each!(UInt8Type),
+        DataType::UInt16 => each!(UInt16Type),
+        DataType::UInt32 => each!(UInt32Type),
+        DataType::UInt64 => each!(UInt64Type),
         _ => false,
     }
 }
@@ -249,6 +260,22 @@ pub fn ordering_keys(batch: &RecordBatch, spec: &SideSpec) -> Result<Vec<Vec<u8>
     let mut out = Vec::with_capacity(batch.num_rows());
     for_each_ordering_key(batch, spec, |key| out.push(key.to_vec()))?;
     Ok(out)
+}
+
+/// Each row's ordering key as a big-endian u128 when the key is one integer column without NULLs
+/// (16 bytes each: the partitioner's bounds built without bytes in between, ~10x faster for 2^20
+/// sampled bounds); false, and `f` never called, otherwise (use `for_each_ordering_key`).
+pub fn for_each_wide_ordering_key(
+    batch: &RecordBatch,
+    spec: &SideSpec,
+    mut f: impl FnMut(u128),
+) -> Result<bool> {
+    let [only] = spec.key.as_slice() else { return Ok(false) };
+    if only.logical != LogicalType::Integer {
+        return Ok(false);
+    }
+    let arr = column(batch, &only.name, &spec.side)?;
+    Ok(arr.null_count() == 0 && for_each_integer(arr, |v| f(integer_ordering(v))))
 }
 
 /// Each row's ordering key in turn, built in one reused buffer (no allocation per row).

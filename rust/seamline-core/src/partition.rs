@@ -196,32 +196,52 @@ fn check_fanout(fanout_bits: u32) -> Result<()> {
 /// Builds a partitioner's bounds one ordering key at a time, straight into the compact form.
 #[derive(Default)]
 pub struct BoundsBuilder {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-    /// Set while every bound so far is 16 bytes.
-    wide: Option<Vec<u128>>,
+    /// Every bound so far, while each is 16 bytes.
+    wide: Vec<u128>,
+    /// Every bound so far, concatenated, with where each ends: once one is not 16 bytes.
+    bytes: Option<(Vec<u8>, Vec<usize>)>,
     /// The first bound that is not above the one before it (1-based), if any.
     unordered: Option<usize>,
 }
 
 impl BoundsBuilder {
     pub fn push(&mut self, bound: &[u8]) {
-        let n = self.ends.len();
+        if self.bytes.is_none() {
+            match <[u8; 16]>::try_from(bound) {
+                Ok(b) => return self.push_wide(u128::from_be_bytes(b)),
+                Err(_) => {
+                    // the first bound of another width: every bound from here on as bytes
+                    let mut bytes = Vec::with_capacity(self.wide.len() * 16);
+                    let mut ends = Vec::with_capacity(self.wide.len());
+                    for w in std::mem::take(&mut self.wide) {
+                        bytes.extend_from_slice(&w.to_be_bytes());
+                        ends.push(bytes.len());
+                    }
+                    self.bytes = Some((bytes, ends));
+                }
+            }
+        }
+        let (bytes, ends) = self.bytes.as_mut().expect("set above");
+        let n = ends.len();
         if self.unordered.is_none() && n > 0 {
-            let start = if n == 1 { 0 } else { self.ends[n - 2] };
-            if &self.bytes[start..self.ends[n - 1]] >= bound {
+            let start = if n == 1 { 0 } else { ends[n - 2] };
+            if &bytes[start..ends[n - 1]] >= bound {
                 self.unordered = Some(n);
             }
         }
-        if n == 0 {
-            self.wide = Some(Vec::new());
+        bytes.extend_from_slice(bound);
+        ends.push(bytes.len());
+    }
+
+    /// `push` of a 16-byte bound given as a big-endian u128 (integer keys: no bytes in between).
+    pub fn push_wide(&mut self, bound: u128) {
+        if self.bytes.is_some() {
+            return self.push(&bound.to_be_bytes());
         }
-        match (&mut self.wide, <[u8; 16]>::try_from(bound)) {
-            (Some(w), Ok(b)) => w.push(u128::from_be_bytes(b)),
-            _ => self.wide = None,
+        if self.unordered.is_none() && self.wide.last().is_some_and(|&last| last >= bound) {
+            self.unordered = Some(self.wide.len());
         }
-        self.bytes.extend_from_slice(bound);
-        self.ends.push(self.bytes.len());
+        self.wide.push(bound);
     }
 
     pub fn finish(self, fanout_bits: u32) -> Result<Partitioner> {
@@ -231,10 +251,9 @@ impl BoundsBuilder {
                 "range boundaries must be strictly increasing (boundary {i} is not)"
             )));
         }
-        let bounds = match self.wide {
-            Some(w) => Bounds::Wide(w),
-            None if self.ends.is_empty() => Bounds::Wide(Vec::new()),
-            None => Bounds::Bytes { bytes: self.bytes, ends: self.ends },
+        let bounds = match self.bytes {
+            None => Bounds::Wide(self.wide),
+            Some((bytes, ends)) => Bounds::Bytes { bytes, ends },
         };
         Ok(Partitioner { bounds: Arc::new(bounds), fanout_bits })
     }

@@ -4,7 +4,8 @@ mod common;
 
 use arrow_array::*;
 use common::*;
-use seamline_core::digest::{key_digests, ordering_keys, row_digests};
+use seamline_core::digest::{for_each_wide_ordering_key, key_digests, ordering_keys, row_digests};
+use seamline_core::partition::BoundsBuilder;
 use seamline_core::{CoreError, LogicalType, Partitioner, SideSpec};
 
 const INT: LogicalType = LogicalType::Integer;
@@ -377,6 +378,66 @@ fn native_integer_keys_digest_like_every_other_form_of_the_key() {
     let sliced = key_digests(&full.slice(1, 2), &spec, &p).unwrap();
     let whole = key_digests(&full, &spec, &p).unwrap();
     assert_eq!(sliced.key_digest, whole.key_digest[1..3].to_vec());
+}
+
+#[test]
+fn native_integer_bounds_build_the_partitioner_the_byte_path_builds() {
+    // Bounds of one native integer key column go to the partitioner as u128s, without the ordering
+    // bytes: the same keys in the same order as ordering_keys gives, for every native width.
+    let spec = side("s", vec![col("id", INT)], vec![]);
+    let wide = |b: &RecordBatch| {
+        let mut keys = Vec::new();
+        let native = for_each_wide_ordering_key(b, &spec, |k| keys.push(k.to_be_bytes().to_vec())).unwrap();
+        (native, keys)
+    };
+    let values = vec![i64::MIN, -1_000_000, -1, 0, 1, 999, i64::MAX];
+    for b in [
+        batch(vec![("id", arr(Int64Array::from(values.clone())))]),
+        batch(vec![("id", arr(Int8Array::from(vec![-128i8, -1, 0, 127])))]),
+        batch(vec![("id", arr(UInt64Array::from(vec![0u64, 15, u64::MAX])))]),
+        batch(vec![("id", arr(Int32Array::from(vec![i32::MIN, 7, i32::MAX])))]),
+    ] {
+        let (native, keys) = wide(&b);
+        assert!(native);
+        assert_eq!(keys, ordering_keys(&b, &spec).unwrap());
+    }
+    // not this path: a NULL key, a key of text, another logical type, a composite key
+    assert!(!wide(&batch(vec![("id", arr(Int64Array::from(vec![Some(1), None])))])).0);
+    assert!(!wide(&batch(vec![("id", strs(vec![Some("1")]))])).0);
+    let date = side("s", vec![col("id", LogicalType::Date)], vec![]);
+    let b = batch(vec![("id", arr(Int32Array::from(vec![1, 2])))]);
+    assert!(!for_each_wide_ordering_key(&b, &date, |_| panic!("called")).unwrap());
+    let pair = side("s", vec![col("a", INT), col("b", INT)], vec![]);
+    let b = batch(vec![("a", arr(Int64Array::from(vec![1]))), ("b", arr(Int64Array::from(vec![2])))]);
+    assert!(!for_each_wide_ordering_key(&b, &pair, |_| panic!("called")).unwrap());
+
+    // the builder: u128 bounds, byte bounds of 16 bytes and of other widths, mixed in any order,
+    // give the partitioner Partitioner::new gives, and an unordered bound is refused either way
+    let k = |v: i64| ((v as i128 as u128) ^ (1 << 127)).to_be_bytes().to_vec();
+    let mixed: Vec<Vec<u8>> =
+        vec![k(-5), k(3), vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1], k(9)];
+    let mut built = BoundsBuilder::default();
+    built.push_wide(u128::from_be_bytes(mixed[0].clone().try_into().unwrap()));
+    built.push(&mixed[1]);
+    built.push(&mixed[2]);
+    built.push_wide(u128::from_be_bytes(mixed[3].clone().try_into().unwrap()));
+    let built = built.finish(2).unwrap();
+    assert_eq!(built, Partitioner::new(mixed.clone(), 2).unwrap());
+    assert_eq!(built.bounds(), mixed);
+    for key in [k(-6), k(-5), k(4), mixed[2].clone(), k(10)] {
+        assert_eq!(built.range_of(&key), mixed.iter().filter(|b| **b <= key).count() as u64);
+    }
+    let mut unordered = BoundsBuilder::default();
+    unordered.push_wide(5);
+    unordered.push_wide(5);
+    let err = unordered.finish(0).expect_err("unordered").to_string();
+    assert!(err.contains("boundary 1 is not"), "{err}");
+    let mut unordered = BoundsBuilder::default();
+    unordered.push(&[1, 2]);
+    unordered.push_wide(u128::MAX);
+    unordered.push_wide(3);
+    let err = unordered.finish(0).expect_err("unordered").to_string();
+    assert!(err.contains("boundary 2 is not"), "{err}");
 }
 
 // ------------------------------------------------------------------------ short value hashing

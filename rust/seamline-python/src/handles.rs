@@ -163,7 +163,10 @@ impl PyPartitioner {
             let mut keys = core::partition::BoundsBuilder::default();
             if let Some(bounds) = bounds {
                 for batch in read_all(bounds)? {
-                    core::digest::for_each_ordering_key(&batch, &spec.0, |key| keys.push(key))?;
+                    if !core::digest::for_each_wide_ordering_key(&batch, &spec.0, |key| keys.push_wide(key))?
+                    {
+                        core::digest::for_each_ordering_key(&batch, &spec.0, |key| keys.push(key))?;
+                    }
                 }
             }
             Ok(Self(Arc::new(keys.finish(fanout_bits)?)))
