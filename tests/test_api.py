@@ -209,6 +209,9 @@ def test_leaf_sets_serialise_and_merge_like_shards() -> None:
     )
     assert merged.merkle_root() == whole.merkle_root()
     assert merged.mismatched(whole) == []
+    # both sides' roots at once (two threads) are each side's own root, in order
+    assert _core.merkle_roots(halves[0], whole) == (halves[0].merkle_root(), whole.merkle_root())
+    assert halves[0].merkle_root() != whole.merkle_root()
     with pytest.raises(sl.InvalidInputError, match="not a Seamline leaf set"):
         _core.LeafSet.from_bytes(b"garbage")
 

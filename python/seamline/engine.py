@@ -175,7 +175,7 @@ class EngineOutput:
             sets = self.root_sets or self.leafsets
             if sets is None:
                 raise ValueError("this output has neither merkle roots nor leaf sets")
-            self.known_roots = (sets[0].merkle_root(), sets[1].merkle_root())
+            self.known_roots = _core.merkle_roots(*sets)
         return self.known_roots
 
 
@@ -590,7 +590,7 @@ class Engine:
         # A shard ships its leaf sets to the merge; otherwise only their roots are ever asked for:
         # take them now and let the sets go (48 bytes a leaf a side, up to MAX_LEAVES)
         leafsets = (src, dst) if self.opts.shard is not None else None
-        roots = None if leafsets is not None else (src.merkle_root(), dst.merkle_root())
+        roots = None if leafsets is not None else _core.merkle_roots(src, dst)
         totals = (src.total_rows, dst.total_rows)
         mismatched, sizes = src.mismatched_sizes(dst)
         del src, dst

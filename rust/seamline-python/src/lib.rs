@@ -27,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(handles::classify, m)?)?;
     m.add_function(wrap_pyfunction!(handles::sorted_unique_rows, m)?)?;
     m.add_function(wrap_pyfunction!(handles::coalesce_ranges, m)?)?;
+    m.add_function(wrap_pyfunction!(handles::merkle_roots, m)?)?;
     m.add_function(wrap_pyfunction!(handles::available_cores, m)?)?;
     m.add_function(wrap_pyfunction!(pg_reader::pg_copy_stream, m)?)?;
     m.add_class::<pg_reader::PyPgSession>()?;
