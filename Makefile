@@ -34,6 +34,7 @@ lint: setup
 	.venv/bin/ruff check python tests benches
 	.venv/bin/ruff format --check python tests benches
 	.venv/bin/mypy
+	.venv/bin/mypy benches
 	.venv/bin/lint-imports
 	$(PY) -m mypy.stubtest seamline._core
 

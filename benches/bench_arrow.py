@@ -51,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -267,7 +268,8 @@ def run_polars_hash_rows(src: pl.DataFrame, dst: pl.DataFrame) -> tuple[dict, di
 
 def _status() -> dict[str, int]:
     text = Path("/proc/self/status").read_text()
-    return {k: int(re.search(rf"^{k}:\s+(\d+) kB", text, re.M).group(1)) * 1024 for k in ("VmRSS", "VmHWM")}
+    found = {k: re.search(rf"^{k}:\s+(\d+) kB", text, re.M) for k in ("VmRSS", "VmHWM")}
+    return {k: int(m.group(1)) * 1024 if m else 0 for k, m in found.items()}
 
 
 def _reset_hwm() -> bool:
@@ -284,6 +286,7 @@ def child(method: str, rows: int) -> dict:
     src, dst = load(rows)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    check: Callable[[dict, dict], None] | None
     if method == "seamline":
         import seamline  # noqa: F401  (import cost outside the timing)
 

@@ -587,7 +587,7 @@ def main() -> None:
             if peer not in peers:
                 continue
             py = venv / "bin" / "python"
-            cmd = [
+            peer_cmd = [
                 str(py),
                 str(HERE / "peer_hashdiff.py"),
                 peer,
@@ -597,7 +597,7 @@ def main() -> None:
                 cols,
                 f"public.{args.prefix}_drift_keys",
             ]
-            commands[peer] = shlex.join(cmd)
+            commands[peer] = shlex.join(peer_cmd)
             runs[peer] = []
             for i in range(args.peer_repeat):
                 if not py.exists():

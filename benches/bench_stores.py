@@ -35,10 +35,12 @@ What it measures
                         RecursionError in pyiceberg with a few hundred mismatched ranges.
     seamline_opensearch sl.reconcile(sl.postgres(...), sl.opensearch(url, "bench_products"),
                         key="id", compare=sl.Compare(timestamp_precision="ms")): with the adapter's
-                        default key_field ("_id") no range is pushed down, so the diff pass reads
-                        the whole index again (the core keeps the rows of mismatched leaves).
-    seamline_opensearch_keyfield  the same with sl.opensearch(..., key_field="id"): the diff pass
-                        sends the mismatched key ranges as range queries on the id field.
+                        default key_field ("_id") no range is pushed down; the diff pass replays the
+                        batches the hash pass kept (Options.retain_bytes: 1M documents fit), else it
+                        would read the whole index again.
+    seamline_opensearch_keyfield  the same with sl.opensearch(..., key_field="id"): ranges can be
+                        pushed down as range queries on the id field (used when the index does not
+                        fit retain_bytes).
     Both Seamline methods assert that counts and the (key, kind) set of result.diffs equal the
     injected drift, and record result.passes. The ratio is to the raw read of the slower side:
     max(pg_adbc_read, iceberg_scan) for Iceberg, os_scan for OpenSearch.
@@ -102,7 +104,7 @@ INDEX = "bench_products"
 PAGE_SIZE = 10_000  # as Seamline's OpenSearch adapter (seamline.stores.opensearch.read.PAGE_SIZE)
 FILTER_PATH = "hits.hits._id,hits.hits._source,hits.hits.sort"  # as Seamline's OpenSearch adapter
 TARGET_FILE_BYTES = 8 * 1024 * 1024
-OS_MAPPING = {
+OS_MAPPING: dict[str, Any] = {
     "properties": {
         "id": {"type": "long"},
         "sku": {"type": "keyword"},
@@ -346,7 +348,9 @@ def child_main(args: argparse.Namespace) -> None:
         out = child_seamline(
             dsn,
             sl.postgres(dsn, SRC),
-            sl.opensearch(url, INDEX, **({"key_field": "id"} if args.child.endswith("keyfield") else {})),
+            sl.opensearch(url, INDEX, key_field="id")
+            if args.child.endswith("keyfield")
+            else sl.opensearch(url, INDEX),
             DRIFT,
             compare=sl.Compare(timestamp_precision="ms"),
         )
@@ -420,7 +424,7 @@ def main() -> None:
         slower = max(("pg_adbc_read", "iceberg_scan"), key=med)
         floor = med(slower)
         names = ("pg_adbc_read", "iceberg_scan", "seamline_iceberg", "seamline_iceberg_deep")
-        rows = [summarise(m, runs[m], floor) for m in names]
+        rows = [summarise(m, runs[m], floor, args.rows) for m in names]
         summary["iceberg"] = {"floor": slower, "rows": rows}
         for r in rows[2:]:
             goals[f"{r['method']}_ratio_to_slower_read"] = r["ratio"]
@@ -442,7 +446,7 @@ def main() -> None:
     if "opensearch" in stores:
         floor = med("os_scan")
         rows = [
-            summarise(m, runs[m], floor)
+            summarise(m, runs[m], floor, args.rows)
             for m in (
                 "pg_adbc_read",
                 "os_scan",
