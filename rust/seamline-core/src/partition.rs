@@ -207,21 +207,20 @@ pub struct BoundsBuilder {
 impl BoundsBuilder {
     pub fn push(&mut self, bound: &[u8]) {
         if self.bytes.is_none() {
-            match <[u8; 16]>::try_from(bound) {
-                Ok(b) => return self.push_wide(u128::from_be_bytes(b)),
-                Err(_) => {
-                    // the first bound of another width: every bound from here on as bytes
-                    let mut bytes = Vec::with_capacity(self.wide.len() * 16);
-                    let mut ends = Vec::with_capacity(self.wide.len());
-                    for w in std::mem::take(&mut self.wide) {
-                        bytes.extend_from_slice(&w.to_be_bytes());
-                        ends.push(bytes.len());
-                    }
-                    self.bytes = Some((bytes, ends));
-                }
+            if let Ok(b) = <[u8; 16]>::try_from(bound) {
+                return self.push_wide(u128::from_be_bytes(b));
             }
         }
-        let (bytes, ends) = self.bytes.as_mut().expect("set above");
+        // from the first bound of another width on, every bound as bytes (those before it too)
+        let wide = std::mem::take(&mut self.wide);
+        let (bytes, ends) = self.bytes.get_or_insert_with(|| {
+            let (mut bytes, mut ends) = (Vec::with_capacity(wide.len() * 16), Vec::with_capacity(wide.len()));
+            for w in wide {
+                bytes.extend_from_slice(&w.to_be_bytes());
+                ends.push(bytes.len());
+            }
+            (bytes, ends)
+        });
         let n = ends.len();
         if self.unordered.is_none() && n > 0 {
             let start = if n == 1 { 0 } else { ends[n - 2] };

@@ -222,7 +222,7 @@ impl PyLeafSet {
     /// Hex digest of the merkle root.
     fn merkle_root(&self, py: Python<'_>) -> String {
         let set = &self.0;
-        py.detach(|| format!("{:032x}", core::MerkleTree::root_of(set)))
+        py.detach(|| root_hex(set))
     }
 
     /// Leaves that differ from `other`. Both sets are here in full, so one merge of the sorted
@@ -483,17 +483,21 @@ pub fn sorted_unique_rows(sample: &Bound<'_, PyAny>, spec: &PySideSpec) -> BResu
     })
 }
 
+/// The hex digest of a leaf set's merkle root.
+fn root_hex(set: &core::LeafSet) -> String {
+    format!("{:032x}", core::MerkleTree::root_of(set))
+}
+
 /// The merkle roots of two leaf sets (a run's two sides), computed at once on two threads: each is
 /// ~40 ms at 2^20 leaves, and the run waits for both before its diff starts.
 #[pyfunction]
 pub fn merkle_roots(py: Python<'_>, a: &PyLeafSet, b: &PyLeafSet) -> BResult<(String, String)> {
     let (a, b) = (&a.0, &b.0);
-    let hex = |set: &core::LeafSet| format!("{:032x}", core::MerkleTree::root_of(set));
     guarded(|| {
         Ok(py.detach(|| {
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| hex(b));
-                let first = hex(a);
+                let other = scope.spawn(|| root_hex(b));
+                let first = root_hex(a);
                 (first, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         }))
