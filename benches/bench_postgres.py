@@ -603,7 +603,7 @@ def main() -> None:
                 if not py.exists():
                     runs[peer].append({"error": f"{venv} missing", "load_1m_before": os.getloadavg()[0]})
                     break
-                r = measured(cmd)
+                r = measured(peer_cmd)
                 runs[peer].append(r)
                 print(f"run {i + 1} {peer}: {json.dumps(r)}", file=sys.stderr, flush=True)
 

@@ -1191,7 +1191,7 @@ mod speed {
     use super::*;
 
     /// Time to parse a saved page (`SEAMLINE_OS_PAGE`: a search response of benches' bench_products)
-    /// 100 times: `SEAMLINE_OS_PAGE=page.json cargo test --release -p seamline-opensearch
+    /// 100 times (the fastest and the median page's ns per hit): `SEAMLINE_OS_PAGE=page.json cargo test --release -p seamline-opensearch
     /// page_parse_speed -- --ignored --nocapture`.
     #[test]
     #[ignore]
@@ -1216,13 +1216,16 @@ mod speed {
         let plan = SourcePlan::new(&columns);
         let mut builders = Builders::new(&schema, &columns, 10_000).unwrap();
         let mut parser = Parser::default();
-        let (mut rows, mut spent) = (0, std::time::Duration::ZERO);
-        for _ in 0..100 {
-            let started = std::time::Instant::now();
-            rows += parse(&page, &mut parser, &plan, &mut builders).unwrap().rows;
-            builders.finish().unwrap();
-            spent += started.elapsed();
-        }
-        eprintln!("{rows} hits, {:.0} ns per hit", spent.as_secs_f64() / rows as f64 * 1e9);
+        let mut per_hit: Vec<f64> = (0..100)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let rows = parse(&page, &mut parser, &plan, &mut builders).unwrap().rows;
+                builders.finish().unwrap();
+                started.elapsed().as_secs_f64() / rows as f64 * 1e9
+            })
+            .collect();
+        per_hit.sort_by(f64::total_cmp);
+        // the fastest and the median page: a shared machine's noise only ever adds
+        eprintln!("ns per hit: min {:.0} median {:.0}", per_hit[0], per_hit[50]);
     }
 }
