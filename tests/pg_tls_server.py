@@ -5,13 +5,16 @@ temporary directory on a free port (55532 if it is free), as the postgres user w
 ``ssl=on`` with a server certificate for ``localhost`` signed by a throwaway CA (made with openssl),
 ``password_encryption=scram-sha-256``, and pg_hba
 
-    local     all all                trust
-    hostssl   all all 127.0.0.1/32   scram-sha-256
-    hostnossl all all 127.0.0.1/32   reject
+    local     all all                     trust
+    hostssl   all certuser 127.0.0.1/32   cert
+    hostssl   all all      127.0.0.1/32   scram-sha-256
+    hostnossl all all      127.0.0.1/32   reject
 
-so every TCP session must be TLS and authenticate with its password. A second, unrelated CA is made
-for the wrong-CA cases. The cluster is stopped and the directory removed when the context ends.
-Without the binaries the caller skips, or fails under CI.
+so every TCP session must be TLS and authenticate with its password, but for ``certuser``
+(CERT_USER), who authenticates with a client certificate for CN=certuser signed by the CA
+(``ssl_ca_file``). A second, unrelated CA is made for the wrong-CA cases, with a client certificate
+of its own. The cluster is stopped and the directory removed when the context ends. Without the
+binaries the caller skips, or fails under CI.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 USER = "seamline"
+CERT_USER = "certuser"
 PASSWORD = "S3cret p@ss:w/rd%'"  # every character a DSN must escape
 DATABASE = "tlsdb"
 
@@ -39,6 +43,10 @@ class TlsCluster:
     ca: Path  # the CA that signed the server's certificate
     other_ca: Path  # a CA that did not
     socket_dir: Path
+    client_cert: Path  # CN=certuser, signed by ca
+    client_key: Path
+    other_client_cert: Path  # CN=certuser, signed by other_ca
+    other_client_key: Path
 
     def psql(self, sql: str, db: str = DATABASE) -> str:
         return _run(
@@ -138,6 +146,19 @@ def _make_certs(d: Path) -> None:
         "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
     )
+    # v3 certificates (extensions given): rustls refuses v1 ones, which `x509 -req` makes without them
+    (d / "client.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+    )
+    for name, ca in (("client", "ca"), ("other_client", "other_ca")):
+        _openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={CERT_USER}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", "client.ext", cwd=d,
+        )  # fmt: skip
     _openssl(
         "x509",
         "-req",
@@ -176,7 +197,8 @@ def tls_cluster() -> Iterator[TlsCluster]:
             shutil.chown(d, "postgres", "postgres")
             for f in d.iterdir():
                 shutil.chown(f, "postgres", "postgres")
-        os.chmod(d / "server.key", 0o600)
+        for key in ("server.key", "client.key", "other_client.key"):
+            os.chmod(d / key, 0o600)
         os.chmod(d, 0o755)
         _run(
             _as_pg(
@@ -197,11 +219,13 @@ def tls_cluster() -> Iterator[TlsCluster]:
             conf.write(
                 f"\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\n"
                 f"ssl = on\nssl_cert_file = '{d / 'server.crt'}'\nssl_key_file = '{d / 'server.key'}'\n"
+                f"ssl_ca_file = '{d / 'ca.crt'}'\n"
                 "password_encryption = 'scram-sha-256'\nfsync = off\nshared_buffers = 16MB\n"
                 "max_connections = 40\n"
             )
         (data / "pg_hba.conf").write_text(
             "local all all trust\n"
+            f"hostssl all {CERT_USER} 127.0.0.1/32 cert\n"
             "hostssl all all 127.0.0.1/32 scram-sha-256\n"
             "hostnossl all all 127.0.0.1/32 reject\n"
         )
@@ -221,8 +245,19 @@ def tls_cluster() -> Iterator[TlsCluster]:
             )
         )
         started = True
-        cluster = TlsCluster(port=port, dir=d, ca=d / "ca.crt", other_ca=d / "other_ca.crt", socket_dir=d)
+        cluster = TlsCluster(
+            port=port,
+            dir=d,
+            ca=d / "ca.crt",
+            other_ca=d / "other_ca.crt",
+            socket_dir=d,
+            client_cert=d / "client.crt",
+            client_key=d / "client.key",
+            other_client_cert=d / "other_client.crt",
+            other_client_key=d / "other_client.key",
+        )
         cluster.psql(f"CREATE DATABASE {DATABASE}", db="postgres")
+        cluster.psql(f"CREATE ROLE {CERT_USER} LOGIN; GRANT pg_read_all_data TO {CERT_USER}")
         yield cluster
     finally:
         if started:

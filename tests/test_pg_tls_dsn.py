@@ -1,7 +1,9 @@
 """The Rust Postgres reader's connections (issue 13): TLS with rustls under every libpq sslmode,
-SCRAM passwords, and the DSN forms libpq accepts (URI, key=value, the PG* environment, .pgpass),
-against a real TLS cluster of our own (`pg_tls_server.tls_cluster`: ssl=on, hostssl-only
-scram-sha-256, a certificate for localhost signed by a throwaway CA).
+SCRAM passwords, client certificates (`cert` authentication), and the DSN forms libpq accepts (URI,
+key=value, the PG* environment, .pgpass, connection service files), against a real TLS cluster of
+our own (`pg_tls_server.tls_cluster`: ssl=on, hostssl-only scram-sha-256 and, for certuser, cert; a
+certificate for localhost signed by a throwaway CA). Where both readers are run on the same seam
+(services, client certificates), libpq (the ADBC reader) is the reference.
 
 Most cases call the Rust reader directly (`_core.pg_copy_stream` with the keywords
 `seamline.stores.postgres.dsn.resolve` gives), so that libpq (ADBC) cannot be what made them pass;
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
-from pg_tls_server import DATABASE, PASSWORD, USER, TlsCluster, server_binaries, tls_cluster
+from pg_tls_server import CERT_USER, DATABASE, PASSWORD, USER, TlsCluster, server_binaries, tls_cluster
 
 import seamline as sl
 from seamline._core import pg_copy_stream
@@ -94,6 +97,22 @@ def rust_error(dsn: str, sql: str = SSL_SQL) -> str:
     assert "\n" not in text and "Traceback" not in text
     assert PASSWORD not in text
     return text
+
+
+def reconcile_one_change(
+    c: TlsCluster, dsn: str, row_id: int, target_reader: str = "rust"
+) -> sl.ReconcileResult:
+    """tls_items (Rust reader) against tls_items_copy (`target_reader`) with the copy's row `row_id`
+    changed for the reconcile (and put back after)."""
+    c.psql(f"UPDATE public.tls_items_copy SET v = 'changed' WHERE id = {row_id}")
+    try:
+        return sl.reconcile(
+            sl.postgres(dsn, "public.tls_items", reader="rust"),
+            sl.postgres(dsn, "public.tls_items_copy", reader=target_reader),
+            key="id",
+        )
+    finally:
+        c.psql(f"UPDATE public.tls_items_copy SET v = 'v{row_id}' WHERE id = {row_id}")
 
 
 def dead_port() -> int:
@@ -289,12 +308,203 @@ def test_pgpass_matching_rules() -> None:
     assert libpq_dsn._pgpass_match("localhost:5432:db", want) is None
 
 
+# -- client certificates ------------------------------------------------------------------------
+
+
+def cert_dsn(c: TlsCluster, **extra: object) -> str:
+    """certuser, whom pg_hba lets in by client certificate alone (no password)."""
+    return kv(host="localhost", port=c.port, user=CERT_USER, dbname=DATABASE, sslmode="verify-full",
+              sslrootcert=c.ca, **extra)  # fmt: skip
+
+
+# the server's refusal of certuser without a certificate it accepts
+NEEDS_CERT = "connection requires a valid client certificate"
+
+
+def copied_key(c: TlsCluster, tmp_path: Path, name: str, mode: int) -> Path:
+    key = tmp_path / name
+    key.write_bytes(c.client_key.read_bytes())
+    key.chmod(mode)
+    return key
+
+
+def test_client_certificate_authenticates(tls_pg: TlsCluster) -> None:
+    (row,) = rust_read(cert_dsn(tls_pg, sslcert=tls_pg.client_cert, sslkey=tls_pg.client_key), SETTINGS_SQL)
+    assert (row["u"], row["ssl"]) == (CERT_USER, True)
+    # without one the server refuses certuser; with one signed by another CA it refuses the handshake
+    assert NEEDS_CERT in rust_error(cert_dsn(tls_pg))
+    text = rust_error(cert_dsn(tls_pg, sslcert=tls_pg.other_client_cert, sslkey=tls_pg.other_client_key))
+    assert "UnknownCA" in text and f"sslcert={tls_pg.other_client_cert}" in text
+    # a password user is unaffected by sending a certificate it does not need
+    assert rust_read(base(tls_pg, sslmode="require", sslcert=tls_pg.client_cert, sslkey=tls_pg.client_key))
+
+
+def test_client_certificate_defaults_environment_and_certmode(
+    tls_pg: TlsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~/.postgresql/postgresql.crt and .key, as libpq (HOME is tmp_path)
+    home = tmp_path / ".postgresql"
+    home.mkdir()
+    (home / "postgresql.crt").write_bytes(tls_pg.client_cert.read_bytes())
+    copied_key(tls_pg, home, "postgresql.key", 0o600)
+    assert rust_read(cert_dsn(tls_pg), SETTINGS_SQL)[0]["u"] == CERT_USER
+    # sslcertmode=disable sends none
+    assert NEEDS_CERT in rust_error(cert_dsn(tls_pg, sslcertmode="disable"))
+    # PGSSLCERT / PGSSLKEY
+    (home / "postgresql.crt").unlink()
+    assert NEEDS_CERT in rust_error(cert_dsn(tls_pg))
+    monkeypatch.setenv("PGSSLCERT", str(tls_pg.client_cert))
+    monkeypatch.setenv("PGSSLKEY", str(tls_pg.client_key))
+    assert rust_read(cert_dsn(tls_pg), SETTINGS_SQL)[0]["u"] == CERT_USER
+
+
+def test_client_key_problems_are_named(tls_pg: TlsCluster, tmp_path: Path) -> None:
+    cert = tls_pg.client_cert
+    # group/world-readable key of the current user: refused, as libpq refuses it
+    loose = copied_key(tls_pg, tmp_path, "loose.key", 0o644)
+    text = rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=loose))
+    assert f'private key file "{loose}" has group or world access' in text
+    assert rust_read(cert_dsn(tls_pg, sslcert=cert, sslkey=copied_key(tls_pg, tmp_path, "tight.key", 0o600)))
+    # a certificate without its key
+    text = rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=tmp_path / "missing.key"))
+    assert f'certificate present, but not private key file "{tmp_path / "missing.key"}"' in text
+    # an encrypted key: the Rust reader cannot decrypt it and says so
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(tls_pg.client_key), "-aes256", "-passout", "pass:k3y-secret",
+         "-out", str(encrypted)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    encrypted.chmod(0o600)
+    text = rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=encrypted, sslpassword="k3y-secret"))
+    assert "is encrypted" in text and 'reader="adbc"' in text and "k3y-secret" not in text
+    # a key that is not a key
+    junk = tmp_path / "junk.key"
+    junk.write_text("not a key\n")
+    junk.chmod(0o600)
+    assert f'cannot read private key file "{junk}"' in rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=junk))
+    # a certificate file that does not exist means no certificate (libpq), so certuser is refused
+    assert NEEDS_CERT in rust_error(cert_dsn(tls_pg, sslcert=tmp_path / "none.crt", sslkey=junk))
+
+
+def test_both_readers_authenticate_with_a_client_certificate(tls_pg: TlsCluster) -> None:
+    dsn = cert_dsn(tls_pg, sslcert=tls_pg.client_cert, sslkey=tls_pg.client_key)
+    result = reconcile_one_change(tls_pg, dsn, 11, target_reader="adbc")
+    assert result.diffs["id"].to_list() == [11]
+
+
+# -- connection services ------------------------------------------------------------------------
+
+
+def write_services(path: Path, sections: dict[str, list[str]]) -> Path:
+    path.write_text(
+        "".join(f"[{name}]\n" + "".join(f"{line}\n" for line in lines) for name, lines in sections.items())
+    )
+    return path
+
+
+def service_lines(c: TlsCluster, password: str = PASSWORD) -> list[str]:
+    return [
+        "# the TLS cluster, verified",
+        "host=localhost",
+        f"port={c.port}",
+        f"user={USER}",
+        f"password={password}",
+        f"dbname={DATABASE}",
+        "sslmode=verify-full",
+        f"sslrootcert={c.ca}",
+        "application_name=from-service",
+    ]
+
+
+def test_service_files(tls_pg: TlsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sysconf = tmp_path / "etc"
+    sysconf.mkdir()
+    monkeypatch.setenv("PGSYSCONFDIR", str(sysconf))
+    # ~/.pg_service.conf (HOME is tmp_path), the service's section among others
+    write_services(
+        tmp_path / ".pg_service.conf",
+        {"other": ["host=nowhere.invalid"], "tls": service_lines(tls_pg), "after": ["port=1"]},
+    )
+    (row,) = rust_read("service=tls", SETTINGS_SQL)
+    assert (row["app"], row["db"], row["u"], row["ssl"]) == ("from-service", DATABASE, USER, True)
+    # the DSN wins over the service, the service over the environment, the environment fills the rest
+    monkeypatch.setenv("PGAPPNAME", "from-env")
+    monkeypatch.setenv("PGOPTIONS", "-c search_path=tlsschema")
+    (row,) = rust_read("postgresql:///?service=tls", SETTINGS_SQL)
+    assert (row["app"], row["sp"]) == ("from-service", "tlsschema")
+    assert rust_read("service=tls application_name=mine", SETTINGS_SQL)[0]["app"] == "mine"
+    # PGSERVICE names it when the DSN does not
+    monkeypatch.setenv("PGSERVICE", "tls")
+    assert rust_read("", SETTINGS_SQL)[0]["app"] == "from-service"
+    monkeypatch.delenv("PGSERVICE")
+    # a service the user's file does not define comes from PGSYSCONFDIR's pg_service.conf
+    write_services(sysconf / "pg_service.conf", {"sys": [*service_lines(tls_pg), "application_name=system"]})
+    assert rust_read("service=sys", SETTINGS_SQL)[0]["app"] == "from-service"  # the first value wins
+    # PGSERVICEFILE instead of ~/.pg_service.conf
+    elsewhere = write_services(
+        tmp_path / "services", {"tls": [*service_lines(tls_pg)[:-1], "application_name=b"]}
+    )
+    monkeypatch.setenv("PGSERVICEFILE", str(elsewhere))
+    assert rust_read("service=tls", SETTINGS_SQL)[0]["app"] == "b"
+    # a password from a service file is never echoed
+    write_services(elsewhere, {"tls": service_lines(tls_pg, password="wrong-service-pw")})
+    text = rust_error("service=tls")
+    assert "password authentication failed" in text and "wrong-service-pw" not in text
+    # messages name the service's server, not libpq's default one
+    assert text.startswith(f"postgres at localhost:{tls_pg.port}: ")
+
+
+def test_service_file_errors_name_the_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGSYSCONFDIR", str(tmp_path / "no-etc"))
+    services = tmp_path / "services"
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    for lines, words in [
+        (["host=h", "port 5432"], f'syntax error in service file "{services}", line 3'),
+        (["host=h", "nosuchkeyword=1"], f'syntax error in service file "{services}", line 3'),
+        (
+            ["service=other"],
+            f'nested service specifications not supported in service file "{services}", line 2',
+        ),
+    ]:
+        write_services(services, {"s": lines})
+        with pytest.raises(InvalidInputError) as info:
+            libpq_dsn.resolve("service=s")
+        assert words in str(info.value) and "\n" not in str(info.value)
+    write_services(services, {"s": ["host=h"]})
+    for dsn in ("service=missing", "postgresql:///?service=missing"):
+        with pytest.raises(InvalidInputError, match='definition of service "missing" not found'):
+            libpq_dsn.resolve(dsn)
+    # an error in another service's section is not read
+    write_services(services, {"s": ["host=h", "port=7"], "broken": ["no equals sign"]})
+    assert (
+        libpq_dsn.resolve("service=s", environ={"PGSERVICEFILE": str(services), "HOME": str(tmp_path)})[
+            "port"
+        ]
+        == "7"
+    )
+
+
+def test_both_readers_connect_through_a_service(
+    tls_pg: TlsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq (the ADBC reader) and the Rust reader read the same service file to the same server."""
+    monkeypatch.setenv(
+        "PGSERVICEFILE", str(write_services(tmp_path / "services", {"tls": service_lines(tls_pg)}))
+    )
+    monkeypatch.setenv("PGSYSCONFDIR", str(tmp_path))
+    result = reconcile_one_change(tls_pg, "service=tls", 9, target_reader="adbc")
+    assert dict(result.counts)["changed"] == 1 and dict(result.counts)["source_rows"] == 1000
+    assert result.diffs["id"].to_list() == [9]
+
+
 def test_bad_dsns_are_one_line_input_errors() -> None:
     for dsn, words in [
         ("host=localhost port", 'missing "="'),
         ("host=localhost nosuchoption=1", '"nosuchoption"'),
         ("postgresql://h/db?nosuch=1", '"nosuch"'),
-        ("postgresql://h/db?sslcert=/x.crt", "sslcert"),
+        ("postgresql://h/db?sslcrl=/x.crl", "sslcrl"),
+        ("postgresql://h/db?sslcertmode=require", "sslcertmode"),
         ("postgresql://h:5432,h2:1,h3:2/db?port=1,2", "ports"),
         ("postgresql://u:p%zz@h/db", "percent-encoding"),
     ]:
@@ -315,14 +525,6 @@ def test_bad_dsns_are_one_line_input_errors() -> None:
 
 def test_reconcile_over_tls_with_the_rust_reader(tls_pg: TlsCluster) -> None:
     dsn = uri(tls_pg, query=f"?sslmode=verify-full&sslrootcert={quote(str(tls_pg.ca), safe='')}")
-    tls_pg.psql("UPDATE public.tls_items_copy SET v = 'changed' WHERE id = 7")
-    try:
-        result = sl.reconcile(
-            sl.postgres(dsn, "public.tls_items", reader="rust"),
-            sl.postgres(dsn, "public.tls_items_copy", reader="rust"),
-            key="id",
-        )
-    finally:
-        tls_pg.psql("UPDATE public.tls_items_copy SET v = 'v7' WHERE id = 7")
+    result = reconcile_one_change(tls_pg, dsn, 7)
     assert dict(result.counts)["changed"] == 1
     assert result.diffs["id"].to_list() == [7]

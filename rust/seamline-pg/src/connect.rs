@@ -1,6 +1,6 @@
 //! Connecting as libpq does, from the connection keywords the Python adapter resolved
-//! (`seamline/stores/postgres/dsn.py`: URI or key=value, the PG* environment variables and
-//! `.pgpass` already applied), with TLS by rustls.
+//! (`seamline/stores/postgres/dsn.py`: URI or key=value, the connection service file, the PG*
+//! environment variables and `.pgpass` already applied), with TLS by rustls.
 //!
 //! sslmode follows libpq: `disable` (plain), `allow` (plain, then TLS if the server refuses a plain
 //! session), `prefer` (TLS if the server offers it, the default), `require` (TLS), `verify-ca` (TLS,
@@ -9,6 +9,13 @@
 //! `~/.postgresql/root.crt` when it exists, otherwise the system's roots (libpq would fail there; the
 //! system roots are what a managed server's certificate is signed by). As with libpq, a root file
 //! that exists makes `require` (and `prefer`/`allow` when they use TLS) check the chain too.
+//!
+//! A client certificate (for `cert` authentication, or `clientcert=verify-*` in pg_hba) is sent as
+//! libpq sends it: `sslcert`/`sslkey` (PEM; PKCS#8, PKCS#1 or SEC1 keys), by default
+//! `~/.postgresql/postgresql.crt` and `.key`; none when the certificate file does not exist, an
+//! error when its key is missing, has group or world access (as libpq checks), or is encrypted
+//! (rustls cannot decrypt it: `reader="adbc"` can, with `sslpassword`). `sslcertmode=disable` sends
+//! none.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +27,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -65,7 +72,7 @@ where
 pub async fn connect(params: &[(String, String)]) -> Result<Connected, PgError> {
     let mut config = Config::new();
     let mut mode = Mode::Prefer;
-    let mut rootcert: Option<String> = None;
+    let mut files = TlsFiles::default();
     let bad = |key: &str, value: &str| PgError::Decode(format!("invalid connection option {key}={value:?}"));
     for (key, value) in params {
         let value = value.as_str();
@@ -140,7 +147,10 @@ pub async fn connect(params: &[(String, String)]) -> Result<Connected, PgError> 
                     _ => return Err(bad(key, value)),
                 };
             }
-            "sslrootcert" => rootcert = Some(value.to_string()),
+            "sslrootcert" => files.rootcert = Some(value.to_string()),
+            "sslcert" => files.cert = Some(value.to_string()),
+            "sslkey" => files.key = Some(value.to_string()),
+            "sslcertmode" => files.no_client_cert = value == "disable",
             _ => {
                 return Err(PgError::Decode(format!(
                     "connection option {key:?} is not supported by the rust reader (use reader=\"adbc\")"
@@ -150,41 +160,47 @@ pub async fn connect(params: &[(String, String)]) -> Result<Connected, PgError> 
     }
     if let Some((host, port)) = plain_target(&config, mode) {
         let socket = tcp(&config, &host, port).await?;
-        return connect_tapped(&config, mode, &rootcert, &host, socket).await;
+        return connect_tapped(&config, mode, &files, &host, socket).await;
     }
     let connected = match mode {
         Mode::Disable => connect_with(config.ssl_mode(SslMode::Disable), NoTls).await,
         Mode::Allow => match connect_with(config.ssl_mode(SslMode::Disable), NoTls).await {
             // The server refused a plain session (pg_hba `hostssl`): try again with TLS.
             Err(e) if e.as_db_error().is_some() => {
-                let tls = tls_connector(mode, rootcert.as_deref())?;
+                let tls = tls_connector(mode, &files)?;
                 connect_with(config.ssl_mode(SslMode::Require), tls).await
             }
             other => other,
         },
         Mode::Prefer => {
-            let tls = tls_connector(mode, rootcert.as_deref())?;
+            let tls = tls_connector(mode, &files)?;
             connect_with(config.ssl_mode(SslMode::Prefer), tls).await
         }
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => {
-            let tls = tls_connector(mode, rootcert.as_deref())?;
+            let tls = tls_connector(mode, &files)?;
             connect_with(config.ssl_mode(SslMode::Require), tls).await
         }
     };
-    let client = connected.map_err(|e| connect_error(&e, mode, &rootcert))?;
+    let client = connected.map_err(|e| connect_error(&e, mode, &files))?;
     Ok(Connected { client, raw: None })
 }
 
-/// A failed connection in one line, with the TLS settings when TLS is what failed.
-fn connect_error(e: &tokio_postgres::Error, mode: Mode, rootcert: &Option<String>) -> PgError {
+/// A failed connection in one line, with the TLS settings when TLS is what failed (the client
+/// certificate too when the server's alert refused the handshake: UnknownCA, say).
+fn connect_error(e: &tokio_postgres::Error, mode: Mode, files: &TlsFiles) -> PgError {
     let mut text = one_line(e);
-    if text.contains("TLS") || text.contains("certificate") {
-        let roots = match (mode, rootcert) {
+    let alert = text.contains("fatal alert");
+    if text.contains("TLS") || text.contains("certificate") || alert {
+        let roots = match (mode, &files.rootcert) {
             (Mode::VerifyCa | Mode::VerifyFull, Some(path)) => format!(", sslrootcert={path}"),
             (Mode::VerifyCa | Mode::VerifyFull, None) => ", the system's root certificates".into(),
             _ => String::new(),
         };
-        text = format!("{text} (sslmode={}{roots})", mode_name(mode));
+        let client = match &files.cert {
+            Some(path) if alert => format!(", sslcert={path}"),
+            _ => String::new(),
+        };
+        text = format!("{text} (sslmode={}{roots}{client})", mode_name(mode));
     }
     PgError::Unavailable(text)
 }
@@ -233,12 +249,12 @@ async fn tcp(config: &Config, host: &str, port: u16) -> Result<tokio::net::TcpSt
 async fn connect_tapped(
     config: &Config,
     mode: Mode,
-    rootcert: &Option<String>,
+    files: &TlsFiles,
     host: &str,
     socket: tokio::net::TcpStream,
 ) -> Result<Connected, PgError> {
     let (tap, raw) = raw::tap(socket);
-    let failed = |e: tokio_postgres::Error| connect_error(&e, mode, rootcert);
+    let failed = |e: tokio_postgres::Error| connect_error(&e, mode, files);
     let mut config = config.clone();
     if mode == Mode::Disable {
         let (client, connection) =
@@ -246,7 +262,7 @@ async fn connect_tapped(
         tokio::spawn(connection);
         return Ok(Connected { client, raw: Some(raw) });
     }
-    let mut tls = tls_connector(mode, rootcert.as_deref())?;
+    let mut tls = tls_connector(mode, files)?;
     let used = Arc::new(AtomicBool::new(false));
     let connect = MakeTlsConnect::<Tap>::make_tls_connect(&mut tls, host)
         .map_err(|e| PgError::Unavailable(format!("TLS setup: {e}")))?;
@@ -286,8 +302,19 @@ fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-/// The rustls connector for `mode`, with its certificate checks.
-fn tls_connector(mode: Mode, rootcert: Option<&str>) -> Result<MakeRustlsConnect, PgError> {
+/// The TLS files of a connection: libpq's sslrootcert, sslcert, sslkey and sslcertmode.
+#[derive(Debug, Clone, Default)]
+struct TlsFiles {
+    rootcert: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    /// sslcertmode=disable: no client certificate, not even the default one
+    no_client_cert: bool,
+}
+
+/// The rustls connector for `mode`, with its certificate checks and the client certificate.
+fn tls_connector(mode: Mode, files: &TlsFiles) -> Result<MakeRustlsConnect, PgError> {
+    let rootcert = files.rootcert.as_deref();
     // ring, chosen here rather than process-wide: other crates in the process may bring another.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verify = matches!(mode, Mode::VerifyCa | Mode::VerifyFull);
@@ -319,9 +346,79 @@ fn tls_connector(mode: Mode, rootcert: Option<&str>) -> Result<MakeRustlsConnect
         .with_safe_default_protocol_versions()
         .map_err(|e| PgError::Unavailable(format!("TLS setup: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let config = match client_identity(files)? {
+        Some((chain, key)) => config
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| PgError::Unavailable(format!("client certificate: {e}")))?,
+        None => config.with_no_client_auth(),
+    };
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// The client certificate chain and key to send, as libpq finds them (None: no certificate file).
+fn client_identity(
+    files: &TlsFiles,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, PgError> {
+    if files.no_client_cert {
+        return Ok(None);
+    }
+    let default =
+        |name: &str| std::env::var_os("HOME").map(|home| Path::new(&home).join(".postgresql").join(name));
+    let Some(cert) = files.cert.as_ref().map(PathBuf::from).or_else(|| default("postgresql.crt")) else {
+        return Ok(None);
+    };
+    // libpq: a certificate file that does not exist means no certificate, not an error
+    if !cert.exists() {
+        return Ok(None);
+    }
+    let unavailable = |what: String| PgError::Unavailable(what);
+    let shown = cert.display();
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| unavailable(format!("cannot read certificate file \"{shown}\": {e}")))?;
+    if chain.is_empty() {
+        return Err(unavailable(format!("certificate file \"{shown}\" holds no certificate")));
+    }
+    let key =
+        files.key.as_ref().map(PathBuf::from).or_else(|| default("postgresql.key")).ok_or_else(|| {
+            unavailable(format!("certificate present, but no private key file (sslkey) for \"{shown}\""))
+        })?;
+    let key_shown = key.display();
+    let meta = std::fs::metadata(&key)
+        .map_err(|_| unavailable(format!("certificate present, but not private key file \"{key_shown}\"")))?;
+    if !meta.is_file() {
+        return Err(unavailable(format!("private key file \"{key_shown}\" is not a regular file")));
+    }
+    if key_too_open(&meta) {
+        return Err(unavailable(format!(
+            "private key file \"{key_shown}\" has group or world access; file must have permissions u=rw \
+             (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned \
+             by root"
+        )));
+    }
+    let text = std::fs::read(&key)
+        .map_err(|e| unavailable(format!("cannot read private key file \"{key_shown}\": {e}")))?;
+    // PKCS#8 "ENCRYPTED PRIVATE KEY", or a traditional key's "Proc-Type: 4,ENCRYPTED"
+    if text.windows(9).any(|w| w == b"ENCRYPTED") {
+        return Err(unavailable(format!(
+            "private key file \"{key_shown}\" is encrypted, which the rust reader cannot decrypt: \
+             use reader=\"adbc\" (with sslpassword)"
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&text)
+        .map_err(|e| unavailable(format!("cannot read private key file \"{key_shown}\": {e}")))?;
+    Ok(Some((chain, key)))
+}
+
+/// libpq's check of a private key file's permissions: the owner's alone (0600 or less), or, for
+/// a file owned by root, group read as well (0640).
+fn key_too_open(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    (meta.uid() == euid && mode & 0o077 != 0) || (meta.uid() == 0 && mode & 0o037 != 0)
 }
 
 /// libpq's default root file, `~/.postgresql/root.crt`, when it exists.

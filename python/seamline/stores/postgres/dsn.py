@@ -8,6 +8,12 @@ hands the DSN to libpq itself). This is the one place where Seamline reads a DSN
 - the environment, for keywords the DSN does not give: PGHOST, PGHOSTADDR, PGPORT, PGDATABASE,
   PGUSER, PGPASSWORD, PGPASSFILE, PGOPTIONS, PGAPPNAME, PGSSLMODE, PGSSLROOTCERT, PGCONNECT_TIMEOUT,
   ... (libpq's table below);
+- a connection service (``service=name`` or PGSERVICE): its keywords from the first service file
+  that defines it, PGSERVICEFILE or ``~/.pg_service.conf``, then ``pg_service.conf`` in PGSYSCONFDIR
+  (else ``/etc/postgresql-common``, where Debian's libpq looks), for keywords the DSN does not give
+  (the environment comes after it, as in libpq). Sections ``[name]`` of ``keyword=value`` lines,
+  ``#`` comments; an unknown keyword, a line without ``=`` or a nested ``service`` is an error
+  naming the file and line, and so is a service no file defines;
 - libpq's defaults: the socket directory when no host is given (``/var/run/postgresql`` or ``/tmp``,
   whichever has the port's socket, else ``localhost``), port 5432, the OS user, dbname = user,
   sslmode=prefer;
@@ -93,6 +99,9 @@ _PASSED = (
     "channel_binding",
     "sslmode",
     "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslcertmode",
 )
 # Keywords the Rust client can leave aside when they have these values (anything else is refused
 # with a pointer to reader="adbc"); keywords absent here and from _PASSED are ignored (tuning,
@@ -104,15 +113,14 @@ _ONLY = {
     "sslnegotiation": {"postgres"},
     "sslcertmode": {"disable", "allow"},
     "load_balance_hosts": {"disable"},
-    "sslcert": set(),
-    "sslkey": set(),
     "sslcrl": set(),
     "sslcrldir": set(),
     "requirepeer": set(),
     "require_auth": set(),
-    "service": set(),
 }
 _SOCKET_DIRS = ("/var/run/postgresql", "/tmp")
+# where Debian's libpq looks for pg_service.conf when PGSYSCONFDIR is not set (its SYSCONFDIR)
+_SYSCONFDIR = "/etc/postgresql-common"
 DEFAULT_PORT = "5432"
 
 
@@ -132,6 +140,10 @@ def resolve(dsn: str, environ: Mapping[str, str] | None = None) -> dict[str, str
     env = os.environ if environ is None else environ
     given = parse(dsn)
     out = dict(given)
+    service = out.get("service") or env.get("PGSERVICE")
+    if service:
+        for keyword, from_service in _service_keywords(service, env).items():
+            out.setdefault(keyword, from_service)
     for keyword, var in KEYWORDS.items():
         if keyword not in out and var and env.get(var):
             out[keyword] = env[var]
@@ -167,10 +179,14 @@ def resolve(dsn: str, environ: Mapping[str, str] | None = None) -> dict[str, str
 
 
 def first_address(dsn: str) -> tuple[str, int, str]:
-    """(host, port, dbname) of the first host a DSN names, for messages (no environment, no
-    defaults beyond localhost:5432); a DSN that does not parse gives the defaults."""
+    """(host, port, dbname) of the first host a DSN (or the connection service it names) gives, for
+    messages (no other environment, no defaults beyond localhost:5432); a DSN that does not parse
+    gives the defaults."""
     try:
         kw = parse(dsn)
+        service = kw.get("service") or os.environ.get("PGSERVICE")
+        if service:  # the service's host and port, not the defaults
+            kw = _service_keywords(service, os.environ) | kw
     except InvalidInputError:
         kw = {}
     host = (kw.get("host") or kw.get("hostaddr") or "localhost").split(",")[0] or "localhost"
@@ -304,6 +320,59 @@ def _parse_uri(rest: str) -> dict[str, str]:
             key, value = "sslmode", "require"
         out[_check_keyword(key)] = value
     return out
+
+
+# -- connection services ------------------------------------------------------------------------------
+
+
+def _service_keywords(service: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The keywords of connection service `service`: from the user's service file if it defines the
+    service, else from the system's (libpq's parseServiceInfo)."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    user_file = Path(env.get("PGSERVICEFILE") or os.path.join(home, ".pg_service.conf"))
+    system_file = Path(env.get("PGSYSCONFDIR") or _SYSCONFDIR) / "pg_service.conf"
+    for path in (user_file, system_file):
+        if path.exists():  # libpq passes over a file it cannot stat
+            found = _read_service(path, service)
+            if found is not None:
+                return found
+    raise InvalidInputError(f'postgres connection: definition of service "{service}" not found')
+
+
+def _read_service(path: Path, service: str) -> dict[str, str] | None:
+    """The keywords of section `[service]` of one service file (None: no such section); the first
+    value of a keyword given twice wins, as in libpq."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise InvalidInputError(
+            f'postgres connection: service file "{path}" not found: {exc.strerror}'
+        ) from None
+    found: dict[str, str] | None = None
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            if found is not None:
+                break  # the service's section has ended
+            if line.startswith(f"[{service}]"):  # libpq reads no further than the "]"
+                found = {}
+            continue
+        if found is None:
+            continue
+        keyword, sep, value = line.partition("=")
+        if keyword == "service":
+            raise InvalidInputError(
+                f'postgres connection: nested service specifications not supported in service file "{path}",'
+                f" line {number}"
+            )
+        if not sep or keyword not in KEYWORDS:
+            raise InvalidInputError(
+                f'postgres connection: syntax error in service file "{path}", line {number}'
+            )
+        found.setdefault(keyword, value)
+    return found
 
 
 # -- defaults and the password file ------------------------------------------------------------------
