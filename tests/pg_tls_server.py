@@ -107,7 +107,10 @@ def _openssl(*args: str, cwd: Path) -> None:
     _run(["openssl", *args], cwd=cwd)
 
 
-def _make_certs(d: Path) -> None:
+def make_certs(d: Path) -> None:
+    """In `d`: ca.crt/.key and other_ca.crt/.key (throwaway CAs), server.crt/.key for localhost
+    signed by ca, client.crt/.key and other_client.crt/.key (CN=certuser) signed by ca and other_ca.
+    Also the certificates of the OpenSearch TLS tests."""
     for ca in ("ca", "other_ca"):
         _openssl(
             "req",
@@ -191,7 +194,7 @@ def tls_cluster() -> Iterator[TlsCluster]:
     port = _free_port()
     started = False
     try:
-        _make_certs(d)
+        make_certs(d)
         (d / "pw").write_text(PASSWORD + "\n")
         if os.geteuid() == 0:
             shutil.chown(d, "postgres", "postgres")

@@ -105,6 +105,36 @@ def test_secrets_are_remembered_and_scrubbed(tmp_path: Path) -> None:
     assert redact("https://u:p@h:1/x") == "https://u:***@h:1/x"
 
 
+def test_opensearch_tls_files_and_headers(tmp_path: Path) -> None:
+    """client_cert/client_key/ca_certs resolve against the contract's directory (an absolute path
+    stays), header values are secrets, and they reach the OpenSearch source's client."""
+    from pg_tls_server import make_certs
+
+    from seamline.contract.factory import open_side
+
+    (tmp_path / "tls").mkdir()
+    make_certs(tmp_path / "tls")
+    key = tmp_path / "tls" / "client.key"
+    text = EXAMPLE.replace(
+        'password: "${OS_PASSWORD}"}',
+        f"ca_certs: tls/ca.crt, client_cert: tls/client.crt, client_key: {key},"
+        ' headers: {Authorization: "ApiKey ${OS_API_KEY}", X-Tenant: shop}}',
+    )
+    c = parse(text, tmp_path / "c.yaml", {**ENV, "OS_API_KEY": "a9i-k3y"})
+    store = c.stores["search"]
+    assert (store.ca_certs, store.client_cert, store.client_key) == (
+        str(tmp_path / "tls" / "ca.crt"),
+        str(tmp_path / "tls" / "client.crt"),
+        str(key),
+    )
+    assert store.headers == {"Authorization": "ApiKey a9i-k3y", "X-Tenant": "shop"}
+    assert "ApiKey a9i-k3y" in c.secrets and "a9i-k3y" not in c.redact("sent ApiKey a9i-k3y")
+    seam = c.seam("products_search")
+    connection = open_side(store, seam.target, seam).store.connection
+    assert (connection.client_cert, connection.client_key) == (str(tmp_path / "tls" / "client.crt"), str(key))
+    assert dict(connection.headers) == {"Authorization": "ApiKey a9i-k3y", "X-Tenant": "shop"}
+
+
 def test_variables_with_defaults_and_dollar_escapes() -> None:
     text = EXAMPLE.replace("${SHOP_OS_URL}", "${MISSING_URL:-http://localhost:9200}").replace(
         "deleted_at IS NULL", "note = '$$5'"

@@ -14,7 +14,11 @@ the real node, checked against the opensearch-py reader (`reader="python"`) on t
   page requests and counts them), and past the retries it is one line StoreUnavailableError;
 - a node that stops answering mid-scan is one line StoreUnavailableError naming host and port;
 - basic auth reaches the node as an Authorization header (the proxy records it), and no error shows
-  the password.
+  the password; `headers` and `opaque_id` reach it on every page;
+- TLS (the proxy terminating it with a throwaway CA's certificate for localhost, Python's ssl):
+  `ca_certs` right and wrong, `verify_certs=False`, and mutual TLS with `client_cert`/`client_key`
+  (the proxy requiring a client certificate of its CA), beside opensearch-py on the same proxy;
+- an opensearch-py option the Rust reader cannot honour is one line naming it and reader="python".
 """
 
 from __future__ import annotations
@@ -22,16 +26,21 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import http.client
+import ssl
+import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pg_tls_server import make_certs
 
 import seamline as sl
 from seamline.exceptions import StoreUnavailableError, ValueParseError
@@ -377,9 +386,12 @@ def test_the_default_reader_is_rust_and_the_contract_can_choose(node: Node, numb
 class Proxy:
     """Forwards every request to the node; page requests (`POST /_search`) can be answered 429 (the
     first `throttle` of them, or all with `throttle=-1`) or dropped without an answer once `die_after`
-    have been forwarded. Counts what it did and records the Authorization headers."""
+    have been forwarded. Counts what it did and records the Authorization and X-* headers of pages.
+    With `tls` it speaks HTTPS (that context's certificate, and client verification if it asks)."""
 
-    def __init__(self, target: str, throttle: int = 0, die_after: int | None = None) -> None:
+    def __init__(
+        self, target: str, throttle: int = 0, die_after: int | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.target = target.split("://", 1)[-1]
         self.throttle = throttle
         self.die_after = die_after
@@ -387,6 +399,7 @@ class Proxy:
         self.forwarded_pages = 0
         self.dropped = 0
         self.auth: set[str | None] = set()
+        self.extra: set[tuple[tuple[str, str], ...]] = set()
         self.bodies: list[bytes] = []
         self.lock = threading.Lock()
         proxy = self
@@ -407,6 +420,15 @@ class Proxy:
                     with proxy.lock:
                         proxy.bodies.append(body)
                         proxy.auth.add(self.headers.get("Authorization"))
+                        proxy.extra.add(
+                            tuple(
+                                sorted(
+                                    (k.lower(), v)
+                                    for k, v in self.headers.items()
+                                    if k.lower().startswith("x-")
+                                )
+                            )
+                        )
                         if proxy.throttle < 0 or proxy.throttled < proxy.throttle:
                             proxy.throttled += 1
                             verdict = "429"
@@ -446,9 +468,14 @@ class Proxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        self.tls = tls is not None
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, userinfo: str = "") -> str:
+        if self.tls:  # the certificate is for localhost
+            return f"https://{userinfo}localhost:{self.port}"
         return f"http://{userinfo}127.0.0.1:{self.port}"
 
     def close(self) -> None:
@@ -533,3 +560,161 @@ def test_a_missing_index_is_not_found(node: Node) -> None:
     source = sl.opensearch(node.url, f"{node.prefix}-nope", key_field="id")
     with pytest.raises(sl.NotFoundError, match="does not exist"):
         read(source, ["id"])
+
+
+# -- headers, TLS and client certificates -------------------------------------------------------------
+
+
+def test_headers_and_opaque_id_are_sent_on_every_page(node: Node, numbers: str) -> None:
+    proxy = Proxy(node.url)
+    try:
+        source = sl.opensearch(
+            proxy.url(),
+            numbers,
+            key_field="id",
+            http_auth=("seamline", "pw"),
+            headers={"Authorization": "ApiKey a2V5OnNlY3JldA==", "X-Tenant": "shop"},
+            opaque_id="nightly-reconcile",
+        )
+        assert read(source, ["id"], parallelism=2).num_rows == 12_000
+        source.close()
+        # the header replaces basic auth; every page carried both X- headers
+        assert proxy.auth == {"ApiKey a2V5OnNlY3JldA=="}
+        assert proxy.extra == {(("x-opaque-id", "nightly-reconcile"), ("x-tenant", "shop"))}
+    finally:
+        proxy.close()
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="seamline-ostls-") as d:
+        make_certs(Path(d))
+        yield Path(d)
+
+
+def tls_context(certs: Path, *, client_certs: bool) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs / "server.crt", certs / "server.key")
+    if client_certs:
+        ctx.load_verify_locations(certs / "ca.crt")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def refused_handshake(source: sl.Source) -> str:
+    """The one-line error of a read whose TLS handshake fails: said at once (a handshake refused is
+    not retried), naming the node and the TLS options."""
+    with pytest.raises(StoreUnavailableError) as info:
+        read(source, ["id"])
+    text = str(info.value)
+    assert "\n" not in text and "Traceback" not in text and "attempts" not in text
+    assert text.startswith("opensearch at https://localhost:") and ": TLS: " in text
+    return text
+
+
+def test_tls_ca_certs_and_verify_certs(node: Node, numbers: str, certs: Path) -> None:
+    proxy = Proxy(node.url, tls=tls_context(certs, client_certs=False))
+    try:
+        url = proxy.url()
+        assert (
+            read(sl.opensearch(url, numbers, key_field="id", ca_certs=str(certs / "ca.crt")), ["id"]).num_rows
+            == 12_000
+        )
+        # a certificate no trusted root signed: the bundled roots, or the wrong CA
+        text = refused_handshake(sl.opensearch(url, numbers, key_field="id"))
+        assert "UnknownIssuer" in text and "the bundled root certificates" in text
+        other_ca = str(certs / "other_ca.crt")
+        text = refused_handshake(sl.opensearch(url, numbers, key_field="id", ca_certs=other_ca))
+        assert "UnknownIssuer" in text and f"ca_certs={other_ca}" in text
+        assert (
+            read(sl.opensearch(url, numbers, key_field="id", verify_certs=False), ["id"]).num_rows == 12_000
+        )
+    finally:
+        proxy.close()
+
+
+def test_mutual_tls_with_a_client_certificate(node: Node, numbers: str, certs: Path, tmp_path: Path) -> None:
+    proxy = Proxy(node.url, tls=tls_context(certs, client_certs=True))
+    tls = {"ca_certs": str(certs / "ca.crt")}
+    mine = {"client_cert": str(certs / "client.crt"), "client_key": str(certs / "client.key")}
+    try:
+        url = proxy.url()
+        rust = read(sl.opensearch(url, numbers, key_field="id", **tls, **mine), ["id", "k", "p"])
+        assert rust.num_rows == 12_000
+        # opensearch-py through the same proxy, the same options: the same rows
+        python = read(
+            sl.opensearch(url, numbers, key_field="id", reader="python", **tls, **mine), ["id", "k", "p"]
+        )
+        assert python.equals(rust)
+        # the certificate and its key in one PEM file
+        both = tmp_path / "both.pem"
+        both.write_bytes((certs / "client.crt").read_bytes() + (certs / "client.key").read_bytes())
+        assert (
+            read(sl.opensearch(url, numbers, key_field="id", client_cert=str(both), **tls), ["id"]).num_rows
+            == 12_000
+        )
+        # no certificate, or one of another CA: the handshake is refused
+        text = refused_handshake(sl.opensearch(url, numbers, key_field="id", **tls))
+        assert "CertificateRequired" in text and "no client_cert" in text
+        other = {
+            "client_cert": str(certs / "other_client.crt"),
+            "client_key": str(certs / "other_client.key"),
+        }
+        text = refused_handshake(sl.opensearch(url, numbers, key_field="id", **tls, **other))
+        assert f"client_cert={other['client_cert']}" in text
+        # an encrypted key is named, with the reader that can read it
+        encrypted = tmp_path / "encrypted.key"
+        subprocess.run(
+            [
+                "openssl",
+                "pkey",
+                "-in",
+                str(certs / "client.key"),
+                "-aes256",
+                "-passout",
+                "pass:x",
+                "-out",
+                str(encrypted),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        with pytest.raises(sl.SeamlineError, match=r"encrypted private key.*reader=.python") as info:
+            read(
+                sl.opensearch(
+                    url,
+                    numbers,
+                    key_field="id",
+                    client_cert=mine["client_cert"],
+                    client_key=str(encrypted),
+                    **tls,
+                ),
+                ["id"],
+            )
+        assert "\n" not in str(info.value)
+    finally:
+        proxy.close()
+
+
+def test_options_the_rust_reader_cannot_honour_name_the_python_reader(node: Node, numbers: str) -> None:
+    class SigV4Auth:  # an auth object, as opensearch-py's AWS signers are
+        def __call__(self, request: Any) -> Any:
+            return request
+
+    from opensearchpy import Urllib3HttpConnection
+
+    for options in (
+        {"ssl_context": ssl.create_default_context()},
+        {"connection_class": Urllib3HttpConnection},
+        {"http_auth": SigV4Auth()},
+    ):
+        with pytest.raises(sl.InvalidInputError, match="reader='python'") as info:
+            sl.opensearch(node.url, numbers, key_field="id", **options)
+        assert "\n" not in str(info.value)
+        # the python reader takes them (opensearch-py does)
+        sl.opensearch(node.url, numbers, key_field="id", reader="python", **options)
+    # transport tuning is the Rust client's own: accepted, and the read is the same
+    tuned = sl.opensearch(
+        node.url, numbers, key_field="id", max_retries=5, http_compress=True, pool_maxsize=4
+    )
+    assert read(tuned, ["id"]).num_rows == 12_000

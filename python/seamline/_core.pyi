@@ -201,6 +201,9 @@ class OsHttp:
         attempts: int,
         backoff: float,
         address: str,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        headers: list[tuple[str, str]] = ...,
     ) -> Self: ...
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]: ...
 

@@ -248,6 +248,9 @@ class OpenSearchStore(StoreBase):
     password: Text | None = None
     verify_certs: Flag | None = None
     ca_certs: Text | None = None
+    client_cert: Text | None = None  # PEM, for mutual TLS; client_key: its key, if not in the same file
+    client_key: Text | None = None
+    headers: dict[str, Text] | None = None  # sent with every request (an API key, say): kept secret
     timeout: Number | None = None
     reader: Literal["rust", "python"] | None = None  # None: the default reader (rust)
 
@@ -270,7 +273,17 @@ class OpenSearchStore(StoreBase):
             _secrets(info).add(value)
         return value
 
-    @field_validator("ca_certs")
+    @field_validator("headers")
+    @classmethod
+    def _remember_header_values(
+        cls, value: dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str] | None:
+        for text in (value or {}).values():
+            if text:
+                _secrets(info).add(text)
+        return value
+
+    @field_validator("ca_certs", "client_cert", "client_key")
     @classmethod
     def _ca_path(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else str(_path(value, _directory(info)))

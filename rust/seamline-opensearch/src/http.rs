@@ -1,7 +1,9 @@
 //! The HTTP side: one `ureq` agent (rustls, pooled keep-alive connections) per reader, basic auth,
-//! the TLS options of the Python client (`verify_certs`, `ca_certs`), and bounded retries with
+//! extra headers (an API key, say), the TLS options of the Python client (`verify_certs`,
+//! `ca_certs`, a client certificate `client_cert`/`client_key`), and bounded retries with
 //! exponential backoff on 429 / 502 / 503 / 504 and lost connections. Credentials never appear in
-//! a message: the URL's user info is moved into the Authorization header before anything else.
+//! a message: the URL's user info is moved into the Authorization header before anything else, and
+//! no header value is ever quoted.
 
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +12,51 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Map, Value};
-use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use crate::OsError;
+
+/// The client certificate chain of `cert_path` and the key of `key_path` (else the one in the
+/// certificate's file), PEM.
+fn client_cert(cert_path: &str, key_path: Option<&str>) -> Result<ClientCert, OsError> {
+    let (chain, pem) = pem_certificates("client_cert", cert_path)?;
+    let key_path = key_path.unwrap_or(cert_path);
+    let key_pem = if key_path == cert_path { pem } else { read_file("client_key", key_path)? };
+    if key_pem.windows(9).any(|w| w == b"ENCRYPTED") {
+        return Err(OsError::Config(format!(
+            "client_key {key_path}: an encrypted private key, which the rust reader cannot decrypt (use \
+             reader=\"python\")"
+        )));
+    }
+    let key = parse_pem(&key_pem)
+        .find_map(|item| match item {
+            Ok(PemItem::PrivateKey(k)) => Some(k),
+            _ => None,
+        })
+        .ok_or_else(|| OsError::Config(format!("client_key {key_path}: no PEM private key in the file")))?;
+    Ok(ClientCert::new_with_certs(&chain, key))
+}
+
+/// The certificates of the PEM file at `path` (at least one), and the file's bytes; `option`
+/// names it in errors.
+fn pem_certificates(option: &str, path: &str) -> Result<(Vec<Certificate<'static>>, Vec<u8>), OsError> {
+    let pem = read_file(option, path)?;
+    let certs: Vec<_> = parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(OsError::Config(format!("{option} {path}: no PEM certificate in the file")));
+    }
+    Ok((certs, pem))
+}
+
+fn read_file(option: &str, path: &str) -> Result<Vec<u8>, OsError> {
+    std::fs::read(path).map_err(|e| OsError::Config(format!("{option} {path}: {}", e.kind())))
+}
 
 /// How to reach the cluster.
 #[derive(Debug, Clone)]
@@ -26,6 +69,11 @@ pub struct ClientOptions {
     pub verify_certs: bool,
     /// A PEM file of CA certificates to trust instead of the bundled Mozilla roots.
     pub ca_certs: Option<String>,
+    /// A PEM client certificate (chain) for mutual TLS, and its key (None: in the same file).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// Sent with every request (after Authorization, which a header of the same name replaces).
+    pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     /// Attempts of one request before giving up (>= 1).
     pub attempts: u32,
@@ -60,18 +108,11 @@ impl Client {
             credentials.map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
         let mut tls = TlsConfig::builder().disable_verification(!options.verify_certs);
         if let Some(path) = &options.ca_certs {
-            let pem =
-                std::fs::read(path).map_err(|e| OsError::Config(format!("ca_certs {path}: {}", e.kind())))?;
-            let certs: Vec<_> = parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(OsError::Config(format!("ca_certs {path}: no PEM certificate in the file")));
-            }
-            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+            let (roots, _) = pem_certificates("ca_certs", path)?;
+            tls = tls.root_certs(RootCerts::new_with_certs(&roots));
+        }
+        if let Some(cert_path) = &options.client_cert {
+            tls = tls.client_cert(Some(client_cert(cert_path, options.client_key.as_deref())?));
         }
         let config = Agent::config_builder()
             .http_status_as_error(false)
@@ -174,8 +215,12 @@ impl Client {
         if payload.is_some() {
             request = request.header("Content-Type", "application/json");
         }
-        if let Some(auth) = &self.authorization {
+        let custom = |name: &str| self.options.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(name));
+        if let Some(auth) = self.authorization.as_ref().filter(|_| !custom("Authorization")) {
             request = request.header("Authorization", auth);
+        }
+        for (name, value) in &self.options.headers {
+            request = request.header(name, value);
         }
         let sent = match payload {
             Some(bytes) => request.body(bytes).map(|r| self.agent.run(r)),
@@ -235,6 +280,16 @@ impl Client {
 
     fn transport(&self, e: ureq::Error) -> Failure {
         let why = match &e {
+            // a refused handshake does not get better with retries: said at once, with the TLS
+            // options behind it
+            ureq::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                return Failure::Final(OsError::Unavailable(format!(
+                    "opensearch at {}: TLS: {}{}",
+                    self.options.address,
+                    one_line(&io.to_string()),
+                    self.tls_settings()
+                )))
+            }
             ureq::Error::Io(io) => match io.kind() {
                 ErrorKind::ConnectionRefused => "connection refused".to_string(),
                 ErrorKind::TimedOut => "timed out".to_string(),
@@ -249,14 +304,30 @@ impl Client {
             ureq::Error::ConnectionFailed => "connection failed".to_string(),
             ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
                 return Failure::Final(OsError::Unavailable(format!(
-                    "opensearch at {}: TLS: {}",
+                    "opensearch at {}: TLS: {}{}",
                     self.options.address,
-                    one_line(&e.to_string())
+                    one_line(&e.to_string()),
+                    self.tls_settings()
                 )))
             }
             other => one_line(&other.to_string()),
         };
         Failure::Retryable(why)
+    }
+
+    /// The TLS options a handshake failed under, for its message (paths only, never a key).
+    fn tls_settings(&self) -> String {
+        let o = &self.options;
+        let roots = match (&o.ca_certs, o.verify_certs) {
+            (_, false) => "verify_certs=False".to_string(),
+            (Some(path), true) => format!("ca_certs={path}"),
+            (None, true) => "the bundled root certificates".to_string(),
+        };
+        let client = match &o.client_cert {
+            Some(path) => format!(", client_cert={path}"),
+            None => ", no client_cert".to_string(),
+        };
+        format!(" ({roots}{client})")
     }
 }
 

@@ -114,7 +114,10 @@ pub struct OsHttp {
 #[pymethods]
 impl OsHttp {
     #[new]
-    #[pyo3(signature = (url, *, username, password, verify_certs, ca_certs, timeout, attempts, backoff, address))]
+    #[pyo3(signature = (
+        url, *, username, password, verify_certs, ca_certs, timeout, attempts, backoff, address,
+        client_cert=None, client_key=None, headers=Vec::new()
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         url: String,
@@ -126,6 +129,9 @@ impl OsHttp {
         attempts: u32,
         backoff: f64,
         address: String,
+        client_cert: Option<String>,
+        client_key: Option<String>,
+        headers: Vec<(String, String)>,
     ) -> PyResult<OsHttp> {
         let options = ClientOptions {
             url,
@@ -133,6 +139,9 @@ impl OsHttp {
             password,
             verify_certs,
             ca_certs,
+            client_cert,
+            client_key,
+            headers,
             timeout: Duration::from_secs_f64(timeout.max(0.001)),
             attempts: attempts.max(1),
             backoff: Duration::from_secs_f64(backoff.max(0.0)),

@@ -44,8 +44,9 @@ def from_contract(store: Any, side: Any, *, key_field: str | None, as_of: Any) -
         client["http_auth"] = (store.username, store.password or "")
     if store.verify_certs is not None:
         client["verify_certs"] = store.verify_certs
-    if store.ca_certs is not None:
-        client["ca_certs"] = store.ca_certs
+    for option in ("ca_certs", "client_cert", "client_key", "headers"):
+        if getattr(store, option) is not None:
+            client[option] = getattr(store, option)
     if store.timeout is not None:
         client["timeout"] = store.timeout
     dsl: dict[str, Any] | None = dict(side.query) if isinstance(side.query, Mapping) else None

@@ -29,7 +29,7 @@ _T = TypeVar("_T")
 @dataclass(frozen=True)
 class Connection:
     """What the Rust reader needs to reach the cluster as opensearch-py does: the URL with its scheme,
-    basic auth, the TLS options and the request timeout in seconds."""
+    basic auth, extra headers, the TLS options and the request timeout in seconds."""
 
     url: str
     username: str | None
@@ -37,9 +37,32 @@ class Connection:
     verify_certs: bool
     ca_certs: str | None
     timeout: float
+    client_cert: str | None = None
+    client_key: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-def _connection(url: str, options: dict[str, Any]) -> Connection:
+# opensearch-py's client options the Rust reader honours (see _connection) ...
+_RUST_OPTIONS = frozenset(
+    "http_auth use_ssl verify_certs ca_certs client_cert client_key headers opaque_id timeout".split()
+)
+# ... and those that change neither what is read nor who reads it (transport tuning: the Rust client
+# has its own pool and retries, and never compresses)
+_IGNORED_OPTIONS = frozenset(
+    "ssl_show_warn http_compress max_retries retry_on_status retry_on_timeout maxsize pool_maxsize"
+    " sniff_on_start sniff_on_connection_fail sniffer_timeout sniff_timeout serializer".split()
+)
+
+
+def _connection(url: str, options: dict[str, Any], *, strict: bool = False) -> Connection:
+    """The Rust client's connection; `strict` (the Rust reader chosen): an option it cannot honour
+    (an auth object such as AWS SigV4, `ssl_context`, `connection_class`, ...) is an
+    InvalidInputError naming it and reader="python", not a request sent without it."""
+    if strict:
+        for name in sorted(set(options) - _RUST_OPTIONS - _IGNORED_OPTIONS):
+            raise InvalidInputError(
+                f"opensearch client option {name!r} is not supported by the rust reader: use reader='python'"
+            )
     if "://" not in url:  # opensearch-py takes "host:port" (https with use_ssl)
         url = ("https://" if options.get("use_ssl") else "http://") + url
     auth = options.get("http_auth")
@@ -48,7 +71,17 @@ def _connection(url: str, options: dict[str, Any]) -> Connection:
         username, password = str(auth[0]), str(auth[1])
     elif isinstance(auth, str) and ":" in auth:
         username, _, password = auth.partition(":")
-    ca_certs = options.get("ca_certs")
+    elif auth is not None and strict:
+        raise InvalidInputError(
+            f"opensearch http_auth of type {type(auth).__name__} is not supported by the rust reader"
+            " (a (user, password) pair or 'user:password' is): use reader='python'"
+        )
+    headers = {str(k): str(v) for k, v in (options.get("headers") or {}).items()}
+    if options.get("opaque_id"):
+        headers["X-Opaque-Id"] = str(options["opaque_id"])
+    ca_certs, client_cert, client_key = (options.get(k) for k in ("ca_certs", "client_cert", "client_key"))
+    if client_key and not client_cert and strict:
+        raise InvalidInputError("opensearch client_key without client_cert")
     return Connection(
         url=url,
         username=username,
@@ -56,6 +89,9 @@ def _connection(url: str, options: dict[str, Any]) -> Connection:
         verify_certs=bool(options.get("verify_certs", True)),
         ca_certs=str(ca_certs) if ca_certs else None,
         timeout=float(options.get("timeout") or 120),
+        client_cert=str(client_cert) if client_cert else None,
+        client_key=str(client_key) if client_key else None,
+        headers=tuple(headers.items()),
     )
 
 
@@ -79,7 +115,7 @@ class OpenSearchStore:
     def __init__(self, url: str, *, python_client: bool = False, **client_options: Any) -> None:
         self.url = url
         self._options = {"timeout": 120, "pool_maxsize": 32, **client_options}
-        self.connection = _connection(url, self._options)
+        self.connection = _connection(url, self._options, strict=not python_client)
         self.python_client = python_client
         self._lock = threading.Lock()
         self._client: OpenSearch | None = None
@@ -238,6 +274,9 @@ class HttpClient:
             attempts=attempts,
             backoff=backoff,
             address=redact_url(connection.url),
+            client_cert=connection.client_cert,
+            client_key=connection.client_key,
+            headers=list(connection.headers),
         )
         self.indices = _Indices(self)
 
