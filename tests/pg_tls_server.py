@@ -6,6 +6,7 @@ temporary directory on a free port (55532 if it is free), as the postgres user w
 ``password_encryption=scram-sha-256``, and pg_hba
 
     local     all all                     trust
+    local     replication all             trust   (for standby_of's base backup)
     hostssl   all certuser 127.0.0.1/32   cert
     hostssl   all all      127.0.0.1/32   scram-sha-256
     hostnossl all all      127.0.0.1/32   reject
@@ -228,6 +229,7 @@ def tls_cluster() -> Iterator[TlsCluster]:
             )
         (data / "pg_hba.conf").write_text(
             "local all all trust\n"
+            "local replication all trust\n"
             f"hostssl all {CERT_USER} 127.0.0.1/32 cert\n"
             "hostssl all all 127.0.0.1/32 scram-sha-256\n"
             "hostnossl all all 127.0.0.1/32 reject\n"
@@ -270,3 +272,34 @@ def tls_cluster() -> Iterator[TlsCluster]:
                 check=False,
             )
         shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def standby_of(primary: TlsCluster) -> Iterator[int]:
+    """A hot standby of `primary` (`pg_basebackup -R`, streaming over its socket), with the same
+    settings on a port of its own: yields that port. Stopped and removed when the context ends."""
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        raise FileNotFoundError("no initdb/pg_ctl (Debian's postgresql package)")
+    data = primary.dir / "standby"
+    port = _free_port(55533)
+    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data)]
+    started = False
+    try:
+        _run(
+            _as_pg(
+                [str(bin_dir / "pg_basebackup"), "-D", str(data), "-R", "-X", "stream", "-c", "fast",
+                 "-h", str(primary.socket_dir), "-p", str(primary.port), "-U", USER]
+            )
+        )  # fmt: skip
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(f"\nport = {port}\nhot_standby = on\n")
+        _run(_as_pg([*pg_ctl, "-l", str(primary.dir / "standby.log"), "-w", "-t", "60", "start"]))
+        started = True
+        yield port
+    finally:
+        if started:
+            subprocess.run(
+                _as_pg([*pg_ctl, "-m", "immediate", "-w", "stop"]), capture_output=True, check=False
+            )
+        shutil.rmtree(data, ignore_errors=True)

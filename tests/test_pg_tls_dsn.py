@@ -21,7 +21,16 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
-from pg_tls_server import CERT_USER, DATABASE, PASSWORD, USER, TlsCluster, server_binaries, tls_cluster
+from pg_tls_server import (
+    CERT_USER,
+    DATABASE,
+    PASSWORD,
+    USER,
+    TlsCluster,
+    server_binaries,
+    standby_of,
+    tls_cluster,
+)
 
 import seamline as sl
 from seamline._core import pg_copy_stream
@@ -391,6 +400,64 @@ def test_both_readers_authenticate_with_a_client_certificate(tls_pg: TlsCluster)
     dsn = cert_dsn(tls_pg, sslcert=tls_pg.client_cert, sslkey=tls_pg.client_key)
     result = reconcile_one_change(tls_pg, dsn, 11, target_reader="adbc")
     assert result.diffs["id"].to_list() == [11]
+
+
+# -- target_session_attrs: a primary and its hot standby ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def standby(tls_pg: TlsCluster) -> Iterator[int]:
+    with standby_of(tls_pg) as port:
+        yield port
+
+
+ROLE_SQL = "SELECT pg_is_in_recovery() AS standby, inet_server_port() AS port"
+
+
+def on_hosts(c: TlsCluster, ports: list[int], attrs: str) -> str:
+    hosts = ",".join(f"localhost:{p}" for p in ports)
+    return uri(c, hosts=hosts, query=f"?sslmode=require&target_session_attrs={attrs}")
+
+
+def test_target_session_attrs_choose_the_server_by_role(tls_pg: TlsCluster, standby: int) -> None:
+    primary = tls_pg.port
+    for ports, attrs, expected in [
+        ([primary, standby], "standby", standby),
+        ([standby, primary], "primary", primary),
+        ([primary, standby], "prefer-standby", standby),
+        ([primary], "prefer-standby", primary),  # no standby: the first that connects
+        ([primary, standby], "read-only", standby),
+        ([standby, primary], "read-write", primary),
+        ([standby, primary], "any", standby),
+        ([dead_port(), standby], "standby", standby),  # a host that does not answer is passed over
+    ]:
+        (row,) = rust_read(on_hosts(tls_pg, ports, attrs), ROLE_SQL)
+        assert (row["port"], row["standby"]) == (expected, expected == standby), (ports, attrs)
+    text = rust_error(on_hosts(tls_pg, [primary], "standby"))
+    assert "target_session_attrs=standby" in text and f"localhost:{primary}" in text
+    text = rust_error(on_hosts(tls_pg, [standby], "primary"))
+    assert "target_session_attrs=primary" in text and f"localhost:{standby}" in text
+    # nothing answers: the connection error itself
+    assert "refused" in rust_error(on_hosts(tls_pg, [dead_port()], "standby")).lower()
+
+
+def test_a_reconcile_reads_its_source_from_a_standby(tls_pg: TlsCluster, standby: int) -> None:
+    """The source read from the replica (one snapshot exported there and imported by each stream),
+    the target from the primary: the same rows, so only the change made on the primary's copy."""
+    replica = on_hosts(tls_pg, [tls_pg.port, standby], "standby")
+    primary = on_hosts(tls_pg, [tls_pg.port, standby], "primary")
+    tls_pg.psql("UPDATE public.tls_items_copy SET v = 'changed' WHERE id = 13")
+    try:
+        result = sl.reconcile(
+            sl.postgres(replica, "public.tls_items", reader="rust"),
+            sl.postgres(primary, "public.tls_items_copy", reader="rust"),
+            key="id",
+            options=sl.Options(parallelism=4),
+        )
+    finally:
+        tls_pg.psql("UPDATE public.tls_items_copy SET v = 'v13' WHERE id = 13")
+    assert dict(result.counts)["source_rows"] == 1000
+    assert result.diffs["id"].to_list() == [13]
 
 
 # -- connection services ------------------------------------------------------------------------

@@ -69,7 +69,96 @@ where
 
 /// A connected client for the keywords `params` (libpq names; host and port may be comma lists).
 /// Runs inside the reader thread's tokio runtime (the connection is a task on it).
+///
+/// target_session_attrs as libpq: `any`, `read-write` and `read-only` by tokio-postgres (each host
+/// in turn, `SHOW transaction_read_only`); `primary`, `standby` and `prefer-standby` here, each host
+/// in turn kept when `pg_is_in_recovery()` is what is asked for (`prefer-standby`: the first host
+/// that connects when none is a standby), so that a reconcile can read from a replica.
 pub async fn connect(params: &[(String, String)]) -> Result<Connected, PgError> {
+    let attrs = params.iter().find(|(k, _)| k == "target_session_attrs").map(|(_, v)| v.as_str());
+    let (standby, prefer) = match attrs {
+        Some("primary") => (false, false),
+        Some("standby") => (true, false),
+        Some("prefer-standby") => (true, true),
+        _ => return connect_one(params).await,
+    };
+    let mut fallback: Option<Connected> = None;
+    let mut last_error: Option<PgError> = None;
+    let mut wrong_role = Vec::new();
+    for host in one_per_host(params) {
+        let connected = match connect_one(&host).await {
+            Ok(connected) => connected,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        let row = connected
+            .client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| PgError::Unavailable(one_line(&e)))?;
+        if row.get::<_, bool>(0) == standby {
+            return Ok(connected);
+        }
+        wrong_role.push(host_name(&host));
+        if prefer && fallback.is_none() {
+            fallback = Some(connected);
+        }
+    }
+    if let Some(connected) = fallback {
+        return Ok(connected);
+    }
+    match (wrong_role.is_empty(), last_error) {
+        (true, Some(e)) => Err(e),
+        _ => Err(PgError::Unavailable(format!(
+            "no server is {} (target_session_attrs={}): {} {}",
+            if standby { "in hot standby mode" } else { "a primary" },
+            attrs.unwrap_or_default(),
+            wrong_role.join(", "),
+            if standby { "is not a standby" } else { "is a standby" },
+        ))),
+    }
+}
+
+/// The keywords once per host of a host list (its port and host address with it), without
+/// target_session_attrs: the hosts tried one by one.
+fn one_per_host(params: &[(String, String)]) -> Vec<Vec<(String, String)>> {
+    let list = |key: &str| -> Vec<String> {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let (hosts, ports, addrs) = (list("host"), list("port"), list("hostaddr"));
+    let count = hosts.len().max(addrs.len()).max(1);
+    let nth = |values: &[String], i: usize| values.get(i).or(values.first()).cloned();
+    (0..count)
+        .map(|i| {
+            let mut one: Vec<(String, String)> = params
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "host" | "port" | "hostaddr" | "target_session_attrs"))
+                .cloned()
+                .collect();
+            for (key, values) in [("host", &hosts), ("port", &ports), ("hostaddr", &addrs)] {
+                if let Some(value) = nth(values, i) {
+                    one.push((key.to_string(), value));
+                }
+            }
+            one
+        })
+        .collect()
+}
+
+/// `host:port` of a one-host keyword list, for messages.
+fn host_name(params: &[(String, String)]) -> String {
+    let get = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    format!("{}:{}", get("host").or(get("hostaddr")).unwrap_or("localhost"), get("port").unwrap_or("5432"))
+}
+
+/// One connection as tokio-postgres makes it (any, read-write or read-only sessions).
+async fn connect_one(params: &[(String, String)]) -> Result<Connected, PgError> {
     let mut config = Config::new();
     let mut mode = Mode::Prefer;
     let mut files = TlsFiles::default();
@@ -125,6 +214,7 @@ pub async fn connect(params: &[(String, String)]) -> Result<Connected, PgError> 
                 config.target_session_attrs(match value {
                     "any" => TargetSessionAttrs::Any,
                     "read-write" => TargetSessionAttrs::ReadWrite,
+                    "read-only" => TargetSessionAttrs::ReadOnly,
                     _ => return Err(bad(key, value)),
                 });
             }
