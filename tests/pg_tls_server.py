@@ -303,3 +303,13 @@ def standby_of(primary: TlsCluster) -> Iterator[int]:
                 _as_pg([*pg_ctl, "-m", "immediate", "-w", "stop"]), capture_output=True, check=False
             )
         shutil.rmtree(data, ignore_errors=True)
+
+
+def configure_standby(primary: TlsCluster, setting: str) -> None:
+    """Append `setting` to the standby's postgresql.conf (standby_of's) and have it reloaded."""
+    bin_dir = server_binaries()
+    assert bin_dir is not None
+    data = primary.dir / "standby"
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(f"\n{setting}\n")
+    _run(_as_pg([str(bin_dir / "pg_ctl"), "-D", str(data), "reload"]))

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from pg_tls_server import (
     PASSWORD,
     USER,
     TlsCluster,
+    configure_standby,
     server_binaries,
     standby_of,
     tls_cluster,
@@ -458,6 +461,59 @@ def test_a_reconcile_reads_its_source_from_a_standby(tls_pg: TlsCluster, standby
         tls_pg.psql("UPDATE public.tls_items_copy SET v = 'v13' WHERE id = 13")
     assert dict(result.counts)["source_rows"] == 1000
     assert result.diffs["id"].to_list() == [13]
+
+
+def eventually(check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("reader", ["rust", "adbc"])
+def test_a_recovery_conflict_on_a_standby_is_store_unavailable_with_the_remedy(
+    tls_pg: TlsCluster, standby: int, reader: str
+) -> None:
+    """A read on the standby whose rows the primary vacuums away is cancelled by the standby (here
+    at once: max_standby_streaming_delay = 0, no hot_standby_feedback): a StoreUnavailableError (exit
+    3: run again) that names the settings that let a long read finish, not a bad-input error."""
+    on_standby = on_hosts(tls_pg, [standby], "standby")
+    delay_sql = "SELECT current_setting('max_standby_streaming_delay') AS d"
+    configure_standby(tls_pg, "max_standby_streaming_delay = 0")
+    try:
+        eventually(lambda: rust_read(on_standby, delay_sql)[0]["d"] == "0")
+        tls_pg.psql("CREATE TABLE public.conflict AS SELECT generate_series(1, 1000) AS id")
+        eventually(
+            lambda: rust_read(on_standby, "SELECT to_regclass('public.conflict') IS NOT NULL AS t")[0]["t"]
+        )
+        failures: list[BaseException] = []
+
+        def read_slowly() -> None:  # the source's snapshot held on the standby for 5 s
+            try:
+                sl.reconcile(
+                    sl.postgres(
+                        on_standby, query="SELECT c.id FROM public.conflict c, pg_sleep(5)", reader=reader
+                    ),
+                    # not the primary: a snapshot held there would keep VACUUM from removing the rows
+                    sl.arrow(pa.table({"id": list(range(1, 1001))})),
+                    key="id",
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+                failures.append(exc)
+
+        slow = threading.Thread(target=read_slowly)
+        slow.start()
+        time.sleep(1)
+        tls_pg.psql("DELETE FROM public.conflict")
+        tls_pg.psql("VACUUM public.conflict")
+        slow.join(30)
+        (failure,) = failures
+        assert isinstance(failure, StoreUnavailableError), repr(failure)
+        text = str(failure)
+        assert "conflict with recovery" in text and "hot_standby_feedback=on" in text and "\n" not in text
+    finally:
+        configure_standby(tls_pg, "max_standby_streaming_delay = 30s")
+        tls_pg.psql("DROP TABLE IF EXISTS public.conflict")
 
 
 # -- connection services ------------------------------------------------------------------------

@@ -87,10 +87,18 @@ impl PgError {
 }
 
 impl PgError {
-    /// The server's error: connection exceptions, operator intervention (a terminated backend) and
-    /// insufficient resources say the server is unavailable; the rest are the query's own errors.
+    /// The server's error: connection exceptions, operator intervention (a terminated backend),
+    /// insufficient resources and a rolled-back transaction (a serialization failure, a deadlock, a
+    /// hot standby's recovery conflict: the read may succeed when run again) say the server is
+    /// unavailable; the rest are the query's own errors.
     pub(crate) fn from_server(sqlstate: String, message: String) -> Self {
-        if ["08", "57", "53"].iter().any(|class| sqlstate.starts_with(class)) {
+        if message.contains("conflict with recovery") {
+            return PgError::Unavailable(format!(
+                "{message} (a long read on a hot standby needs hot_standby_feedback=on there, or a \
+                 max_standby_streaming_delay longer than the read)"
+            ));
+        }
+        if ["08", "57", "53", "40"].iter().any(|class| sqlstate.starts_with(class)) {
             return PgError::Unavailable(message);
         }
         PgError::Server { sqlstate, message }
@@ -416,6 +424,24 @@ mod tests {
             header_done: false,
             finished: false,
         }
+    }
+
+    #[test]
+    fn rolled_back_transactions_and_recovery_conflicts_are_the_server_unavailable() {
+        let unavailable = |code: &str, message: &str| match PgError::from_server(code.into(), message.into())
+        {
+            PgError::Unavailable(text) => Some(text),
+            _ => None,
+        };
+        let text = unavailable("40001", "canceling statement due to conflict with recovery").unwrap();
+        assert!(text.contains("hot_standby_feedback=on") && text.starts_with("canceling statement"));
+        let text = unavailable("57P04", "terminating connection due to conflict with recovery").unwrap();
+        assert!(text.contains("max_standby_streaming_delay"));
+        assert!(unavailable("40P01", "deadlock detected").is_some());
+        assert!(unavailable("57P01", "terminating connection due to administrator command").is_some());
+        // the query's own errors stay the server's, with their SQLSTATE
+        assert!(unavailable("42P01", "relation \"x\" does not exist").is_none());
+        assert!(unavailable("22P02", "invalid input syntax for type integer").is_none());
     }
 
     fn header() -> Vec<u8> {

@@ -31,8 +31,15 @@ from seamline.exceptions import (
 from seamline.stores._common import dsn_secrets
 from seamline.stores.postgres import dsn as libpq_dsn
 
-# SQLSTATE classes: connection exceptions, operator intervention (a terminated backend), resources
-_UNAVAILABLE = ("08", "57", "53")
+# SQLSTATE classes: connection exceptions, operator intervention (a terminated backend), resources,
+# and a rolled-back transaction (a serialization failure, a deadlock, a hot standby's recovery
+# conflict: run again, it may pass), as the Rust reader classes them (seamline-pg's from_server)
+_UNAVAILABLE = ("08", "57", "53", "40")
+# what lets a long read on a hot standby finish (the Rust reader says the same)
+_RECOVERY_CONFLICT_HINT = (
+    " (a long read on a hot standby needs hot_standby_feedback=on there, or a"
+    " max_standby_streaming_delay longer than the read)"
+)
 
 
 def ident(name: str) -> str:
@@ -199,7 +206,10 @@ class PostgresStore:
 
     def unavailable(self, exc: BaseException) -> StoreUnavailableError:
         """``postgres at HOST:PORT: <reason>``: the server is down, refused, or ended the session."""
-        return StoreUnavailableError(f"postgres at {self.address}: {self.cause(exc)}")
+        text = self.cause(exc)
+        if "conflict with recovery" in text:
+            text += _RECOVERY_CONFLICT_HINT
+        return StoreUnavailableError(f"postgres at {self.address}: {text}")
 
     def error(self, exc: BaseException, what: str) -> SeamlineError:
         """A driver error as the SeamlineError it is, naming `what` was being read."""
