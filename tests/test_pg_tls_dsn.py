@@ -380,7 +380,7 @@ def test_client_key_problems_are_named(tls_pg: TlsCluster, tmp_path: Path) -> No
     # a certificate without its key
     text = rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=tmp_path / "missing.key"))
     assert f'certificate present, but not private key file "{tmp_path / "missing.key"}"' in text
-    # an encrypted key: the Rust reader cannot decrypt it and says so
+    # an encrypted key ...
     encrypted = tmp_path / "encrypted.key"
     subprocess.run(
         ["openssl", "pkey", "-in", str(tls_pg.client_key), "-aes256", "-passout", "pass:k3y-secret",
@@ -388,8 +388,24 @@ def test_client_key_problems_are_named(tls_pg: TlsCluster, tmp_path: Path) -> No
         check=True, capture_output=True,
     )  # fmt: skip
     encrypted.chmod(0o600)
-    text = rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=encrypted, sslpassword="k3y-secret"))
-    assert "is encrypted" in text and 'reader="adbc"' in text and "k3y-secret" not in text
+    # ... is decrypted with sslpassword (PKCS#8, as openssl writes it), and never echoed
+    (row,) = rust_read(
+        cert_dsn(tls_pg, sslcert=cert, sslkey=encrypted, sslpassword="k3y-secret"), SETTINGS_SQL
+    )
+    assert row["u"] == CERT_USER
+    text = rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=encrypted, sslpassword="wrong-k3y"))
+    assert f'cannot decrypt private key file "{encrypted}"' in text and "wrong-k3y" not in text
+    assert "give its password (sslpassword)" in rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=encrypted))
+    # the legacy encrypted PEM (Proc-Type: 4,ENCRYPTED) is named, with the reader that reads it
+    legacy = tmp_path / "legacy.key"
+    subprocess.run(
+        ["openssl", "rsa", "-in", str(tls_pg.client_key), "-aes256", "-traditional",
+         "-passout", "pass:k3y-secret", "-out", str(legacy)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    legacy.chmod(0o600)
+    text = rust_error(cert_dsn(tls_pg, sslcert=cert, sslkey=legacy, sslpassword="k3y-secret"))
+    assert "legacy PEM form" in text and 'reader="adbc"' in text and "k3y-secret" not in text
     # a key that is not a key
     junk = tmp_path / "junk.key"
     junk.write_text("not a key\n")

@@ -13,9 +13,10 @@
 //! A client certificate (for `cert` authentication, or `clientcert=verify-*` in pg_hba) is sent as
 //! libpq sends it: `sslcert`/`sslkey` (PEM; PKCS#8, PKCS#1 or SEC1 keys), by default
 //! `~/.postgresql/postgresql.crt` and `.key`; none when the certificate file does not exist, an
-//! error when its key is missing, has group or world access (as libpq checks), or is encrypted
-//! (rustls cannot decrypt it: `reader="adbc"` can, with `sslpassword`). `sslcertmode=disable` sends
-//! none.
+//! error when its key is missing or has group or world access (as libpq checks). An encrypted
+//! PKCS#8 key (`-----BEGIN ENCRYPTED PRIVATE KEY-----`, what `openssl pkey -aes256` writes) is
+//! decrypted with `sslpassword`; a legacy `Proc-Type: 4,ENCRYPTED` key is refused, naming
+//! `reader="adbc"`. `sslcertmode=disable` sends none.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -240,6 +241,7 @@ async fn connect_one(params: &[(String, String)]) -> Result<Connected, PgError> 
             "sslrootcert" => files.rootcert = Some(value.to_string()),
             "sslcert" => files.cert = Some(value.to_string()),
             "sslkey" => files.key = Some(value.to_string()),
+            "sslpassword" => files.key_password = Some(value.to_string()),
             "sslcertmode" => files.no_client_cert = value == "disable",
             _ => {
                 return Err(PgError::Decode(format!(
@@ -398,6 +400,8 @@ struct TlsFiles {
     rootcert: Option<String>,
     cert: Option<String>,
     key: Option<String>,
+    /// sslpassword: decrypts an encrypted key
+    key_password: Option<String>,
     /// sslcertmode=disable: no client certificate, not even the default one
     no_client_cert: bool,
 }
@@ -489,16 +493,40 @@ fn client_identity(
     }
     let text = std::fs::read(&key)
         .map_err(|e| unavailable(format!("cannot read private key file \"{key_shown}\": {e}")))?;
-    // PKCS#8 "ENCRYPTED PRIVATE KEY", or a traditional key's "Proc-Type: 4,ENCRYPTED"
-    if text.windows(9).any(|w| w == b"ENCRYPTED") {
+    let contains = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+    let key = if contains(b"BEGIN ENCRYPTED PRIVATE KEY") {
+        decrypt_key(&text, files.key_password.as_deref(), &key_shown.to_string())?
+    } else if contains(b"Proc-Type: 4,ENCRYPTED") {
         return Err(unavailable(format!(
-            "private key file \"{key_shown}\" is encrypted, which the rust reader cannot decrypt: \
-             use reader=\"adbc\" (with sslpassword)"
+            "private key file \"{key_shown}\" is encrypted in the legacy PEM form, which the rust \
+             reader cannot decrypt: convert it (openssl pkcs8 -topk8) or use reader=\"adbc\""
         )));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&text)
-        .map_err(|e| unavailable(format!("cannot read private key file \"{key_shown}\": {e}")))?;
+    } else {
+        PrivateKeyDer::from_pem_slice(&text)
+            .map_err(|e| unavailable(format!("cannot read private key file \"{key_shown}\": {e}")))?
+    };
     Ok(Some((chain, key)))
+}
+
+/// An encrypted PKCS#8 key (PEM) decrypted with sslpassword; the password never in a message.
+fn decrypt_key(pem: &[u8], password: Option<&str>, shown: &str) -> Result<PrivateKeyDer<'static>, PgError> {
+    use pkcs8::der::Decode;
+    let unavailable = |what: String| PgError::Unavailable(what);
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Err(unavailable(format!(
+            "private key file \"{shown}\" is encrypted: give its password (sslpassword)"
+        )));
+    };
+    let text = std::str::from_utf8(pem)
+        .map_err(|_| unavailable(format!("cannot read private key file \"{shown}\": not PEM text")))?;
+    let (_, der) = pkcs8::der::pem::decode_vec(text.as_bytes())
+        .map_err(|e| unavailable(format!("cannot read private key file \"{shown}\": {e}")))?;
+    let encrypted = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
+        .map_err(|e| unavailable(format!("cannot read private key file \"{shown}\": {e}")))?;
+    let plain = encrypted.decrypt(password).map_err(|_| {
+        unavailable(format!("cannot decrypt private key file \"{shown}\": wrong password (sslpassword)?"))
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
 }
 
 /// libpq's check of a private key file's permissions: the owner's alone (0600 or less), or, for

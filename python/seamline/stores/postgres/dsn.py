@@ -101,6 +101,7 @@ _PASSED = (
     "sslrootcert",
     "sslcert",
     "sslkey",
+    "sslpassword",
     "sslcertmode",
 )
 # Keywords the Rust client can leave aside when they have these values (anything else is refused

@@ -108,8 +108,10 @@ class PostgresStore:
         defaults and the password file applied (`dsn.resolve`), resolved once."""
         if self._keywords is None or self._keywords[0] != self.dsn:
             resolved = libpq_dsn.resolve(self.dsn)
-            if resolved.get("password"):
-                self._secrets = [*self._secrets, resolved["password"]]
+            self._secrets = [
+                *self._secrets,
+                *(resolved[k] for k in ("password", "sslpassword") if resolved.get(k)),
+            ]
             self._keywords = (self.dsn, list(resolved.items()))
         return self._keywords[1]
 
