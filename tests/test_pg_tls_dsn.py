@@ -1,6 +1,7 @@
 """The Rust Postgres reader's connections (issue 13): TLS with rustls under every libpq sslmode,
-SCRAM passwords, client certificates (`cert` authentication), and the DSN forms libpq accepts (URI,
-key=value, the PG* environment, .pgpass, connection service files), against a real TLS cluster of
+certificate revocation lists, SCRAM passwords, client certificates (`cert` authentication, encrypted
+keys), target_session_attrs against a real hot standby (and its recovery conflicts), and the DSN
+forms libpq accepts (URI, key=value, the PG* environment, .pgpass, connection service files), against a real TLS cluster of
 our own (`pg_tls_server.tls_cluster`: ssl=on, hostssl-only scram-sha-256 and, for certuser, cert; a
 certificate for localhost signed by a throwaway CA). Where both readers are run on the same seam
 (services, client certificates), libpq (the ADBC reader) is the reference.
@@ -318,6 +319,52 @@ def test_pgpass_matching_rules() -> None:
     assert libpq_dsn._pgpass_match("\\*:*:*:*:pw", want) is None  # an escaped * is a literal *
     assert libpq_dsn._pgpass_match("#localhost:5432:db:me:pw", want) is None
     assert libpq_dsn._pgpass_match("localhost:5432:db", want) is None
+
+
+# -- certificate revocation lists -------------------------------------------------------------------
+
+
+def make_crl(d: Path, ca: str, c: TlsCluster, *, revoke: Path | None = None) -> Path:
+    """A CRL (`d/<ca>.crl`) of the cluster's CA `ca` ("ca" or "other_ca", with `openssl ca`),
+    revoking the certificate `revoke` if given."""
+    d.mkdir(exist_ok=True)
+    (d / "index.txt").write_text("")
+    (d / "crlnumber").write_text("01\n")
+    (d / "ca.cnf").write_text(
+        f"[ca]\ndefault_ca = own\n[own]\ndatabase = {d / 'index.txt'}\ncrlnumber = {d / 'crlnumber'}\n"
+        "default_md = sha256\ndefault_crl_days = 2\n"
+    )
+    openssl_ca = ["openssl", "ca", "-config", str(d / "ca.cnf"), "-keyfile", str(c.dir / f"{ca}.key"),
+                  "-cert", str(c.dir / f"{ca}.crt")]  # fmt: skip
+    if revoke is not None:
+        subprocess.run([*openssl_ca, "-revoke", str(revoke)], check=True, capture_output=True)
+    subprocess.run([*openssl_ca, "-gencrl", "-out", str(d / f"{ca}.crl")], check=True, capture_output=True)
+    return d / f"{ca}.crl"
+
+
+def test_revocation_lists(tls_pg: TlsCluster, tmp_path: Path) -> None:
+    empty = make_crl(tmp_path / "empty", "ca", tls_pg)
+    revoked = make_crl(tmp_path / "revoked", "ca", tls_pg, revoke=tls_pg.dir / "server.crt")
+    verified = {"sslmode": "verify-full", "sslrootcert": tls_pg.ca}
+    assert rust_read(base(tls_pg, sslcrl=empty, **verified))[0]["ssl"] is True
+    text = rust_error(base(tls_pg, sslcrl=revoked, **verified))
+    assert "Revoked" in text and "verify-full" in text and f"sslcrl={revoked}" in text
+    # only a CRL of another CA: the server's issuer has none, which a checked chain does not pass
+    other = make_crl(tmp_path / "other", "other_ca", tls_pg)
+    assert "UnknownRevocationStatus" in rust_error(base(tls_pg, sslcrl=other, **verified))
+    # sslcrldir: every CRL file in it (another file passed over); ~/.postgresql/root.crl by default
+    crls = tmp_path / "crls"
+    crls.mkdir()
+    (crls / "README").write_text("revocation lists\n")
+    (crls / "ca.r0").write_bytes(revoked.read_bytes())
+    assert "Revoked" in rust_error(base(tls_pg, sslcrldir=crls, **verified))
+    (tmp_path / ".postgresql").mkdir()
+    (tmp_path / ".postgresql" / "root.crl").write_bytes(revoked.read_bytes())
+    assert "Revoked" in rust_error(base(tls_pg, **verified))
+    (tmp_path / ".postgresql" / "root.crl").unlink()
+    # a CRL file that does not exist is no CRL (libpq), and without a checked chain none is read
+    assert rust_read(base(tls_pg, sslcrl=tmp_path / "none.crl", **verified))[0]["ssl"] is True
+    assert rust_read(base(tls_pg, sslmode="require", sslcrl=revoked))[0]["ssl"] is True
 
 
 # -- client certificates ------------------------------------------------------------------------
@@ -642,7 +689,7 @@ def test_bad_dsns_are_one_line_input_errors() -> None:
         ("host=localhost port", 'missing "="'),
         ("host=localhost nosuchoption=1", '"nosuchoption"'),
         ("postgresql://h/db?nosuch=1", '"nosuch"'),
-        ("postgresql://h/db?sslcrl=/x.crl", "sslcrl"),
+        ("postgresql://h/db?gssencmode=require", "gssencmode"),
         ("postgresql://h/db?sslcertmode=require", "sslcertmode"),
         ("postgresql://h:5432,h2:1,h3:2/db?port=1,2", "ports"),
         ("postgresql://u:p%zz@h/db", "percent-encoding"),

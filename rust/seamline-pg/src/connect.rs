@@ -9,6 +9,11 @@
 //! `~/.postgresql/root.crt` when it exists, otherwise the system's roots (libpq would fail there; the
 //! system roots are what a managed server's certificate is signed by). As with libpq, a root file
 //! that exists makes `require` (and `prefer`/`allow` when they use TLS) check the chain too.
+//! Where the chain is checked, certificate revocation lists are too, as libpq: `sslcrl=<file>`
+//! (PEM), else `~/.postgresql/root.crl` when it exists, and every CRL file of `sslcrldir`; a
+//! revoked certificate fails the handshake, and so does one whose issuer has no CRL there (OpenSSL's
+//! check of the whole chain, as libpq asks it). A CRL file or directory that does not exist is no
+//! CRL (libpq ignores it too).
 //!
 //! A client certificate (for `cert` authentication, or `clientcert=verify-*` in pg_hba) is sent as
 //! libpq sends it: `sslcert`/`sslkey` (PEM; PKCS#8, PKCS#1 or SEC1 keys), by default
@@ -28,7 +33,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -242,6 +247,8 @@ async fn connect_one(params: &[(String, String)]) -> Result<Connected, PgError> 
             "sslcert" => files.cert = Some(value.to_string()),
             "sslkey" => files.key = Some(value.to_string()),
             "sslpassword" => files.key_password = Some(value.to_string()),
+            "sslcrl" => files.crl = Some(value.to_string()),
+            "sslcrldir" => files.crl_dir = Some(value.to_string()),
             "sslcertmode" => files.no_client_cert = value == "disable",
             _ => {
                 return Err(PgError::Decode(format!(
@@ -292,7 +299,15 @@ fn connect_error(e: &tokio_postgres::Error, mode: Mode, files: &TlsFiles) -> PgE
             Some(path) if alert => format!(", sslcert={path}"),
             _ => String::new(),
         };
-        text = format!("{text} (sslmode={}{roots}{client})", mode_name(mode));
+        let mut crls = String::new();
+        if text.contains("Revoked") || text.contains("RevocationStatus") {
+            for (key, path) in [("sslcrl", &files.crl), ("sslcrldir", &files.crl_dir)] {
+                if let Some(path) = path {
+                    crls.push_str(&format!(", {key}={path}"));
+                }
+            }
+        }
+        text = format!("{text} (sslmode={}{roots}{client}{crls})", mode_name(mode));
     }
     PgError::Unavailable(text)
 }
@@ -402,6 +417,9 @@ struct TlsFiles {
     key: Option<String>,
     /// sslpassword: decrypts an encrypted key
     key_password: Option<String>,
+    /// sslcrl, sslcrldir: revocation lists for a checked chain
+    crl: Option<String>,
+    crl_dir: Option<String>,
     /// sslcertmode=disable: no client certificate, not even the default one
     no_client_cert: bool,
 }
@@ -426,7 +444,7 @@ fn tls_connector(mode: Mode, files: &TlsFiles) -> Result<MakeRustlsConnect, PgEr
     };
     let verifier: Arc<dyn ServerCertVerifier> = match roots {
         Some(roots) => {
-            let chain = webpki_verifier(roots, &provider)?;
+            let chain = webpki_verifier(roots, &provider, revocation_lists(files)?)?;
             // only verify-full checks the host name
             if mode == Mode::VerifyFull {
                 chain
@@ -583,10 +601,43 @@ fn system_roots() -> Result<RootCertStore, PgError> {
 fn webpki_verifier(
     roots: RootCertStore,
     provider: &Arc<CryptoProvider>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<WebPkiServerVerifier>, PgError> {
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
         .build()
         .map_err(|e| PgError::Unavailable(format!("TLS setup: {e}")))
+}
+
+/// The revocation lists of sslcrl (else `~/.postgresql/root.crl`) and of every file in sslcrldir
+/// that holds one; none where the file or directory does not exist.
+fn revocation_lists(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, PgError> {
+    let file = match &files.crl {
+        Some(path) => Some(PathBuf::from(path)),
+        None => std::env::var_os("HOME").map(|home| Path::new(&home).join(".postgresql").join("root.crl")),
+    };
+    let mut paths: Vec<PathBuf> = file.into_iter().filter(|p| p.is_file()).collect();
+    if let Some(dir) = &files.crl_dir {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut found: Vec<PathBuf> =
+                entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+            found.sort();
+            paths.extend(found);
+        }
+    }
+    let mut crls = Vec::new();
+    for path in paths {
+        let shown = path.display();
+        let listed = CertificateRevocationListDer::pem_file_iter(&path)
+            .and_then(|items| items.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| PgError::Unavailable(format!("cannot read revocation list \"{shown}\": {e}")))?;
+        // a file of sslcrldir that holds no CRL (a README, say) is passed over; sslcrl must hold one
+        if listed.is_empty() && files.crl.as_deref().map(Path::new) == Some(path.as_path()) {
+            return Err(PgError::Unavailable(format!("revocation list \"{shown}\" holds no CRL")));
+        }
+        crls.extend(listed);
+    }
+    Ok(crls)
 }
 
 /// verify-ca: the chain must lead to a root, the name is not checked (the chain is checked first,

@@ -103,6 +103,8 @@ _PASSED = (
     "sslkey",
     "sslpassword",
     "sslcertmode",
+    "sslcrl",
+    "sslcrldir",
 )
 # Keywords the Rust client can leave aside when they have these values (anything else is refused
 # with a pointer to reader="adbc"); keywords absent here and from _PASSED are ignored (tuning,
@@ -114,8 +116,6 @@ _ONLY = {
     "sslnegotiation": {"postgres"},
     "sslcertmode": {"disable", "allow"},
     "load_balance_hosts": {"disable"},
-    "sslcrl": set(),
-    "sslcrldir": set(),
     "requirepeer": set(),
     "require_auth": set(),
 }

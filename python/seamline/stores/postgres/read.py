@@ -43,7 +43,7 @@ _MAX_RANGES_PER_READER = 64
 #: the row readers: "rust" (binary COPY decoded by seamline._core) and "adbc" (the ADBC driver)
 READERS = ("rust", "adbc")
 # The Rust reader is the default; reader="adbc" (or SEAMLINE_PG_READER=adbc) is for a server or an
-# option the Rust client cannot speak (GSSAPI, a legacy-encrypted client key, certificate revocation lists).
+# option the Rust client cannot speak (GSSAPI, a legacy-encrypted client key, require_auth).
 DEFAULT_READER = "rust"
 #: overrides DEFAULT_READER for sources that name no reader (e.g. to run a test suite on each)
 READER_ENV = "SEAMLINE_PG_READER"
