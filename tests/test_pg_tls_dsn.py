@@ -1,9 +1,10 @@
 """The Rust Postgres reader's connections (issue 13): TLS with rustls under every libpq sslmode,
 certificate revocation lists, SCRAM passwords, client certificates (`cert` authentication, encrypted
-keys), target_session_attrs against a real hot standby (and its recovery conflicts), and the DSN
-forms libpq accepts (URI, key=value, the PG* environment, .pgpass, connection service files), against a real TLS cluster of
-our own (`pg_tls_server.tls_cluster`: ssl=on, hostssl-only scram-sha-256 and, for certuser, cert; a
-certificate for localhost signed by a throwaway CA). Where both readers are run on the same seam
+keys), target_session_attrs and load_balance_hosts against a real hot standby (and its recovery
+conflicts), and the DSN forms libpq accepts (URI, key=value, the PG* environment, .pgpass,
+connection service files), against a real TLS cluster of our own (`pg_tls_server.tls_cluster`:
+ssl=on, hostssl-only scram-sha-256 and, for certuser, cert; a certificate for localhost signed by a
+throwaway CA). Where both readers are run on the same seam
 (services, client certificates), libpq (the ADBC reader) is the reference.
 
 Most cases call the Rust reader directly (`_core.pg_copy_stream` with the keywords
@@ -95,7 +96,10 @@ SSL_SQL = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
 def rust_read(dsn: str, sql: str = SSL_SQL) -> list[dict[str, object]]:
     """Rows of `sql` read by the Rust reader alone (no ADBC connection is made)."""
-    store = PostgresStore(dsn)
+    return rust_read_with(PostgresStore(dsn), sql)
+
+
+def rust_read_with(store: PostgresStore, sql: str) -> list[dict[str, object]]:
     stream = pg_copy_stream(
         store.keywords(), sql, snapshot=None, settings=[], address=store.address, what="tls test"
     )
@@ -505,6 +509,17 @@ def test_target_session_attrs_choose_the_server_by_role(tls_pg: TlsCluster, stan
     assert "target_session_attrs=primary" in text and f"localhost:{standby}" in text
     # nothing answers: the connection error itself
     assert "refused" in rust_error(on_hosts(tls_pg, [dead_port()], "standby")).lower()
+
+
+def test_load_balance_hosts_random_picks_a_random_order_once_per_source(
+    tls_pg: TlsCluster, standby: int
+) -> None:
+    dsn = on_hosts(tls_pg, [tls_pg.port, standby], "any") + "&load_balance_hosts=random"
+    # each connection string resolved anew: both servers come first (P(miss) = 2 * 2^-40)
+    assert {rust_read(dsn, ROLE_SQL)[0]["port"] for _ in range(40)} == {tls_pg.port, standby}
+    # one source resolves once: all its streams reach one server, the snapshot's
+    store = PostgresStore(dsn)
+    assert len({rust_read_with(store, ROLE_SQL)[0]["port"] for _ in range(10)}) == 1
 
 
 def test_a_reconcile_reads_its_source_from_a_standby(tls_pg: TlsCluster, standby: int) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,7 +116,7 @@ _ONLY = {
     "replication": {"false", "0", "off", "no"},
     "sslnegotiation": {"postgres"},
     "sslcertmode": {"disable", "allow"},
-    "load_balance_hosts": {"disable"},
+    "load_balance_hosts": {"disable", "random"},
     "requirepeer": set(),
     "require_auth": set(),
 }
@@ -163,6 +164,14 @@ def resolve(dsn: str, environ: Mapping[str, str] | None = None) -> dict[str, str
     ports = [p or DEFAULT_PORT for p in (ports * len(hosts) if len(ports) == 1 else ports)]
     if not out.get("hostaddr"):
         hosts = [h or _default_host(p) for h, p in zip(hosts, ports, strict=True)]
+    if (out.get("load_balance_hosts") or "").lower() == "random" and len(hosts) > 1:
+        # libpq shuffles the hosts of each connection; here once per resolve, which a store does once:
+        # every stream of a source then reaches the server its snapshot was exported on
+        addrs = out["hostaddr"].split(",") if out.get("hostaddr") else []
+        order = random.sample(range(len(hosts)), len(hosts))
+        hosts, ports = [hosts[i] for i in order], [ports[i] for i in order]
+        if len(addrs) == len(order):
+            out["hostaddr"] = ",".join(addrs[i] for i in order)
     out["host"] = ",".join(hosts)
     out["port"] = ",".join(ports)
     if not out.get("user"):
