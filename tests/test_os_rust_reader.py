@@ -705,6 +705,8 @@ def test_options_the_rust_reader_cannot_honour_name_the_python_reader(node: Node
 
     for options in (
         {"ssl_context": ssl.create_default_context()},
+        {"ssl_assert_hostname": False},  # with verify_certs (the default): a name check it cannot skip
+        {"ssl_assert_hostname": "search.internal"},
         {"connection_class": Urllib3HttpConnection},
         {"http_auth": SigV4Auth()},
     ):
@@ -713,6 +715,11 @@ def test_options_the_rust_reader_cannot_honour_name_the_python_reader(node: Node
         assert "\n" not in str(info.value)
         # the python reader takes them (opensearch-py does)
         sl.opensearch(node.url, numbers, key_field="id", reader="python", **options)
+    # opensearch-py's documented self-signed setup asks nothing the Rust client does not do
+    unverified = sl.opensearch(
+        node.url, numbers, key_field="id", verify_certs=False, ssl_assert_hostname=False, ssl_show_warn=False
+    )
+    assert read(unverified, ["id"]).num_rows == 12_000
     # transport tuning is the Rust client's own: accepted, and the read is the same
     tuned = sl.opensearch(
         node.url, numbers, key_field="id", max_retries=5, http_compress=True, pool_maxsize=4

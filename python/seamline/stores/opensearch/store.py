@@ -59,7 +59,16 @@ def _connection(url: str, options: dict[str, Any], *, strict: bool = False) -> C
     (an auth object such as AWS SigV4, `ssl_context`, `connection_class`, ...) is an
     InvalidInputError naming it and reader="python", not a request sent without it."""
     if strict:
-        for name in sorted(set(options) - _RUST_OPTIONS - _IGNORED_OPTIONS):
+        verify = bool(options.get("verify_certs", True))
+        # the Rust client checks the host name whenever it checks the certificate: an
+        # ssl_assert_hostname that asks no more (True, or anything with verify_certs=False) is fine
+        assert_hostname = options.get("ssl_assert_hostname", True)
+        if assert_hostname is not True and verify:
+            raise InvalidInputError(
+                f"opensearch ssl_assert_hostname={assert_hostname!r} with verify_certs is not supported by"
+                " the rust reader (it always checks the host name it connects to): use reader='python'"
+            )
+        for name in sorted(set(options) - _RUST_OPTIONS - _IGNORED_OPTIONS - {"ssl_assert_hostname"}):
             raise InvalidInputError(
                 f"opensearch client option {name!r} is not supported by the rust reader: use reader='python'"
             )
