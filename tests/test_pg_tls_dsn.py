@@ -520,6 +520,26 @@ def test_load_balance_hosts_random_picks_a_random_order_once_per_source(
     # one source resolves once: all its streams reach one server, the snapshot's
     store = PostgresStore(dsn)
     assert len({rust_read_with(store, ROLE_SQL)[0]["port"] for _ in range(10)}) == 1
+    # so a reconcile on either reader imports its snapshot on every stream (libpq, left to draw
+    # an order per connection, failed 6 runs of 6 with "invalid snapshot identifier")
+    for reader in ("rust", "adbc"):
+        for _ in range(3):
+            result = sl.reconcile(
+                sl.postgres(dsn, "public.tls_items", reader=reader),
+                sl.postgres(dsn, "public.tls_items", reader=reader),
+                key="id",
+                options=sl.Options(parallelism=4),
+            )
+            assert result.clean and dict(result.counts)["source_rows"] == 1000
+    assert libpq_dsn.pinned("host=a,b load_balance_hosts=random") == (
+        "host=a,b load_balance_hosts=random load_balance_hosts=disable"
+    )
+    assert libpq_dsn.pinned("postgresql://a,b/db", {"PGLOADBALANCEHOSTS": "random"}) == (
+        "postgresql://a,b/db?load_balance_hosts=disable"
+    )
+    assert (
+        libpq_dsn.pinned("postgresql://a,b/db?sslmode=require", {}) == "postgresql://a,b/db?sslmode=require"
+    )
 
 
 def test_a_reconcile_reads_its_source_from_a_standby(tls_pg: TlsCluster, standby: int) -> None:

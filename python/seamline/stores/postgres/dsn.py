@@ -24,6 +24,9 @@ hands the DSN to libpq itself). This is the one place where Seamline reads a DSN
   Where several hosts are given, the password is the first host's that has a matching line (the
   Rust client has one password per connection string).
 
+``pinned`` is the DSN libpq itself gets (the ADBC reader): ``load_balance_hosts=random`` turned off,
+so that every stream of a source reaches the server its snapshot was exported on.
+
 Errors are one line (`InvalidInputError`), never echoing a password.
 """
 
@@ -186,6 +189,23 @@ def resolve(dsn: str, environ: Mapping[str, str] | None = None) -> dict[str, str
         if password is not None:
             out["password"] = password
     return {k: out[k] for k in _PASSED if out.get(k) not in (None, "")}
+
+
+def pinned(dsn: str, environ: Mapping[str, str] | None = None) -> str:
+    """The DSN libpq (the ADBC reader) connects with: with ``load_balance_hosts=random`` libpq draws
+    a host order per connection, so the streams of one source could reach other servers than the
+    one its snapshot was exported on (and fail to import it); they keep the given order instead."""
+    env = os.environ if environ is None else environ
+    try:
+        given = parse(dsn).get("load_balance_hosts")
+    except InvalidInputError:
+        return dsn  # libpq says what is wrong
+    if (given or env.get("PGLOADBALANCEHOSTS") or "").lower() != "random":
+        return dsn
+    text = dsn.strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        return text + ("&" if "?" in text else "?") + "load_balance_hosts=disable"
+    return f"{text} load_balance_hosts=disable"  # the last value of a keyword is the one libpq keeps
 
 
 def first_address(dsn: str) -> tuple[str, int, str]:

@@ -120,7 +120,7 @@ class PostgresStore:
         import adbc_driver_postgresql.dbapi as pgdbapi
 
         try:
-            return pgdbapi.connect(self.dsn, autocommit=autocommit)
+            return pgdbapi.connect(libpq_dsn.pinned(self.dsn), autocommit=autocommit)
         except driver_errors() as exc:
             # from None: the driver's message may echo connection parameters.
             raise self.unavailable(exc) from None
