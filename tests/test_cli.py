@@ -879,6 +879,10 @@ def test_help_describes_every_command_and_option() -> None:
     walk(parser(), "seamline")
     out = run(None, "--help")
     assert out.returncode == 0 and "130  interrupted" in out.stdout
+    from seamline._core import __version__
+
+    out = run(None, "--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"seamline {__version__}"
 
 
 def test_help_imports_neither_arrow_nor_polars_nor_a_store_client() -> None:

@@ -304,6 +304,16 @@ def _command(sub: Any, name: str, summary: str, description: str, parents: list[
     )
 
 
+def _version() -> str:
+    """The installed package's version (its metadata: no import of the native module)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("seamline")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -321,6 +331,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"seamline {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = _command(
