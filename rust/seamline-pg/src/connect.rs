@@ -475,9 +475,8 @@ fn client_identity(
     if files.no_client_cert {
         return Ok(None);
     }
-    let default =
-        |name: &str| std::env::var_os("HOME").map(|home| Path::new(&home).join(".postgresql").join(name));
-    let Some(cert) = files.cert.as_ref().map(PathBuf::from).or_else(|| default("postgresql.crt")) else {
+    let Some(cert) = files.cert.as_ref().map(PathBuf::from).or_else(|| libpq_default("postgresql.crt"))
+    else {
         return Ok(None);
     };
     // libpq: a certificate file that does not exist means no certificate, not an error
@@ -492,10 +491,9 @@ fn client_identity(
     if chain.is_empty() {
         return Err(unavailable(format!("certificate file \"{shown}\" holds no certificate")));
     }
-    let key =
-        files.key.as_ref().map(PathBuf::from).or_else(|| default("postgresql.key")).ok_or_else(|| {
-            unavailable(format!("certificate present, but no private key file (sslkey) for \"{shown}\""))
-        })?;
+    let key = files.key.as_ref().map(PathBuf::from).or_else(|| libpq_default("postgresql.key")).ok_or_else(
+        || unavailable(format!("certificate present, but no private key file (sslkey) for \"{shown}\"")),
+    )?;
     let key_shown = key.display();
     let meta = std::fs::metadata(&key)
         .map_err(|_| unavailable(format!("certificate present, but not private key file \"{key_shown}\"")))?;
@@ -557,11 +555,14 @@ fn key_too_open(meta: &std::fs::Metadata) -> bool {
     (meta.uid() == euid && mode & 0o077 != 0) || (meta.uid() == 0 && mode & 0o037 != 0)
 }
 
+/// `~/.postgresql/<name>`, where libpq looks for the TLS files a connection does not name.
+fn libpq_default(name: &str) -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| Path::new(&home).join(".postgresql").join(name))
+}
+
 /// libpq's default root file, `~/.postgresql/root.crt`, when it exists.
 fn default_root_file() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let path = Path::new(&home).join(".postgresql").join("root.crt");
-    path.exists().then_some(path)
+    libpq_default("root.crt").filter(|path| path.exists())
 }
 
 fn load_roots(path: &Path) -> Result<RootCertStore, PgError> {
@@ -612,10 +613,7 @@ fn webpki_verifier(
 /// The revocation lists of sslcrl (else `~/.postgresql/root.crl`) and of every file in sslcrldir
 /// that holds one; none where the file or directory does not exist.
 fn revocation_lists(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, PgError> {
-    let file = match &files.crl {
-        Some(path) => Some(PathBuf::from(path)),
-        None => std::env::var_os("HOME").map(|home| Path::new(&home).join(".postgresql").join("root.crl")),
-    };
+    let file = files.crl.as_ref().map(PathBuf::from).or_else(|| libpq_default("root.crl"));
     let mut paths: Vec<PathBuf> = file.into_iter().filter(|p| p.is_file()).collect();
     if let Some(dir) = &files.crl_dir {
         if let Ok(entries) = std::fs::read_dir(dir) {
